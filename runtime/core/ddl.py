@@ -1,0 +1,74 @@
+"""Compile a package's SQLAlchemy tables to PostgreSQL DDL, without a database.
+
+Packages name foreign-key targets by string (`ForeignKey("ydtb_workspaces.id")`) and
+rarely carry the target tables in their own metadata, which SQLAlchemy needs to render
+a REFERENCES clause. So each package's tables are copied into a scratch `MetaData` with
+a stub for every table they point at, and compiled there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import Column, MetaData, Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+__all__ = ["create_statements", "fingerprint", "foreign_key_targets"]
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def foreign_key_targets(table: Table) -> list[tuple[str, str, Column[object]]]:
+    """List `(target table, target column, local column)` for each foreign key of `table`.
+
+    Read from the declared target string, so it works before the target table exists.
+    """
+    targets = []
+    for fk in table.foreign_keys:
+        spec = fk.target_fullname  # "table.column" or "schema.table.column"
+        target_table, _, target_column = spec.rpartition(".")
+        targets.append((target_table, target_column, fk.parent))
+    return targets
+
+
+def _scratch_metadata(tables: Iterable[Table]) -> MetaData:
+    metadata = MetaData()
+    tables = list(tables)
+    for table in tables:
+        table.to_metadata(metadata)
+    for table in tables:
+        for target, column_name, local in foreign_key_targets(table):
+            stub = metadata.tables.get(target)
+            if stub is None:
+                stub = Table(target, metadata)
+            if column_name not in stub.c:
+                stub.append_column(Column(column_name, local.type, primary_key=True))
+    return metadata
+
+
+def create_statements(tables: Iterable[Table]) -> list[str]:
+    """Render `CREATE TABLE IF NOT EXISTS` and `CREATE INDEX IF NOT EXISTS` for `tables`.
+
+    Tables come in foreign-key order; stubs for tables outside `tables` are not rendered.
+    """
+    tables = list(tables)
+    own = {table.name for table in tables}
+    metadata = _scratch_metadata(tables)
+    statements: list[str] = []
+    for table in metadata.sorted_tables:
+        if table.name not in own:
+            continue
+        ddl = CreateTable(table, if_not_exists=True).compile(dialect=_DIALECT)
+        statements.append(str(ddl).strip())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            ddl = CreateIndex(index, if_not_exists=True).compile(dialect=_DIALECT)
+            statements.append(str(ddl).strip())
+    return statements
+
+
+def fingerprint(statements: Iterable[str]) -> str:
+    """Hash DDL statements into a short stable fingerprint of a schema."""
+    digest = hashlib.sha256("\n;\n".join(statements).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,151 @@
+"""The values the registry deals in: migrations, tools and packages (frozen dataclasses)."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
+
+from packaging.version import Version
+from sqlalchemy import MetaData, Table
+
+from runtime.core.versions import Dependency
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = ["MIGRATION_ID", "Migration", "MigrationUp", "Package", "Tool", "migration_sort_key"]
+
+#: What a migration runs: SQL text, several SQL texts, or `async def up(conn)`.
+MigrationUp: TypeAlias = "str | Sequence[str] | Callable[[AsyncConnection], Awaitable[None]]"
+
+#: Migration ids start with a number so they sort: `0001_create_notes`.
+MIGRATION_ID = re.compile(r"^(?P<number>\d+)(?:[_-][A-Za-z0-9_.-]+)?$")
+
+
+def migration_sort_key(migration_id: str) -> tuple[int, str]:
+    """Sort ids by their number first, so `10_x` comes after `9_y`."""
+    match = MIGRATION_ID.match(migration_id)
+    return (int(match["number"]) if match else -1, migration_id)
+
+
+def _checksum_of(up: object) -> str:
+    if isinstance(up, str):
+        content = up.strip()
+    elif isinstance(up, Sequence):
+        content = "\n;\n".join(str(s).strip() for s in up)
+    elif callable(up):
+        # The source, not the code object: a reformatted body is an edit the user made
+        # on purpose, and the source survives across interpreter versions.
+        try:
+            content = inspect.getsource(up)
+        except (OSError, TypeError):
+            content = getattr(up, "__qualname__", repr(up))
+    else:
+        content = repr(up)
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of a package's schema history.
+
+    Args:
+        id: unique within the package and sortable: it starts with a number (`0002_add_pinned`).
+        up: SQL text, a list of SQL texts (each run on its own), or an async callable
+            taking an `AsyncConnection`.
+        transactional: False for statements PostgreSQL refuses inside a transaction
+            (`CREATE INDEX CONCURRENTLY`); such a migration runs alone, after the ones
+            before it are committed.
+        source: the file it came from, for error messages.
+    """
+
+    id: str
+    up: MigrationUp
+    transactional: bool = True
+    source: str | None = None
+    checksum: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checksum", _checksum_of(self.up))
+
+    @property
+    def statements(self) -> tuple[str, ...] | None:
+        """The SQL texts of a SQL migration, or None for a callable one."""
+        if isinstance(self.up, str):
+            return (self.up,)
+        if isinstance(self.up, Sequence):
+            return tuple(str(s) for s in self.up)
+        return None
+
+    @property
+    def short_checksum(self) -> str:
+        """The first 12 hex digits of the checksum, as shown to people."""
+        return self.checksum[:12]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A workspace tool a package provides, upserted into `ydtb_tools`."""
+
+    id: str
+    name: str
+    description: str = ""
+    icon: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Package:
+    """A registered package: its schema, ordered migrations and dependencies.
+
+    Built by `DatabaseRegistry.register_database`; `migrations` are sorted by id and
+    `fingerprint` hashes the DDL of its declared tables.
+    """
+
+    name: str
+    version: Version
+    schema: MetaData
+    migrations: tuple[Migration, ...]
+    dependencies: tuple[Dependency, ...]
+    tables: tuple[Table, ...]
+    fingerprint: str
+    tools: tuple[Tool, ...] = ()
+    row_level_security: bool = False
+    source: str | None = None
+
+    @property
+    def dependency_names(self) -> tuple[str, ...]:
+        """The names of the packages this one depends on."""
+        return tuple(d.name for d in self.dependencies)
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        """The names of the tables this package owns."""
+        return tuple(t.name for t in self.tables)
+
+    def migration(self, migration_id: str) -> Migration:
+        """Return the migration with this id.
+
+        Raises:
+            KeyError: no such migration.
+        """
+        for migration in self.migrations:
+            if migration.id == migration_id:
+                return migration
+        raise KeyError(migration_id)
+
+    def same_definition(self, other: Package) -> bool:
+        """Tell whether `other` defines the same package (re-registering it changes nothing)."""
+        return (
+            self.name == other.name
+            and self.version == other.version
+            and self.fingerprint == other.fingerprint
+            and self.dependencies == other.dependencies
+            and [(m.id, m.checksum, m.transactional) for m in self.migrations]
+            == [(m.id, m.checksum, m.transactional) for m in other.migrations]
+            and self.tools == other.tools
+            and self.row_level_security == other.row_level_security
+        )

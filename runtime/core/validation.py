@@ -1,0 +1,272 @@
+"""The rules a package and the set of packages must follow. No I/O.
+
+Rules collect every `Problem` rather than stopping at the first, so a developer fixes
+them all in one pass. Each problem has a stable code (listed in the README):
+
+- Y1xx: one package on its own (checked when it registers);
+- Y2xx: the set (dependencies, versions, cycles, ownership, foreign keys across packages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from sqlalchemy import MetaData, Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from runtime.core import ddl, graph
+from runtime.core.model import MIGRATION_ID, Migration, Package, Tool, migration_sort_key
+from runtime.core.schema import CORE_TABLES, WORKSPACES_TABLE, core_metadata
+from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
+from runtime.errors import Problem
+
+__all__ = ["build_package", "check_package", "check_set", "table_owners"]
+
+PREFIX = "ydtb_"
+_WORKSPACE_COLUMN = (
+    "Column('workspace_id', String(20), ForeignKey('ydtb_workspaces.id', ondelete='CASCADE'), "
+    "nullable=False, index=True)"
+)
+
+
+def _is_core_reference(table: Table) -> bool:
+    # Packages may carry a copy of a core table so their foreign keys resolve; such a
+    # copy is a reference, not ownership, as long as it matches the core's columns.
+    core = core_metadata.tables.get(table.name)
+    return core is not None and set(table.c.keys()) <= set(core.c.keys())
+
+
+def _table_problems(package: str, table: Table) -> list[Problem]:
+    def problem(code: str, message: str, hint: str) -> Problem:
+        return Problem(package, code, message, hint, table=table.name)
+
+    found: list[Problem] = []
+    if table.name in CORE_TABLES:
+        return [problem("Y102", f"table '{table.name}' belongs to the core",
+                        "rename it; packages reference core tables, they never define them")]
+    if not table.name.startswith(PREFIX):
+        found.append(problem("Y101", f"table '{table.name}' must be prefixed '{PREFIX}'",
+                             f"rename it to '{PREFIX}{table.name}'"))
+    if table.schema is not None:
+        found.append(problem("Y108", f"table '{table.name}' is in schema '{table.schema}'",
+                             "drop schema=...; package tables live in the default schema"))
+    if not table.primary_key.columns:
+        found.append(problem("Y103", f"table '{table.name}' has no primary key",
+                             "mark a column primary_key=True"))
+    column = table.c.get("workspace_id")
+    if column is None:
+        found.append(problem("Y104", f"table '{table.name}' has no workspace_id column",
+                             f"add {_WORKSPACE_COLUMN}, or declare it with "
+                             "runtime.kit.workspace_table"))
+        return found
+    if column.nullable:
+        found.append(problem("Y105", f"table '{table.name}' column 'workspace_id' is nullable",
+                             "declare it nullable=False: every row belongs to a workspace"))
+    if not any(fk.target_fullname == f"{WORKSPACES_TABLE}.id" for fk in column.foreign_keys):
+        found.append(problem("Y106", f"table '{table.name}' column 'workspace_id' has no foreign "
+                             f"key to '{WORKSPACES_TABLE}.id'",
+                             f"add ForeignKey('{WORKSPACES_TABLE}.id', ondelete='CASCADE')"))
+    return found
+
+
+def _migration_problems(package: str, migrations: Sequence[Migration]) -> list[Problem]:
+    found: list[Problem] = []
+    seen: set[str] = set()
+    for migration in migrations:
+        def problem(code: str, message: str, hint: str, m: Migration = migration) -> Problem:
+            return Problem(package, code, message, hint, migration=m.id)
+
+        if not isinstance(migration, Migration):
+            found.append(Problem(package, "Y112", f"migration {migration!r} is not a Migration",
+                                 "wrap it: Migration('0001_name', up=...)"))
+            continue
+        if not MIGRATION_ID.match(migration.id):
+            found.append(problem("Y110", f"migration id '{migration.id}' does not start with a "
+                                 "number", f"rename it like '0001_{migration.id}' so ids sort"))
+        if migration.id in seen:
+            found.append(problem("Y111", f"migration id '{migration.id}' is used twice",
+                                 "give each migration its own id"))
+        seen.add(migration.id)
+        statements = migration.statements
+        if statements is not None and not all(isinstance(s, str) and s.strip() for s in statements):
+            found.append(problem("Y112", f"migration '{migration.id}' has empty SQL",
+                                 "give it SQL text or an async up(conn) function"))
+    return found
+
+
+def build_package(
+    *,
+    package_name: str,
+    schema: object,
+    migrations: Iterable[Migration] | None,
+    dependencies: Iterable[str],
+    version: str,
+    tools: Iterable[Tool] = (),
+    row_level_security: bool = False,
+    source: str | None = None,
+) -> tuple[Package | None, list[Problem]]:
+    """Check one package's own rules and build it; returns the package or its problems.
+
+    A package with no migrations gets one derived from its schema, `0001_initial_schema`,
+    that creates its tables and indexes if they do not exist.
+    """
+    name = package_name
+    found: list[Problem] = []
+    if not isinstance(name, str) or not is_valid_name(name):
+        found.append(Problem(str(name), "Y120", f"package name {name!r} is not valid",
+                             "use lower case 'name' or '@scope/name'"))
+    parsed_version = None
+    try:
+        parsed_version = parse_version(version)
+    except ValueError as exc:
+        found.append(Problem(name, "Y121", str(exc)))
+    deps: list[Dependency] = []
+    for text in dependencies:
+        try:
+            deps.append(parse_dependency(text))
+        except ValueError as exc:
+            found.append(Problem(name, "Y122", str(exc)))
+    dep_names = [d.name for d in deps]
+    for dup in sorted({n for n in dep_names if dep_names.count(n) > 1}):
+        found.append(Problem(name, "Y125", f"dependency '{dup}' is listed twice",
+                             "merge the specifiers into one entry"))
+    if not isinstance(schema, MetaData):
+        found.append(Problem(name, "Y123", f"schema is a {type(schema).__name__}, not a "
+                             "sqlalchemy MetaData", "pass MetaData() or a declarative "
+                             "Base.metadata"))
+        return None, found
+    tables = tuple(t for _, t in sorted(schema.tables.items()) if not _is_core_reference(t))
+    for table in tables:
+        found.extend(_table_problems(name, table))
+    statements: list[str] = []
+    try:
+        statements = ddl.create_statements(tables)
+    except (SQLAlchemyError, TypeError, ValueError) as exc:
+        found.append(Problem(name, "Y107", f"schema does not compile to PostgreSQL: {exc}",
+                             "fix the table definition SQLAlchemy complains about"))
+    given = list(migrations or ())
+    found.extend(_migration_problems(name, given))
+    if found or parsed_version is None:
+        return None, found
+    if not given and statements:
+        given = [Migration("0001_initial_schema", up=statements)]
+    package = Package(
+        name=name,
+        version=parsed_version,
+        schema=schema,
+        migrations=tuple(sorted(given, key=lambda m: migration_sort_key(m.id))),
+        dependencies=tuple(deps),
+        tables=tables,
+        fingerprint=ddl.fingerprint(statements),
+        tools=tuple(tools),
+        row_level_security=row_level_security,
+        source=source,
+    )
+    return package, []
+
+
+def check_package(package: Package) -> list[Problem]:
+    """Re-check one built package's own rules (for packages built without `build_package`)."""
+    found: list[Problem] = []
+    for table in package.tables:
+        found.extend(_table_problems(package.name, table))
+    found.extend(_migration_problems(package.name, package.migrations))
+    return found
+
+
+def table_owners(packages: Iterable[Package]) -> dict[str, list[str]]:
+    """Map each table name to the packages that declare it (more than one is a problem)."""
+    owners: dict[str, list[str]] = {}
+    for package in packages:
+        for table in package.table_names:
+            owners.setdefault(table, []).append(package.name)
+    return owners
+
+
+def _ancestors(packages: Mapping[str, Package], name: str) -> set[str]:
+    found: set[str] = set()
+    todo = [name]
+    while todo:
+        current = packages.get(todo.pop())
+        for dep in current.dependency_names if current else ():
+            if dep not in found:
+                found.add(dep)
+                todo.append(dep)
+    return found
+
+
+def _dependency_problems(packages: Mapping[str, Package], package: Package) -> list[Problem]:
+    found = []
+    for dep in package.dependencies:
+        target = packages.get(dep.name)
+        if target is None:
+            found.append(Problem(package.name, "Y201", f"depends on '{dep.name}', which is not "
+                                 "registered", f"register {dep.name}, or remove it from "
+                                 "dependencies"))
+        elif not dep.allows(target.version):
+            found.append(Problem(package.name, "Y202", f"requires {dep}, but {dep.name} "
+                                 f"{target.version} is registered", f"upgrade {dep.name}, or "
+                                 f"relax the specifier '{dep.specifier}'"))
+    return found
+
+
+def _foreign_key_problems(
+    packages: Mapping[str, Package], package: Package, owners: Mapping[str, list[str]]
+) -> list[Problem]:
+    found = []
+    allowed = _ancestors(packages, package.name) | {package.name}
+    for table in package.tables:
+        for target, column, local in ddl.foreign_key_targets(table):
+            where = f"table '{table.name}' column '{local.name}' references '{target}.{column}'"
+            if target in CORE_TABLES:
+                continue
+            target_owners = owners.get(target, [])
+            if not target_owners:
+                found.append(Problem(package.name, "Y206", f"{where}, which no registered "
+                                     "package owns", "fix the name, or register and depend "
+                                     "on the package that owns it", table=table.name))
+                continue
+            owner = target_owners[0]
+            if owner not in allowed:
+                found.append(Problem(package.name, "Y205", f"{where}, owned by {owner}, which "
+                                     "is not a dependency", f"add '{owner}' to dependencies",
+                                     table=table.name))
+            elif column not in packages[owner].schema.tables[target].c:
+                found.append(Problem(package.name, "Y207", f"{where}, but {owner} table "
+                                     f"'{target}' has no column '{column}'",
+                                     "fix the column name", table=table.name))
+    return found
+
+
+def check_set(
+    packages: Mapping[str, Package],
+    names: Collection[str] | None = None,
+    owners: Mapping[str, list[str]] | None = None,
+) -> list[Problem]:
+    """Check the rules across packages, for `names` only (all packages when None).
+
+    Reports missing dependencies, unsatisfied versions, cycles, tables owned twice, and
+    foreign keys into packages that are not (transitive) dependencies.
+    """
+    owners = owners if owners is not None else table_owners(packages.values())
+    deps_graph = {name: p.dependency_names for name, p in packages.items()}
+    found: list[Problem] = []
+    reported_cycles: set[tuple[str, ...]] = set()
+    for name in sorted(packages if names is None else names):
+        package = packages.get(name)
+        if package is None:
+            continue
+        found.extend(_dependency_problems(packages, package))
+        cycle = graph.find_cycle(deps_graph, name)
+        if cycle and tuple(cycle) not in reported_cycles:
+            reported_cycles.add(tuple(cycle))
+            found.append(Problem(cycle[0], "Y203", f"dependency cycle {graph.format_cycle(cycle)}",
+                                 "remove one of these dependencies"))
+        for table in package.table_names:
+            others = [o for o in owners.get(table, []) if o != name]
+            if others:
+                found.append(Problem(name, "Y204", f"table '{table}' is also declared by "
+                                     f"{', '.join(others)}", "a table has one owner: rename "
+                                     "one of them", table=table))
+        found.extend(_foreign_key_problems(packages, package, owners))
+    return found

@@ -1,0 +1,1 @@
+"""The database layer: the embedded server, engines, the ledger and the migrator."""

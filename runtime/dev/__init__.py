@@ -1,0 +1,1 @@
+"""The dev layer: loading packages from disk, watching them, and the reload daemon."""

@@ -1,0 +1,184 @@
+"""Every exception `runtime` raises, in one tree.
+
+::
+
+    RegistryError
+    ├── ProblemsError                    carries a list of Problem, reported all at once
+    │   ├── ValidationError (ValueError) a package or the set of packages breaks a rule
+    │   └── LedgerConflictError          the database's ledger disagrees with the packages
+    ├── PackageNotFoundError (LookupError)
+    ├── DependentsExistError             unregistering a package others depend on
+    ├── PackageLoadError                 importing a package's code failed
+    └── DatabaseError
+        ├── DatabaseUnavailableError     the server cannot be reached or started
+        └── MigrationFailedError         a migration raised; its transaction was rolled back
+
+Exceptions carry fields and build their own message, so call sites stay one line and
+the wording stays the same everywhere. Each message says what, where, and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "DependentsExistError",
+    "LedgerConflictError",
+    "MigrationFailedError",
+    "PackageLoadError",
+    "PackageNotFoundError",
+    "Problem",
+    "ProblemsError",
+    "RegistryError",
+    "ValidationError",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a package, with a stable code and a hint saying how to fix it.
+
+    Codes are listed in the README ("Validation codes").
+    """
+
+    package: str
+    code: str
+    message: str
+    hint: str = ""
+    table: str | None = None
+    migration: str | None = None
+
+    def __str__(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.package}: {self.message}{hint} [{self.code}]"
+
+
+class RegistryError(Exception):
+    """Base of every error raised by `runtime`."""
+
+
+class ProblemsError(RegistryError):
+    """Several problems found at once; each is a `Problem` in `problems`."""
+
+    summary = "problems found"
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        count = len(self.problems)
+        noun = self.summary if count != 1 else self.summary.replace("problems", "problem")
+        head = f"{count} {noun}"
+        return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """Names of the packages with problems, each once, in order of appearance."""
+        return tuple(dict.fromkeys(p.package for p in self.problems))
+
+
+class ValidationError(ProblemsError, ValueError):
+    """Raised by the registry when a package, or the set of packages, breaks a rule.
+
+    Nothing is recorded when it is raised: the registry keeps its previous state.
+    """
+
+    summary = "validation problems"
+
+
+class LedgerConflictError(ProblemsError):
+    """Raised by the pipeline when the ledger disagrees with the registered packages.
+
+    An applied migration was edited (checksums differ), or a package's registered version
+    is lower than the one recorded (a downgrade). Nothing is applied when it is raised.
+    """
+
+    summary = "ledger problems"
+
+
+class PackageNotFoundError(RegistryError, LookupError):
+    """Raised by the registry when asked for a package that is not registered."""
+
+    def __init__(self, package: str, known: tuple[str, ...] = ()) -> None:
+        self.package = package
+        hint = f"registered: {', '.join(known)}" if known else "no packages are registered"
+        super().__init__(f"{package}: package is not registered ({hint})")
+
+
+class DependentsExistError(RegistryError):
+    """Raised by `DatabaseRegistry.unregister` while other packages depend on the package."""
+
+    def __init__(self, package: str, dependents: tuple[str, ...]) -> None:
+        self.package = package
+        self.dependents = dependents
+        super().__init__(
+            f"{package}: cannot unregister, {', '.join(dependents)} depend"
+            f"{'s' if len(dependents) == 1 else ''} on it "
+            f"(unregister {'it' if len(dependents) == 1 else 'them'} first)"
+        )
+
+
+class PackageLoadError(RegistryError):
+    """Raised by the loader when a package's code cannot be imported or registered."""
+
+    def __init__(
+        self, path: str, reason: str, *, line: int | None = None, package: str | None = None
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        self.package = package
+        where = f"{path}:{line}" if line else path
+        who = f"{package}: " if package else ""
+        super().__init__(f"{who}{where}: {reason} (fix the file and save it again)")
+
+
+class DatabaseError(RegistryError):
+    """Base of errors that come from talking to PostgreSQL."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """Raised when the database server cannot be reached or the embedded one cannot start."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"cannot reach the database at {url}: {reason} "
+            "(check that the server runs and the URL is right; unset DATABASE_URL to use "
+            "the embedded server)"
+        )
+
+
+class MigrationFailedError(DatabaseError):
+    """Raised by the pipeline when a migration fails; its transaction was rolled back.
+
+    `statement` is the SQL that failed (when known) and `line` its line within it.
+    """
+
+    def __init__(
+        self,
+        package: str,
+        migration: str,
+        reason: str,
+        *,
+        statement: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.package = package
+        self.migration = migration
+        self.reason = reason
+        self.statement = statement
+        self.line = line
+        where = f" at line {line}" if line else ""
+        shown = ""
+        if statement:
+            first = statement.strip().splitlines()[0] if statement.strip() else ""
+            shown = f" in `{first[:120]}`"
+        super().__init__(
+            f"{package}: migration {migration} failed{where}{shown}: {reason} "
+            "(nothing was applied; fix the migration and run again)"
+        )
