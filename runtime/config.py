@@ -1,0 +1,94 @@
+"""Settings for the CLI and the dev daemon, each resolved as flag > environment > default.
+
+Only the CLI reads `os.environ`; everything here takes the environment as a mapping, so
+tests pass a plain dict and nothing depends on the process that happens to run them.
+
+==================  =====================  ===================================
+setting             environment            default
+==================  =====================  ===================================
+``database_url``    ``DATABASE_URL``       none: start the embedded server
+``packages``        (flag only)            ``<project>/packages_dev``
+``data_dir``        ``RUNTIME_DATA_DIR``   ``<project>/.runtime``
+==================  =====================  ===================================
+
+An empty environment variable counts as unset, as `DATABASE_URL=` in a shell or a
+`.env` file usually means "not this time".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+__all__ = ["DATABASE_URL_ENV", "DATA_DIR_ENV", "Settings", "resolve_settings"]
+
+DATABASE_URL_ENV = "DATABASE_URL"
+DATA_DIR_ENV = "RUNTIME_DATA_DIR"
+
+_NO_ENVIRONMENT: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the database is, where packages are loaded from, and where state is kept.
+
+    Attributes:
+        database_url: A `postgresql://` URL, or None to use the embedded server.
+        packages: Directories the dev loader imports packages from, absolute.
+        data_dir: Directory for the embedded server's data and other local state, absolute.
+    """
+
+    database_url: str | None
+    packages: tuple[Path, ...]
+    data_dir: Path
+
+
+def resolve_settings(
+    *,
+    database_url: str | None = None,
+    packages: Sequence[str | Path] | None = None,
+    data_dir: str | Path | None = None,
+    environ: Mapping[str, str] = _NO_ENVIRONMENT,
+    project_dir: Path | None = None,
+) -> Settings:
+    """Resolve every setting from its flag, then `environ`, then its default.
+
+    Args:
+        database_url: The `--database-url` flag, if given.
+        packages: The `--packages` flags, if given.
+        data_dir: The `--data-dir` flag, if given.
+        environ: The environment to read; the CLI passes `os.environ`.
+        project_dir: Base of the defaults and of relative paths; the current directory
+            when None (read at call time, not at import).
+
+    Returns:
+        The resolved settings, with absolute paths.
+    """
+    base = (project_dir or Path.cwd()).absolute()
+    return Settings(
+        database_url=_database_url(database_url, environ),
+        packages=_packages(packages, base),
+        data_dir=_data_dir(data_dir, environ, base),
+    )
+
+
+def _from_environ(environ: Mapping[str, str], name: str) -> str | None:
+    return environ.get(name) or None
+
+
+def _database_url(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    return flag or _from_environ(environ, DATABASE_URL_ENV)
+
+
+def _packages(flag: Sequence[str | Path] | None, base: Path) -> tuple[Path, ...]:
+    if not flag:
+        return (base / "packages_dev",)
+    # An absolute path on the right of `/` replaces the base, so both kinds work.
+    return tuple(base / path for path in flag)
+
+
+def _data_dir(flag: str | Path | None, environ: Mapping[str, str], base: Path) -> Path:
+    chosen = flag or _from_environ(environ, DATA_DIR_ENV)
+    return base / chosen if chosen else base / ".runtime"

@@ -1,0 +1,223 @@
+"""Engines on PostgreSQL: URLs, the connection check, and databases made for one use.
+
+Every URL people give is `postgresql://...`; SQLAlchemy wants the asyncpg driver named in
+it and asyncpg wants it not named, so `to_async_url` and `_plain_url` translate. A unix
+socket goes in the query (`postgresql://postgres@/postgres?host=/path/to/socketdir`),
+which the embedded server's URLs use and both SQLAlchemy and asyncpg understand.
+
+Connection failures leave this module as `DatabaseUnavailableError`, with the password
+hidden from the URL it names.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import anyio
+import anyio.to_thread
+import asyncpg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from runtime.config import Settings
+from runtime.db.server import EmbeddedServer
+from runtime.errors import DatabaseUnavailableError
+
+__all__ = [
+    "check_connection",
+    "create_database",
+    "create_engine",
+    "drop_database",
+    "hide_password",
+    "open_database",
+    "to_async_url",
+]
+
+logger = logging.getLogger(__name__)
+
+_ASYNC_SCHEME = "postgresql+asyncpg"
+_PLAIN_SCHEMES = ("postgresql", "postgres")
+_CONNECT_TIMEOUT = 10.0  # seconds; asyncpg's own default (60) hides a dead server too long
+_CHECK_TIMEOUT = 5.0
+_MAINTENANCE_DATABASE = "postgres"
+_MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
+
+#: What a failed connection attempt raises, before and after SQLAlchemy wraps it.
+_CONNECTION_ERRORS = (
+    OSError,  # refused, unreachable, no such socket
+    TimeoutError,
+    asyncpg.PostgresError,  # bad password, no such database, too many connections
+    asyncpg.InterfaceError,
+    sa_exc.DBAPIError,  # SQLAlchemy's wrapping: OperationalError, InterfaceError, ...
+)
+
+
+def to_async_url(url: str) -> str:
+    """Name the asyncpg driver in a PostgreSQL URL, for SQLAlchemy.
+
+    Raises:
+        ValueError: the URL is not a PostgreSQL URL.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == _ASYNC_SCHEME:
+        return url
+    if sep and scheme in _PLAIN_SCHEMES:
+        return f"{_ASYNC_SCHEME}://{rest}"
+    raise ValueError(
+        f"not a PostgreSQL URL: {hide_password(url)!r} "
+        "(use postgresql://user:password@host:port/database)"
+    )
+
+
+def _plain_url(url: str) -> str:
+    """Drop the driver from a URL, for asyncpg and for people to read."""
+    rest = to_async_url(url).partition("://")[2]
+    return f"postgresql://{rest}"
+
+
+def hide_password(url: str) -> str:
+    """Return `url` with its password, in the user part or the query, shown as `***`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: hide the whole user part
+        return re.sub(r"://[^/]*@", "://***@", url)
+    userinfo, at, hostinfo = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    netloc = f"{user}:***@{hostinfo}" if at and colon and password else parts.netloc
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        hidden = [(key, "***" if key == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(hidden, safe="/*"))
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Create an async engine on `url` (any PostgreSQL URL; the driver is added).
+
+    The pool is modest: a dev process runs a few tasks, and a test session opens an
+    engine per test database on a server capped at 200 connections.
+    """
+    return create_async_engine(
+        to_async_url(url),
+        pool_size=5,
+        max_overflow=5,
+        pool_pre_ping=False,
+        connect_args={"timeout": _CONNECT_TIMEOUT},
+    )
+
+
+async def check_connection(engine: AsyncEngine, *, timeout: float = _CHECK_TIMEOUT) -> None:
+    """Run `SELECT 1` on `engine`, so a wrong URL fails here and not mid-migration.
+
+    Raises:
+        DatabaseUnavailableError: the server did not answer within `timeout` seconds,
+            refused the connection, or refused the login or database.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except TimeoutError as exc:
+        raise _unavailable(engine.url.render_as_string(hide_password=False), exc, timeout) from exc
+    except _CONNECTION_ERRORS as exc:
+        raise _unavailable(engine.url.render_as_string(hide_password=False), exc) from exc
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """Yield a checked engine on `settings.database_url`, or on the embedded server.
+
+    The embedded server starts in a worker thread, so the event loop keeps running;
+    it is stopped on exit only if this call started it.
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be reached or the server started.
+    """
+    server: EmbeddedServer | None = None
+    url = settings.database_url
+    if url is None:
+        server = EmbeddedServer(settings.data_dir)
+        # Not abandoned on cancel: a server started behind our back would outlive us.
+        url = await anyio.to_thread.run_sync(server.start)
+    try:
+        engine = create_engine(url)
+        try:
+            await check_connection(engine)
+            yield engine
+        finally:
+            # Shielded: on shutdown we are being cancelled, and the cleanup must run.
+            with anyio.CancelScope(shield=True):
+                await engine.dispose()
+    finally:
+        if server is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(server.stop)
+
+
+async def create_database(server_url: str, name: str) -> str:
+    """Create the database `name` on the server of `server_url` and return its URL.
+
+    Raises:
+        ValueError: `name` is longer than PostgreSQL keeps.
+        DatabaseUnavailableError: the server cannot be reached.
+    """
+    statement = f"CREATE DATABASE {_quote_name(name)}"
+    await _run_on_maintenance(server_url, statement)
+    logger.debug("created database %s", name)
+    return _with_database(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """Drop the database `name`, if it exists, closing its connections first.
+
+    Raises:
+        DatabaseUnavailableError: the server cannot be reached.
+    """
+    statement = f"DROP DATABASE IF EXISTS {_quote_name(name)} WITH (FORCE)"
+    await _run_on_maintenance(server_url, statement)
+    logger.debug("dropped database %s", name)
+
+
+async def _run_on_maintenance(server_url: str, statement: str) -> None:
+    # CREATE and DROP DATABASE cannot run in a transaction, and a database cannot be
+    # dropped from inside itself: run them alone on the maintenance database.
+    url = _with_database(_plain_url(server_url), _MAINTENANCE_DATABASE)
+    try:
+        conn = await asyncpg.connect(url, timeout=_CONNECT_TIMEOUT)
+    except _CONNECTION_ERRORS as exc:
+        raise _unavailable(url, exc) from exc
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _quote_name(name: str) -> str:
+    if not name or len(name.encode()) > _MAX_NAME_BYTES:
+        raise ValueError(f"database name {name!r} must be 1 to {_MAX_NAME_BYTES} bytes long")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + quote(name, safe="")))
+
+
+def _unavailable(
+    url: str, exc: BaseException, timeout: float | None = None
+) -> DatabaseUnavailableError:
+    parts = urlsplit(hide_password(_plain_url(url)))
+    # SQLAlchemy renders `?host=/run/x` as `?host=%2Frun%2Fx`; show it as people wrote it.
+    shown = urlunsplit(parts._replace(query=unquote(parts.query)))
+    if timeout is not None:
+        return DatabaseUnavailableError(shown, f"no answer within {timeout:g}s")
+    # SQLAlchemy wraps the driver's error and appends a documentation link; the
+    # driver's own first line says it best.
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    said = lines[0] if lines else ""
+    return DatabaseUnavailableError(shown, f"{type(cause).__name__}: {said}".rstrip(": "))

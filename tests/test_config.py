@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.config import Settings, resolve_settings
+
+PROJECT = Path("/work/project")
+FLAG_URL = "postgresql://flag@db/app"
+ENV_URL = "postgresql://env@db/app"
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "field", "expected"),
+    [
+        pytest.param({}, {}, "database_url", None, id="url-default-is-embedded"),
+        pytest.param({}, {"DATABASE_URL": ENV_URL}, "database_url", ENV_URL, id="url-env"),
+        pytest.param(
+            {"database_url": FLAG_URL},
+            {"DATABASE_URL": ENV_URL},
+            "database_url",
+            FLAG_URL,
+            id="url-flag-beats-env",
+        ),
+        pytest.param({}, {"DATABASE_URL": ""}, "database_url", None, id="url-empty-env-unset"),
+        pytest.param({}, {}, "data_dir", PROJECT / ".runtime", id="data-dir-default"),
+        pytest.param(
+            {}, {"RUNTIME_DATA_DIR": "/var/rt"}, "data_dir", Path("/var/rt"), id="data-dir-env"
+        ),
+        pytest.param(
+            {}, {"RUNTIME_DATA_DIR": "state"}, "data_dir", PROJECT / "state",
+            id="data-dir-env-relative-to-project",
+        ),
+        pytest.param(
+            {"data_dir": "/flag"},
+            {"RUNTIME_DATA_DIR": "/var/rt"},
+            "data_dir",
+            Path("/flag"),
+            id="data-dir-flag-beats-env",
+        ),
+        pytest.param(
+            {}, {"RUNTIME_DATA_DIR": ""}, "data_dir", PROJECT / ".runtime",
+            id="data-dir-empty-env-unset",
+        ),
+        pytest.param({}, {}, "packages", (PROJECT / "packages_dev",), id="packages-default"),
+        pytest.param(
+            {"packages": ["pkgs", Path("/abs/more")]},
+            {},
+            "packages",
+            (PROJECT / "pkgs", Path("/abs/more")),
+            id="packages-flag-relative-and-absolute",
+        ),
+    ],
+)  # fmt: skip
+def test_setting_is_resolved_flag_then_environment_then_default(
+    flags: dict[str, Any], environ: dict[str, str], field: str, expected: object
+) -> None:
+    settings = resolve_settings(**flags, environ=environ, project_dir=PROJECT)
+
+    assert getattr(settings, field) == expected
+
+
+def test_defaults_are_relative_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    settings = resolve_settings()
+
+    assert settings == Settings(
+        database_url=None, packages=(tmp_path / "packages_dev",), data_dir=tmp_path / ".runtime"
+    )
+
+
+def test_settings_are_frozen() -> None:
+    settings = resolve_settings(project_dir=PROJECT)
+
+    with pytest.raises(AttributeError):
+        settings.database_url = FLAG_URL  # type: ignore[misc]
