@@ -11,7 +11,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from sqlalchemy import Column, MetaData, Table
+from sqlalchemy import (
+    Column,
+    Constraint,
+    ForeignKeyConstraint,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -38,6 +46,8 @@ def _scratch_metadata(tables: Iterable[Table]) -> MetaData:
     tables = list(tables)
     for table in tables:
         table.to_metadata(metadata)
+    for copy in metadata.tables.values():
+        _order_constraints(copy)
     for table in tables:
         for target, column_name, local in foreign_key_targets(table):
             stub = metadata.tables.get(target)
@@ -46,6 +56,22 @@ def _scratch_metadata(tables: Iterable[Table]) -> MetaData:
             if column_name not in stub.c:
                 stub.append_column(Column(column_name, local.type, primary_key=True))
     return metadata
+
+
+def _order_constraints(table: Table) -> None:
+    # to_metadata() copies constraints out of a set, so their creation order, which is
+    # the order CREATE TABLE lists them in, followed string-hash randomisation: the same
+    # schema rendered differently in two processes and its checksum changed (found when
+    # a second `migrate` reported the core migration as edited).
+    kinds = {PrimaryKeyConstraint: 0, ForeignKeyConstraint: 1, UniqueConstraint: 2}
+
+    def key(constraint: Constraint) -> tuple[int, str, str, str]:
+        columns = ",".join(sorted(c.name for c in getattr(constraint, "columns", ())))
+        text = str(getattr(constraint, "sqltext", ""))
+        return (kinds.get(type(constraint), 3), str(constraint.name or ""), columns, text)
+
+    for position, constraint in enumerate(sorted(table.constraints, key=key)):
+        constraint._creation_order = position  # type: ignore[attr-defined]
 
 
 def create_statements(tables: Iterable[Table]) -> list[str]:

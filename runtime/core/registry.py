@@ -43,6 +43,12 @@ def core_package() -> Package:
 _CORE = core_package()
 
 
+def _with_core(name: str, dependencies: tuple[str, ...]) -> tuple[str, ...]:
+    if name == CORE_PACKAGE or CORE_PACKAGE in dependencies:
+        return dependencies
+    return (*dependencies, CORE_PACKAGE)
+
+
 class DatabaseRegistry:
     """The set of registered packages, always valid on its own.
 
@@ -115,15 +121,17 @@ class DatabaseRegistry:
                 self._ordered = [self._packages[name] for name in names]
             return list(self._ordered)
 
-    def closure(self, name: str) -> list[str]:
-        """Return `name` and every package depending on it, in dependency order.
+    def closure(self, *names: str) -> list[str]:
+        """Return `names` and every package depending on them, in dependency order.
 
-        That is what must be re-validated, and migrated, when `name` changes.
+        That is what must be re-validated, and migrated, when they change.
         """
-        self.get(name)
-        members = graph.dependents(self._graph(), name) | {name}
-        sub = {n: [d for d in self._packages[n].dependency_names if d in members]
-               for n in members}
+        full = self._graph()
+        members = set(names)
+        for name in names:
+            self.get(name)
+            members |= graph.dependents(full, name)
+        sub = {n: [d for d in full[n] if d in members] for n in members}
         return graph.dependency_order(sub)
 
     def dependents(self, name: str) -> list[str]:
@@ -210,7 +218,8 @@ class DatabaseRegistry:
 
     def _graph(self, packages: Mapping[str, Package] | None = None) -> dict[str, tuple[str, ...]]:
         packages = self._packages if packages is None else packages
-        return {name: p.dependency_names for name, p in packages.items()}
+        # Every package depends on the core, declared or not: its tables come first.
+        return {name: _with_core(name, p.dependency_names) for name, p in packages.items()}
 
     def _new_problems(self, after: Mapping[str, Package], name: str) -> list[Problem]:
         affected = {name} | graph.dependents(self._graph(after), name)

@@ -28,6 +28,7 @@ __all__ = [
     "migration_failed",
     "package_registered",
     "package_unregistered",
+    "reloaded",
     "schema_changed",
     "validation_failed",
 ]
@@ -65,10 +66,24 @@ database_initialized: Signal = _signals.signal("database-initialized", doc="""\
 A pipeline run finished (it may have had nothing to do).
 Sender: the pipeline. Keywords: report (MigrationReport).""")
 
+reloaded: Signal = _signals.signal("reloaded", doc="""\
+The dev daemon finished handling a change on disk, successfully or not.
+Sender: the daemon. Keywords: packages (tuple of str), applied (tuple of "package
+migration" str), elapsed_ms (float: change seen -> applied and signalled), error
+(RegistryError or None: the last good state was kept).""")
+
 _pending: set[asyncio.Task[Any]] = set()
 
 
-def _schedule(result: Any) -> None:
+def _finished(task: asyncio.Task[Any], receiver: Any, signal: Signal) -> None:
+    _pending.discard(task)
+    # A scheduled receiver fails after emit() returned: log it like a sync one.
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("receiver %r of signal %r failed", receiver, signal.name,
+                     exc_info=task.exception())
+
+
+def _schedule(result: Any, receiver: Any, signal: Signal) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -77,7 +92,7 @@ def _schedule(result: Any) -> None:
     # Keep a reference: the event loop holds tasks only weakly.
     task = loop.create_task(result)
     _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    task.add_done_callback(lambda done: _finished(done, receiver, signal))
 
 
 def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
@@ -88,7 +103,7 @@ def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
         try:
             result = receiver(sender, **kwargs)
             if inspect.isawaitable(result):
-                _schedule(result)
+                _schedule(result, receiver, signal)
         except Exception:
             logger.exception("receiver %r of signal %r failed", receiver, signal.name)
 

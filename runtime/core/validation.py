@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from runtime.core import ddl, graph
 from runtime.core.model import MIGRATION_ID, Migration, Package, Tool, migration_sort_key
-from runtime.core.schema import CORE_TABLES, WORKSPACES_TABLE, core_metadata
+from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, core_metadata
 from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
 from runtime.errors import Problem
 
@@ -87,8 +87,13 @@ def _migration_problems(package: str, migrations: Sequence[Migration]) -> list[P
             found.append(problem("Y111", f"migration id '{migration.id}' is used twice",
                                  "give each migration its own id"))
         seen.add(migration.id)
-        statements = migration.statements
-        if statements is not None and not all(isinstance(s, str) and s.strip() for s in statements):
+        # Read `up` itself: `Migration.statements` turns every item into a str, which would
+        # hide a None in a list, and an empty list has no statement to check.
+        up = migration.up
+        if callable(up):
+            continue
+        statements = [up] if isinstance(up, str) else list(up) if isinstance(up, Sequence) else []
+        if not statements or not all(isinstance(s, str) and s.strip() for s in statements):
             found.append(problem("Y112", f"migration '{migration.id}' has empty SQL",
                                  "give it SQL text or an async up(conn) function"))
     return found
@@ -219,6 +224,10 @@ def _foreign_key_problems(
         for target, column, local in ddl.foreign_key_targets(table):
             where = f"table '{table.name}' column '{local.name}' references '{target}.{column}'"
             if target in CORE_TABLES:
+                if column not in core_metadata.tables[target].c:
+                    found.append(Problem(package.name, "Y207", f"{where}, but {CORE_PACKAGE} "
+                                         f"table '{target}' has no column '{column}'",
+                                         "fix the column name", table=table.name))
                 continue
             target_owners = owners.get(target, [])
             if not target_owners:

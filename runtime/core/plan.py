@@ -1,0 +1,184 @@
+"""Decide what a pipeline run must do from the packages and the ledger. No I/O.
+
+The ledger holds one row per applied migration (never a high-water mark), so planning
+is a set difference: every migration of every package, in dependency order, that has
+no row. A row whose checksum differs from the migration's is an edited migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from packaging.version import InvalidVersion, Version
+
+from runtime.core.model import Migration, Package
+from runtime.errors import Problem
+
+__all__ = [
+    "Ledger",
+    "PackageStatus",
+    "Plan",
+    "Step",
+    "package_status",
+    "plan_pending",
+    "split_transactions",
+]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What the database says was applied.
+
+    Args:
+        applied: checksum of each applied migration, by `(package, migration id)`.
+        recorded: `(version, schema fingerprint)` of each recorded package, by name.
+    """
+
+    applied: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    recorded: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def applied_ids(self, package: str) -> list[str]:
+        """The ids of the migrations applied for `package`."""
+        return [m for (p, m) in self.applied if p == package]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration to run; `rerun` when it was applied before and has been edited."""
+
+    package: Package
+    migration: Migration
+    rerun: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run does: the steps in order, the package records to write, or the problems."""
+
+    steps: tuple[Step, ...] = ()
+    records: tuple[Package, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to run and nothing to record."""
+        return not self.steps and not self.records
+
+    def pending(self, package: str) -> list[str]:
+        """The ids of the migrations this plan runs for `package`."""
+        return [s.migration.id for s in self.steps if s.package.name == package]
+
+
+def _edited(step_package: Package, migration: Migration, recorded: str) -> Problem:
+    return Problem(
+        step_package.name, "Y301",
+        f"migration {migration.id} was edited after it was applied "
+        f"(checksum recorded {recorded[:12]}, now {migration.short_checksum})",
+        "restore its applied content and put the change in a new migration; "
+        "the dev daemon re-runs edited migrations on a dev database",
+        migration=migration.id,
+    )
+
+
+def _downgrade(package: Package, recorded: str) -> Problem | None:
+    try:
+        if package.version >= Version(recorded):
+            return None
+    except InvalidVersion:
+        return None
+    return Problem(
+        package.name, "Y302",
+        f"registered version {package.version} is lower than {recorded} recorded in the "
+        "database", f"register version {recorded} or later; downgrades are not applied",
+    )
+
+
+def plan_pending(
+    packages: Sequence[Package], ledger: Ledger, *, rerun_edited: bool = False
+) -> Plan:
+    """Plan a run: pending migrations of `packages` (in the given, dependency, order).
+
+    Args:
+        packages: packages in dependency order, the core first.
+        ledger: what the database recorded.
+        rerun_edited: re-run an applied migration whose checksum changed (the dev daemon)
+            instead of reporting it as a problem.
+    """
+    steps: list[Step] = []
+    records: list[Package] = []
+    problems: list[Problem] = []
+    for package in packages:
+        recorded = ledger.recorded.get(package.name)
+        if recorded is not None and (problem := _downgrade(package, recorded[0])):
+            problems.append(problem)
+            continue
+        for migration in package.migrations:
+            checksum = ledger.applied.get((package.name, migration.id))
+            if checksum is None:
+                steps.append(Step(package, migration))
+            elif checksum != migration.checksum:
+                if rerun_edited:
+                    steps.append(Step(package, migration, rerun=True))
+                else:
+                    problems.append(_edited(package, migration, checksum))
+        if recorded != (str(package.version), package.fingerprint):
+            records.append(package)
+    if problems:
+        return Plan(problems=tuple(problems))
+    return Plan(tuple(steps), tuple(records))
+
+
+def split_transactions(steps: Iterable[Step]) -> list[list[Step]]:
+    """Group steps into transactions: runs of transactional steps, and each other one alone."""
+    groups: list[list[Step]] = []
+    for step in steps:
+        if step.migration.transactional and groups and groups[-1][-1].migration.transactional:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+@dataclass(frozen=True)
+class PackageStatus:
+    """Where one package stands against the ledger (`python -m runtime status`)."""
+
+    package: str
+    version: str
+    recorded_version: str | None
+    applied: tuple[str, ...]
+    pending: tuple[str, ...]
+    edited: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+    @property
+    def up_to_date(self) -> bool:
+        """No pending or edited migrations, and the recorded version is the registered one."""
+        return not self.pending and not self.edited and self.recorded_version == self.version
+
+
+def package_status(packages: Sequence[Package], ledger: Ledger) -> list[PackageStatus]:
+    """Compare each package with the ledger.
+
+    `edited` lists applied migrations whose content changed; `unknown` lists applied
+    migrations the package no longer declares (deleted or renamed files).
+    """
+    statuses = []
+    for package in packages:
+        applied, pending, edited = [], [], []
+        for migration in package.migrations:
+            checksum = ledger.applied.get((package.name, migration.id))
+            if checksum is None:
+                pending.append(migration.id)
+            else:
+                applied.append(migration.id)
+                if checksum != migration.checksum:
+                    edited.append(migration.id)
+        declared = {m.id for m in package.migrations}
+        unknown = sorted(m for m in ledger.applied_ids(package.name) if m not in declared)
+        recorded = ledger.recorded.get(package.name)
+        statuses.append(PackageStatus(
+            package.name, str(package.version), recorded[0] if recorded else None,
+            tuple(applied), tuple(pending), tuple(edited), tuple(unknown)))
+    return statuses

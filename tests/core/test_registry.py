@@ -1,0 +1,373 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData
+
+from runtime.core.model import Package
+from runtime.core.registry import DatabaseRegistry, core_package
+from runtime.core.schema import CORE_TABLES
+from runtime.errors import DependentsExistError, PackageNotFoundError, ValidationError
+
+Register = Callable[..., Package]
+Event = tuple[str, object, dict[str, Any]]
+
+
+def names(packages: list[Package]) -> list[str]:
+    return [p.name for p in packages]
+
+
+def test_a_new_registry_holds_only_the_core(registry: DatabaseRegistry) -> None:
+    assert list(registry.packages) == ["@ydtb/core"]
+    assert "@ydtb/core" in registry
+    assert len(registry) == 1
+    assert set(registry.get("@ydtb/core").table_names) == CORE_TABLES
+    assert names(registry.ordered()) == ["@ydtb/core"]
+
+
+def test_core_package_creates_every_core_table() -> None:
+    core = core_package()
+
+    statements = core.migrations[0].statements or ()
+    created = {s.split()[5] for s in statements if s.startswith("CREATE TABLE")}
+    assert created == set(CORE_TABLES)
+    assert core.migrations[0].id == "0001_core_tables"
+
+
+def test_register_then_ordered_puts_the_core_first_then_dependencies(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("@acme/tags", "ydtb_tags", dependencies=["@acme/base"])
+    register("@acme/base", "ydtb_base_items")
+    register("0-first", "ydtb_first", dependencies=["@ydtb/core>=1.0"])
+    register("@acme/notes", "ydtb_notes", dependencies=["@acme/base", "@acme/tags"])
+
+    assert names(registry.ordered()) == [
+        "@ydtb/core", "0-first", "@acme/base", "@acme/tags", "@acme/notes",
+    ]
+
+
+def test_register_returns_the_package_and_records_it(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    package = register("@acme/notes", "ydtb_notes")
+
+    assert registry.get("@acme/notes") is package
+    assert registry.packages["@acme/notes"] is package
+    assert "@acme/notes" in registry
+    assert list(registry) == [registry.get("@ydtb/core"), package]
+    with pytest.raises(TypeError):
+        registry.packages["@acme/other"] = package  # type: ignore[index]
+
+
+def test_dependencies_may_register_after_their_dependents(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("@acme/notes", "ydtb_notes", dependencies=["@acme/base>=1.0"],
+             fks={"ydtb_notes.item_id": "ydtb_base_items.id"})
+    with pytest.raises(ValidationError):
+        registry.ordered()
+
+    register("@acme/base", "ydtb_base_items")
+
+    assert names(registry.ordered()) == ["@ydtb/core", "@acme/base", "@acme/notes"]
+
+
+def test_ordered_raises_one_error_listing_every_problem(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("@acme/notes", "ydtb_notes", dependencies=["@acme/base"])
+    register("@acme/tags", "ydtb_tags", dependencies=["@acme/labels>=2"],
+             fks={"ydtb_tags.person_id": "ydtb_people.id"})
+
+    with pytest.raises(ValidationError) as info:
+        registry.ordered()
+
+    assert str(info.value) == (
+        "3 validation problems:\n"
+        "  - @acme/notes: depends on '@acme/base', which is not registered (register "
+        "@acme/base, or remove it from dependencies) [Y201]\n"
+        "  - @acme/tags: depends on '@acme/labels', which is not registered (register "
+        "@acme/labels, or remove it from dependencies) [Y201]\n"
+        "  - @acme/tags: table 'ydtb_tags' column 'person_id' references 'ydtb_people.id', "
+        "which no registered package owns (fix the name, or register and depend on the "
+        "package that owns it) [Y206]"
+    )
+    assert info.value.packages == ("@acme/notes", "@acme/tags")
+    assert registry.problems() == list(info.value.problems)
+
+
+def test_ordered_sees_later_registrations(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("@acme/base", "ydtb_base_items")
+    assert names(registry.ordered()) == ["@ydtb/core", "@acme/base"]
+
+    register("@acme/notes", dependencies=["@acme/base"])
+
+    assert names(registry.ordered()) == ["@ydtb/core", "@acme/base", "@acme/notes"]
+
+
+def test_registering_the_same_definition_again_changes_nothing(
+    registry: DatabaseRegistry, register: Register, received: list[Event]
+) -> None:
+    first = register("@acme/notes", "ydtb_notes", dependencies=["@ydtb/core>=1.0"])
+    received.clear()
+
+    again = register("@acme/notes", "ydtb_notes", dependencies=["@ydtb/core>=1.0"])
+
+    assert again is first
+    assert registry.get("@acme/notes") is first
+    assert received == []
+
+
+def test_registering_sends_package_registered(
+    registry: DatabaseRegistry, register: Register, received: list[Event]
+) -> None:
+    register("@acme/notes", "ydtb_notes", version="1.2")
+
+    assert received == [
+        ("package-registered", registry,
+         {"package": "@acme/notes", "version": "1.2", "replaced": False}),
+    ]
+
+
+def test_a_new_definition_replaces_the_old_one(
+    registry: DatabaseRegistry, register: Register, received: list[Event]
+) -> None:
+    old = register("@acme/notes", "ydtb_notes")
+    received.clear()
+
+    new = register("@acme/notes", "ydtb_notes", "ydtb_tags", version="1.1.0")
+
+    assert registry.get("@acme/notes") is new is not old
+    assert new.table_names == ("ydtb_notes", "ydtb_tags")
+    assert received == [
+        ("package-registered", registry,
+         {"package": "@acme/notes", "version": "1.1.0", "replaced": True}),
+    ]
+
+
+def test_a_changed_schema_with_the_same_version_is_a_replacement(
+    registry: DatabaseRegistry, register: Register, received: list[Event]
+) -> None:
+    old = register("@acme/notes", "ydtb_notes")
+    received.clear()
+
+    new = register("@acme/notes", "ydtb_notes", fks={"ydtb_notes.tool_id": "ydtb_tools.id"})
+
+    assert new.fingerprint != old.fingerprint
+    assert registry.get("@acme/notes") is new
+    assert [kwargs["replaced"] for _, _, kwargs in received] == [True]
+
+
+def _refused_replacement_cases() -> list[Any]:
+    return [
+        pytest.param(
+            {"dependencies": ["@acme/notes"]},
+            "@acme/base: dependency cycle @acme/base -> @acme/notes -> @acme/base (remove one "
+            "of these dependencies) [Y203]",
+            id="creates-a-cycle",
+        ),
+        pytest.param(
+            {"version": "0.9"},
+            "@acme/notes: requires @acme/base>=1.0, but @acme/base 0.9 is registered (upgrade "
+            "@acme/base, or relax the specifier '>=1.0') [Y202]",
+            id="version-no-longer-satisfies",
+        ),
+        pytest.param(
+            {"tables": ()},
+            "@acme/notes: table 'ydtb_notes' column 'item_id' references 'ydtb_base_items.id', "
+            "which no registered package owns (fix the name, or register and depend on the "
+            "package that owns it) [Y206]",
+            id="removes-a-referenced-table",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("change", "problem"), _refused_replacement_cases())
+def test_a_replacement_that_breaks_the_set_is_refused(
+    registry: DatabaseRegistry,
+    register: Register,
+    received: list[Event],
+    change: dict[str, Any],
+    problem: str,
+) -> None:
+    base = register("@acme/base", "ydtb_base_items")
+    register("@acme/notes", "ydtb_notes", dependencies=["@acme/base>=1.0"],
+             fks={"ydtb_notes.item_id": "ydtb_base_items.id"})
+    before = registry.ordered()
+    received.clear()
+    tables = change.pop("tables", ("ydtb_base_items",))
+
+    with pytest.raises(ValidationError) as info:
+        register("@acme/base", *tables, **change)
+
+    assert [str(p) for p in info.value.problems] == [problem]
+    assert registry.get("@acme/base") is base
+    assert registry.ordered() == before
+    assert received == []
+
+
+def test_a_refused_registration_leaves_the_registry_as_it_was(
+    registry: DatabaseRegistry, register: Register, received: list[Event]
+) -> None:
+    register("@acme/base", "ydtb_base_items")
+    received.clear()
+
+    with pytest.raises(ValidationError):
+        register("@acme/notes", "ydtb_base_items")
+
+    assert list(registry.packages) == ["@ydtb/core", "@acme/base"]
+    assert received == []
+
+
+def test_registering_the_core_is_refused(registry: DatabaseRegistry) -> None:
+    with pytest.raises(ValidationError) as info:
+        registry.register_database(package_name="@ydtb/core", schema=MetaData(), version="9.0")
+
+    assert str(info.value) == (
+        "1 validation problem:\n"
+        "  - @ydtb/core: the core package is built in (choose another package name) [Y124]"
+    )
+    assert str(registry.get("@ydtb/core").version) == "1.0.0"
+
+
+def test_get_an_unknown_package(registry: DatabaseRegistry, register: Register) -> None:
+    register("@acme/notes")
+
+    with pytest.raises(PackageNotFoundError) as info:
+        registry.get("@acme/nope")
+
+    assert str(info.value) == (
+        "@acme/nope: package is not registered (registered: @acme/notes, @ydtb/core)"
+    )
+    assert info.value.package == "@acme/nope"
+    assert isinstance(info.value, LookupError)
+
+
+def test_unregister_removes_the_package_and_sends_package_unregistered(
+    registry: DatabaseRegistry, register: Register, received: list[Event]
+) -> None:
+    package = register("@acme/notes", "ydtb_notes")
+    registry.ordered()
+    received.clear()
+
+    assert registry.unregister("@acme/notes") is package
+
+    assert "@acme/notes" not in registry
+    assert names(registry.ordered()) == ["@ydtb/core"]
+    assert received == [("package-unregistered", registry, {"package": "@acme/notes"})]
+
+
+@pytest.mark.parametrize(
+    ("dependents", "message"),
+    [
+        pytest.param(
+            ["@acme/notes"],
+            "@acme/base: cannot unregister, @acme/notes depends on it (unregister it first)",
+            id="one",
+        ),
+        pytest.param(
+            ["@acme/tags", "@acme/notes"],
+            "@acme/base: cannot unregister, @acme/notes, @acme/tags depend on it (unregister "
+            "them first)",
+            id="two",
+        ),
+    ],
+)
+def test_unregister_refuses_while_dependents_exist(
+    registry: DatabaseRegistry,
+    register: Register,
+    received: list[Event],
+    dependents: list[str],
+    message: str,
+) -> None:
+    base = register("@acme/base")
+    for name in dependents:
+        register(name, dependencies=["@acme/base"])
+    received.clear()
+
+    with pytest.raises(DependentsExistError) as info:
+        registry.unregister("@acme/base")
+
+    assert str(info.value) == message
+    assert info.value.dependents == tuple(sorted(dependents))
+    assert registry.get("@acme/base") is base
+    assert received == []
+
+
+def test_unregister_names_only_direct_dependents(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("@acme/base")
+    register("@acme/mid", dependencies=["@acme/base"])
+    register("@acme/top", dependencies=["@acme/mid"])
+
+    with pytest.raises(DependentsExistError) as info:
+        registry.unregister("@acme/base")
+
+    assert info.value.dependents == ("@acme/mid",)
+
+
+def test_unregister_an_unknown_package(registry: DatabaseRegistry) -> None:
+    with pytest.raises(PackageNotFoundError) as info:
+        registry.unregister("@acme/nope")
+
+    assert str(info.value) == "@acme/nope: package is not registered (registered: @ydtb/core)"
+
+
+def test_unregister_the_core_is_refused(registry: DatabaseRegistry) -> None:
+    with pytest.raises(DependentsExistError):
+        registry.unregister("@ydtb/core")
+
+    assert "@ydtb/core" in registry
+
+
+def test_closure_is_the_package_and_its_transitive_dependents_in_order(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("@acme/base")
+    register("@acme/other")
+    register("@acme/tags", dependencies=["@acme/notes"])
+    register("@acme/notes", dependencies=["@acme/base", "@acme/other"])
+    register("@acme/search", dependencies=["@acme/tags", "@acme/base"])
+
+    assert registry.closure("@acme/base") == [
+        "@acme/base", "@acme/notes", "@acme/tags", "@acme/search",
+    ]
+    assert registry.closure("@acme/tags") == ["@acme/tags", "@acme/search"]
+    assert registry.closure("@acme/search") == ["@acme/search"]
+    with pytest.raises(PackageNotFoundError):
+        registry.closure("@acme/nope")
+
+
+def test_dependents_are_direct_and_sorted(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("@acme/base")
+    register("@acme/zeta", dependencies=["@acme/base"])
+    register("@acme/alpha", dependencies=["@acme/base"])
+    register("@acme/top", dependencies=["@acme/alpha"])
+
+    assert registry.dependents("@acme/base") == ["@acme/alpha", "@acme/zeta"]
+
+
+def test_copy_is_independent_and_sends_no_signals(
+    registry: DatabaseRegistry, register: Register, received: list[Event]
+) -> None:
+    notes = register("@acme/notes", "ydtb_notes")
+    received.clear()
+
+    clone = registry.copy()
+    clone.register_database(package_name="@acme/tags", schema=MetaData(), version="1")
+    clone.unregister("@acme/notes")
+    clone.copy().register_database(package_name="@acme/more", schema=MetaData(), version="1")
+
+    assert received == []
+    assert list(clone.packages) == ["@ydtb/core", "@acme/tags"]
+    assert list(registry.packages) == ["@ydtb/core", "@acme/notes"]
+    assert registry.get("@acme/notes") is notes
+    assert names(registry.ordered()) == ["@ydtb/core", "@acme/notes"]
