@@ -1,0 +1,213 @@
+"""The init pipeline: apply every package's pending migrations, recorded in the ledger.
+
+One run holds a session-level advisory lock, reads the ledger only once the lock is
+held, and applies the plan in as few transactions as it can: all transactional
+migrations in one, each non-transactional one (`CREATE INDEX CONCURRENTLY`) alone after
+the ones before it are committed. So two processes running at once apply each
+migration exactly once, and a failing migration leaves the database as it was.
+
+SQL runs on the asyncpg connection under SQLAlchemy's (simple query protocol: a
+migration may hold several statements, and nothing is prepared twice); a Python
+migration gets the SQLAlchemy `AsyncConnection`, inside a savepoint of the same
+transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from runtime.core import signals
+from runtime.core.model import Package
+from runtime.core.plan import Plan, Step, plan_pending, split_transactions
+from runtime.db import ledger
+from runtime.errors import LedgerConflictError, MigrationFailedError
+
+__all__ = [
+    "LOCK_ID",
+    "AppliedMigration",
+    "MigrationReport",
+    "driver",
+    "migrate",
+    "read_plan",
+    "run_step",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The advisory lock key every pipeline run holds ("ydtb_run" in ASCII).
+LOCK_ID = 0x7964_7462_5F72_756E
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One migration a run applied."""
+
+    package: str
+    migration: str
+    duration_ms: float
+    rerun: bool = False
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """What one pipeline run did."""
+
+    applied: tuple[AppliedMigration, ...]
+    recorded: tuple[str, ...]
+    duration_ms: float
+
+    @property
+    def changed(self) -> bool:
+        """Whether the run wrote anything."""
+        return bool(self.applied or self.recorded)
+
+    def by_package(self) -> dict[str, list[AppliedMigration]]:
+        """The applied migrations grouped by package, in the order they ran."""
+        grouped: dict[str, list[AppliedMigration]] = {}
+        for item in self.applied:
+            grouped.setdefault(item.package, []).append(item)
+        return grouped
+
+
+async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """Return the asyncpg connection underneath a SQLAlchemy one."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+@asynccontextmanager
+async def _locked(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncConnection, Any]]:
+    async with engine.connect() as conn:
+        raw = await driver(conn)
+        await raw.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
+        try:
+            yield conn, raw
+        finally:
+            if not raw.is_closed():
+                await raw.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+
+
+def _line_of(statement: str, error: BaseException) -> int | None:
+    position = getattr(error, "position", None)
+    if not position:
+        return None
+    return statement.count("\n", 0, int(position) - 1) + 1
+
+
+async def run_step(conn: AsyncConnection, raw: Any, step: Step) -> None:
+    """Run one migration on `conn` (its asyncpg connection `raw`), in the caller's transaction.
+
+    Raises:
+        MigrationFailedError: naming the package, migration, statement and line.
+    """
+    migration = step.migration
+    statements = migration.statements
+    if statements is None:
+        try:
+            await migration.up(conn)  # type: ignore[operator]
+            await conn.commit()
+        except Exception as exc:
+            await conn.rollback()
+            raise MigrationFailedError(step.package.name, migration.id, _reason(exc)) from exc
+        return
+    for statement in statements:
+        try:
+            await raw.execute(statement)
+        except asyncpg.PostgresError as exc:
+            raise MigrationFailedError(
+                step.package.name, migration.id, _reason(exc),
+                statement=statement, line=_line_of(statement, exc),
+            ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    return str(orig).strip() if orig is not None and str(orig).strip() else text
+
+
+async def _run_group(
+    conn: AsyncConnection, raw: Any, group: list[Step], records: Sequence[Package]
+) -> list[AppliedMigration]:
+    done: list[AppliedMigration] = []
+    rows = []
+    transactional = not group or group[0].migration.transactional
+    async with raw.transaction() if transactional else nullcontext():
+        for step in group:
+            started = time.perf_counter()
+            await run_step(conn, raw, step)
+            ms = (time.perf_counter() - started) * 1000
+            kind = "rerun" if step.rerun else "migration"
+            rows.append((step.package.name, step.migration.id, step.migration.checksum,
+                         str(step.package.version), kind, ms))
+            done.append(AppliedMigration(step.package.name, step.migration.id, ms, step.rerun))
+        async with nullcontext() if transactional else raw.transaction():
+            await ledger.write_rows(raw, rows)
+            await ledger.write_packages(raw, records)
+    return done
+
+
+async def read_plan(
+    engine: AsyncEngine, packages: Sequence[Package], *, rerun_edited: bool = False
+) -> Plan:
+    """Plan a run without running it (no lock is taken: the answer may be stale at once)."""
+    async with engine.connect() as conn:
+        return plan_pending(packages, await ledger.read_ledger(await driver(conn)),
+                            rerun_edited=rerun_edited)
+
+
+async def migrate(
+    engine: AsyncEngine,
+    packages: Sequence[Package],
+    *,
+    rerun_edited: bool = False,
+    partial: bool = False,
+    sender: object = None,
+) -> MigrationReport:
+    """Apply the pending migrations of `packages` and record them.
+
+    Args:
+        engine: the database.
+        packages: in dependency order, the core first (`DatabaseRegistry.ordered()`).
+        rerun_edited: re-run applied migrations that were edited (the dev daemon).
+        partial: `packages` is a subset (a reload's closure): read only their ledger rows.
+        sender: the sender of the signals sent (the registry, the daemon).
+
+    Raises:
+        LedgerConflictError: an applied migration was edited, or a package downgraded.
+        MigrationFailedError: a migration failed; its transaction was rolled back.
+    """
+    started = time.perf_counter()
+    applied: list[AppliedMigration] = []
+    async with _locked(engine) as (conn, raw):
+        names = [p.name for p in packages] if partial else None
+        recorded = await ledger.read_ledger(raw, names)
+        plan = plan_pending(packages, recorded, rerun_edited=rerun_edited)
+        if plan.problems:
+            raise LedgerConflictError(plan.problems)
+        groups = split_transactions(plan.steps) or [[]]
+        for index, group in enumerate(groups):
+            records = plan.records if index == len(groups) - 1 else ()
+            try:
+                done = await _run_group(conn, raw, group, records) if group or records else []
+            except MigrationFailedError as exc:
+                await signals.emit_async(signals.migration_failed, sender, package=exc.package,
+                                         migration=exc.migration, error=exc)
+                raise
+            applied.extend(done)
+            for item in done:
+                await signals.emit_async(signals.migration_applied, sender, package=item.package,
+                                         migration=item.migration, duration_ms=item.duration_ms,
+                                         rerun=item.rerun)
+    report = MigrationReport(tuple(applied), tuple(p.name for p in plan.records),
+                             (time.perf_counter() - started) * 1000)
+    await signals.emit_async(signals.database_initialized, sender, report=report)
+    return report
