@@ -1,0 +1,24 @@
+"""Give every untitled note a title: the first line of its body, or 'Untitled'.
+
+Idempotent: it only touches notes whose title is blank, and leaves none blank.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def up(conn: AsyncConnection) -> None:
+    # Keep the whole migration inside up(): its checksum is up's source, so only an
+    # edit in here counts as an edit of the migration.
+    await conn.execute(
+        text(
+            """
+            UPDATE ydtb_notes
+            SET title = coalesce(nullif(left(btrim(split_part(body, E'\\n', 1)), 200), ''),
+                                 'Untitled')
+            WHERE btrim(title) = ''
+            """
+        )
+    )

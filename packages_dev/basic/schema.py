@@ -1,0 +1,25 @@
+"""The final shape of @ydtb/basic's tables; `migrations/` builds exactly this."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Identity, Index, Text, false, func
+
+from runtime.kit import metadata as new_metadata
+from runtime.kit import workspace_table
+
+metadata = new_metadata()
+
+notes = workspace_table(
+    "ydtb_notes",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("title", Text, nullable=False, server_default=""),
+    Column("body", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Added by 0002_add_pinned.
+    Column("pinned", Boolean, nullable=False, server_default=false()),
+    # The notes list: a workspace's notes, newest first.
+    Index(None, "workspace_id", "created_at"),
+    # The pinned notes shown on top of that list.
+    Index(None, "workspace_id", "pinned"),
+)

@@ -1,0 +1,219 @@
+"""Load packages: directories of `packages_dev/` and installed entry points.
+
+A package directory holds `package.py` defining `register(registry)`; it may import its
+siblings relatively (`from .schema import metadata`). Each load imports the directory
+afresh under its own module name, compiled straight from source: a stale `.pyc`
+(same size, same mtime second, as in quick successive saves) can never be picked up,
+and no module state survives a reload.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import itertools
+import re
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from runtime.core.registry import DatabaseRegistry
+from runtime.errors import PackageLoadError, RegistryError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "LoadResult",
+    "discover",
+    "load_all",
+    "load_directory",
+    "load_entry_points",
+]
+
+ENTRY_POINT_GROUP = "runtime.packages"
+_PREFIX = "_ydtb_dev_"
+_generation = itertools.count(1)
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compile from source every time: bytecode caches key on mtime seconds and size."""
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Find the modules of loaded package directories, with `_SourceLoader`."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
+        if not fullname.startswith(_PREFIX) or "." not in fullname or not path:
+            return None
+        leaf = fullname.rpartition(".")[2]
+        for entry in path:
+            package_init = Path(entry, leaf, "__init__.py")
+            if package_init.is_file():
+                return importlib.util.spec_from_file_location(
+                    fullname, package_init, loader=_SourceLoader(fullname, str(package_init)),
+                    submodule_search_locations=[str(package_init.parent)])
+            module = Path(entry, f"{leaf}.py")
+            if module.is_file():
+                return importlib.util.spec_from_file_location(
+                    fullname, module, loader=_SourceLoader(fullname, str(module)))
+        return None
+
+
+_FINDER = _Finder()
+
+
+def _install_finder() -> None:
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+
+
+def discover(directories: Iterable[Path]) -> list[Path]:
+    """List the package directories (those with a `package.py`) under `directories`, sorted."""
+    found = []
+    for directory in directories:
+        if directory.is_dir():
+            found.extend(p for p in sorted(directory.iterdir()) if (p / "package.py").is_file())
+    return found
+
+
+def _forget(prefix: str) -> None:
+    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
+        del sys.modules[name]
+
+
+def _error_location(exc: BaseException, directory: Path) -> tuple[str, int | None]:
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return exc.filename, exc.lineno
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename).is_relative_to(directory):
+            return frame.filename, frame.lineno
+    return str(directory / "package.py"), None
+
+
+def _import_package_module(directory: Path, root: str) -> ModuleType:
+    """Import `directory` as the package `root` and return its `root.package` module."""
+    _install_finder()
+    init = directory / "__init__.py"
+    if init.is_file():
+        spec = importlib.util.spec_from_file_location(
+            root, init, loader=_SourceLoader(root, str(init)),
+            submodule_search_locations=[str(directory)])
+    else:
+        spec = importlib.machinery.ModuleSpec(root, None, is_package=True)
+        spec.submodule_search_locations = [str(directory)]
+    assert spec is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[root] = package
+    if spec.loader is not None:
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{root}.package")
+
+
+class _Recorder:
+    """The registry as `register(registry)` sees it: it notes what the directory registers."""
+
+    def __init__(self, registry: DatabaseRegistry, source: str) -> None:
+        self._registry = registry
+        self._source = source
+        self.names: list[str] = []
+
+    def register_database(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("source", self._source)
+        package = self._registry.register_database(**kwargs)
+        self.names.append(package.name)
+        return package
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+
+def load_directory(directory: Path, registry: DatabaseRegistry) -> list[str]:
+    """Import a package directory afresh and run its `register(registry)`.
+
+    Returns:
+        The names of the packages it registered.
+
+    Raises:
+        PackageLoadError: the code could not be imported or has no `register`; the error
+            names the file and line.
+        ValidationError: a package it registered breaks a rule.
+    """
+    directory = directory.resolve()
+    recorder = _Recorder(registry, str(directory / "package.py"))
+    root = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', directory.name)}_{next(_generation)}"
+    try:
+        module = _import_package_module(directory, root)
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise PackageLoadError(str(directory / "package.py"),
+                                   "defines no register(registry) function")
+        register(recorder)
+    except RegistryError:
+        raise
+    except Exception as exc:
+        path, line = _error_location(exc, directory)
+        reason = f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
+        raise PackageLoadError(path, reason, line=line) from exc
+    finally:
+        # Objects the package defined keep its modules alive as long as they are used;
+        # dropping them from sys.modules keeps every reload fresh and memory flat.
+        _forget(root)
+    return recorder.names
+
+
+def load_entry_points(
+    registry: DatabaseRegistry, group: str = ENTRY_POINT_GROUP
+) -> list[str]:
+    """Register the installed packages advertised in the entry-point `group`.
+
+    Each entry point names a `register(registry)` callable, or a module defining one.
+    """
+    names: list[str] = []
+    for entry_point in importlib.metadata.entry_points(group=group):
+        source = f"entry point {entry_point.name} ({entry_point.value})"
+        try:
+            target = entry_point.load()
+            register = getattr(target, "register", target)
+            recorder = _Recorder(registry, source)
+            register(recorder)
+        except RegistryError:
+            raise
+        except Exception as exc:
+            raise PackageLoadError(source, f"{type(exc).__name__}: {exc}") from exc
+        names.extend(recorder.names)
+    return names
+
+
+@dataclass
+class LoadResult:
+    """What `load_all` registered, by source, and the errors it met on the way."""
+
+    packages: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[RegistryError] = field(default_factory=list)
+
+
+def load_all(
+    directories: Iterable[Path], registry: DatabaseRegistry, *, entry_points: bool = True
+) -> LoadResult:
+    """Load every package directory and entry point, collecting errors instead of stopping."""
+    result = LoadResult()
+    for directory in discover(directories):
+        try:
+            result.packages[str(directory)] = load_directory(directory, registry)
+        except RegistryError as exc:
+            result.errors.append(exc)
+    if entry_points:
+        try:
+            result.packages[ENTRY_POINT_GROUP] = load_entry_points(registry)
+        except RegistryError as exc:
+            result.errors.append(exc)
+    return result
