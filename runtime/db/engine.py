@@ -207,12 +207,17 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + quote(name, safe="")))
 
 
+def display_url(url: str) -> str:
+    """Return `url` as people write it: no driver, no password, `?host=/dir` unescaped."""
+    parts = urlsplit(hide_password(_plain_url(url)))
+    # SQLAlchemy renders `?host=/run/x` as `?host=%2Frun%2Fx`; show it as people wrote it.
+    return urlunsplit(parts._replace(query=unquote(parts.query)))
+
+
 def _unavailable(
     url: str, exc: BaseException, timeout: float | None = None
 ) -> DatabaseUnavailableError:
-    parts = urlsplit(hide_password(_plain_url(url)))
-    # SQLAlchemy renders `?host=/run/x` as `?host=%2Frun%2Fx`; show it as people wrote it.
-    shown = urlunsplit(parts._replace(query=unquote(parts.query)))
+    shown = display_url(url)
     if timeout is not None:
         return DatabaseUnavailableError(shown, f"no answer within {timeout:g}s")
     # SQLAlchemy wraps the driver's error and appends a documentation link; the

@@ -1,0 +1,249 @@
+"""`python -m runtime COMMAND`: migrate, check, status, graph (and `dev`, the daemon).
+
+The only module that reads `os.environ` and turns errors into exit codes:
+0 success, 1 validation or migration errors, 2 usage or connection errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from runtime.config import Settings, resolve_settings
+from runtime.console import Console, report_signals, table
+from runtime.core import graph
+from runtime.core.model import Package
+from runtime.core.plan import package_status
+from runtime.core.registry import DatabaseRegistry
+from runtime.db import checks, engine, ledger, migrator
+from runtime.dev import loader
+from runtime.errors import DatabaseUnavailableError, ProblemsError, RegistryError
+
+__all__ = ["main"]
+
+OK, FAILED, USAGE = 0, 1, 2
+Command = Callable[[argparse.Namespace, Settings, Console], Coroutine[Any, Any, int]]
+
+
+def _load(args: argparse.Namespace, settings: Settings, console: Console) -> list[Package] | None:
+    """Load and resolve the packages; print every problem and return None on failure."""
+    registry = DatabaseRegistry(send_signals=False)
+    result = loader.load_all(settings.packages, registry, entry_points=not args.no_entry_points)
+    for error in result.errors:
+        console.error(str(error))
+    try:
+        packages = registry.ordered()
+    except ProblemsError as exc:
+        console.error(str(exc))
+        return None
+    return None if result.errors else packages
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    packages = _load(args, settings, console)
+    if packages is None:
+        return FAILED
+    async with engine.open_database(settings) as db:
+        if args.plan:
+            plan = await migrator.read_plan(db, packages)
+            if plan.problems:
+                raise ProblemsError(plan.problems)
+            for step in plan.steps:
+                console.line(f"-- {step.package.name} {step.migration.id}", "dim")
+                for statement in step.migration.statements or (
+                        f"-- python: {getattr(step.migration.up, '__qualname__', '?')} "
+                        f"({step.migration.source or 'inline'})",):
+                    console.line(statement.rstrip().rstrip(";") + ";")
+            if not plan.steps:
+                console.line("-- nothing to apply", "dim")
+            return OK
+        report = await migrator.migrate(db, packages)
+    for name, items in report.by_package().items():
+        done = ", ".join(f"{i.migration} ({i.duration_ms:.1f} ms)" for i in items)
+        console.line(f"{console.style(name, 'name')}  applied {done}")
+    if report.applied:
+        console.line(f"{len(report.applied)} migrations applied to "
+                     f"{len(report.by_package())} packages in {report.duration_ms:.0f} ms", "ok")
+    else:
+        console.line(f"nothing to apply: {len(packages)} packages up to date "
+                     f"({report.duration_ms:.1f} ms)", "ok")
+    return OK
+
+
+async def _check(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    packages = _load(args, settings, console)
+    if packages is None:
+        return FAILED
+    if args.db:
+        problems = []
+        async with engine.open_database(settings) as db:
+            server = db.url.render_as_string(hide_password=False).replace("+asyncpg", "")
+            name = f"runtime_check_{uuid.uuid4().hex[:8]}"
+            scratch = engine.create_engine(await engine.create_database(server, name))
+            try:
+                problems = await checks.check_idempotency(scratch, packages)
+            finally:
+                await scratch.dispose()
+                await engine.drop_database(server, name)
+        if problems:
+            console.error(str(ProblemsError(problems)))
+            return FAILED
+    names = ", ".join(p.name for p in packages)
+    console.line(f"ok: {len(packages)} packages valid ({names})"
+                 + (", every migration idempotent" if args.db else ""), "ok")
+    return OK
+
+
+async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    packages = _load(args, settings, console)
+    if packages is None:
+        return FAILED
+    async with engine.open_database(settings) as db, db.connect() as conn:
+        recorded = await ledger.read_ledger(await migrator.driver(conn))
+    statuses = package_status(packages, recorded)
+    if args.json:
+        console.line(json.dumps([{
+            "package": s.package, "version": s.version, "recorded_version": s.recorded_version,
+            "applied": list(s.applied), "pending": list(s.pending), "edited": list(s.edited),
+            "unknown": list(s.unknown), "up_to_date": s.up_to_date,
+        } for s in statuses], indent=2))
+    else:
+        rows = [[s.package, s.version, s.recorded_version or "-", str(len(s.applied)),
+                 ", ".join(s.pending) or "-",
+                 ", ".join([*(f"{m} edited" for m in s.edited),
+                            *(f"{m} not declared" for m in s.unknown)]) or "-"]
+                for s in statuses]
+        for line in table(["PACKAGE", "VERSION", "RECORDED", "APPLIED", "PENDING", "DRIFT"], rows):
+            console.line(line)
+    return FAILED if any(s.edited for s in statuses) else OK
+
+
+async def _graph(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    packages = _load(args, settings, console)
+    if packages is None:
+        return FAILED
+    edges = [(p.name, d) for p in packages for d in p.dependency_names]
+    if args.format == "mermaid":
+        ids = {p.name: f"p{i}" for i, p in enumerate(packages)}
+        console.line("graph TD")
+        for p in packages:
+            console.line(f'    {ids[p.name]}["{p.name} {p.version}"]')
+        for name, dep in edges:
+            console.line(f"    {ids[name]} --> {ids[dep]}")
+    elif args.format == "dot":
+        console.line("digraph packages {")
+        for p in packages:
+            console.line(f'    "{p.name}" [label="{p.name}\\n{p.version}"];')
+        for name, dep in edges:
+            console.line(f'    "{name}" -> "{dep}";')
+        console.line("}")
+    else:
+        order = graph.dependency_order({p.name: p.dependency_names for p in packages})
+        by_name = {p.name: p for p in packages}
+        for name in order:
+            deps = ", ".join(str(d) for d in by_name[name].dependencies) or "-"
+            console.line(f"{name} {by_name[name].version}  <- {deps}")
+    return OK
+
+
+async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    import anyio
+
+    from runtime.dev.daemon import Daemon
+
+    async with engine.open_database(settings) as db:
+        url = db.url.render_as_string(hide_password=False)
+        console.line(f"runtime dev: database {engine.display_url(url)}", "dim")
+        daemon = Daemon(db, settings.packages, entry_points=not args.no_entry_points,
+                        debounce_ms=args.debounce)
+        with report_signals(console):
+            async with anyio.create_task_group() as group:
+                await group.start(daemon.run)
+                await daemon.watching.wait()
+                names = ", ".join(p for p in daemon.registry.packages if p != "@ydtb/core")
+                dirs = ", ".join(str(d) for d in daemon.directories)
+                console.line(f"watching {dirs} ({names or 'no packages'}); Ctrl-C to stop",
+                             "bold")
+    return OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--packages", action="append", metavar="DIR",
+                        help="a directory of packages (default: packages_dev; repeatable)")
+    common.add_argument("--database-url", metavar="URL",
+                        help="postgresql:// URL (default: $DATABASE_URL, else embedded)")
+    common.add_argument("--no-entry-points", action="store_true",
+                        help="skip installed packages of the 'runtime.packages' entry points")
+    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
+    migrate.add_argument("--plan", action="store_true", help="print the SQL, change nothing")
+    migrate.set_defaults(run=_migrate)
+    check = commands.add_parser("check", parents=[common], help="validate the packages")
+    check.add_argument("--db", action="store_true",
+                       help="also check migrations are idempotent, on a scratch database")
+    check.set_defaults(run=_check)
+    status = commands.add_parser("status", parents=[common], help="packages against the ledger")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
+    graph_cmd = commands.add_parser("graph", parents=[common], help="the dependency graph")
+    graph_cmd.add_argument("--format", choices=["text", "mermaid", "dot"], default="text")
+    graph_cmd.set_defaults(run=_graph)
+    dev = commands.add_parser("dev", parents=[common], help="the hot-reload dev daemon")
+    dev.add_argument("--debounce", type=int, default=50, metavar="MS",
+                     help="group saves closer than this into one reload (default 50)")
+    dev.set_defaults(run=_dev)
+    return parser
+
+
+async def _until_signalled(command: Coroutine[Any, Any, int]) -> int:
+    # SIGTERM and SIGHUP stop the command like Ctrl-C does, so its `finally` blocks run
+    # and an embedded server it started is stopped, not left behind.
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
+    """Run a command line; return its exit code."""
+    console = console or Console()
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and USAGE
+    settings = resolve_settings(database_url=args.database_url, packages=args.packages,
+                                environ=os.environ, project_dir=Path.cwd())
+    run: Command = args.run
+    try:
+        return asyncio.run(_until_signalled(run(args, settings, console)))
+    except DatabaseUnavailableError as exc:
+        console.error(str(exc))
+        return USAGE
+    except RegistryError as exc:
+        console.error(str(exc))
+        return FAILED
+    except KeyboardInterrupt:
+        console.line("stopped", "dim")
+        return OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Output for people at a terminal: one line per event, colours only on a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any, TextIO
+
+from runtime.core import signals
+
+__all__ = ["Console", "report_signals", "table"]
+
+_STYLES = {"ok": "32", "warn": "33", "error": "31;1", "dim": "2", "bold": "1", "name": "36"}
+
+
+class Console:
+    """Write lines to a stream, styled when it is a terminal and NO_COLOR is unset.
+
+    Args:
+        stream: where lines go (stdout by default).
+        color: force colours on or off; None decides from the stream.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        if color is None:
+            color = self.stream.isatty() and "NO_COLOR" not in os.environ
+        self.color = color
+
+    def style(self, text: str, style: str) -> str:
+        """Wrap `text` in the ANSI code of `style` when colours are on."""
+        if not self.color:
+            return text
+        return f"\x1b[{_STYLES[style]}m{text}\x1b[0m"
+
+    def line(self, text: str = "", style: str | None = None) -> None:
+        """Write one line, flushed at once so a daemon's output is live."""
+        print(self.style(text, style) if style else text, file=self.stream, flush=True)
+
+    def error(self, text: str) -> None:
+        """Write an error line (its first line styled, the rest as is)."""
+        head, _, rest = text.partition("\n")
+        self.line(self.style("error: ", "error") + head + ("\n" + rest if rest else ""))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Lay out rows in aligned columns under `headers`."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return lines
+
+
+@contextmanager
+def report_signals(console: Console) -> Iterator[None]:
+    """Print a line for each signal while the block runs: the console is just a receiver."""
+
+    def applied(_sender: Any, *, package: str, migration: str, duration_ms: float,
+                rerun: bool, **_: Any) -> None:
+        verb = "re-ran edited" if rerun else "applied"
+        console.line(f"  {verb} {console.style(package, 'name')} {migration} "
+                     f"({duration_ms:.1f} ms)")
+
+    def failed(_sender: Any, *, error: Exception, **_: Any) -> None:
+        console.error(str(error))
+
+    def registered(_sender: Any, *, package: str, version: str, replaced: bool,
+                   **_: Any) -> None:
+        verb = "reloaded" if replaced else "registered"
+        console.line(f"  {verb} {console.style(package, 'name')} {version}", "dim")
+
+    def unregistered(_sender: Any, *, package: str, **_: Any) -> None:
+        console.line(f"  unregistered {console.style(package, 'name')}", "dim")
+
+    def reloaded(_sender: Any, *, packages: tuple[str, ...], applied: tuple[str, ...],
+                 elapsed_ms: float, error: Exception | None, **_: Any) -> None:
+        if error is not None:
+            console.line(f"x change not applied, last good state kept ({elapsed_ms:.0f} ms)",
+                         "warn")
+            return
+        what = f"{len(applied)} migration{'s' if len(applied) != 1 else ''}" if applied \
+            else "no schema change"
+        names = ", ".join(packages) or "packages"
+        console.line(f"ok {names}: {what}, change seen -> applied in {elapsed_ms:.0f} ms", "ok")
+
+    with ExitStack() as stack:
+        for signal, receiver in [
+            (signals.migration_applied, applied), (signals.migration_failed, failed),
+            (signals.validation_failed, failed), (signals.package_registered, registered),
+            (signals.package_unregistered, unregistered), (signals.reloaded, reloaded),
+        ]:
+            stack.enter_context(signal.connected_to(receiver))
+        yield

@@ -1,0 +1,260 @@
+"""The dev daemon end to end: a real watcher, real files, a real database."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support import create_sql, write_package
+
+from runtime import DependentsExistError, PackageLoadError, ValidationError, signals
+from runtime.db import notify
+from runtime.dev.daemon import Daemon
+
+Log = list[tuple[str, dict[str, Any]]]
+NAMES = ["package_registered", "package_unregistered", "schema_changed", "validation_failed",
+         "migration_applied", "migration_failed", "reloaded"]
+
+
+@pytest.fixture
+def log() -> Iterator[Log]:
+    """Every signal sent during the test, as (name, keywords)."""
+    entries: Log = []
+    with ExitStack() as stack:
+        for name in NAMES:
+            def receiver(_sender: object, _name: str = name, **kwargs: Any) -> None:
+                entries.append((_name, kwargs))
+            stack.enter_context(getattr(signals, name).connected_to(receiver))
+        yield entries
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "packages").mkdir()
+    write_package(tmp_path / "packages", "notes", name="notes",
+                  tables={"ydtb_notes": []})
+    return tmp_path / "packages"
+
+
+@asynccontextmanager
+async def running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
+    daemon = Daemon(engine, [root], entry_points=False, debounce_ms=50, step_ms=10)
+    async with anyio.create_task_group() as group:
+        with anyio.fail_after(20):
+            await group.start(daemon.run)
+            await daemon.watching.wait()
+        try:
+            yield daemon
+        finally:
+            daemon.stop()
+            group.cancel_scope.cancel()
+
+
+async def change(log: Log, edit: Callable[[], object],
+                 until: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
+    """Make an edit and return the first `reloaded` keywords after it matching `until`."""
+    mark = len(log)
+    edit()
+    with anyio.fail_after(10):
+        while True:
+            for name, kwargs in log[mark:]:
+                if name == "reloaded" and until(kwargs):
+                    return kwargs
+            await anyio.sleep(0.01)
+
+
+def sent(log: Log, name: str) -> list[dict[str, Any]]:
+    return [kwargs for n, kwargs in log if n == name]
+
+
+async def query(engine: AsyncEngine, sql: str) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql))).scalar()
+
+
+async def columns(engine: AsyncEngine, table: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT column_name FROM information_schema.columns "
+                                       "WHERE table_name = :t ORDER BY 1"), {"t": table})
+        return [r[0] for r in rows]
+
+
+async def test_start_applies_the_packages_on_disk(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    async with running(engine, root) as daemon:
+        assert "notes" in daemon.registry
+        assert await columns(engine, "ydtb_notes") == ["id", "workspace_id"]
+    assert [(k["package"], k["migration"]) for k in sent(log, "migration_applied")][-1] == (
+        "notes", "0001_create_ydtb_notes.sql".removesuffix(".sql"))
+
+
+async def test_a_new_migration_is_applied_and_signalled(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    async with running(engine, root):
+        result = await change(log, lambda: (root / "notes/migrations/0002_add_title.sql")
+                              .write_text("ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS "
+                                          "title text;"))
+        assert result["error"] is None
+        assert result["applied"] == ("notes 0002_add_title",)
+        assert await columns(engine, "ydtb_notes") == ["id", "title", "workspace_id"]
+    assert sent(log, "schema_changed")[-1] == {
+        "package": "notes", "migrations": ("0002_add_title",),
+        "changes": ("applied 0002_add_title",)}
+
+
+async def test_a_new_package_directory_is_registered(
+    engine: AsyncEngine, root: Path, tmp_path: Path, log: Log
+) -> None:
+    staged = write_package(tmp_path, "tags", name="tags", deps=["notes"],
+                           tables={"ydtb_tags": ['Column("note_id", Integer, '
+                                                 'ForeignKey("ydtb_notes.id"))']},
+                           migrations={"0001_tags.sql": create_sql(
+                               "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")})
+    async with running(engine, root) as daemon:
+        result = await change(log, lambda: shutil.move(staged, root / "tags"),
+                              until=lambda r: "tags" in r["packages"])
+        assert result["applied"] == ("tags 0001_tags",)
+        assert daemon.registry.get("tags").dependency_names == ("notes",)
+    assert {"package": "tags", "version": "1.0.0", "replaced": False} in sent(
+        log, "package_registered")
+
+
+async def test_a_syntax_error_is_reported_then_the_fix_is_applied(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    package_py = root / "notes/package.py"
+    good = package_py.read_text()
+    async with running(engine, root) as daemon:
+        before = daemon.registry.get("notes")
+        result = await change(log, lambda: package_py.write_text(good + "\ndef broken(:\n"))
+        error = result["error"]
+        assert isinstance(error, PackageLoadError)
+        assert (error.path, error.line) == (str(package_py.resolve()), 17)
+        assert str(error).endswith("SyntaxError: invalid syntax (fix the file and save it again)")
+        assert sent(log, "validation_failed")[-1]["error"] is error
+        assert daemon.registry.get("notes") is before
+
+        (root / "notes/migrations/0002_x.sql").write_text("SELECT 1;")
+        result = await change(log, lambda: package_py.write_text(good),
+                              until=lambda r: r["error"] is None)
+        assert result["applied"] == ("notes 0002_x",)
+
+
+async def test_a_dependent_is_revalidated_and_a_breaking_change_refused(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", deps=["notes"],
+                  tables={"ydtb_tags": ['Column("note_id", Integer, ForeignKey("ydtb_notes.id"))']},
+                  migrations={"0001_tags.sql": create_sql(
+                      "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")})
+    async with running(engine, root) as daemon:
+        before = daemon.registry.get("notes")
+        schema_py = root / "notes/schema.py"
+        result = await change(log, lambda: schema_py.write_text(
+            schema_py.read_text().replace("ydtb_notes", "ydtb_memos")))
+        error = result["error"]
+        assert isinstance(error, ValidationError)
+        assert [str(p) for p in error.problems] == [
+            "tags: table 'ydtb_tags' column 'note_id' references 'ydtb_notes.id', which no "
+            "registered package owns (fix the name, or register and depend on the package "
+            "that owns it) [Y206]"]
+        assert daemon.registry.get("notes") is before
+        assert await query(engine, "SELECT to_regclass('ydtb_memos')") is None
+
+
+async def test_a_validation_error_leaves_the_database_untouched(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    async with running(engine, root):
+        migrations = await query(engine, "SELECT count(*) FROM ydtb_schema_migrations")
+        schema_py = root / "notes/schema.py"
+        result = await change(log, lambda: schema_py.write_text(
+            schema_py.read_text().replace("'ydtb_notes'", "'notes'")))
+        assert [p.code for p in result["error"].problems] == ["Y101"]
+        assert "rename it to 'ydtb_notes'" in str(result["error"])
+        result = await change(log, lambda: (root / "notes/migrations/0002_more.sql").write_text(
+            "CREATE TABLE IF NOT EXISTS ydtb_more (id int);"))
+        assert [p.code for p in result["error"].problems] == ["Y101"]
+        assert await query(engine, "SELECT to_regclass('ydtb_more')") is None
+        assert await query(engine, "SELECT count(*) FROM ydtb_schema_migrations") == migrations
+
+
+async def test_a_failing_migration_is_rolled_back_and_recovers(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    migration = root / "notes/migrations/0002_two.sql"
+    async with running(engine, root) as daemon:
+        result = await change(log, lambda: migration.write_text(
+            "CREATE TABLE IF NOT EXISTS ydtb_two (id int);\nSELECT * FROM nope;\n"))
+        assert "notes: migration 0002_two failed at line 2" in str(result["error"])
+        assert sent(log, "migration_failed")[-1]["migration"] == "0002_two"
+        assert await query(engine, "SELECT to_regclass('ydtb_two')") is None
+        assert [m.id for m in daemon.registry.get("notes").migrations] == ["0001_create_ydtb_notes"]
+
+        result = await change(log, lambda: migration.write_text(
+            "CREATE TABLE IF NOT EXISTS ydtb_two (id int);\n"))
+        assert result["applied"] == ("notes 0002_two",)
+
+
+async def test_an_edited_applied_migration_is_rerun(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    first = root / "notes/migrations/0001_create_ydtb_notes.sql"
+    async with running(engine, root):
+        result = await change(log, lambda: first.write_text(
+            first.read_text() + "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS body text;\n"))
+        assert result["applied"] == ("notes 0001_create_ydtb_notes",)
+        assert sent(log, "migration_applied")[-1]["rerun"] is True
+        assert "body" in await columns(engine, "ydtb_notes")
+
+
+async def test_a_removed_package_is_unregistered_unless_others_depend_on_it(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", deps=["notes"])
+    async with running(engine, root) as daemon:
+        result = await change(log, lambda: shutil.rmtree(root / "notes"),
+                              until=lambda r: r["error"] is not None)
+        assert isinstance(result["error"], DependentsExistError)
+        assert str(result["error"]) == ("notes: cannot unregister, tags depends on it "
+                                         "(unregister it first)")
+        assert "notes" in daemon.registry
+
+        result = await change(log, lambda: shutil.rmtree(root / "tags"),
+                              until=lambda r: r["error"] is None and "tags" in r["packages"])
+        assert "tags" not in daemon.registry
+    assert {"package": "tags"} in sent(log, "package_unregistered")
+
+
+async def test_changes_are_published_to_other_connections(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    events: list[dict[str, Any]] = []
+
+    async def listen(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = notify.listen(engine)
+        first = anyio.create_task_group()
+        async with first:
+            task_status.started()
+            async for event in listener:
+                events.append(event)
+
+    async with running(engine, root), anyio.create_task_group() as group:
+        await group.start(listen)
+        await anyio.sleep(0.2)  # the listener's LISTEN runs on its first iteration
+        await change(log, lambda: (root / "notes/migrations/0002_x.sql").write_text("SELECT 2;"))
+        with anyio.fail_after(5):
+            while not events:
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    assert events[0]["signal"] == "schema_changed"
+    assert (events[0]["package"], events[0]["migrations"]) == ("notes", ["0002_x"])

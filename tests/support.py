@@ -1,0 +1,79 @@
+"""Write package directories for tests, the way an author lays them out on disk."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+PACKAGE_PY = '''\
+from pathlib import Path
+
+from runtime.kit import load_migrations
+
+from .schema import metadata
+
+
+def register(registry):
+    registry.register_database(
+        package_name={name!r},
+        schema=metadata,
+        version={version!r},
+        dependencies={deps!r},
+        migrations=load_migrations(Path(__file__).parent / "migrations"),
+    )
+'''
+
+SCHEMA_PY = '''\
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+{tables}
+'''
+
+TABLE = '''
+Table(
+    {table!r}, metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False),
+    {columns}
+)
+'''
+
+
+def create_sql(table: str, *columns: str) -> str:
+    """SQL creating a workspace table like the ones `write_package` declares."""
+    body = ",\n    ".join(["id integer PRIMARY KEY",
+                           "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id)",
+                           *columns])
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n    {body}\n);\n"
+
+
+def write_package(
+    root: Path,
+    directory: str,
+    *,
+    name: str,
+    version: str = "1.0.0",
+    deps: Sequence[str] = (),
+    tables: Mapping[str, Sequence[str]] | None = None,
+    migrations: Mapping[str, str] | None = None,
+) -> Path:
+    """Write `root/directory` as a package: package.py, schema.py, migrations/.
+
+    Args:
+        tables: table name -> extra Column(...) source lines.
+        migrations: file name (`0001_x.sql`) -> content.
+    """
+    tables = {f"ydtb_{directory}": []} if tables is None else tables
+    if migrations is None:
+        migrations = {f"0001_create_{t}.sql": create_sql(t) for t in tables}
+    path = root / directory
+    (path / "migrations").mkdir(parents=True, exist_ok=True)
+    rendered = "".join(TABLE.format(table=t, columns=", ".join(c)) for t, c in tables.items())
+    (path / "schema.py").write_text(SCHEMA_PY.format(tables=rendered))
+    for filename, content in migrations.items():
+        (path / "migrations" / filename).write_text(textwrap.dedent(content))
+    (path / "package.py").write_text(PACKAGE_PY.format(name=name, version=version,
+                                                       deps=list(deps)))
+    return path
