@@ -52,6 +52,9 @@ NAMING_CONVENTION: dict[str, str] = {
 _WORKSPACE_ID_LENGTH = 20  # the length of ydtb_workspaces.id
 _MIGRATION_SUFFIXES = (".sql", ".py")
 _NUMBERED = re.compile(r"^(?P<number>\d+)_")
+# A SQL file opts out of the transaction with this comment line, the SQL-file spelling
+# of a Python migration's `transactional = False`.
+_NO_TRANSACTION = re.compile(r"^\s*--\s*runtime:\s*no-transaction\s*$", re.MULTILINE)
 
 
 def metadata() -> MetaData:
@@ -122,7 +125,8 @@ def load_migrations(directory: str | Path) -> list[Migration]:
 
     Each file is one migration whose id is its stem (`0002_add_pinned`):
 
-    - `NNNN_name.sql`: SQL text, run as one script;
+    - `NNNN_name.sql`: SQL text, run as one script; a line `-- runtime: no-transaction`
+      runs it outside a transaction (for `CREATE INDEX CONCURRENTLY`);
     - `NNNN_name.py`: defines `async def up(conn)` taking an SQLAlchemy `AsyncConnection`,
       and `transactional = False` if it must run outside a transaction.
 
@@ -167,7 +171,9 @@ def _check_names(files: list[Path]) -> None:
 
 
 def _read_sql(path: Path) -> Migration:
-    return Migration(path.stem, up=path.read_text(encoding="utf-8"), source=str(path))
+    sql = path.read_text(encoding="utf-8")
+    return Migration(path.stem, up=sql, source=str(path),
+                     transactional=not _NO_TRANSACTION.search(sql))
 
 
 def _read_python(path: Path) -> Migration:
@@ -197,7 +203,8 @@ def _read_python(path: Path) -> Migration:
     if not isinstance(transactional, bool):
         raise PackageLoadError(filename, f"transactional is {transactional!r}; set it to "
                                "True or False")
-    return Migration(path.stem, up=up, transactional=transactional, source=filename)
+    return Migration(path.stem, up=up, transactional=transactional, source=filename,
+                     text=source)
 
 
 def _first_line(obj: object) -> int | None:

@@ -186,6 +186,33 @@ def test_python_checksum_is_the_digest_of_up_source(tmp_path: Path) -> None:
     assert migration.checksum == hashlib.sha256(source.encode()).hexdigest()
 
 
+def test_python_checksum_covers_helpers_beside_up(tmp_path: Path) -> None:
+    body = 'TABLE = "{}"\n\nasync def up(conn):\n    await conn.execute(TABLE)\n'
+    write(tmp_path, "0001_a.py", body.format("ydtb_one"))
+    [before] = load_migrations(tmp_path)
+
+    write(tmp_path, "0001_a.py", body.format("ydtb_two"))
+    [after] = load_migrations(tmp_path)
+
+    assert before.checksum != after.checksum
+
+
+@pytest.mark.parametrize(("header", "transactional"), [
+    ("-- runtime: no-transaction\n", False),
+    ("--runtime:no-transaction\n", False),
+    ("-- a comment that mentions runtime: no-transaction in passing\n", True),
+    ("", True),
+], ids=["header", "tight", "mention", "none"])
+def test_a_sql_migration_opts_out_of_the_transaction_with_a_comment_line(
+    tmp_path: Path, header: str, transactional: bool
+) -> None:
+    write(tmp_path, "0001_a.sql", header + "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON t (c);")
+
+    [migration] = load_migrations(tmp_path)
+
+    assert migration.transactional is transactional
+
+
 def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "0001_broken.py", "async def up(conn):\n    await conn.execute(\n")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -22,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
+
+from runtime.core.schema import core_metadata
 
 __all__ = ["create_statements", "fingerprint", "foreign_key_targets"]
 
@@ -42,8 +45,11 @@ def foreign_key_targets(table: Table) -> list[tuple[str, str, Column[object]]]:
 
 
 def _scratch_metadata(tables: Iterable[Table]) -> MetaData:
-    metadata = MetaData()
     tables = list(tables)
+    # Keep the package's naming convention: without it a column-level unique=True
+    # renders unnamed and PostgreSQL would name it, not the convention.
+    convention = tables[0].metadata.naming_convention if tables else None
+    metadata = MetaData(naming_convention=convention) if convention else MetaData()
     for table in tables:
         table.to_metadata(metadata)
     for copy in metadata.tables.values():
@@ -54,7 +60,8 @@ def _scratch_metadata(tables: Iterable[Table]) -> MetaData:
             if stub is None:
                 stub = Table(target, metadata)
             if column_name not in stub.c:
-                stub.append_column(Column(column_name, local.type, primary_key=True))
+                stub.append_column(Column(column_name, _target_type(target, column_name,
+                                                                   local), primary_key=True))
     return metadata
 
 
@@ -72,6 +79,15 @@ def _order_constraints(table: Table) -> None:
 
     for position, constraint in enumerate(sorted(table.constraints, key=key)):
         constraint._creation_order = position  # type: ignore[attr-defined]
+
+
+def _target_type(table: str, column: str, local: Column[Any]) -> Any:
+    # An untyped foreign-key column takes its type from the target (normal SQLAlchemy);
+    # the core's columns are known here, other packages' come typed by the author.
+    core = core_metadata.tables.get(table)
+    if core is not None and column in core.c:
+        return core.c[column].type
+    return local.type
 
 
 def create_statements(tables: Iterable[Table]) -> list[str]:

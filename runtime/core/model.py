@@ -32,8 +32,10 @@ def migration_sort_key(migration_id: str) -> tuple[int, str]:
     return (int(match["number"]) if match else -1, migration_id)
 
 
-def _checksum_of(up: object) -> str:
-    if isinstance(up, str):
+def _checksum_of(up: object, text: str | None) -> str:
+    if text is not None:
+        content = text
+    elif isinstance(up, str):
         content = up.strip()
     elif isinstance(up, Sequence):
         content = "\n;\n".join(str(s).strip() for s in up)
@@ -61,16 +63,20 @@ class Migration:
             (`CREATE INDEX CONCURRENTLY`); such a migration runs alone, after the ones
             before it are committed.
         source: the file it came from, for error messages.
+        text: the whole text of that file, when `up` is a function defined in it: the
+            checksum then covers the file (a helper or constant beside `up` is part of
+            the migration), not only `up`'s own source.
     """
 
     id: str
     up: MigrationUp
     transactional: bool = True
     source: str | None = None
+    text: str | None = field(default=None, repr=False, compare=False)
     checksum: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "checksum", _checksum_of(self.up))
+        object.__setattr__(self, "checksum", _checksum_of(self.up, self.text))
 
     @property
     def statements(self) -> tuple[str, ...] | None:

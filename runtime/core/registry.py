@@ -206,9 +206,12 @@ class DatabaseRegistry:
         """
         with self._lock:
             package = self.get(name)
+            if name == CORE_PACKAGE:
+                raise ValidationError([Problem(name, "Y124", "the core package is built in "
+                                               "and cannot be unregistered")])
             dependents = tuple(self.dependents(name))
-            if name == CORE_PACKAGE or dependents:
-                raise DependentsExistError(name, dependents or ("every package",))
+            if dependents:
+                raise DependentsExistError(name, dependents)
             after = dict(self._packages)
             del after[name]
             self._commit(after)

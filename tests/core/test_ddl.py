@@ -125,3 +125,19 @@ def test_fingerprint_changes_when_a_type_changes() -> None:
     assert ddl.fingerprint(ddl.create_statements([table(20)])) != ddl.fingerprint(
         ddl.create_statements([table(40)])
     )
+
+
+def test_an_untyped_foreign_key_to_the_core_takes_the_core_column_type() -> None:
+    metadata = MetaData()
+    table = Table("ydtb_a", metadata, Column("id", Integer, primary_key=True),
+                  Column("workspace_id", ForeignKey("ydtb_workspaces.id"), nullable=False))
+
+    assert "workspace_id VARCHAR(20) NOT NULL" in ddl.create_statements([table])[0]
+
+
+def test_the_naming_convention_of_the_package_names_its_constraints() -> None:
+    metadata = MetaData(naming_convention={"uq": "uq_%(table_name)s_%(column_0_name)s"})
+    table = Table("ydtb_a", metadata, Column("id", Integer, primary_key=True),
+                  Column("code", Text, unique=True))
+
+    assert "CONSTRAINT uq_ydtb_a_code UNIQUE (code)" in ddl.create_statements([table])[0]

@@ -320,8 +320,11 @@ def test_unregister_an_unknown_package(registry: DatabaseRegistry) -> None:
 
 
 def test_unregister_the_core_is_refused(registry: DatabaseRegistry) -> None:
-    with pytest.raises(DependentsExistError):
+    with pytest.raises(ValidationError) as caught:
         registry.unregister("@ydtb/core")
+
+    assert [str(p) for p in caught.value.problems] == [
+        "@ydtb/core: the core package is built in and cannot be unregistered [Y124]"]
 
     assert "@ydtb/core" in registry
 

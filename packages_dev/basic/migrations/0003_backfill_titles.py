@@ -10,8 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def up(conn: AsyncConnection) -> None:
-    # Keep the whole migration inside up(): its checksum is up's source, so only an
-    # edit in here counts as an edit of the migration.
     await conn.execute(
         text(
             """
