@@ -1,0 +1,136 @@
+"""Loading packages from directories and entry points (no database)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from support import write_package
+
+from runtime import DatabaseRegistry, PackageLoadError, ValidationError
+from runtime.dev import loader
+
+COUNTER_PY = '''\
+from .schema import metadata
+from .state import LOADS
+
+LOADS.append(1)
+
+
+def register(registry):
+    registry.register_database(package_name="notes", schema=metadata,
+                               version=str(len(LOADS)))
+'''
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": []})
+    return tmp_path
+
+
+def test_a_directory_registers_its_packages_with_their_source(root: Path) -> None:
+    registry = DatabaseRegistry()
+
+    assert loader.load_directory(root / "notes", registry) == ["notes"]
+    assert registry.get("notes").source == str((root / "notes/package.py").resolve())
+
+
+def test_every_load_is_a_fresh_import_with_no_module_state(root: Path) -> None:
+    (root / "notes/state.py").write_text("LOADS = []\n")
+    (root / "notes/package.py").write_text(COUNTER_PY)
+
+    versions = [loader.load_directory(root / "notes", registry := DatabaseRegistry()) and
+                str(registry.get("notes").version) for _ in range(3)]
+
+    assert versions == ["1", "1", "1"]
+    assert not [name for name in sys.modules if name.startswith("_ydtb_dev_")]
+
+
+def test_an_edit_within_the_same_second_and_size_is_seen(root: Path) -> None:
+    schema = root / "notes/schema.py"
+    loader.load_directory(root / "notes", DatabaseRegistry())
+    stat = schema.stat()
+    # Same length, same mtime: exactly what a bytecode cache takes for "unchanged".
+    schema.write_text(schema.read_text().replace("'ydtb_notes'", "'ydtb_memos'"))
+    os.utime(schema, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    registry = DatabaseRegistry()
+    loader.load_directory(root / "notes", registry)
+
+    assert registry.get("notes").table_names == ("ydtb_memos",)
+
+
+@pytest.mark.parametrize(("source", "line", "reason"), [
+    ("def register(registry):\n    return (\n", 2, "SyntaxError: '(' was never closed"),
+    ("import json\nraise RuntimeError('boom')\n", 2, "RuntimeError: boom"),
+    ("from .missing import thing\n", 1,
+     "ModuleNotFoundError: No module named '_ydtb_dev_notes_"),
+    ("X = 1\n", None, "defines no register(registry) function"),
+], ids=["syntax", "raises", "missing-module", "no-register"])
+def test_a_broken_package_names_the_file_and_line(
+    root: Path, source: str, line: int | None, reason: str
+) -> None:
+    package_py = root / "notes/package.py"
+    package_py.write_text(source)
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert (caught.value.path, caught.value.line) == (str(package_py.resolve()), line)
+    assert reason in str(caught.value)
+    assert str(caught.value).endswith("(fix the file and save it again)")
+
+
+def test_an_error_raised_in_a_sibling_module_points_at_it(root: Path) -> None:
+    (root / "notes/schema.py").write_text("metadata = None\nraise ValueError('bad schema')\n")
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert (caught.value.path, caught.value.line) == (str((root / "notes/schema.py").resolve()), 2)
+
+
+def test_a_validation_error_passes_through_with_its_problems(root: Path) -> None:
+    schema = root / "notes/schema.py"
+    schema.write_text(schema.read_text().replace("'ydtb_notes'", "'notes'"))
+
+    with pytest.raises(ValidationError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert [p.code for p in caught.value.problems] == ["Y101"]
+
+
+def test_load_all_collects_errors_and_loads_the_rest(root: Path) -> None:
+    write_package(root, "tags", name="tags", deps=["notes"])
+    (root / "broken").mkdir()
+    (root / "broken/package.py").write_text("def register(:\n")
+    (root / "not_a_package").mkdir()
+    registry = DatabaseRegistry()
+
+    result = loader.load_all([root], registry, entry_points=False)
+
+    assert sorted(result.packages.values()) == [["notes"], ["tags"]]
+    assert [type(e).__name__ for e in result.errors] == ["PackageLoadError"]
+    assert [p.name for p in registry.ordered()] == ["@ydtb/core", "notes", "tags"]
+
+
+def test_installed_packages_register_through_entry_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_package(tmp_path, "ydtb_installed", name="installed", tables={"ydtb_inst": []})
+    (tmp_path / "ydtb_installed/__init__.py").write_text("from .package import register\n")
+    info = tmp_path / "ydtb_installed-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ydtb-installed\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[runtime.packages]\ninstalled = ydtb_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = DatabaseRegistry()
+    try:
+        assert loader.load_entry_points(registry) == ["installed"]
+        assert registry.get("installed").source == "entry point installed (ydtb_installed)"
+    finally:
+        for name in [n for n in sys.modules if n.startswith("ydtb_installed")]:
+            del sys.modules[name]
