@@ -78,7 +78,7 @@ def _order_constraints(table: Table) -> None:
         return (kinds.get(type(constraint), 3), str(constraint.name or ""), columns, text)
 
     for position, constraint in enumerate(sorted(table.constraints, key=key)):
-        constraint._creation_order = position  # type: ignore[attr-defined]
+        constraint._creation_order = position
 
 
 def _target_type(table: str, column: str, local: Column[Any]) -> Any:

@@ -75,11 +75,16 @@ migration" str), elapsed_ms (float: change seen -> applied and signalled), error
 _pending: set[asyncio.Task[Any]] = set()
 
 
+def _name(signal: Signal) -> str:
+    # Only named signals (ours) have a name; an anonymous Signal() is shown as itself.
+    return str(getattr(signal, "name", signal))
+
+
 def _finished(task: asyncio.Task[Any], receiver: Any, signal: Signal) -> None:
     _pending.discard(task)
     # A scheduled receiver fails after emit() returned: log it like a sync one.
     if not task.cancelled() and task.exception() is not None:
-        logger.error("receiver %r of signal %r failed", receiver, signal.name,
+        logger.error("receiver %r of signal %r failed", receiver, _name(signal),
                      exc_info=task.exception())
 
 
@@ -105,7 +110,7 @@ def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
             if inspect.isawaitable(result):
                 _schedule(result, receiver, signal)
         except Exception:
-            logger.exception("receiver %r of signal %r failed", receiver, signal.name)
+            logger.exception("receiver %r of signal %r failed", receiver, _name(signal))
 
 
 async def emit_async(signal: Signal, sender: Any, **kwargs: Any) -> None:
@@ -118,4 +123,4 @@ async def emit_async(signal: Signal, sender: Any, **kwargs: Any) -> None:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            logger.exception("receiver %r of signal %r failed", receiver, signal.name)
+            logger.exception("receiver %r of signal %r failed", receiver, _name(signal))

@@ -78,7 +78,7 @@ def _install_finder() -> None:
 
 def discover(directories: Iterable[Path]) -> list[Path]:
     """List the package directories (those with a `package.py`) under `directories`, sorted."""
-    found = []
+    found: list[Path] = []
     for directory in directories:
         if directory.is_dir():
             found.extend(p for p in sorted(directory.iterdir()) if (p / "package.py").is_file())
