@@ -32,6 +32,7 @@ __all__ = [
     "check_connection",
     "create_database",
     "create_engine",
+    "display_url",
     "drop_database",
     "hide_password",
     "open_database",

@@ -15,6 +15,7 @@ from runtime.db.engine import (
     check_connection,
     create_database,
     create_engine,
+    display_url,
     drop_database,
     hide_password,
     open_database,
@@ -173,3 +174,11 @@ async def test_create_database_rejects_a_name_postgresql_would_truncate(
 ) -> None:
     with pytest.raises(ValueError, match="1 to 63 bytes"):
         await create_database(postgres_server_url, "t" * 64)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql+asyncpg://me:secret@db:5432/app", "postgresql://me:***@db:5432/app"),
+    ("postgresql+asyncpg://postgres@/app?host=%2Frun%2Fpg", "postgresql://postgres@/app?host=/run/pg"),
+], ids=["password", "socket"])
+def test_display_url_is_how_people_write_it(url: str, shown: str) -> None:
+    assert display_url(url) == shown
