@@ -9,9 +9,13 @@
     ├── PackageNotFoundError (LookupError)
     ├── DependentsExistError             unregistering a package others depend on
     ├── PackageLoadError                 importing a package's code failed
+    ├── WorkspaceNotFoundError (LookupError)
+    ├── ToolNotFoundError (LookupError)
+    ├── ToolInactiveError                enabling a tool whose package is unregistered
     └── DatabaseError
         ├── DatabaseUnavailableError     the server cannot be reached or started
-        └── MigrationFailedError         a migration raised; its transaction was rolled back
+        ├── MigrationFailedError         a migration raised; its transaction was rolled back
+        └── RowLevelSecurityError        a package's tables could not be put under its policy
 
 Exceptions carry fields and build their own message, so call sites stay one line and
 the wording stays the same everywhere. Each message says what, where, and the fix.
@@ -32,7 +36,11 @@ __all__ = [
     "Problem",
     "ProblemsError",
     "RegistryError",
+    "RowLevelSecurityError",
+    "ToolInactiveError",
+    "ToolNotFoundError",
     "ValidationError",
+    "WorkspaceNotFoundError",
 ]
 
 
@@ -181,4 +189,64 @@ class MigrationFailedError(DatabaseError):
         super().__init__(
             f"{package}: migration {migration} failed{where}{shown}: {reason} "
             "(nothing was applied; fix the migration and run again)"
+        )
+
+
+class RowLevelSecurityError(DatabaseError):
+    """Raised by the pipeline when a package asked for row-level security and PostgreSQL
+    refused to set it up (most often: a declared table its migrations never create).
+
+    The run's last transaction, where its records are written, was rolled back.
+    """
+
+    def __init__(self, package: str, reason: str) -> None:
+        self.package = package
+        self.reason = reason
+        super().__init__(
+            f"{package}: cannot enable row-level security: {reason} (the run's last "
+            "transaction was rolled back; "
+            "make the migrations create every table the schema declares, or set "
+            "row_level_security=False)"
+        )
+
+
+class WorkspaceNotFoundError(RegistryError, LookupError):
+    """Raised by `runtime.db.tools` when the workspace has no row in `ydtb_workspaces`."""
+
+    def __init__(self, workspace: str) -> None:
+        self.workspace = workspace
+        super().__init__(
+            f"workspace '{workspace}' does not exist (check the id, or create the workspace "
+            "in ydtb_workspaces first)"
+        )
+
+
+class ToolNotFoundError(RegistryError, LookupError):
+    """Raised by `runtime.db.tools` when no package ever registered the tool."""
+
+    def __init__(self, workspace: str, tool: str, known: tuple[str, ...] = ()) -> None:
+        self.workspace = workspace
+        self.tool = tool
+        self.known = known
+        listed = f"available: {', '.join(known)}" if known else "no tools are available"
+        super().__init__(
+            f"workspace '{workspace}': tool '{tool}' is not registered ({listed}; check the "
+            "id, or register the package that provides it)"
+        )
+
+
+class ToolInactiveError(RegistryError):
+    """Raised by `runtime.db.tools.enable_tool` when the tool's package is no longer registered.
+
+    Its row stays in `ydtb_tools` with `is_active` false, so workspaces keep their choice
+    for when the package comes back.
+    """
+
+    def __init__(self, workspace: str, tool: str, package: str) -> None:
+        self.workspace = workspace
+        self.tool = tool
+        self.package = package
+        super().__init__(
+            f"workspace '{workspace}': tool '{tool}' is inactive, its package {package} is no "
+            f"longer registered (register {package} again and migrate, then enable it)"
         )

@@ -1,6 +1,245 @@
-"""The pytest plugin for package authors (registered through the `pytest11` entry point).
+"""The pytest plugin for package authors, registered through the `pytest11` entry point.
 
-Fixtures come with the database layer; until then this module only registers itself.
+With ydtb-runtime installed, a package's own tests get a migrated database and a check
+of the package, with no set-up::
+
+    async def test_notes_start_empty(runtime_engine):      # a fresh database, migrated
+        async with runtime_engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM ydtb_notes"))).scalar() == 0
+
+    def test_the_package_is_sound(assert_package_ok):
+        assert_package_ok("@acme/notes")                    # or its directory
+
+Fixtures:
+
+- `runtime_packages`: the package directories under test (session);
+- `runtime_server_url`: the PostgreSQL server test databases are made on (session);
+- `runtime_registry`: a new `DatabaseRegistry` with those packages, validated as a set;
+- `runtime_database_url`: a database made for the test, migrated, dropped after it;
+- `runtime_engine`: an `AsyncEngine` on it;
+- `assert_package_ok(name_or_directory)`: fails listing every problem of a package
+  (loading, validation, and migrations that cannot run twice; see `package_report`).
+
+Which packages: `--runtime-packages DIR` (repeatable), else the ini option
+`runtime_packages`, else `packages_dev` under the rootdir; or override the
+`runtime_packages` fixture. Which server: `DATABASE_URL`, else an embedded PostgreSQL
+started the first time a test needs one and stopped at the end of the session. Nothing
+starts unless one of these fixtures is used.
+
+The fixtures are synchronous, so they work under any async test runner: their database
+work runs in its own event loop on a worker thread, and `runtime_engine` keeps no
+connection between uses (a `NullPool`), so it serves whichever loop the test runs in.
 """
 
 from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from runtime.config import resolve_settings
+from runtime.core.model import Package
+from runtime.core.registry import DatabaseRegistry
+from runtime.core.schema import CORE_PACKAGE
+from runtime.db import checks, migrator
+from runtime.db.engine import create_database, create_engine, drop_database, to_async_url
+from runtime.db.server import EmbeddedServer
+from runtime.dev import loader
+from runtime.errors import Problem, ProblemsError, RegistryError
+
+__all__ = ["package_report", "pytest_addoption"]
+
+_INI = "runtime_packages"
+_DEFAULT_DIRECTORY = "packages_dev"
+_T = TypeVar("_T")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add `--runtime-packages DIR` and the ini option `runtime_packages`."""
+    group = parser.getgroup("ydtb-runtime", "ydtb runtime packages")
+    group.addoption("--runtime-packages", action="append", metavar="DIR", default=None,
+                    help="a directory of packages to load for the runtime_* fixtures "
+                         f"(repeatable; default: the ini option {_INI}, else "
+                         f"{_DEFAULT_DIRECTORY})")
+    parser.addini(_INI, type="paths", default=[],
+                  help="directories of packages to load for the runtime_* fixtures, "
+                       "relative to the ini file")
+
+
+def _run(function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+    # A worker thread with its own event loop: the calling thread may already run one
+    # (an async test), and the fixtures must not depend on which runner the author uses.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime-testing") as pool:
+        return pool.submit(anyio.run, function, *args).result()
+
+
+def _load(directories: Sequence[Path], registry: DatabaseRegistry) -> list[str]:
+    """Load every package of `directories` into `registry`; return what went wrong."""
+    errors = [f"{d}: packages directory does not exist (pass --runtime-packages DIR, or set "
+              f"{_INI} in the ini file)" for d in directories if not d.is_dir()]
+    result = loader.load_all(directories, registry, entry_points=False)
+    return errors + [str(error) for error in result.errors]
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def runtime_packages(pytestconfig: pytest.Config) -> list[Path]:
+    """The directories whose packages are under test; override it to choose in code."""
+    given: list[str] | None = pytestconfig.getoption("runtime_packages")
+    if given:
+        return [pytestconfig.invocation_params.dir / directory for directory in given]
+    configured: list[Path] = pytestconfig.getini(_INI)
+    return configured or [pytestconfig.rootpath / _DEFAULT_DIRECTORY]
+
+
+@pytest.fixture(scope="session")
+def runtime_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server test databases are made on: `DATABASE_URL`, or an embedded server."""
+    url = resolve_settings(environ=os.environ).database_url
+    if url is not None:
+        yield url
+        return
+    with EmbeddedServer(tmp_path_factory.mktemp("runtime-postgres")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def runtime_registry(runtime_packages: list[Path]) -> DatabaseRegistry:
+    """A new registry holding the packages under test, validated as a set.
+
+    It sends no signals; make a `DatabaseRegistry()` to test receivers.
+    """
+    registry = DatabaseRegistry(send_signals=False)
+    errors = _load(runtime_packages, registry)
+    try:
+        registry.ordered()
+    except ProblemsError as exc:
+        errors.append(str(exc))
+    if errors:
+        pytest.fail("cannot load the packages under test:\n" + "\n".join(errors), pytrace=False)
+    return registry
+
+
+async def _create_and_migrate(server_url: str, name: str, packages: list[Package]) -> str:
+    url = await create_database(server_url, name)
+    engine = create_engine(url)
+    try:
+        await migrator.migrate(engine, packages)
+    except BaseException:
+        await engine.dispose()
+        await drop_database(server_url, name)
+        raise
+    await engine.dispose()
+    return url
+
+
+@pytest.fixture
+def runtime_database_url(
+    runtime_server_url: str, runtime_registry: DatabaseRegistry
+) -> Iterator[str]:
+    """The URL of a database made for this test, migrated with `runtime_registry`."""
+    name = f"runtime_test_{uuid.uuid4().hex[:12]}"
+    try:
+        url = _run(_create_and_migrate, runtime_server_url, name, runtime_registry.ordered())
+    except RegistryError as exc:
+        pytest.fail(f"cannot migrate the packages under test: {exc}", pytrace=False)
+    try:
+        yield url
+    finally:
+        _run(drop_database, runtime_server_url, name)
+
+
+@pytest.fixture
+def runtime_engine(runtime_database_url: str) -> AsyncEngine:
+    """An async engine on `runtime_database_url`, usable from any event loop."""
+    return create_async_engine(to_async_url(runtime_database_url), poolclass=NullPool)
+
+
+@pytest.fixture
+def assert_package_ok(
+    runtime_packages: list[Path], runtime_server_url: str
+) -> Callable[[str | os.PathLike[str]], None]:
+    """`assert_package_ok(name_or_directory)`: fail listing every problem of a package.
+
+    See `package_report` for what is checked.
+    """
+
+    def check(package: str | os.PathLike[str]) -> None:
+        __tracebackhide__ = True
+        problems = _run(package_report, runtime_server_url, runtime_packages, package)
+        if problems:
+            noun = "problem" if len(problems) == 1 else "problems"
+            raise AssertionError(f"{package}: {len(problems)} {noun}:\n"
+                                 + "\n".join(f"  - {p}" for p in problems))
+
+    return check
+
+
+# -- the check behind assert_package_ok ----------------------------------------------------
+
+
+def _needed(registry: DatabaseRegistry, names: Sequence[str]) -> list[str]:
+    """Return `names` and every package they depend on that is registered."""
+    found: list[str] = []
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in found and name in registry:
+            found.append(name)
+            todo.extend(registry.get(name).dependency_names)
+    return found
+
+
+async def package_report(
+    server_url: str, directories: Sequence[Path], package: str | os.PathLike[str]
+) -> list[str]:
+    """List every problem of one package, each a line; empty when it is sound.
+
+    The packages of `directories` are loaded, then `package`: a registered name, or a
+    package directory (loaded last, so it replaces a package of the same name). Checked:
+    loading every directory, the package's own rules and the set rules of the package
+    with its dependencies (every `Y1xx` and `Y2xx` code), then, on a scratch database of
+    `server_url`, that every migration of it and its dependencies runs twice (`Y4xx`).
+    """
+    registry = DatabaseRegistry(send_signals=False)
+    errors = _load(directories, registry)
+    if isinstance(package, str) and package in registry:
+        names = [package]
+    elif Path(package).is_dir():
+        try:
+            names = loader.load_directory(Path(package), registry)
+        except RegistryError as exc:
+            return [*errors, str(exc)]
+    else:
+        known = ", ".join(p.name for p in registry if p.name != CORE_PACKAGE) or "none"
+        return [*errors, f"{package}: not a registered package nor a package directory "
+                f"(registered: {known})"]
+    sub = DatabaseRegistry(send_signals=False)
+    try:
+        for name in _needed(registry, names):
+            if name != CORE_PACKAGE:
+                sub.register(registry.get(name))
+        ordered = sub.ordered()
+    except ProblemsError as exc:
+        return [*errors, *(str(p) for p in exc.problems)]
+    return [*errors, *(str(p) for p in await _idempotency_problems(server_url, ordered))]
+
+
+async def _idempotency_problems(server_url: str, packages: list[Package]) -> list[Problem]:
+    name = f"runtime_check_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(await create_database(server_url, name))
+    try:
+        return await checks.check_idempotency(engine, packages)
+    finally:
+        await engine.dispose()
+        await drop_database(server_url, name)

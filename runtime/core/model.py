@@ -108,7 +108,8 @@ class Package:
     """A registered package: its schema, ordered migrations and dependencies.
 
     Built by `DatabaseRegistry.register_database`; `migrations` are sorted by id and
-    `fingerprint` hashes the DDL of its declared tables.
+    `fingerprint` hashes what the database must reflect: the DDL of its declared tables,
+    its tools and its row-level security flag.
     """
 
     name: str

@@ -4,11 +4,13 @@ Rules collect every `Problem` rather than stopping at the first, so a developer 
 them all in one pass. Each problem has a stable code (listed in the README):
 
 - Y1xx: one package on its own (checked when it registers);
-- Y2xx: the set (dependencies, versions, cycles, ownership, foreign keys across packages).
+- Y2xx: the set (dependencies, versions, cycles, ownership of tables and tools, foreign
+  keys across packages).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from sqlalchemy import MetaData, Table
@@ -20,13 +22,16 @@ from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, cor
 from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
 from runtime.errors import Problem
 
-__all__ = ["build_package", "check_package", "check_set", "table_owners"]
+__all__ = ["build_package", "check_package", "check_set", "table_owners", "tool_owners"]
 
 PREFIX = "ydtb_"
 _WORKSPACE_COLUMN = (
     "Column('workspace_id', String(20), ForeignKey('ydtb_workspaces.id', ondelete='CASCADE'), "
     "nullable=False, index=True)"
 )
+# ydtb_tools.id is String(20); name and icon are String(200).
+_TOOL_ID = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
+_TOOL_TEXT_LIMIT = 200
 
 
 def _is_core_reference(table: Table) -> bool:
@@ -99,6 +104,57 @@ def _migration_problems(package: str, migrations: Sequence[Migration]) -> list[P
     return found
 
 
+def _tool_problems(
+    package: str, tools: Sequence[object], row_level_security: object
+) -> list[Problem]:
+    found: list[Problem] = []
+    seen: set[str] = set()
+    for tool in tools:
+        if not isinstance(tool, Tool):
+            found.append(Problem(package, "Y130", f"tool {tool!r} is not a Tool",
+                                 "wrap it: Tool(id='timer', name='Timer')"))
+            continue
+        if not isinstance(tool.id, str) or not _TOOL_ID.match(tool.id):
+            found.append(Problem(package, "Y131", f"tool id {tool.id!r} is not valid",
+                                 "use 1 to 20 lower case letters, digits, '_' or '-', "
+                                 "starting with a letter"))
+        elif tool.id in seen:
+            found.append(Problem(package, "Y132", f"tool id '{tool.id}' is used twice",
+                                 "give each tool its own id"))
+        seen.add(tool.id)
+        if not isinstance(tool.name, str) or not tool.name.strip():
+            found.append(Problem(package, "Y133", f"tool {tool.id!r} has no name",
+                                 "give it the name people see, e.g. Tool(..., name='Timer')"))
+        for field in ("name", "icon"):
+            value = getattr(tool, field)
+            if isinstance(value, str) and len(value) > _TOOL_TEXT_LIMIT:
+                found.append(Problem(package, "Y133", f"tool {tool.id!r} {field} is "
+                                     f"{len(value)} characters long",
+                                     f"shorten it to {_TOOL_TEXT_LIMIT} at most"))
+            elif field == "icon" and not isinstance(value, str):
+                found.append(Problem(package, "Y133", f"tool {tool.id!r} icon is {value!r}",
+                                     "give an icon name, or leave it out"))
+        if not isinstance(tool.description, str):
+            found.append(Problem(package, "Y133", f"tool {tool.id!r} description is "
+                                 f"{tool.description!r}", "give a text, or leave it out"))
+    if not isinstance(row_level_security, bool):
+        found.append(Problem(package, "Y134", f"row_level_security is {row_level_security!r}",
+                             "set it to True or False"))
+    return found
+
+
+def _definition_lines(tools: Sequence[Tool], row_level_security: bool) -> list[str]:
+    # What a run records besides the tables (issue #6): folded into the fingerprint, a
+    # change to the tools or to row-level security re-records the package, and that run
+    # syncs `ydtb_tools` and the policies, while the no-op run stays one ledger read.
+    # Nothing is added for a package without either, so its fingerprint is the DDL's.
+    lines = [f"TOOL {t.id!r} {t.name!r} {t.description!r} {t.icon!r}"
+             for t in sorted(tools, key=lambda t: t.id)]
+    if row_level_security:
+        lines.append("ROW LEVEL SECURITY")
+    return lines
+
+
 def build_package(
     *,
     package_name: str,
@@ -113,9 +169,11 @@ def build_package(
     """Check one package's own rules and build it; returns the package or its problems.
 
     A package with no migrations gets one derived from its schema, `0001_initial_schema`,
-    that creates its tables and indexes if they do not exist.
+    that creates its tables and indexes if they do not exist. The fingerprint covers its
+    tables' DDL, its tools and whether it asks for row-level security.
     """
     name = package_name
+    tools = tuple(tools or ())
     found: list[Problem] = []
     if not isinstance(name, str) or not is_valid_name(name):
         found.append(Problem(str(name), "Y120", f"package name {name!r} is not valid",
@@ -151,6 +209,7 @@ def build_package(
                              "fix the table definition SQLAlchemy complains about"))
     given = list(migrations or ())
     found.extend(_migration_problems(name, given))
+    found.extend(_tool_problems(name, tools, row_level_security))
     if found or parsed_version is None:
         return None, found
     if not given and statements:
@@ -162,8 +221,9 @@ def build_package(
         migrations=tuple(sorted(given, key=lambda m: migration_sort_key(m.id))),
         dependencies=tuple(deps),
         tables=tables,
-        fingerprint=ddl.fingerprint(statements),
-        tools=tuple(tools),
+        fingerprint=ddl.fingerprint([*statements,
+                                     *_definition_lines(tools, row_level_security)]),
+        tools=tools,
         row_level_security=row_level_security,
         source=source,
     )
@@ -176,6 +236,7 @@ def check_package(package: Package) -> list[Problem]:
     for table in package.tables:
         found.extend(_table_problems(package.name, table))
     found.extend(_migration_problems(package.name, package.migrations))
+    found.extend(_tool_problems(package.name, package.tools, package.row_level_security))
     return found
 
 
@@ -185,6 +246,15 @@ def table_owners(packages: Iterable[Package]) -> dict[str, list[str]]:
     for package in packages:
         for table in package.table_names:
             owners.setdefault(table, []).append(package.name)
+    return owners
+
+
+def tool_owners(packages: Iterable[Package]) -> dict[str, list[str]]:
+    """Map each tool id to the packages that provide it (more than one is a problem)."""
+    owners: dict[str, list[str]] = {}
+    for package in packages:
+        for tool in package.tools:
+            owners.setdefault(tool.id, []).append(package.name)
     return owners
 
 
@@ -254,10 +324,11 @@ def check_set(
 ) -> list[Problem]:
     """Check the rules across packages, for `names` only (all packages when None).
 
-    Reports missing dependencies, unsatisfied versions, cycles, tables owned twice, and
-    foreign keys into packages that are not (transitive) dependencies.
+    Reports missing dependencies, unsatisfied versions, cycles, tables owned twice, tools
+    provided twice, and foreign keys into packages that are not (transitive) dependencies.
     """
     owners = owners if owners is not None else table_owners(packages.values())
+    providers = tool_owners(packages.values())
     deps_graph = {name: p.dependency_names for name, p in packages.items()}
     found: list[Problem] = []
     reported_cycles: set[tuple[str, ...]] = set()
@@ -277,5 +348,11 @@ def check_set(
                 found.append(Problem(name, "Y204", f"table '{table}' is also declared by "
                                      f"{', '.join(others)}", "a table has one owner: rename "
                                      "one of them", table=table))
+        for tool in package.tools:
+            others = [o for o in providers.get(tool.id, []) if o != name]
+            if others:
+                found.append(Problem(name, "Y208", f"tool '{tool.id}' is also provided by "
+                                     f"{', '.join(others)}", "a tool has one provider: "
+                                     "change one of the ids"))
         found.extend(_foreign_key_problems(packages, package, owners))
     return found

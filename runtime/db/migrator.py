@@ -10,6 +10,11 @@ SQL runs on the asyncpg connection under SQLAlchemy's (simple query protocol: a
 migration may hold several statements, and nothing is prepared twice); a Python
 migration gets the SQLAlchemy `AsyncConnection`, inside a savepoint of the same
 transaction.
+
+The last transaction, which records the packages, also brings the tools catalog
+(`runtime.db.tools`) and row-level security (`runtime.db.security`) in step with the
+packages the run recorded or migrated: a run with nothing to apply or record (one
+ledger read) touches neither.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core import signals
 from runtime.core.model import Package
-from runtime.core.plan import Plan, Step, plan_pending, split_transactions
-from runtime.db import ledger
+from runtime.core.plan import Ledger, Plan, Step, plan_pending, split_transactions
+from runtime.db import ledger, security, tools
 from runtime.errors import LedgerConflictError, MigrationFailedError
 
 __all__ = [
@@ -63,11 +68,12 @@ class MigrationReport:
     applied: tuple[AppliedMigration, ...]
     recorded: tuple[str, ...]
     duration_ms: float
+    unregistered: tuple[str, ...] = ()  # packages whose tools the run deactivated
 
     @property
     def changed(self) -> bool:
         """Whether the run wrote anything."""
-        return bool(self.applied or self.recorded)
+        return bool(self.applied or self.recorded or self.unregistered)
 
     def by_package(self) -> dict[str, list[AppliedMigration]]:
         """The applied migrations grouped by package, in the order they ran."""
@@ -134,8 +140,19 @@ def _reason(exc: BaseException) -> str:
     return str(orig).strip() if orig is not None and str(orig).strip() else text
 
 
+async def _sync_catalog(raw: Any, plan: Plan, unregistered: Sequence[str]) -> None:
+    await tools.deactivate_package_tools(raw, unregistered)
+    await tools.sync_tools(raw, plan.records)
+    touched = {s.package.name: s.package for s in plan.steps} | {p.name: p for p in plan.records}
+    await security.sync_row_level_security(raw, touched.values())
+
+
 async def _run_group(
-    conn: AsyncConnection, raw: Any, group: list[Step], records: Sequence[Package]
+    conn: AsyncConnection,
+    raw: Any,
+    group: list[Step],
+    last: Plan | None = None,
+    unregistered: Sequence[str] = (),
 ) -> list[AppliedMigration]:
     done: list[AppliedMigration] = []
     rows = []
@@ -151,8 +168,20 @@ async def _run_group(
             done.append(AppliedMigration(step.package.name, step.migration.id, ms, step.rerun))
         async with nullcontext() if transactional else raw.transaction():
             await ledger.write_rows(raw, rows)
-            await ledger.write_packages(raw, records)
+            if last is not None:
+                await ledger.write_packages(raw, last.records)
+                await _sync_catalog(raw, last, unregistered)
     return done
+
+
+def _unregistered(
+    recorded: Ledger, packages: Sequence[Package], given: Sequence[str], partial: bool
+) -> list[str]:
+    # A partial run sees only its closure's ledger rows: every other package would look
+    # unregistered, so it trusts the caller alone.
+    found = set() if partial else set(tools.unregistered_packages(recorded, packages))
+    registered = {p.name for p in packages}
+    return sorted(found | {name for name in given if name not in registered})
 
 
 async def read_plan(
@@ -170,6 +199,7 @@ async def migrate(
     *,
     rerun_edited: bool = False,
     partial: bool = False,
+    unregistered: Sequence[str] = (),
     sender: object = None,
 ) -> MigrationReport:
     """Apply the pending migrations of `packages` and record them.
@@ -179,11 +209,14 @@ async def migrate(
         packages: in dependency order, the core first (`DatabaseRegistry.ordered()`).
         rerun_edited: re-run applied migrations that were edited (the dev daemon).
         partial: `packages` is a subset (a reload's closure): read only their ledger rows.
+        unregistered: packages the caller unregistered, whose tools are deactivated. A
+            full run also finds them itself: recorded in the database, not in `packages`.
         sender: the sender of the signals sent (the registry, the daemon).
 
     Raises:
         LedgerConflictError: an applied migration was edited, or a package downgraded.
         MigrationFailedError: a migration failed; its transaction was rolled back.
+        RowLevelSecurityError: a package's tables could not be put under its policy.
     """
     started = time.perf_counter()
     applied: list[AppliedMigration] = []
@@ -193,11 +226,15 @@ async def migrate(
         plan = plan_pending(packages, recorded, rerun_edited=rerun_edited)
         if plan.problems:
             raise LedgerConflictError(plan.problems)
+        gone = _unregistered(recorded, packages, unregistered, partial)
         groups = split_transactions(plan.steps) or [[]]
         for index, group in enumerate(groups):
-            records = plan.records if index == len(groups) - 1 else ()
+            last = plan if index == len(groups) - 1 else None
             try:
-                done = await _run_group(conn, raw, group, records) if group or records else []
+                if group or (last is not None and (last.records or gone)):
+                    done = await _run_group(conn, raw, group, last, gone)
+                else:
+                    done = []
             except MigrationFailedError as exc:
                 await signals.emit_async(signals.migration_failed, sender, package=exc.package,
                                          migration=exc.migration, error=exc)
@@ -208,6 +245,6 @@ async def migrate(
                                          migration=item.migration, duration_ms=item.duration_ms,
                                          rerun=item.rerun)
     report = MigrationReport(tuple(applied), tuple(p.name for p in plan.records),
-                             (time.perf_counter() - started) * 1000)
+                             (time.perf_counter() - started) * 1000, tuple(gone))
     await signals.emit_async(signals.database_initialized, sender, report=report)
     return report

@@ -1,0 +1,245 @@
+"""The tools catalog: which tools packages provide, and which each workspace has enabled.
+
+Packages declare tools (`register_database(tools=[Tool(...)])`). The pipeline keeps
+`ydtb_tools` in step with them, in the last transaction of a run:
+
+- the tools of each package the run records (new, or its definition changed: the
+  fingerprint covers its tools) are upserted, active, with the providing package; its
+  tools it no longer declares are marked inactive;
+- the tools of packages no longer registered are marked inactive. A full run finds those
+  packages itself (recorded in `ydtb_packages`, not among the packages given); a partial
+  run (the dev daemon's closure) only knows those its caller names, so it never touches
+  the packages outside the closure.
+
+An inactive tool keeps its row and the workspaces that enabled it, so nothing is lost
+when its package comes back. A workspace enables and disables active tools through
+`enable_tool` and `disable_tool`; `list_tools` shows the active ones with its choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from runtime.core.model import Package
+from runtime.core.plan import Ledger
+from runtime.core.schema import PACKAGES_TABLE, WORKSPACES_TABLE
+from runtime.errors import ToolInactiveError, ToolNotFoundError, WorkspaceNotFoundError
+
+__all__ = [
+    "UNREGISTERED",
+    "WorkspaceTool",
+    "deactivate_package_tools",
+    "disable_tool",
+    "enable_tool",
+    "list_tools",
+    "sync_tools",
+    "unregistered_packages",
+]
+
+#: The fingerprint `ydtb_packages` records for a package once it is unregistered and its
+#: tools deactivated: a later full run sees it and does not deactivate them again, and a
+#: package registered again differs from it, so its run re-records it and its tools.
+UNREGISTERED = "unregistered"
+
+_TOOLS = "ydtb_tools"
+_WORKSPACE_TOOLS = "ydtb_workspace_tools"
+
+# The pipeline's statements run on its asyncpg connection, like the ledger's.
+_UPSERT = f"""
+INSERT INTO {_TOOLS} (id, name, description, icon, is_active, package_name)
+VALUES ($1, $2, $3, $4, true, $5)
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name, description = EXCLUDED.description, icon = EXCLUDED.icon,
+    is_active = true, package_name = EXCLUDED.package_name
+WHERE ({_TOOLS}.name, {_TOOLS}.description, {_TOOLS}.icon, {_TOOLS}.is_active,
+       {_TOOLS}.package_name)
+   IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.description, EXCLUDED.icon, true,
+                     EXCLUDED.package_name)
+"""
+
+_DEACTIVATE_DROPPED = f"""
+UPDATE {_TOOLS} SET is_active = false
+WHERE package_name = ANY($1::text[]) AND NOT (id = ANY($2::text[])) AND is_active
+"""
+
+_DEACTIVATE_PACKAGES = f"""
+UPDATE {_TOOLS} SET is_active = false WHERE package_name = ANY($1::text[]) AND is_active
+"""
+
+_MARK_UNREGISTERED = f"""
+UPDATE {PACKAGES_TABLE} SET schema_fingerprint = '{UNREGISTERED}', updated_at = now()
+WHERE package = ANY($1::text[])
+"""
+
+# The workspace-facing statements go through SQLAlchemy, like any application query.
+_LOOKUP = text(f"""
+SELECT EXISTS (SELECT 1 FROM {WORKSPACES_TABLE} WHERE id = :workspace),
+       (SELECT is_active FROM {_TOOLS} WHERE id = :tool),
+       (SELECT package_name FROM {_TOOLS} WHERE id = :tool)
+""")
+
+_ACTIVE_IDS = text(f"SELECT id FROM {_TOOLS} WHERE is_active ORDER BY id")
+
+_ENABLE = text(f"""
+INSERT INTO {_WORKSPACE_TOOLS} (workspace_id, tool_id) VALUES (:workspace, :tool)
+ON CONFLICT (workspace_id, tool_id) DO NOTHING RETURNING tool_id
+""")
+
+_DISABLE = text(f"""
+DELETE FROM {_WORKSPACE_TOOLS} WHERE workspace_id = :workspace AND tool_id = :tool
+RETURNING tool_id
+""")
+
+_WORKSPACE_EXISTS = text(f"SELECT EXISTS (SELECT 1 FROM {WORKSPACES_TABLE} WHERE id = :workspace)")
+
+_LIST = text(f"""
+SELECT t.id, t.name, t.description, t.icon, t.package_name, wt.enabled_at
+FROM {_TOOLS} t
+LEFT JOIN {_WORKSPACE_TOOLS} wt ON wt.tool_id = t.id AND wt.workspace_id = :workspace
+WHERE t.is_active
+ORDER BY t.id
+""")
+
+
+@dataclass(frozen=True)
+class WorkspaceTool:
+    """An active tool as one workspace sees it.
+
+    Attributes:
+        id, name, description, icon: as the package declared them.
+        package: the package providing it.
+        enabled_at: when the workspace enabled it, or None.
+    """
+
+    id: str
+    name: str
+    description: str
+    icon: str
+    package: str
+    enabled_at: datetime | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the workspace has the tool enabled."""
+        return self.enabled_at is not None
+
+
+# -- the pipeline's side ----------------------------------------------------------------
+
+
+def unregistered_packages(ledger: Ledger, packages: Iterable[Package]) -> list[str]:
+    """Return the packages `ledger` records that are not among `packages`, sorted.
+
+    Those already marked `UNREGISTERED` are left out: their tools were deactivated.
+    Only meaningful when `packages` is every registered package (a full run).
+    """
+    registered = {p.name for p in packages}
+    return sorted(name for name, (_version, fingerprint) in ledger.recorded.items()
+                  if name not in registered and fingerprint != UNREGISTERED)
+
+
+async def sync_tools(raw: Any, packages: Sequence[Package]) -> None:
+    """Upsert the tools of `packages`, active, and deactivate those they no longer declare.
+
+    Args:
+        raw: the asyncpg connection, inside the run's transaction.
+        packages: the packages the run records.
+    """
+    if not packages:
+        return
+    rows = [(t.id, t.name, t.description, t.icon, p.name) for p in packages for t in p.tools]
+    await raw.execute(_DEACTIVATE_DROPPED, [p.name for p in packages], [r[0] for r in rows])
+    if rows:
+        await raw.executemany(_UPSERT, rows)
+
+
+async def deactivate_package_tools(raw: Any, packages: Collection[str]) -> None:
+    """Deactivate the tools of `packages`, which are no longer registered.
+
+    Their `ydtb_packages` rows are marked `UNREGISTERED`, so a later full run does not
+    do it again; the versions stay, so a downgrade is still refused on their return.
+    The pipeline calls it: full runs find these packages themselves, partial runs take
+    them from the caller (`migrate(..., unregistered=...)`).
+
+    Args:
+        raw: the asyncpg connection, preferably inside a transaction.
+        packages: package names.
+    """
+    if not packages:
+        return
+    names = sorted(packages)
+    await raw.execute(_DEACTIVATE_PACKAGES, names)
+    await raw.execute(_MARK_UNREGISTERED, names)
+
+
+# -- the workspace's side ---------------------------------------------------------------
+
+
+async def _lookup(conn: AsyncConnection, workspace_id: str, tool_id: str) -> tuple[bool, str]:
+    """Check the workspace and the tool exist; return whether it is active, and its package.
+
+    Raises:
+        WorkspaceNotFoundError, ToolNotFoundError.
+    """
+    row = (await conn.execute(_LOOKUP, {"workspace": workspace_id, "tool": tool_id})).one()
+    workspace_exists, active, package = row
+    if not workspace_exists:
+        raise WorkspaceNotFoundError(workspace_id)
+    if active is None:
+        known = tuple((await conn.execute(_ACTIVE_IDS)).scalars())
+        raise ToolNotFoundError(workspace_id, tool_id, known)
+    return bool(active), str(package)
+
+
+async def enable_tool(engine: AsyncEngine, workspace_id: str, tool_id: str) -> bool:
+    """Enable an active tool in a workspace.
+
+    Returns:
+        True if this call enabled it, False if it already was.
+
+    Raises:
+        WorkspaceNotFoundError: no such workspace.
+        ToolNotFoundError: no package provides the tool; the error lists those available.
+        ToolInactiveError: the package providing it is no longer registered.
+    """
+    async with engine.begin() as conn:
+        active, package = await _lookup(conn, workspace_id, tool_id)
+        if not active:
+            raise ToolInactiveError(workspace_id, tool_id, package)
+        result = await conn.execute(_ENABLE, {"workspace": workspace_id, "tool": tool_id})
+        return result.first() is not None
+
+
+async def disable_tool(engine: AsyncEngine, workspace_id: str, tool_id: str) -> bool:
+    """Disable a tool in a workspace; an inactive tool can be disabled too.
+
+    Returns:
+        True if this call disabled it, False if it was not enabled.
+
+    Raises:
+        WorkspaceNotFoundError: no such workspace.
+        ToolNotFoundError: no package ever provided the tool.
+    """
+    async with engine.begin() as conn:
+        await _lookup(conn, workspace_id, tool_id)
+        result = await conn.execute(_DISABLE, {"workspace": workspace_id, "tool": tool_id})
+        return result.first() is not None
+
+
+async def list_tools(engine: AsyncEngine, workspace_id: str) -> list[WorkspaceTool]:
+    """List the active tools, sorted by id, each saying whether the workspace enabled it.
+
+    Raises:
+        WorkspaceNotFoundError: no such workspace.
+    """
+    async with engine.connect() as conn:
+        if not (await conn.execute(_WORKSPACE_EXISTS, {"workspace": workspace_id})).scalar():
+            raise WorkspaceNotFoundError(workspace_id)
+        rows = await conn.execute(_LIST, {"workspace": workspace_id})
+        return [WorkspaceTool(*row) for row in rows]
