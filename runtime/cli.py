@@ -1,4 +1,5 @@
-"""`python -m runtime COMMAND`: migrate, check, status, graph (and `dev`, the daemon).
+"""`python -m runtime COMMAND`: migrate, check, status, graph, makemigration (and `dev`,
+the daemon).
 
 The only module that reads `os.environ` and turns errors into exit codes:
 0 success, 1 validation or migration errors, 2 usage or connection errors.
@@ -12,20 +13,28 @@ import json
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from runtime.config import Settings, resolve_settings
-from runtime.console import Console, report_signals, table
+from runtime.console import Console, count, report_signals, table
 from runtime.core import graph
 from runtime.core.model import Package
-from runtime.core.plan import package_status
+from runtime.core.plan import PackageStatus, package_status
 from runtime.core.registry import DatabaseRegistry
-from runtime.db import checks, engine, ledger, migrator
-from runtime.dev import loader
-from runtime.errors import DatabaseUnavailableError, ProblemsError, RegistryError
+from runtime.core.schema import CORE_PACKAGE
+from runtime.db import checks, diff, engine, ledger, migrator, scratch
+from runtime.db.diff import Difference
+from runtime.dev import generator, loader
+from runtime.errors import (
+    DatabaseUnavailableError,
+    PackageNotFoundError,
+    ProblemsError,
+    RegistryError,
+)
 
 __all__ = ["main"]
 
@@ -83,22 +92,18 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
     if packages is None:
         return FAILED
     if args.db:
-        problems = []
-        async with engine.open_database(settings) as db:
-            server = db.url.render_as_string(hide_password=False).replace("+asyncpg", "")
-            name = f"runtime_check_{uuid.uuid4().hex[:8]}"
-            scratch = engine.create_engine(await engine.create_database(server, name))
-            try:
-                problems = await checks.check_idempotency(scratch, packages)
-            finally:
-                await scratch.dispose()
-                await engine.drop_database(server, name)
+        async with engine.open_database(settings) as db, \
+                scratch.scratch_database(scratch.server_url(db)) as empty:
+            problems = await checks.check_idempotency(empty, packages)
+            failed = {p.package for p in problems if p.code == "Y401"}
+            problems += await checks.check_schemas(empty, packages, skip=failed)
         if problems:
             console.error(str(ProblemsError(problems)))
             return FAILED
     names = ", ".join(p.name for p in packages)
     console.line(f"ok: {len(packages)} packages valid ({names})"
-                 + (", every migration idempotent" if args.db else ""), "ok")
+                 + (", every migration idempotent and building its declared schema"
+                    if args.db else ""), "ok")
     return OK
 
 
@@ -107,23 +112,55 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
     if packages is None:
         return FAILED
     async with engine.open_database(settings) as db, db.connect() as conn:
-        recorded = await ledger.read_ledger(await migrator.driver(conn))
-    statuses = package_status(packages, recorded)
+        statuses = package_status(packages, await ledger.read_ledger(await migrator.driver(conn)))
+        drift = await _schema_drift(conn, packages, statuses)
     if args.json:
         console.line(json.dumps([{
             "package": s.package, "version": s.version, "recorded_version": s.recorded_version,
             "applied": list(s.applied), "pending": list(s.pending), "edited": list(s.edited),
-            "unknown": list(s.unknown), "up_to_date": s.up_to_date,
+            "unknown": list(s.unknown), "dev": list(s.dev), "up_to_date": s.up_to_date,
+            "schema_drift": [{"kind": d.kind, "table": d.table, "name": d.name,
+                              "words": d.words, "destructive": d.destructive}
+                             for d in drift.get(s.package, [])],
         } for s in statuses], indent=2))
     else:
-        rows = [[s.package, s.version, s.recorded_version or "-", str(len(s.applied)),
-                 ", ".join(s.pending) or "-",
-                 ", ".join([*(f"{m} edited" for m in s.edited),
-                            *(f"{m} not declared" for m in s.unknown)]) or "-"]
-                for s in statuses]
-        for line in table(["PACKAGE", "VERSION", "RECORDED", "APPLIED", "PENDING", "DRIFT"], rows):
-            console.line(line)
-    return FAILED if any(s.edited for s in statuses) else OK
+        _print_status(console, statuses, drift)
+    return FAILED if any(s.edited for s in statuses) or any(drift.values()) else OK
+
+
+async def _schema_drift(
+    conn: AsyncConnection, packages: list[Package], statuses: list[PackageStatus]
+) -> dict[str, list[Difference]]:
+    """Compare the schema of each package whose migrations are all applied with the database."""
+    complete = {s.package for s in statuses if not s.pending and not s.edited}
+    targets = [p for p in packages if p.name in complete and p.name != CORE_PACKAGE]
+    return await diff.compare_each(conn, targets, packages)
+
+
+def _print_status(
+    console: Console, statuses: list[PackageStatus], drift: dict[str, list[Difference]]
+) -> None:
+    rows = [[s.package, s.version, s.recorded_version or "-", str(len(s.applied)),
+             ", ".join(s.pending) or "-",
+             ", ".join([*(f"{m} edited" for m in s.edited),
+                        *(f"{m} not declared" for m in s.unknown),
+                        *([count(len(drift[s.package]), "schema difference")]
+                          if drift.get(s.package) else []),
+                        *(f"{d} not in a migration" for d in s.dev)]) or "-"]
+            for s in statuses]
+    for line in table(["PACKAGE", "VERSION", "RECORDED", "APPLIED", "PENDING", "DRIFT"], rows):
+        console.line(line)
+    for name, differences in drift.items():
+        if differences:
+            console.line(f"{console.style(name, 'name')}: the database differs from the "
+                         "declared schema:", "warn")
+            for difference in differences:
+                console.line(f"  {difference.words}")
+    for status in statuses:
+        if status.dev:
+            console.line(f"{console.style(status.package, 'name')}: dev changes not in a "
+                         f"migration yet ({', '.join(status.dev)}); write one: "
+                         f"python -m runtime makemigration {status.package}", "dim")
 
 
 async def _graph(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -154,6 +191,41 @@ async def _graph(args: argparse.Namespace, settings: Settings, console: Console)
     return OK
 
 
+async def _makemigration(
+    args: argparse.Namespace, settings: Settings, console: Console
+) -> int:
+    packages = _load(args, settings, console)
+    if packages is None:
+        return FAILED
+    package = next((p for p in packages if p.name == args.package), None)
+    if package is None:
+        raise PackageNotFoundError(args.package, tuple(p.name for p in packages))
+    directory = generator.migrations_directory(package)
+    if directory is None:
+        console.error(f"{package.name}: no migrations directory to write to (registered from "
+                      f"{package.source or 'code'}); write the migration by hand")
+        return FAILED
+    async with engine.open_database(settings) as db:
+        differences = await scratch.compare_migrations(scratch.server_url(db), packages,
+                                                       package.name)
+    if not differences:
+        console.line(f"nothing to write: the migrations of {package.name} build its declared "
+                     "schema", "ok")
+        return OK
+    path = generator.write_migration(directory, package, differences, args.name)
+    console.line(f"wrote {_shown(path)}:", "ok")
+    for difference in differences:
+        console.line(f"  {difference.words}")
+    if any(d.destructive for d in differences):
+        console.line("  destructive: it drops or narrows what the database holds, and a "
+                     "running dev daemon applies it at once", "warn")
+    return OK
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     import anyio
 
@@ -163,7 +235,7 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
         url = db.url.render_as_string(hide_password=False)
         console.line(f"runtime dev: database {engine.display_url(url)}", "dim")
         daemon = Daemon(db, settings.packages, entry_points=not args.no_entry_points,
-                        debounce_ms=args.debounce)
+                        debounce_ms=args.debounce, allow_destructive=args.allow_destructive)
         with report_signals(console):
             async with anyio.create_task_group() as group:
                 await group.start(daemon.run)
@@ -190,7 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate)
     check = commands.add_parser("check", parents=[common], help="validate the packages")
     check.add_argument("--db", action="store_true",
-                       help="also check migrations are idempotent, on a scratch database")
+                       help="also check, on a scratch database, that migrations are "
+                       "idempotent and build the declared schema")
     check.set_defaults(run=_check)
     status = commands.add_parser("status", parents=[common], help="packages against the ledger")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -201,7 +274,15 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", parents=[common], help="the hot-reload dev daemon")
     dev.add_argument("--debounce", type=int, default=50, metavar="MS",
                      help="group saves closer than this into one reload (default 50)")
+    dev.add_argument("--allow-destructive", action="store_true",
+                     help="also apply schema edits that may lose data (drops, narrower "
+                     "types, NOT NULL) to the dev database")
     dev.set_defaults(run=_dev)
+    make = commands.add_parser("makemigration", parents=[common],
+                               help="write a package's schema changes as a migration")
+    make.add_argument("package", metavar="PACKAGE", help="the package, e.g. @ydtb/basic")
+    make.add_argument("--name", help="the file name after its number (default: derived)")
+    make.set_defaults(run=_makemigration)
     return parser
 
 

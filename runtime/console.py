@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, TextIO
 
-from runtime.core import signals
+from blinker import Signal
 
-__all__ = ["Console", "report_signals", "table"]
+from runtime.core import signals
+from runtime.core.plan import DEV_PREFIX
+
+__all__ = ["Console", "count", "report_signals", "table"]
 
 _STYLES = {"ok": "32", "warn": "33", "error": "31;1", "dim": "2", "bold": "1", "name": "36"}
 
@@ -77,22 +80,51 @@ def report_signals(console: Console) -> Iterator[None]:
     def unregistered(_sender: Any, *, package: str, **_: Any) -> None:
         console.line(f"  unregistered {console.style(package, 'name')}", "dim")
 
+    def changed(_sender: Any, *, package: str, migrations: tuple[str, ...],
+                changes: tuple[str, ...], **_: Any) -> None:
+        if migrations and migrations[0].startswith(DEV_PREFIX):
+            console.line(f"  synced {console.style(package, 'name')} to its declared schema "
+                         f"({migrations[0]}):")
+            for change in changes:
+                console.line(f"    {change}")
+            return
+        # Each migration got its line as it was applied; print what came with them.
+        for change in changes[len(migrations):]:
+            console.line(f"  {console.style(package, 'name')}: {change}", "dim")
+
+    def drift(_sender: Any, *, package: str, changes: tuple[str, ...], hint: str,
+              **_: Any) -> None:
+        console.line(f"! {package}: schema changes not applied to the dev database, some "
+                     "may lose data:", "warn")
+        for change in changes:
+            console.line(f"    {change}")
+        console.line(f"  {hint}", "warn")
+
     def reloaded(_sender: Any, *, packages: tuple[str, ...], applied: tuple[str, ...],
                  elapsed_ms: float, error: Exception | None, **_: Any) -> None:
         if error is not None:
             console.line(f"x change not applied, last good state kept ({elapsed_ms:.0f} ms)",
                          "warn")
             return
-        what = f"{len(applied)} migration{'s' if len(applied) != 1 else ''}" if applied \
-            else "no schema change"
+        synced = sum(item.partition(" ")[2].startswith(DEV_PREFIX) for item in applied)
+        what = ", ".join(count(n, noun) for n, noun in [
+            (len(applied) - synced, "migration"), (synced, "dev schema sync")] if n) \
+            or "no schema change"
         names = ", ".join(packages) or "packages"
         console.line(f"ok {names}: {what}, change seen -> applied in {elapsed_ms:.0f} ms", "ok")
 
+    receivers: list[tuple[Signal, Callable[..., None]]] = [
+        (signals.migration_applied, applied), (signals.migration_failed, failed),
+        (signals.validation_failed, failed), (signals.package_registered, registered),
+        (signals.package_unregistered, unregistered), (signals.reloaded, reloaded),
+        (signals.schema_changed, changed), (signals.schema_drift, drift),
+    ]
     with ExitStack() as stack:
-        for signal, receiver in [
-            (signals.migration_applied, applied), (signals.migration_failed, failed),
-            (signals.validation_failed, failed), (signals.package_registered, registered),
-            (signals.package_unregistered, unregistered), (signals.reloaded, reloaded),
-        ]:
+        for signal, receiver in receivers:
             stack.enter_context(signal.connected_to(receiver))
         yield
+
+
+def count(n: int, noun: str) -> str:
+    """Return `n noun`, the noun in the plural unless n is 1: `2 migrations`."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"

@@ -3,6 +3,11 @@
 The ledger holds one row per applied migration (never a high-water mark), so planning
 is a set difference: every migration of every package, in dependency order, that has
 no row. A row whose checksum differs from the migration's is an edited migration.
+
+The dev daemon also records the schema changes it applied straight from a package's
+declared schema (kind `dev`, id `dev:<fingerprint>`). Those rows are not migrations:
+they never make a migration applied, pending or unknown, and are listed on their own
+until a migration takes them over.
 """
 
 from __future__ import annotations
@@ -12,18 +17,34 @@ from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
+from runtime.core import graph
 from runtime.core.model import Migration, Package
+from runtime.core.schema import CORE_PACKAGE
 from runtime.errors import Problem
 
 __all__ = [
+    "DEV_KIND",
+    "DEV_PREFIX",
     "Ledger",
     "PackageStatus",
     "Plan",
     "Step",
+    "build_order",
+    "dev_change_id",
     "package_status",
     "plan_pending",
     "split_transactions",
 ]
+
+#: The ledger `kind` of a schema change the dev daemon applied from a declared schema.
+DEV_KIND = "dev"
+#: How the ids of those changes start: `dev:<schema fingerprint>`.
+DEV_PREFIX = "dev:"
+
+
+def dev_change_id(package: Package) -> str:
+    """Return the ledger id of a dev change bringing `package` to its declared schema."""
+    return f"{DEV_PREFIX}{package.fingerprint}"
 
 
 @dataclass(frozen=True)
@@ -33,10 +54,13 @@ class Ledger:
     Args:
         applied: checksum of each applied migration, by `(package, migration id)`.
         recorded: `(version, schema fingerprint)` of each recorded package, by name.
+        dev: ids of the dev changes applied to each package and not yet taken over by
+            a migration, by name.
     """
 
     applied: Mapping[tuple[str, str], str] = field(default_factory=dict)
     recorded: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    dev: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def applied_ids(self, package: str) -> list[str]:
         """The ids of the migrations applied for `package`."""
@@ -151,6 +175,7 @@ class PackageStatus:
     pending: tuple[str, ...]
     edited: tuple[str, ...]
     unknown: tuple[str, ...]
+    dev: tuple[str, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -162,7 +187,8 @@ def package_status(packages: Sequence[Package], ledger: Ledger) -> list[PackageS
     """Compare each package with the ledger.
 
     `edited` lists applied migrations whose content changed; `unknown` lists applied
-    migrations the package no longer declares (deleted or renamed files).
+    migrations the package no longer declares (deleted or renamed files); `dev` lists the
+    dev changes no migration has taken over yet.
     """
     statuses = []
     for package in packages:
@@ -180,5 +206,27 @@ def package_status(packages: Sequence[Package], ledger: Ledger) -> list[PackageS
         recorded = ledger.recorded.get(package.name)
         statuses.append(PackageStatus(
             package.name, str(package.version), recorded[0] if recorded else None,
-            tuple(applied), tuple(pending), tuple(edited), tuple(unknown)))
+            tuple(applied), tuple(pending), tuple(edited), tuple(unknown),
+            tuple(ledger.dev.get(package.name, ()))))
     return statuses
+
+
+def build_order(packages: Iterable[Package], name: str) -> list[Package]:
+    """Return the packages whose migrations build package `name` on an empty database.
+
+    That is the core, the package's transitive dependencies found in `packages`, and
+    the package itself, in dependency order (the core first, then ties by name).
+    """
+    by_name = {p.name: p for p in packages}
+    needed = {CORE_PACKAGE, name}
+    todo = [name]
+    while todo:
+        current = by_name.get(todo.pop())
+        for dependency in current.dependency_names if current else ():
+            if dependency not in needed:
+                needed.add(dependency)
+                todo.append(dependency)
+    # Every package depends on the core, declared or not: its tables come first.
+    sub = {n: (*by_name[n].dependency_names, *((CORE_PACKAGE,) if n != CORE_PACKAGE else ()))
+           for n in needed if n in by_name}
+    return [by_name[n] for n in graph.dependency_order(sub)]

@@ -30,6 +30,7 @@ __all__ = [
     "package_unregistered",
     "reloaded",
     "schema_changed",
+    "schema_drift",
     "validation_failed",
 ]
 
@@ -47,7 +48,16 @@ Sender: the DatabaseRegistry. Keywords: package (str).""")
 schema_changed: Signal = _signals.signal("schema-changed", doc="""\
 A package's schema changed in the live database (the dev daemon applied it).
 Sender: the daemon, or the notify listener. Keywords: package (str), migrations
-(tuple of migration ids applied), changes (tuple of str describing the change).""")
+(tuple of migration ids applied, or the one dev change `dev:<fingerprint>` synced from
+the declared schema), changes (tuple of str: one per migration applied, then anything
+else that came with them, such as dev changes a migration took over; for a dev change,
+each difference it resolved, in plain words).""")
+
+schema_drift: Signal = _signals.signal("schema-drift", doc="""\
+A package's declared schema differs from the live database in ways the dev daemon does
+not apply on its own (some may lose data), so none of the package's were applied.
+Sender: the daemon. Keywords: package (str), changes (tuple of str: each difference in
+plain words, with the SQL it would run when destructive), hint (str: how to proceed).""")
 
 validation_failed: Signal = _signals.signal("validation-failed", doc="""\
 A package could not be loaded or validated; the last good state was kept.
@@ -69,8 +79,9 @@ Sender: the pipeline. Keywords: report (MigrationReport).""")
 reloaded: Signal = _signals.signal("reloaded", doc="""\
 The dev daemon finished handling a change on disk, successfully or not.
 Sender: the daemon. Keywords: packages (tuple of str), applied (tuple of "package
-migration" str), elapsed_ms (float: change seen -> applied and signalled), error
-(RegistryError or None: the last good state was kept).""")
+migration" str; a dev change synced from a declared schema is "package dev:<fingerprint>"),
+elapsed_ms (float: change seen -> applied and signalled), error (RegistryError or None:
+the last good state was kept).""")
 
 _pending: set[asyncio.Task[Any]] = set()
 

@@ -1,25 +1,30 @@
-"""Checks that need a database: is every migration idempotent?
+"""Checks that need a database: is every migration idempotent, and do the migrations
+build the declared schema?
 
 Run on a scratch database: each migration is applied, the schema snapshotted, the
 migration applied again, and the schema compared. A migration whose second run fails
 or changes the schema would break a re-run after a partial failure, and the dev
-daemon's re-run of an edited migration.
+daemon's re-run of an edited migration. Then each package's declared schema is
+compared with what its migrations built (`runtime.db.diff`): where they disagree, a
+fresh database and the dev database (synced from the schema) end up different.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core.model import Package
 from runtime.core.plan import Step
-from runtime.db.migrator import driver, run_step
+from runtime.core.schema import CORE_PACKAGE
+from runtime.db import diff
+from runtime.db.migrator import driver
+from runtime.db.scratch import apply_step
 from runtime.errors import MigrationFailedError, Problem
 
-__all__ = ["check_idempotency", "snapshot"]
+__all__ = ["check_idempotency", "check_schemas", "snapshot"]
 
 _SNAPSHOT = """
 SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' '
@@ -41,11 +46,6 @@ async def snapshot(raw: Any) -> frozenset[str]:
     return frozenset(row[0] for row in await raw.fetch(_SNAPSHOT))
 
 
-async def _apply(conn: Any, raw: Any, step: Step) -> None:
-    async with raw.transaction() if step.migration.transactional else nullcontext():
-        await run_step(conn, raw, step)
-
-
 async def check_idempotency(engine: AsyncEngine, packages: Sequence[Package]) -> list[Problem]:
     """Apply every migration twice on `engine` (a scratch database) and report those that
     fail or change the schema on their second run.
@@ -60,7 +60,7 @@ async def check_idempotency(engine: AsyncEngine, packages: Sequence[Package]) ->
             for migration in package.migrations:
                 step = Step(package, migration)
                 try:
-                    await _apply(conn, raw, step)
+                    await apply_step(conn, raw, step)
                 except MigrationFailedError as exc:
                     problems.append(Problem(package.name, "Y401", f"migration {migration.id} "
                                             f"fails on a fresh database: {exc.reason}",
@@ -68,7 +68,7 @@ async def check_idempotency(engine: AsyncEngine, packages: Sequence[Package]) ->
                     break
                 before = await snapshot(raw)
                 try:
-                    await _apply(conn, raw, step)
+                    await apply_step(conn, raw, step)
                 except MigrationFailedError as exc:
                     problems.append(Problem(package.name, "Y402", f"migration {migration.id} "
                                             f"fails when run twice: {exc.reason}", _HINT,
@@ -81,3 +81,23 @@ async def check_idempotency(engine: AsyncEngine, packages: Sequence[Package]) ->
                                             + "; ".join(changed[:3]), _HINT,
                                             migration=migration.id))
     return problems
+
+
+async def check_schemas(
+    engine: AsyncEngine, packages: Sequence[Package], *, skip: Collection[str] = ()
+) -> list[Problem]:
+    """Report, as Y404, where the migrations already applied on `engine` (a scratch
+    database) do not build each package's declared schema.
+
+    Args:
+        packages: in dependency order, the core first; the core is not compared.
+        skip: packages not to compare, such as those whose migrations failed.
+    """
+    targets = [p for p in packages if p.name != CORE_PACKAGE and p.name not in skip]
+    async with engine.connect() as conn:
+        found = await diff.compare_each(conn, targets, packages)
+    return [Problem(name, "Y404",
+                    f"its migrations do not build its declared schema: {difference.words}",
+                    "change the schema to match, or write the difference as a migration: "
+                    f"python -m runtime makemigration {name}", table=difference.table)
+            for name, differences in found.items() for difference in differences]

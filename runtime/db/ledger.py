@@ -2,6 +2,10 @@
 
 Talks to the asyncpg connection underneath SQLAlchemy's: the pipeline's statements are
 few, fixed and hot (the no-op run is one ledger read), so they skip the ORM layers.
+
+Rows of kind `dev` are schema changes the dev daemon applied from a declared schema;
+they are read apart from migrations (`Ledger.dev`) and deleted once a migration takes
+them over (`forget_dev_changes`).
 """
 
 from __future__ import annotations
@@ -13,21 +17,36 @@ from typing import Any
 import asyncpg
 
 from runtime.core.model import Package
-from runtime.core.plan import Ledger
+from runtime.core.plan import DEV_KIND, Ledger
 from runtime.core.schema import LEDGER_TABLE, PACKAGES_TABLE
 
-__all__ = ["LedgerRow", "read_ledger", "read_rows", "write_packages", "write_rows"]
+__all__ = [
+    "LedgerRow",
+    "forget_dev_changes",
+    "read_ledger",
+    "read_rows",
+    "write_packages",
+    "write_rows",
+]
 
+# 'm' a migration, 'd' a dev change, 'p' a package record.
 _READ = f"""
-SELECT 'm', package, migration, checksum FROM {LEDGER_TABLE}
+SELECT CASE WHEN kind = '{DEV_KIND}' THEN 'd' ELSE 'm' END, package, migration, checksum
+FROM {LEDGER_TABLE}
 UNION ALL
 SELECT 'p', package, version, schema_fingerprint FROM {PACKAGES_TABLE}
 """
 
 _READ_SOME = f"""
-SELECT 'm', package, migration, checksum FROM {LEDGER_TABLE} WHERE package = ANY($1)
+SELECT CASE WHEN kind = '{DEV_KIND}' THEN 'd' ELSE 'm' END, package, migration, checksum
+FROM {LEDGER_TABLE} WHERE package = ANY($1)
 UNION ALL
 SELECT 'p', package, version, schema_fingerprint FROM {PACKAGES_TABLE} WHERE package = ANY($1)
+"""
+
+_FORGET_DEV = f"""
+DELETE FROM {LEDGER_TABLE} WHERE package = $1 AND kind = '{DEV_KIND}'
+RETURNING migration
 """
 
 _READ_ROWS = f"""
@@ -81,7 +100,11 @@ async def read_ledger(
         return Ledger()
     applied = {(r[1], r[2]): r[3] for r in rows if r[0] == "m"}
     recorded = {r[1]: (r[2], r[3]) for r in rows if r[0] == "p"}
-    return Ledger(applied, recorded)
+    dev: dict[str, list[str]] = {}
+    for row in rows:
+        if row[0] == "d":
+            dev.setdefault(row[1], []).append(row[2])
+    return Ledger(applied, recorded, {name: tuple(sorted(ids)) for name, ids in dev.items()})
 
 
 async def read_rows(conn: asyncpg.Connection) -> list[LedgerRow]:
@@ -106,3 +129,12 @@ async def write_packages(conn: asyncpg.Connection, packages: Iterable[Package]) 
     rows = [(p.name, str(p.version), p.fingerprint) for p in packages]
     if rows:
         await conn.executemany(_UPSERT_PACKAGE, rows)
+
+
+async def forget_dev_changes(conn: asyncpg.Connection, package: str) -> list[str]:
+    """Delete the dev changes recorded for `package`, once a migration took them over.
+
+    Returns:
+        The ids of the rows deleted, sorted.
+    """
+    return sorted(row[0] for row in await conn.fetch(_FORGET_DEV, package))

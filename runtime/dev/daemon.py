@@ -6,6 +6,12 @@ registry: it re-imports the changed package directories afresh, re-validates the
 their dependents, applies their new migrations, and only then adopts the copy. Any
 failure on the way is reported and the last good registry and database are kept.
 
+After the migrations, each package whose schema or migrations changed is compared with
+the dev database (`runtime.db.sync`): what its declared schema adds is applied at once
+and recorded as a dev change; what may lose data is explained and left alone, unless
+the daemon runs with `allow_destructive`. A new migration that builds what the dev
+changes did (`makemigration` wrote it) takes them over: their ledger rows go.
+
 The work of one reload grows with the changed packages' closure (their dependents),
 never with the number of packages loaded.
 """
@@ -24,8 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core import signals, validation
 from runtime.core.registry import DatabaseRegistry
-from runtime.db import migrator, notify
+from runtime.core.schema import CORE_PACKAGE
+from runtime.db import diff, migrator, notify, sync
+from runtime.db.diff import Difference
 from runtime.db.migrator import MigrationReport
+from runtime.db.sync import SyncResult
 from runtime.dev import loader, watcher
 from runtime.errors import (
     MigrationFailedError,
@@ -49,6 +58,8 @@ class Daemon:
         registry: the registry to keep current (a new one by default).
         entry_points: also load installed packages (loaded once, not watched).
         debounce_ms, step_ms: how watchfiles groups a burst of saves.
+        allow_destructive: also apply schema changes that may lose data (drops, narrower
+            types, NOT NULL) to the dev database, instead of explaining them.
     """
 
     def __init__(
@@ -60,6 +71,7 @@ class Daemon:
         entry_points: bool = True,
         debounce_ms: int = 50,
         step_ms: int = 10,
+        allow_destructive: bool = False,
     ) -> None:
         self.engine = engine
         self.directories = [Path(d).resolve() for d in directories]
@@ -67,6 +79,7 @@ class Daemon:
         self.entry_points = entry_points
         self.debounce_ms = debounce_ms
         self.step_ms = step_ms
+        self.allow_destructive = allow_destructive
         #: Set once the watcher is in place: saves from then on are seen.
         self.watching = anyio.Event()
         self._sources: dict[Path, list[str]] = {}
@@ -88,7 +101,20 @@ class Daemon:
             except RegistryError as exc:
                 await self._failed(exc)
         await self._prune_invalid()
-        return await migrator.migrate(self.engine, self.registry.ordered(), sender=self)
+        packages = self.registry.ordered()
+        report = await migrator.migrate(self.engine, packages, sender=self)
+        # The schemas may have been edited while the daemon was not running. One pass
+        # over the database finds which; only those are synced, each on its own.
+        async with self.engine.connect() as conn:
+            found = await diff.compare_each(
+                conn, [p for p in packages if p.name != CORE_PACKAGE], packages)
+        try:
+            synced = await self._sync(self.registry, [name for name, d in found.items() if d])
+        except RegistryError as exc:
+            await self._failed(exc)
+        else:
+            await self._announce(synced)
+        return report
 
     async def _load_initial(self, directory: Path) -> None:
         candidate = self.registry.copy()
@@ -168,16 +194,21 @@ class Daemon:
                 raise ValidationError(problems)
             packages = [candidate.get(name) for name in affected]
             report = await migrator.migrate(self.engine, packages, rerun_edited=True,
-                                            partial=True, sender=self)
+                                            partial=True, unregistered=removed, sender=self)
+            synced = await self._sync(candidate, self._changed_schemas(candidate, affected,
+                                                                        report))
+            reconciled = await self._reconcile(candidate, report, synced)
         except RegistryError as exc:
             await self._failed(exc)
             await signals.emit_async(signals.reloaded, self, packages=(), applied=(),
                                      elapsed_ms=_ms(seen), error=exc)
             return False
-        await self._adopt(candidate, sources, changed, removed, report)
+        await self._adopt(candidate, sources, changed, removed, report, reconciled)
+        await self._announce(synced)
+        applied = [f"{a.package} {a.migration}" for a in report.applied]
+        applied += [f"{r.package} {r.change_id}" for r in synced if r.change_id]
         await signals.emit_async(
-            signals.reloaded, self, packages=tuple(changed + removed),
-            applied=tuple(f"{a.package} {a.migration}" for a in report.applied),
+            signals.reloaded, self, packages=tuple(changed + removed), applied=tuple(applied),
             elapsed_ms=_ms(seen), error=None)
         return True
 
@@ -208,6 +239,7 @@ class Daemon:
         changed: list[str],
         removed: list[str],
         report: MigrationReport,
+        reconciled: dict[str, list[str]],
     ) -> None:
         for name in removed:
             if name in self.registry:
@@ -223,12 +255,72 @@ class Daemon:
                 ids = tuple(i.migration for i in items)
                 changes = tuple(f"{'re-ran edited' if i.rerun else 'applied'} {i.migration}"
                                 for i in items)
+                changes += tuple(f"dev change {c} is now in the migrations"
+                                 for c in reconciled.get(name, ()))
                 await signals.emit_async(signals.schema_changed, self, package=name,
                                          migrations=ids, changes=changes)
                 await notify.publish(raw, "schema_changed", package=name,
                                      migrations=list(ids), changes=list(changes))
             for name in removed:
                 await notify.publish(raw, "package_unregistered", package=name)
+
+    # -- dev sync --------------------------------------------------------------------
+
+    def _changed_schemas(
+        self, candidate: DatabaseRegistry, affected: list[str], report: MigrationReport
+    ) -> list[str]:
+        """The packages whose schema may now differ from the database: new ones, those
+        whose declared schema changed, and those that had migrations applied."""
+        migrated = report.by_package()
+        return [name for name in affected
+                if name in migrated or name not in self.registry
+                or self.registry.get(name).fingerprint != candidate.get(name).fingerprint]
+
+    async def _sync(self, registry: DatabaseRegistry, names: list[str]) -> list[SyncResult]:
+        """Bring the dev database to the declared schema of the packages `names`."""
+        results = []
+        for name in names:
+            if name == CORE_PACKAGE:
+                continue
+            # Tables the package declared before: dropped from its schema, still in the
+            # database, they are differences too.
+            before = self.registry.get(name).table_names if name in self.registry else ()
+            results.append(await sync.sync_package(
+                self.engine, registry.get(name), registry.packages.values(),
+                allow_destructive=self.allow_destructive, tables=before))
+        return results
+
+    async def _reconcile(
+        self, candidate: DatabaseRegistry, report: MigrationReport, synced: list[SyncResult]
+    ) -> dict[str, list[str]]:
+        """Forget dev changes a migration applied in this reload took over."""
+        migrated = report.by_package()
+        found: dict[str, list[str]] = {}
+        for result in synced:
+            if result.package in migrated and not result.applied and not result.held:
+                ids = await sync.reconcile(self.engine, candidate.packages.values(),
+                                           result.package)
+                if ids:
+                    found[result.package] = ids
+        return found
+
+    async def _announce(self, synced: list[SyncResult]) -> None:
+        for result in synced:
+            if result.held:
+                logger.info("%s: schema changes held: %s", result.package,
+                            "; ".join(d.words for d in result.held))
+                await signals.emit_async(signals.schema_drift, self, package=result.package,
+                                         changes=tuple(_held(d) for d in result.held),
+                                         hint=result.hint)
+            if result.change_id is None:
+                continue
+            words = tuple(d.words for d in result.applied)
+            await signals.emit_async(signals.schema_changed, self, package=result.package,
+                                     migrations=(result.change_id,), changes=words)
+            async with self.engine.connect() as conn:
+                await notify.publish(await migrator.driver(conn), "schema_changed",
+                                     package=result.package, migrations=[result.change_id],
+                                     changes=list(words))
 
     async def _failed(self, error: RegistryError) -> None:
         package = _package_of(error)
@@ -243,6 +335,13 @@ def _package_of(error: RegistryError) -> str | None:
         return error.package
     problems: tuple[Problem, ...] = getattr(error, "problems", ())
     return problems[0].package if problems else getattr(error, "package", None)
+
+
+def _held(difference: Difference) -> str:
+    if not difference.destructive:
+        return difference.words
+    sql = " ".join(" ".join(difference.statements).split())
+    return f"{difference.words}: would run {sql}"
 
 
 def _ms(since: float) -> float:

@@ -258,3 +258,17 @@ async def test_changes_are_published_to_other_connections(
         group.cancel_scope.cancel()
     assert events[0]["signal"] == "schema_changed"
     assert (events[0]["package"], events[0]["migrations"]) == ("notes", ["0002_x"])
+
+
+async def test_a_removed_package_s_tools_are_deactivated(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    package_py = root / "notes/package.py"
+    package_py.write_text(package_py.read_text().replace(
+        "migrations=load_migrations(", "tools=[__import__('runtime').Tool('jot', 'Jot')],\n"
+        "        migrations=load_migrations("))
+    async with running(engine, root):
+        assert await query(engine, "SELECT is_active FROM ydtb_tools WHERE id = 'jot'") is True
+        await change(log, lambda: shutil.rmtree(root / "notes"),
+                     until=lambda r: "notes" in r["packages"])
+        assert await query(engine, "SELECT is_active FROM ydtb_tools WHERE id = 'jot'") is False

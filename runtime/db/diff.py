@@ -1,0 +1,382 @@
+"""Compare a package's declared schema with a database, using alembic's autogenerate.
+
+Why alembic and not a differ of our own: deciding whether a reflected PostgreSQL table
+matches a SQLAlchemy `Table` is mostly special cases (`VARCHAR(20)` against
+`String(20)`, `''::text` against `""`, unnamed foreign keys matched by their columns,
+PostgreSQL's own index names), and alembic's comparator has met them all over a decade
+of bug reports. This module only chooses what to compare, puts each difference into
+plain words, tells the ones that may lose data, and renders the SQL that fixes it.
+
+It calls `produce_migrations`, the function `compare_metadata` is a thin wrapper of: the
+same comparison, kept as alembic's operation objects, which also render the SQL.
+
+Choices made here:
+
+- Only the package's own tables are compared (`include_name` for what is reflected,
+  `include_object` for what is declared), so the core's tables, the ledger and other
+  packages' tables never show up as "not declared". The declared side is one `MetaData`
+  holding copies of the core tables and the tables of the package and its dependencies:
+  packages name foreign-key targets by string only (`ForeignKey("ydtb_workspaces.id")`),
+  and alembic resolves them.
+- Types are compared (`compare_type`; exact on SQLAlchemy 2).
+- Server defaults are compared (`compare_server_default`): alembic asks the server
+  whether two defaults are equal by evaluating both, which sees through casts (`''`
+  against `''::text`), but finds `gen_random_uuid()` different from itself. So a
+  difference between two calls of the same SQL function is dropped afterwards; alembic's
+  hook for this, a callable `compare_server_default`, fails on identity columns
+  (sqlalchemy/alembic#775, #821).
+- The SQL is idempotent, so running it twice, or on a database that already has part of
+  it, is harmless: `IF NOT EXISTS` / `IF EXISTS` where PostgreSQL has them, and for
+  ADD CONSTRAINT, where it has not, a `DO` block that lets "already exists" pass.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from alembic.autogenerate import produce_migrations
+from alembic.ddl.base import AddColumn
+from alembic.migration import MigrationContext
+from alembic.operations import Operations, ops
+from sqlalchemy import BigInteger, Column, Integer, MetaData, SmallInteger, String
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import DefaultClause
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.types import TypeEngine
+
+from runtime.core import ddl
+from runtime.core.model import Package
+from runtime.core.plan import build_order
+from runtime.core.schema import core_metadata
+
+__all__ = ["Difference", "compare", "compare_each", "schema_of"]
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_CALL = re.compile(r"^[A-Za-z_][\w.]*\(")
+_INTEGER_RANKS = ((BigInteger, 3), (SmallInteger, 1), (Integer, 2))  # subclasses first
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way a package's declared schema and a database differ.
+
+    Attributes:
+        kind: alembic's name for it: `add_table`, `remove_table`, `add_column`,
+            `remove_column`, `modify_type`, `modify_nullable`, `modify_default`,
+            `modify_comment`, `add_index`, `remove_index`, `add_fk`, `remove_fk`,
+            `add_constraint`, `remove_constraint`.
+        table: the table it is in.
+        name: the column, index or constraint it is about; None for a whole table.
+        words: the difference in plain words, as `status` and the daemon show it:
+            `table ydtb_notes: column color declared but missing`.
+        destructive: making the database match may lose data or fail on existing rows
+            (a drop, a narrower type, NOT NULL); the dev daemon never does it on its own.
+        statements: the SQL that makes the database match the declaration; idempotent.
+    """
+
+    kind: str
+    table: str
+    name: str | None
+    words: str
+    destructive: bool
+    statements: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return self.words
+
+
+def schema_of(targets: Iterable[Package], packages: Iterable[Package]) -> MetaData:
+    """Return one `MetaData` holding copies of the core tables and of the tables of the
+    `targets` and their dependencies (found in `packages`), so their foreign keys resolve.
+    """
+    targets = list(targets)
+    by_name = {p.name: p for p in packages} | {p.name: p for p in targets}
+    metadata = MetaData()
+    for table in core_metadata.sorted_tables:
+        table.to_metadata(metadata)
+    for target in targets:
+        for item in build_order(list(by_name.values()), target.name):
+            for table in item.tables:
+                if table.name not in metadata.tables:
+                    table.to_metadata(metadata)
+    return metadata
+
+
+async def compare(
+    conn: AsyncConnection,
+    package: Package,
+    packages: Iterable[Package],
+    *,
+    tables: Iterable[str] = (),
+) -> list[Difference]:
+    """List how the database on `conn` differs from `package`'s declared tables.
+
+    Args:
+        conn: the database, after the package's migrations ran.
+        package: the package whose tables are compared.
+        packages: the registered packages: the tables of the package's dependencies
+            among them are declared too, so its foreign keys resolve.
+        tables: more table names to compare, such as tables the package used to declare:
+            found in the database, they are reported as not declared.
+    """
+    found = await compare_each(conn, [package], packages, previous={package.name: tables})
+    return found[package.name]
+
+
+async def compare_each(
+    conn: AsyncConnection,
+    targets: Iterable[Package],
+    packages: Iterable[Package],
+    *,
+    previous: Mapping[str, Iterable[str]] | None = None,
+) -> dict[str, list[Difference]]:
+    """Compare several packages with the database in one pass (one reflection of it all).
+
+    Args:
+        conn: the database, after the packages' migrations ran.
+        targets: the packages whose tables are compared.
+        packages: the registered packages, for the tables foreign keys point at.
+        previous: more table names to compare, by package (see `compare`).
+
+    Returns:
+        The differences of each package of `targets`, by name; empty lists included.
+    """
+    targets = list(targets)
+    previous = previous or {}
+    owners = {table: p.name for p in targets
+              for table in (*p.table_names, *previous.get(p.name, ()))}
+    metadata = schema_of(targets, packages)
+    upgrade = await conn.run_sync(_upgrade_ops, metadata, frozenset(owners))
+    found: dict[str, list[Difference]] = {p.name: [] for p in targets}
+    for difference in _differences(upgrade, metadata):
+        found[owners[difference.table]].append(difference)
+    return found
+
+
+def _upgrade_ops(sync_conn: Connection, metadata: MetaData, own: frozenset[str]) -> Any:
+    def include_name(name: str | None, type_: str, _parents: Any) -> bool:
+        return type_ != "table" or name in own
+
+    def include_object(_obj: Any, name: str | None, type_: str, *_: Any) -> bool:
+        return type_ != "table" or name in own
+
+    context = MigrationContext.configure(sync_conn, opts={
+        "include_name": include_name,
+        "include_object": include_object,
+        "compare_type": True,
+        "compare_server_default": True,
+    })
+    return produce_migrations(context, metadata).upgrade_ops
+
+
+def _same_call(old: Any, new: Any) -> bool:
+    """Tell whether two defaults call the same SQL function (`now()`, `gen_random_uuid()`)."""
+    texts = [re.sub(r"\s+", "", _sql(d).lower()) for d in (old, new) if d not in (None, False)]
+    return len(texts) == 2 and texts[0] == texts[1] and bool(_CALL.match(texts[0]))
+
+
+# -- from alembic's operations to differences ---------------------------------------
+
+
+def _differences(upgrade: Any, metadata: MetaData) -> list[Difference]:
+    added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
+    removed = {op.table_name for op in upgrade.ops if isinstance(op, ops.DropTableOp)}
+    found: list[Difference] = []
+    for op in _flatten(upgrade.ops):
+        table = getattr(op, "table_name", None)
+        if table in added | removed and not isinstance(op, ops.CreateTableOp | ops.DropTableOp):
+            continue  # CREATE TABLE brings its indexes, DROP TABLE takes them away
+        found.extend(_describe(op, metadata))
+    return found
+
+
+def _flatten(items: Iterable[Any]) -> Iterator[Any]:
+    for op in items:
+        if isinstance(op, ops.ModifyTableOps):
+            yield from _flatten(op.ops)
+        else:
+            yield op
+
+
+def _describe(op: Any, metadata: MetaData) -> list[Difference]:
+    if isinstance(op, ops.AlterColumnOp):
+        return [_alter(kind, op, old, new) for kind, *_, old, new in op.to_diff_tuple()
+                if not (kind == "modify_default" and _same_call(old, new))]
+    for op_type, describe in _DESCRIBERS:
+        if isinstance(op, op_type):
+            return [describe(op, metadata)]
+    diff = op.to_diff_tuple()
+    kind = diff[0] if isinstance(diff, tuple) else type(op).__name__
+    table = str(getattr(op, "table_name", "?"))
+    # Something alembic found that we have no words for yet: show it, never apply it.
+    return [Difference(kind, table, None, f"table {table}: {kind} ({diff!r})", True,
+                       _render(op))]
+
+
+def _add_table(op: Any, metadata: MetaData) -> Difference:
+    table = metadata.tables[op.table_name]
+    return Difference("add_table", op.table_name, None,
+                      f"table {op.table_name} declared but missing", False,
+                      tuple(ddl.create_statements([table])))
+
+
+def _remove_table(op: Any, _metadata: MetaData) -> Difference:
+    op.if_exists = True
+    return Difference("remove_table", op.table_name, None,
+                      f"table {op.table_name} in the database but not declared", True,
+                      _render(op))
+
+
+def _add_column(op: Any, _metadata: MetaData) -> Difference:
+    column: Column[Any] = op.column
+    needs_value = not column.nullable and column.server_default is None \
+        and column.identity is None and column.computed is None
+    # AddColumn alone: alembic's add_column operation also creates the column's index
+    # without IF NOT EXISTS, and the index comes as its own difference anyway.
+    statement = AddColumn(op.table_name, column, if_not_exists=True)
+    return Difference("add_column", op.table_name, column.name,
+                      f"table {op.table_name}: column {column.name} declared but missing",
+                      needs_value, (str(statement.compile(dialect=_DIALECT)).strip(),))
+
+
+def _remove_column(op: Any, _metadata: MetaData) -> Difference:
+    op.if_exists = True
+    return Difference("remove_column", op.table_name, op.column_name,
+                      f"table {op.table_name}: column {op.column_name} in the database but "
+                      "not declared", True, _render(op))
+
+
+def _add_index(op: Any, _metadata: MetaData) -> Difference:
+    op.if_not_exists = True
+    return Difference("add_index", op.table_name, op.index_name,
+                      f"index {op.index_name} declared but missing", False, _render(op))
+
+
+def _remove_index(op: Any, _metadata: MetaData) -> Difference:
+    op.if_exists = True
+    return Difference("remove_index", op.table_name, op.index_name,
+                      f"index {op.index_name} in the database but not declared", False,
+                      _render(op))
+
+
+def _add_constraint(op: Any, _metadata: MetaData) -> Difference:
+    kind = "add_fk" if isinstance(op, ops.CreateForeignKeyOp) else "add_constraint"
+    table = op.source_table if kind == "add_fk" else op.table_name
+    columns = op.local_cols if kind == "add_fk" else op.columns
+    suffix = "fkey" if kind == "add_fk" else "key"
+    # An unnamed constraint gets the name PostgreSQL would give it: run again, an
+    # unnamed ADD CONSTRAINT would add a second one (`..._fkey1`) instead of failing.
+    op.constraint_name = op.constraint_name or f"{table}_{'_'.join(columns)}_{suffix}"
+    noun = "foreign key" if kind == "add_fk" else "unique constraint"
+    [statement] = _render(op)
+    return Difference(kind, table, op.constraint_name,
+                      f"{noun} {op.constraint_name} declared but missing", False,
+                      (_unless_it_exists(statement),))
+
+
+def _remove_constraint(op: Any, _metadata: MetaData) -> Difference:
+    op.if_exists = True
+    foreign = op.constraint_type == "foreignkey"
+    noun = "foreign key" if foreign else f"{op.constraint_type or ''} constraint".strip()
+    return Difference("remove_fk" if foreign else "remove_constraint", op.table_name,
+                      op.constraint_name,
+                      f"{noun} {op.constraint_name} in the database but not declared",
+                      False, _render(op))
+
+
+_DESCRIBERS: tuple[tuple[type, Callable[[Any, MetaData], Difference]], ...] = (
+    (ops.CreateTableOp, _add_table),
+    (ops.DropTableOp, _remove_table),
+    (ops.AddColumnOp, _add_column),
+    (ops.DropColumnOp, _remove_column),
+    (ops.CreateIndexOp, _add_index),
+    (ops.DropIndexOp, _remove_index),
+    (ops.CreateForeignKeyOp, _add_constraint),
+    (ops.CreateUniqueConstraintOp, _add_constraint),
+    (ops.DropConstraintOp, _remove_constraint),
+)
+
+_ALTERED = {"modify_type": "modify_type", "modify_nullable": "modify_nullable",
+            "modify_default": "modify_server_default", "modify_comment": "modify_comment"}
+
+
+def _alter(kind: str, op: Any, old: Any, new: Any) -> Difference:
+    """One change of a column, rendered alone so each difference has its own SQL."""
+    existing = {"existing_type": op.existing_type, "existing_nullable": op.existing_nullable,
+                "existing_server_default": op.existing_server_default}
+    single = ops.AlterColumnOp(op.table_name, op.column_name, **existing,
+                               **{_ALTERED.get(kind, kind): new})
+    where = f"table {op.table_name}: column {op.column_name}"
+    if kind == "modify_type":
+        words = f"{where} is {_sql(old)} in the database but declared {_sql(new)}"
+        destructive = not _widens(old, new)
+    elif kind == "modify_nullable":
+        words = (f"{where} is {'nullable' if old else 'NOT NULL'} in the database but "
+                 f"declared {'nullable' if new else 'NOT NULL'}")
+        destructive = not new
+    elif kind == "modify_default":
+        words = f"{where} has {_default(old)} in the database but declared {_default(new)}"
+        destructive = False
+    else:
+        words = f"{where}: {kind.removeprefix('modify_')} differs"
+        destructive = False
+    return Difference(kind, op.table_name, op.column_name, words, destructive, _render(single))
+
+
+def _widens(old: TypeEngine[Any], new: TypeEngine[Any]) -> bool:
+    """Tell whether every value of type `old` fits type `new` unchanged."""
+    if isinstance(old, String) and isinstance(new, String):
+        return new.length is None or (old.length is not None and new.length >= old.length)
+    ranks = [next((r for t, r in _INTEGER_RANKS if isinstance(x, t)), None) for x in (old, new)]
+    return ranks[0] is not None and ranks[1] is not None and ranks[1] >= ranks[0]
+
+
+def _sql(value: Any) -> str:
+    if isinstance(value, TypeEngine):
+        return str(value.compile(dialect=_DIALECT))
+    if isinstance(value, DefaultClause):
+        value = value.arg
+    if isinstance(value, ClauseElement):
+        return str(value.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+    return str(value)
+
+
+def _default(value: Any) -> str:
+    if value is None or value is False:
+        return "no default"
+    if isinstance(value, DefaultClause) and isinstance(value.arg, str):
+        return "default '" + value.arg.replace("'", "''") + "'"  # a literal, not SQL
+    return f"default {_sql(value)}"
+
+
+# -- SQL ------------------------------------------------------------------------------
+
+
+def _render(op: Any) -> tuple[str, ...]:
+    """Render one alembic operation as PostgreSQL, offline (no connection needed)."""
+    buffer = io.StringIO()
+    context = MigrationContext.configure(dialect_name="postgresql", opts={
+        "as_sql": True, "output_buffer": buffer, "literal_binds": True})
+    Operations(context).invoke(op)
+    return (buffer.getvalue().strip().removesuffix(";"),)
+
+
+def _unless_it_exists(statement: str) -> str:
+    """Make an ADD CONSTRAINT idempotent: PostgreSQL has no IF NOT EXISTS for it.
+
+    Catching "already exists" rather than asking `pg_constraint` first also holds for a
+    name PostgreSQL truncated to 63 bytes; a unique constraint's index is a relation.
+    """
+    return (
+        "DO $$\nBEGIN\n"
+        f"    {statement};\n"
+        "EXCEPTION WHEN duplicate_object OR duplicate_table THEN\n"
+        "    NULL;  -- it exists already\n"
+        "END $$"
+    )

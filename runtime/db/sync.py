@@ -1,0 +1,189 @@
+"""Dev sync: bring the dev database to a package's declared schema, without a migration.
+
+The dev daemon calls `sync_package` once a reload applied the package's migrations.
+The declared schema is compared with the dev database (`runtime.db.diff`); when every
+difference adds something (a table, a nullable or defaulted column, an index, a foreign
+key) they are applied at once and recorded in the ledger as one dev change of the
+package (`kind='dev'`, id `dev:<fingerprint>`), all in one transaction.
+
+A package with a destructive difference is held whole: nothing of it is applied until
+the developer writes a migration or restarts the daemon with `--allow-destructive`.
+Holding back only the destructive part would be worse: a renamed column shows as a
+drop plus an add, and applying the add alone leaves the data in the old column and
+makes the renaming migration fail.
+
+When a migration takes the dev changes over (`python -m runtime makemigration` wrote
+it, the daemon applied it: a no-op on the synced database), `reconcile` checks on a
+scratch database that the migrations now build the declared schema, and deletes the
+package's dev changes from the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from runtime.core.model import Migration, Package
+from runtime.core.plan import DEV_KIND, Step, dev_change_id
+from runtime.db import ledger, scratch
+from runtime.db.diff import Difference, compare
+from runtime.db.migrator import LOCK_ID, driver, run_step
+from runtime.errors import MigrationFailedError, Problem, ProblemsError, RegistryError
+
+__all__ = ["SyncResult", "reconcile", "sync_package"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What `sync_package` did for one package.
+
+    Attributes:
+        package: the package's name.
+        applied: the differences applied to the database, recorded as `change_id`.
+        held: the differences left alone, all of the package's, because some of them
+            are destructive.
+        change_id: the ledger id of the dev change; None when nothing was applied.
+    """
+
+    package: str
+    applied: tuple[Difference, ...] = ()
+    held: tuple[Difference, ...] = ()
+    change_id: str | None = None
+
+    @property
+    def hint(self) -> str:
+        """How to proceed with the held differences, for people."""
+        them = "it" if sum(d.destructive for d in self.held) == 1 else "them"
+        return (f"{_rename_hint(self.held)}write a migration (python -m runtime "
+                f"makemigration {self.package}), or restart the dev daemon with "
+                f"--allow-destructive to apply {them} to the dev database")
+
+
+async def sync_package(
+    engine: AsyncEngine,
+    package: Package,
+    packages: Iterable[Package],
+    *,
+    allow_destructive: bool = False,
+    tables: Iterable[str] = (),
+) -> SyncResult:
+    """Apply what `package` declares and the database lacks, and record it as a dev change.
+
+    Runs in one transaction holding the pipeline's lock, so no migration runs between
+    the comparison and the changes.
+
+    Args:
+        engine: the dev database, where the package's migrations were applied.
+        package: the package to sync.
+        packages: the registered packages (for the tables its foreign keys point at).
+        allow_destructive: also apply drops, narrower types and NOT NULL.
+        tables: tables the package declared before, compared too: a table it no longer
+            declares is then found and dropped (a destructive difference).
+
+    Raises:
+        ProblemsError: a difference could not be applied (Y405); nothing was.
+    """
+    async with engine.connect() as conn:
+        raw = await driver(conn)
+        async with raw.transaction():
+            await raw.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)
+            differences = await compare(conn, package, packages, tables=tables)
+            await conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
+            if any(d.destructive for d in differences) and not allow_destructive:
+                return SyncResult(package.name, held=tuple(differences))
+            if not differences:
+                return SyncResult(package.name)
+            change_id = await _apply(conn, raw, package, differences)
+    logger.info("%s: synced %d schema changes as %s", package.name, len(differences), change_id)
+    return SyncResult(package.name, applied=tuple(differences), change_id=change_id)
+
+
+async def _apply(
+    conn: AsyncConnection, raw: asyncpg.Connection, package: Package,
+    differences: Sequence[Difference],
+) -> str:
+    change_id = dev_change_id(package)
+    started = time.perf_counter()
+    for difference in differences:
+        # One step per difference, so a failure names the difference it came from.
+        step = Step(package, Migration(change_id, up=list(difference.statements)))
+        try:
+            await run_step(conn, raw, step)
+        except MigrationFailedError as exc:
+            raise ProblemsError([Problem(
+                package.name, "Y405",
+                f"cannot apply to the dev database: {difference.words}: "
+                f"{exc.reason.splitlines()[0]}",
+                "nothing was applied; fix the declared schema, or write a migration that "
+                "prepares the data first",
+                table=difference.table)]) from exc
+    # Recorded with the checksum a migration of all these statements would have.
+    whole = Migration(change_id, up=[s for d in differences for s in d.statements])
+    ms = (time.perf_counter() - started) * 1000
+    await ledger.write_rows(raw, [(package.name, change_id, whole.checksum,
+                                   str(package.version), DEV_KIND, ms)])
+    return change_id
+
+
+async def reconcile(engine: AsyncEngine, packages: Iterable[Package], name: str) -> list[str]:
+    """Forget package `name`'s dev changes once its migrations build its declared schema.
+
+    The daemon calls it after applying a new migration of the package. Whether the
+    migrations now build the declared schema is checked on a scratch database on the
+    same server; while they do not, the dev changes stay recorded.
+
+    Args:
+        engine: the dev database.
+        packages: the registered packages.
+        name: the package.
+
+    Returns:
+        The ids of the dev changes forgotten, sorted; empty when there were none or the
+        migrations still fall short.
+    """
+    async with engine.connect() as conn:
+        raw = await driver(conn)
+        if not (await ledger.read_ledger(raw, [name])).dev.get(name):
+            return []
+    try:
+        remaining = await scratch.compare_migrations(scratch.server_url(engine), packages, name)
+    except (RegistryError, asyncpg.PostgresError) as exc:
+        logger.warning("%s: dev changes kept, cannot check the migrations on a scratch "
+                       "database: %s", name, exc)
+        return []
+    if remaining:
+        logger.info("%s: dev changes kept, the migrations do not build %s", name,
+                    "; ".join(d.words for d in remaining))
+        return []
+    async with engine.connect() as conn:
+        return await ledger.forget_dev_changes(await driver(conn), name)
+
+
+def _rename_hint(held: Sequence[Difference]) -> str:
+    """Show the migration to write when a drop and an add look like a rename."""
+    for added in held:
+        dropped = next((d for d in held if _renamed(d, added)), None)
+        if dropped is None:
+            continue
+        if added.kind == "add_table":
+            what = f"table {dropped.table} to {added.table}"
+            sql = f"ALTER TABLE {dropped.table} RENAME TO {added.table}"
+        else:
+            what = f"column {added.table}.{dropped.name} to {added.name}"
+            sql = f"ALTER TABLE {added.table} RENAME COLUMN {dropped.name} TO {added.name}"
+        return f"if you renamed {what}, write {sql} in a migration; otherwise "
+    return ""
+
+
+def _renamed(dropped: Difference, added: Difference) -> bool:
+    if added.kind == "add_table":
+        return dropped.kind == "remove_table"
+    return (added.kind, dropped.kind) == ("add_column", "remove_column") \
+        and added.table == dropped.table

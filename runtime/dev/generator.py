@@ -1,0 +1,93 @@
+"""Write the difference between a package's migrations and its declared schema as a new
+migration file (`python -m runtime makemigration PACKAGE`).
+
+The difference comes from a scratch database (`runtime.db.scratch.compare_migrations`),
+so it does not depend on the dev database: what the dev daemon synced there is exactly
+what the file adds, and applying the file to the dev database changes nothing. The file
+is SQL people can read and edit: one commented block per difference, each statement
+idempotent like every migration must be.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.core.model import Package
+from runtime.db.diff import Difference
+
+__all__ = ["default_name", "migrations_directory", "next_migration_path", "render_migration",
+           "write_migration"]
+
+_NUMBERED = re.compile(r"^(?P<number>\d+)_")
+_VERBS = {"add_table": "create", "remove_table": "drop", "remove_column": "drop",
+          "remove_index": "drop", "remove_fk": "drop", "remove_constraint": "drop"}
+
+
+def migrations_directory(package: Package) -> Path | None:
+    """Return the `migrations/` directory next to the package's `package.py`, if it has one.
+
+    Packages registered from an entry point or in code have none to write to.
+    """
+    if package.source is None or not package.source.endswith("package.py"):
+        return None
+    directory = Path(package.source).parent / "migrations"
+    return directory if directory.is_dir() else None
+
+
+def default_name(differences: Sequence[Difference]) -> str:
+    """Name a migration after what it does: `add_color`, `create_ydtb_tags`, `update_ydtb_notes`."""
+    if len(differences) == 1:
+        [only] = differences
+        verb = _VERBS.get(only.kind, only.kind.partition("_")[0])
+        return _slug(f"{verb}_{only.name or only.table}")
+    tables = {d.table for d in differences}
+    return _slug(f"update_{tables.pop()}" if len(tables) == 1 else "update_schema")
+
+
+def next_migration_path(directory: Path, name: str) -> Path:
+    """Return `directory/NNNN_name.sql`, numbered after the highest migration there."""
+    numbers = [m["number"] for p in directory.iterdir() if (m := _NUMBERED.match(p.name))]
+    width = max([4, *(len(n) for n in numbers)])
+    number = max((int(n) for n in numbers), default=0) + 1
+    return directory / f"{number:0{width}d}_{_slug(name)}.sql"
+
+
+def render_migration(package: Package, differences: Sequence[Difference]) -> str:
+    """Render the SQL file: a header, then each difference as a comment and its SQL."""
+    lines = [
+        f"-- Written by `python -m runtime makemigration {package.name}`: what the declared",
+        "-- schema has that the database built by the migrations before this one has not",
+        "-- (\"declared but missing\"), and the reverse (\"in the database but not declared\").",
+    ]
+    for difference in differences:
+        warning = " (DESTRUCTIVE: review it)" if difference.destructive else ""
+        lines += ["", f"-- {difference.words}{warning}"]
+        lines += [statement.replace("\t", "    ") + ";" for statement in difference.statements]
+    return "\n".join(lines) + "\n"
+
+
+def write_migration(
+    directory: Path, package: Package, differences: Sequence[Difference],
+    name: str | None = None,
+) -> Path:
+    """Write `differences` as the next migration in `directory` and return its path.
+
+    Args:
+        directory: the package's migrations directory (`migrations_directory`).
+        package: the package, named in the file's header.
+        differences: from `runtime.db.scratch.compare_migrations`, at least one.
+        name: the file's name after its number; derived from the differences when None.
+    """
+    path = next_migration_path(directory, name or default_name(differences))
+    # Written aside, then renamed: a dev daemon watching the directory never reads half
+    # a file (a dot file is not a migration, nor a change the watcher reports).
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(render_migration(package, differences), encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_") or "migration"

@@ -1,0 +1,216 @@
+"""The schema comparison against a real PostgreSQL: alembic finds, we describe and fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from runtime import DatabaseRegistry, Migration, Package, kit
+from runtime.db import diff, migrator
+from runtime.db.diff import Difference
+from runtime.dev.loader import load_all
+
+EXAMPLES = Path(__file__).parent.parent.parent / "packages_dev"
+
+# What `kit.workspace_table("ydtb_notes", md, Column("id", Integer, primary_key=True))` is.
+NOTES_SQL = """
+CREATE TABLE ydtb_notes (
+    workspace_id varchar(20) NOT NULL,
+    id integer NOT NULL,
+    CONSTRAINT pk_ydtb_notes PRIMARY KEY (id),
+    CONSTRAINT fk_ydtb_notes_workspace_id_ydtb_workspaces FOREIGN KEY (workspace_id)
+        REFERENCES ydtb_workspaces (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_ydtb_notes_workspace_id ON ydtb_notes (workspace_id);
+"""
+
+Declare = Callable[[MetaData], list[Any]]
+
+
+def notes(registry: DatabaseRegistry, declare: Declare, sql: str = "") -> Package:
+    """Register `notes`: ydtb_notes with the columns `declare` adds, built by NOTES_SQL + sql."""
+    metadata = kit.metadata()
+    kit.workspace_table("ydtb_notes", metadata, Column("id", Integer, primary_key=True),
+                        *declare(metadata))
+    return registry.register_database(
+        package_name="notes", schema=metadata, version="1.0.0",
+        migrations=[Migration("0001_notes", up=NOTES_SQL + sql)])
+
+
+async def compare(engine: AsyncEngine, package: Package, packages: Sequence[Package],
+                  **kwargs: Any) -> list[Difference]:
+    async with engine.connect() as conn:
+        return await diff.compare(conn, package, packages, **kwargs)
+
+
+async def run_twice(engine: AsyncEngine, differences: Sequence[Difference]) -> None:
+    async with engine.connect() as conn:
+        raw = await migrator.driver(conn)
+        for _ in range(2):
+            for statement in (s for d in differences for s in d.statements):
+                await raw.execute(statement)
+
+
+def tags(metadata: MetaData) -> list[Any]:
+    kit.workspace_table("ydtb_tags", metadata, Column("id", Integer, primary_key=True),
+                        Column("note_id", Integer, ForeignKey("ydtb_notes.id")))
+    return []
+
+
+CASES = [
+    pytest.param(lambda md: [Column("color", Text)], "",
+                 "table ydtb_notes: column color declared but missing", False,
+                 id="add-nullable-column"),
+    pytest.param(lambda md: [Column("color", Text, nullable=False, server_default="red")], "",
+                 "table ydtb_notes: column color declared but missing", False,
+                 id="add-column-with-default"),
+    pytest.param(lambda md: [Column("color", Text, nullable=False)], "",
+                 "table ydtb_notes: column color declared but missing", True,
+                 id="add-not-null-column-without-default"),
+    pytest.param(lambda md: [], "ALTER TABLE ydtb_notes ADD COLUMN color text;",
+                 "table ydtb_notes: column color in the database but not declared", True,
+                 id="remove-column"),
+    pytest.param(lambda md: [Column("title", String(20))],
+                 "ALTER TABLE ydtb_notes ADD COLUMN title varchar(10);",
+                 "table ydtb_notes: column title is VARCHAR(10) in the database but declared "
+                 "VARCHAR(20)", False, id="widen-type"),
+    pytest.param(lambda md: [Column("title", String(5))],
+                 "ALTER TABLE ydtb_notes ADD COLUMN title varchar(10);",
+                 "table ydtb_notes: column title is VARCHAR(10) in the database but declared "
+                 "VARCHAR(5)", True, id="narrow-type"),
+    pytest.param(lambda md: [Column("views", BigInteger)],
+                 "ALTER TABLE ydtb_notes ADD COLUMN views integer;",
+                 "table ydtb_notes: column views is INTEGER in the database but declared BIGINT",
+                 False, id="integer-to-bigint"),
+    pytest.param(lambda md: [Column("title", Text, nullable=False)],
+                 "ALTER TABLE ydtb_notes ADD COLUMN title text;",
+                 "table ydtb_notes: column title is nullable in the database but declared "
+                 "NOT NULL", True, id="set-not-null"),
+    pytest.param(lambda md: [Column("title", Text)],
+                 "ALTER TABLE ydtb_notes ADD COLUMN title text NOT NULL;",
+                 "table ydtb_notes: column title is NOT NULL in the database but declared "
+                 "nullable", False, id="drop-not-null"),
+    pytest.param(lambda md: [Column("title", Text, server_default="b")],
+                 "ALTER TABLE ydtb_notes ADD COLUMN title text DEFAULT 'a';",
+                 "table ydtb_notes: column title has default 'a'::text in the database but "
+                 "declared default 'b'", False, id="change-default"),
+    pytest.param(lambda md: [Column("color", Text, index=True)],
+                 "ALTER TABLE ydtb_notes ADD COLUMN color text;",
+                 "index ix_ydtb_notes_color declared but missing", False, id="add-index"),
+    pytest.param(lambda md: [Column("color", Text)],
+                 "ALTER TABLE ydtb_notes ADD COLUMN color text;\n"
+                 "CREATE INDEX ix_stale ON ydtb_notes (color);",
+                 "index ix_stale in the database but not declared", False, id="remove-index"),
+    pytest.param(lambda md: [Column("color", Text), UniqueConstraint("color")],
+                 "ALTER TABLE ydtb_notes ADD COLUMN color text;",
+                 "unique constraint uq_ydtb_notes_color declared but missing", False,
+                 id="add-unique-constraint"),
+    pytest.param(lambda md: [Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))],
+                 "ALTER TABLE ydtb_notes ADD COLUMN tool_id varchar(20);",
+                 "foreign key fk_ydtb_notes_tool_id_ydtb_tools declared but missing", False,
+                 id="add-foreign-key"),
+    pytest.param(lambda md: [Column("tool_id", String(20))],
+                 "ALTER TABLE ydtb_notes ADD COLUMN tool_id varchar(20) "
+                 "CONSTRAINT fk_old REFERENCES ydtb_tools (id);",
+                 "foreign key fk_old in the database but not declared", False,
+                 id="remove-foreign-key"),
+    pytest.param(tags, "", "table ydtb_tags declared but missing", False, id="add-table"),
+]
+
+
+@pytest.mark.parametrize(("declare", "sql", "words", "destructive"), CASES)
+async def test_each_difference_is_described_and_its_sql_makes_it_disappear(
+    engine: AsyncEngine, declare: Declare, sql: str, words: str, destructive: bool
+) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, declare, sql)
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    found = await compare(engine, package, packages)
+
+    assert [(d.words, d.destructive) for d in found] == [(words, destructive)]
+    await run_twice(engine, found)  # idempotent: the second run changes nothing
+    assert await compare(engine, package, packages) == []
+
+
+async def test_a_table_the_package_no_longer_declares_is_found_when_named(
+    engine: AsyncEngine,
+) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, lambda md: [], "CREATE TABLE ydtb_gone (id int PRIMARY KEY);")
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    assert await compare(engine, package, packages) == []
+    [gone] = await compare(engine, package, packages, tables=["ydtb_gone"])
+    assert (gone.kind, gone.words, gone.destructive, gone.statements) == (
+        "remove_table", "table ydtb_gone in the database but not declared", True,
+        ("DROP TABLE IF EXISTS ydtb_gone",))
+
+
+async def test_only_the_package_s_own_tables_are_compared(engine: AsyncEngine) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, lambda md: [],
+                    "CREATE TABLE ydtb_stray (id int PRIMARY KEY);\n"
+                    "ALTER TABLE ydtb_tools ADD COLUMN extra text;")
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    assert await compare(engine, package, packages) == []
+
+
+async def test_function_defaults_compare_equal_to_themselves(engine: AsyncEngine) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, lambda md: [
+        Column("token", UUID, nullable=False, server_default=text("gen_random_uuid()")),
+        Column("seen_at", Text, server_default=func.now()),
+    ], "ALTER TABLE ydtb_notes ADD COLUMN token uuid NOT NULL DEFAULT gen_random_uuid(),\n"
+       "    ADD COLUMN seen_at text DEFAULT now();")
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    assert await compare(engine, package, packages) == []
+
+
+async def test_foreign_keys_into_a_dependency_resolve(engine: AsyncEngine) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    notes(registry, lambda md: [])
+    metadata = kit.metadata()
+    Table("ydtb_tags", metadata, Column("id", Integer, primary_key=True),
+          kit.workspace_column(), Column("note_id", Integer, ForeignKey("ydtb_notes.id")))
+    tags_package = registry.register_database(
+        package_name="tags", schema=metadata, version="1.0.0", dependencies=["notes"])
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)  # tags' migration is derived from its schema
+
+    assert await compare(engine, tags_package, packages) == []
+
+
+async def test_the_example_packages_show_no_drift_after_migrate(engine: AsyncEngine) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    assert load_all([EXAMPLES], registry, entry_points=False).errors == []
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    found = {p.name: await compare(engine, p, packages) for p in packages[1:]}
+
+    assert found == {"@ydtb/basic": [], "@ydtb/tasks": [], "@ydtb/timer": []}

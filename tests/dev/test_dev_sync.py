@@ -1,0 +1,280 @@
+"""Dev sync: the daemon brings the dev database to an edited schema, or explains why not.
+
+Most tests call `Daemon.reload` right after editing the files, as the watcher would;
+one goes through the watcher end to end.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support import create_sql, write_package
+
+from runtime import signals
+from runtime.db import diff, ledger, migrator, scratch
+from runtime.dev import generator
+from runtime.dev.daemon import Daemon
+from runtime.errors import ProblemsError
+
+Sent = dict[str, list[dict[str, Any]]]
+DROP_HINT = ("write a migration (python -m runtime makemigration notes), or restart the dev "
+             "daemon with --allow-destructive to apply it to the dev database")
+
+
+@pytest.fixture
+def sent() -> Iterator[Sent]:
+    """The keywords of every schema_changed, schema_drift and reloaded sent, by signal."""
+    events: Sent = defaultdict(list)
+    with ExitStack() as stack:
+        for name in ("schema_changed", "schema_drift", "reloaded"):
+            def receive(_sender: object, _name: str = name, **kwargs: Any) -> None:
+                events[_name].append(kwargs)
+            stack.enter_context(getattr(signals, name).connected_to(receive))
+        yield events
+
+
+def declare(root: Path, tables: dict[str, Sequence[str]], sql: Sequence[str] = ()) -> None:
+    """(Re)write package `notes` declaring `tables`; `sql` are its migrations, if given."""
+    migrations = {f"{i:04d}_m{i}.sql": s for i, s in enumerate(sql, 1)} if sql else {}
+    write_package(root, "notes", name="notes", tables=tables, migrations=migrations)
+
+
+async def started(engine: AsyncEngine, root: Path, **kwargs: Any) -> Daemon:
+    daemon = Daemon(engine, [root], entry_points=False, **kwargs)
+    await daemon.start()
+    return daemon
+
+
+async def columns(engine: AsyncEngine, table: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT column_name FROM information_schema.columns "
+                                       "WHERE table_name = :t ORDER BY 1"), {"t": table})
+        return [r[0] for r in rows]
+
+
+async def dev_rows(engine: AsyncEngine) -> dict[str, tuple[str, ...]]:
+    async with engine.connect() as conn:
+        return dict((await ledger.read_ledger(await migrator.driver(conn))).dev)
+
+
+async def drift(engine: AsyncEngine, daemon: Daemon) -> list[str]:
+    async with engine.connect() as conn:
+        found = await diff.compare(conn, daemon.registry.get("notes"),
+                                   daemon.registry.packages.values())
+    return [d.words for d in found]
+
+
+NOTES = create_sql("ydtb_notes")
+WITH_COLOR = create_sql("ydtb_notes", "color text")
+WITH_TITLE = create_sql("ydtb_notes", "title text")
+
+ADDITIVE = [
+    pytest.param({"ydtb_notes": ['Column("color", Text)']},
+                 ["table ydtb_notes: column color declared but missing"], id="nullable-column"),
+    pytest.param({"ydtb_notes": ['Column("color", Text, nullable=False, server_default="red")']},
+                 ["table ydtb_notes: column color declared but missing"],
+                 id="column-with-default"),
+    pytest.param({"ydtb_notes": ['Column("color", Text, index=True)']},
+                 ["table ydtb_notes: column color declared but missing",
+                  "index ix_ydtb_notes_color declared but missing"], id="index"),
+    pytest.param({"ydtb_notes": [], "ydtb_tags": []},
+                 ["table ydtb_tags declared but missing"], id="table"),
+    pytest.param({"ydtb_notes": ['Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))']},
+                 ["table ydtb_notes: column tool_id declared but missing",
+                  "foreign key ydtb_notes_tool_id_fkey declared but missing"],
+                 id="foreign-key"),
+]
+
+
+@pytest.mark.parametrize(("tables", "words"), ADDITIVE)
+async def test_an_additive_schema_edit_is_synced_and_recorded_as_a_dev_change(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, tables: dict[str, list[str]],
+    words: list[str],
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started(engine, tmp_path)
+
+    declare(tmp_path, tables)
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    change = f"dev:{daemon.registry.get('notes').fingerprint}"
+    assert sent["schema_changed"] == [
+        {"package": "notes", "migrations": (change,), "changes": tuple(words)}]
+    assert sent["reloaded"][-1]["applied"] == (f"notes {change}",)
+    assert await dev_rows(engine) == {"notes": (change,)}
+    assert await drift(engine, daemon) == []
+    # Nothing left to do: a reload without an edit syncs nothing.
+    assert await daemon.reload([tmp_path / "notes"]) is True
+    assert len(sent["schema_changed"]) == 1
+
+
+DESTRUCTIVE = [
+    pytest.param({"ydtb_notes": ['Column("color", Text)']}, [WITH_COLOR],
+                 {"ydtb_notes": []},
+                 ["table ydtb_notes: column color in the database but not declared: would run "
+                  "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS color"], DROP_HINT,
+                 id="drop-column"),
+    pytest.param({"ydtb_notes": [], "ydtb_tags": []}, [NOTES, create_sql("ydtb_tags")],
+                 {"ydtb_notes": []},
+                 ["table ydtb_tags in the database but not declared: would run DROP TABLE IF "
+                  "EXISTS ydtb_tags"], DROP_HINT, id="drop-table"),
+    pytest.param({"ydtb_notes": ['Column("title", String(10))']},
+                 [create_sql("ydtb_notes", "title varchar(10)")],
+                 {"ydtb_notes": ['Column("title", String(5))']},
+                 ["table ydtb_notes: column title is VARCHAR(10) in the database but declared "
+                  "VARCHAR(5): would run ALTER TABLE ydtb_notes ALTER COLUMN title TYPE "
+                  "VARCHAR(5)"], DROP_HINT, id="narrow-type"),
+    pytest.param({"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE],
+                 {"ydtb_notes": ['Column("title", Text, nullable=False)']},
+                 ["table ydtb_notes: column title is nullable in the database but declared NOT "
+                  "NULL: would run ALTER TABLE ydtb_notes ALTER COLUMN title SET NOT NULL"],
+                 DROP_HINT, id="set-not-null"),
+    pytest.param({"ydtb_notes": []}, [NOTES],
+                 {"ydtb_notes": ['Column("title", Text, nullable=False)']},
+                 ["table ydtb_notes: column title declared but missing: would run ALTER TABLE "
+                  "ydtb_notes ADD COLUMN IF NOT EXISTS title TEXT NOT NULL"],
+                 DROP_HINT, id="not-null-column-without-default"),
+    pytest.param({"ydtb_notes": ['Column("color", Text)']}, [WITH_COLOR],
+                 {"ydtb_notes": ['Column("colour", Text)']},
+                 ["table ydtb_notes: column colour declared but missing",
+                  "table ydtb_notes: column color in the database but not declared: would run "
+                  "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS color"],
+                 "if you renamed column ydtb_notes.color to colour, write ALTER TABLE ydtb_notes "
+                 "RENAME COLUMN color TO colour in a migration; otherwise " + DROP_HINT,
+                 id="rename-column"),
+]
+
+
+@pytest.mark.parametrize(("before", "sql", "after", "changes", "hint"), DESTRUCTIVE)
+async def test_a_destructive_schema_edit_is_explained_and_not_applied(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, before: dict[str, list[str]],
+    sql: list[str], after: dict[str, list[str]], changes: list[str], hint: str,
+) -> None:
+    declare(tmp_path, before, sql)
+    daemon = await started(engine, tmp_path)
+    tables = {t: await columns(engine, t) for t in ("ydtb_notes", "ydtb_tags")}
+
+    declare(tmp_path, after)
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert sent["schema_drift"] == [{"package": "notes", "changes": tuple(changes), "hint": hint}]
+    assert sent["schema_changed"] == []
+    assert {t: await columns(engine, t) for t in tables} == tables
+    assert await dev_rows(engine) == {}
+
+
+@pytest.mark.parametrize(("before", "sql", "after", "changes", "hint"), DESTRUCTIVE)
+async def test_a_destructive_schema_edit_is_applied_with_allow_destructive(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, before: dict[str, list[str]],
+    sql: list[str], after: dict[str, list[str]], changes: list[str], hint: str,
+) -> None:
+    declare(tmp_path, before, sql)
+    daemon = await started(engine, tmp_path, allow_destructive=True)
+
+    declare(tmp_path, after)
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert sent["schema_drift"] == []
+    [synced] = sent["schema_changed"]
+    assert synced["changes"] == tuple(c.partition(": would run")[0] for c in changes)
+    assert await drift(engine, daemon) == []
+
+
+async def test_a_generated_migration_takes_the_dev_change_over(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started(engine, tmp_path)
+    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    await daemon.reload([tmp_path / "notes"])
+    [change] = (await dev_rows(engine))["notes"]
+
+    packages = daemon.registry.ordered()
+    differences = await scratch.compare_migrations(scratch.server_url(engine), packages, "notes")
+    path = generator.write_migration(tmp_path / "notes/migrations", packages[-1], differences)
+    assert await daemon.reload([path]) is True
+
+    assert sent["reloaded"][-1]["applied"] == ("notes 0002_add_color",)
+    assert sent["schema_changed"][-1] == {
+        "package": "notes", "migrations": ("0002_add_color",),
+        "changes": ("applied 0002_add_color", f"dev change {change} is now in the migrations")}
+    assert await dev_rows(engine) == {}
+
+
+async def test_a_hand_written_migration_that_falls_short_keeps_the_dev_change(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started(engine, tmp_path)
+    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    await daemon.reload([tmp_path / "notes"])
+    rows = await dev_rows(engine)
+
+    (tmp_path / "notes/migrations/0002_other.sql").write_text("SELECT 1;")
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert sent["schema_changed"][-1]["changes"] == ("applied 0002_other",)
+    assert await dev_rows(engine) == rows
+
+
+async def test_schema_edits_made_while_the_daemon_was_stopped_are_synced_at_start(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    await started(engine, tmp_path)
+    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+
+    await started(engine, tmp_path)
+
+    assert [s["changes"] for s in sent["schema_changed"]] == [
+        ("table ydtb_notes: column color declared but missing",)]
+    assert await columns(engine, "ydtb_notes") == ["color", "id", "workspace_id"]
+
+
+async def test_a_change_the_database_refuses_is_rolled_back_and_reported(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started(engine, tmp_path)
+
+    # ydtb_tools.id is varchar: PostgreSQL refuses an integer column referencing it.
+    declare(tmp_path, {"ydtb_notes": ['Column("tool_id", Integer, ForeignKey("ydtb_tools.id"))']})
+    assert await daemon.reload([tmp_path / "notes"]) is False
+
+    error = sent["reloaded"][-1]["error"]
+    assert isinstance(error, ProblemsError)
+    assert [str(p) for p in error.problems] == [
+        'notes: cannot apply to the dev database: foreign key ydtb_notes_tool_id_fkey declared '
+        'but missing: foreign key constraint "ydtb_notes_tool_id_fkey" cannot be implemented '
+        "(nothing was applied; fix the declared schema, or write a migration that prepares "
+        "the data first) [Y405]"]
+    assert await columns(engine, "ydtb_notes") == ["id", "workspace_id"]
+    assert daemon.registry.get("notes").tables[0].c.keys() == ["id", "workspace_id"]
+
+
+async def test_a_schema_edit_is_synced_through_the_watcher(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = Daemon(engine, [tmp_path], entry_points=False)
+    async with anyio.create_task_group() as group:
+        with anyio.fail_after(20):
+            await group.start(daemon.run)
+            await daemon.watching.wait()
+            declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+            while not any(r["applied"] for r in sent["reloaded"]):
+                await anyio.sleep(0.01)
+        daemon.stop()
+        group.cancel_scope.cancel()
+
+    assert sent["reloaded"][-1]["applied"] == (
+        f"notes dev:{daemon.registry.get('notes').fingerprint}",)
+    assert await columns(engine, "ydtb_notes") == ["color", "id", "workspace_id"]

@@ -1,0 +1,91 @@
+"""Migration files written from schema differences: names, numbers, content. No database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime import DatabaseRegistry, kit
+from runtime.db.diff import Difference
+from runtime.dev import generator
+
+COLOR = Difference("add_column", "ydtb_notes", "color",
+                   "table ydtb_notes: column color declared but missing", False,
+                   ("ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS color TEXT",))
+INDEX = Difference("add_index", "ydtb_notes", "ix_ydtb_notes_color",
+                   "index ix_ydtb_notes_color declared but missing", False,
+                   ("CREATE INDEX IF NOT EXISTS ix_ydtb_notes_color ON ydtb_notes (color)",))
+TAGS = Difference("add_table", "ydtb_tags", None, "table ydtb_tags declared but missing", False,
+                  ("CREATE TABLE IF NOT EXISTS ydtb_tags (\n\tid INTEGER NOT NULL\n)",))
+GONE = Difference("remove_column", "ydtb_notes", "body",
+                  "table ydtb_notes: column body in the database but not declared", True,
+                  ("ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body",))
+
+
+@pytest.mark.parametrize(("differences", "name"), [
+    pytest.param([COLOR], "add_color", id="one-column"),
+    pytest.param([TAGS], "create_ydtb_tags", id="one-table"),
+    pytest.param([GONE], "drop_body", id="one-drop"),
+    pytest.param([COLOR, INDEX], "update_ydtb_notes", id="one-table-changed"),
+    pytest.param([COLOR, TAGS], "update_schema", id="several-tables"),
+])
+def test_a_migration_is_named_after_what_it_does(
+    differences: list[Difference], name: str
+) -> None:
+    assert generator.default_name(differences) == name
+
+
+@pytest.mark.parametrize(("existing", "expected"), [
+    pytest.param([], "0001_add_color.sql", id="first"),
+    pytest.param(["0001_a.sql", "0002_b.py", "README.md"], "0003_add_color.sql", id="after-py"),
+    pytest.param(["9_a.sql"], "0010_add_color.sql", id="padded-to-four"),
+    pytest.param(["00007_a.sql"], "00008_add_color.sql", id="keeps-wider-padding"),
+])
+def test_the_next_migration_is_numbered_after_the_highest(
+    tmp_path: Path, existing: list[str], expected: str
+) -> None:
+    for name in existing:
+        (tmp_path / name).write_text("")
+
+    assert generator.next_migration_path(tmp_path, "Add color!").name == expected
+
+
+def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path) -> None:
+    package = DatabaseRegistry(send_signals=False).register_database(
+        package_name="notes", schema=kit.metadata(), version="1.0.0")
+
+    path = generator.write_migration(tmp_path, package, [COLOR, TAGS, GONE], "Sync Notes")
+
+    assert path.name == "0001_sync_notes.sql"
+    assert path.read_text() == (
+        "-- Written by `python -m runtime makemigration notes`: what the declared\n"
+        "-- schema has that the database built by the migrations before this one has not\n"
+        '-- ("declared but missing"), and the reverse ("in the database but not declared").\n'
+        "\n"
+        "-- table ydtb_notes: column color declared but missing\n"
+        "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS color TEXT;\n"
+        "\n"
+        "-- table ydtb_tags declared but missing\n"
+        "CREATE TABLE IF NOT EXISTS ydtb_tags (\n"
+        "    id INTEGER NOT NULL\n"
+        ");\n"
+        "\n"
+        "-- table ydtb_notes: column body in the database but not declared (DESTRUCTIVE: "
+        "review it)\n"
+        "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body;\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["0001_sync_notes.sql"]
+
+
+def test_only_a_package_directory_has_migrations_to_write_to(tmp_path: Path) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    (tmp_path / "migrations").mkdir()
+    on_disk = registry.register_database(
+        package_name="notes", schema=kit.metadata(), version="1.0.0",
+        source=str(tmp_path / "package.py"))
+    installed = registry.register_database(
+        package_name="tags", schema=kit.metadata(), version="1.0.0",
+        source="entry point tags (tags.package)")
+
+    assert generator.migrations_directory(on_disk) == tmp_path / "migrations"
+    assert generator.migrations_directory(installed) is None

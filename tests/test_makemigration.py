@@ -1,0 +1,94 @@
+"""`python -m runtime makemigration`: the schema edit written as the next migration."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from support import create_sql, write_package
+
+from runtime.cli import main
+from runtime.console import Console
+
+COLOR = ['Column("color", Text, index=True)',
+         'Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))']
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """Package `notes` whose schema declares two columns its one migration does not build."""
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": COLOR},
+                  migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes")})
+    return tmp_path
+
+
+def run(command: str, *args: str, root: Path, url: str) -> tuple[int, str]:
+    stream = io.StringIO()
+    code = main([command, *args, "--packages", str(root), "--database-url", url,
+                 "--no-entry-points"], console=Console(stream, color=False))
+    return code, stream.getvalue()
+
+
+def test_the_schema_edit_is_written_as_an_idempotent_migration_that_builds_it(
+    root: Path, database_url: str
+) -> None:
+    code, out = run("makemigration", "notes", root=root, url=database_url)
+
+    path = root / "notes/migrations/0002_update_ydtb_notes.sql"
+    assert (code, out) == (0, f"wrote {path}:\n"
+                              "  table ydtb_notes: column color declared but missing\n"
+                              "  table ydtb_notes: column tool_id declared but missing\n"
+                              "  index ix_ydtb_notes_color declared but missing\n"
+                              "  foreign key ydtb_notes_tool_id_fkey declared but missing\n")
+    assert path.read_text().split("\n\n")[1:] == [
+        "-- table ydtb_notes: column color declared but missing\n"
+        "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS color TEXT;",
+        "-- table ydtb_notes: column tool_id declared but missing\n"
+        "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS tool_id VARCHAR(20);",
+        "-- index ix_ydtb_notes_color declared but missing\n"
+        "CREATE INDEX IF NOT EXISTS ix_ydtb_notes_color ON ydtb_notes (color);",
+        "-- foreign key ydtb_notes_tool_id_fkey declared but missing\n"
+        "DO $$\n"
+        "BEGIN\n"
+        "    ALTER TABLE ydtb_notes ADD CONSTRAINT ydtb_notes_tool_id_fkey FOREIGN KEY(tool_id) "
+        "REFERENCES ydtb_tools (id);\n"
+        "EXCEPTION WHEN duplicate_object OR duplicate_table THEN\n"
+        "    NULL;  -- it exists already\n"
+        "END $$;\n"]
+    # On a fresh database: it applies, leaves no drift, runs twice, and is all there is.
+    assert run("migrate", root=root, url=database_url)[0] == 0
+    assert run("status", root=root, url=database_url)[0] == 0
+    assert run("check", "--db", root=root, url=database_url)[0] == 0
+    assert run("makemigration", "notes", root=root, url=database_url) == (
+        0, "nothing to write: the migrations of notes build its declared schema\n")
+
+
+def test_the_name_can_be_given(root: Path, database_url: str) -> None:
+    code, _ = run("makemigration", "notes", "--name", "Colour & tools", root=root,
+                  url=database_url)
+
+    assert code == 0
+    assert sorted(p.name for p in (root / "notes/migrations").iterdir()) == [
+        "0001_create_ydtb_notes.sql", "0002_colour_tools.sql"]
+
+
+def test_a_destructive_difference_is_written_and_flagged(tmp_path: Path, database_url: str) -> None:
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": []},
+                  migrations={"0001_create.sql": create_sql("ydtb_notes", "body text")})
+
+    code, out = run("makemigration", "notes", root=tmp_path, url=database_url)
+
+    path = tmp_path / "notes/migrations/0002_drop_body.sql"
+    assert (code, out) == (0, f"wrote {path}:\n"
+                              "  table ydtb_notes: column body in the database but not declared\n"
+                              "  destructive: it drops or narrows what the database holds, "
+                              "and a running dev daemon applies it at once\n")
+    assert path.read_text().endswith(
+        "-- table ydtb_notes: column body in the database but not declared (DESTRUCTIVE: "
+        "review it)\nALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body;\n")
+
+
+def test_an_unknown_package_is_named_with_the_known_ones(root: Path, database_url: str) -> None:
+    assert run("makemigration", "nope", root=root, url=database_url) == (
+        1, "error: nope: package is not registered (registered: @ydtb/core, notes)\n")
