@@ -255,7 +255,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="postgresql:// URL (default: $DATABASE_URL, else embedded)")
     common.add_argument("--no-entry-points", action="store_true",
                         help="skip installed packages of the 'runtime.packages' entry points")
-    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime",
+        description="Validate, migrate and watch the database schemas of ydtb packages.",
+        epilog="Exit codes: 0 success, 1 validation or migration errors, 2 usage or "
+               "connection errors. The database is --database-url, else $DATABASE_URL, "
+               "else an embedded PostgreSQL kept in .runtime/.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
     migrate.add_argument("--plan", action="store_true", help="print the SQL, change nothing")
