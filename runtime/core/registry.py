@@ -57,11 +57,15 @@ class DatabaseRegistry:
 
     Args:
         send_signals: False for scratch copies whose changes nobody should hear about.
+        check_set: False to check each registration's own rules only, leaving the rules
+            across packages to whoever validates the whole change at the end (the dev
+            daemon, loading several packages that change together).
     """
 
-    def __init__(self, *, send_signals: bool = True) -> None:
+    def __init__(self, *, send_signals: bool = True, check_set: bool = True) -> None:
         self._packages: dict[str, Package] = {CORE_PACKAGE: _CORE}
         self._send_signals = send_signals
+        self._check_set = check_set
         self._lock = threading.RLock()
         self._ordered: list[Package] | None = None
 
@@ -92,13 +96,16 @@ class DatabaseRegistry:
         except KeyError:
             raise PackageNotFoundError(name, tuple(sorted(self._packages))) from None
 
-    def copy(self) -> DatabaseRegistry:
+    def copy(self, *, check_set: bool = True) -> DatabaseRegistry:
         """Return an independent registry with the same packages that sends no signals.
 
         The dev daemon loads a changed package into a copy and adopts it only once the
         database accepted its migrations.
+
+        Args:
+            check_set: see `DatabaseRegistry`.
         """
-        clone = DatabaseRegistry(send_signals=False)
+        clone = DatabaseRegistry(send_signals=False, check_set=check_set)
         clone._packages = dict(self._packages)
         return clone
 
@@ -179,23 +186,8 @@ class DatabaseRegistry:
 
     def register(self, package: Package) -> Package:
         """Register an already built package (see `register_database`)."""
-        with self._lock:
-            if package.name == CORE_PACKAGE:
-                raise ValidationError([Problem(package.name, "Y124", "the core package is "
-                                               "built in", "choose another package name")])
-            old = self._packages.get(package.name)
-            if old is not None and old.same_definition(package):
-                return old
-            after = dict(self._packages)
-            after[package.name] = package
-            new = self._new_problems(after, package.name)
-            if new:
-                raise ValidationError(new)
-            self._commit(after)
-        if self._send_signals:
-            signals.emit(signals.package_registered, self, package=package.name,
-                         version=str(package.version), replaced=old is not None)
-        return package
+        self.update([package])
+        return self._packages[package.name]
 
     def unregister(self, name: str) -> Package:
         """Remove a package.
@@ -204,32 +196,69 @@ class DatabaseRegistry:
             PackageNotFoundError: it is not registered.
             DependentsExistError: other packages depend on it; they are named.
         """
+        package = self.get(name)
+        self.update(remove=[name])
+        return package
+
+    def update(self, packages: Iterable[Package] = (), remove: Iterable[str] = ()) -> None:
+        """Register `packages` and unregister `remove` as one change, checked as a whole.
+
+        Two packages that must change together (a version bump and the dependent that
+        requires it) can only be accepted together. Signals are sent once it is done.
+
+        Raises:
+            ValidationError: the change would break the set; nothing changed.
+            PackageNotFoundError: a package to remove is not registered.
+            DependentsExistError: a package to remove has dependents that stay.
+        """
         with self._lock:
-            package = self.get(name)
-            if name == CORE_PACKAGE:
-                raise ValidationError([Problem(name, "Y124", "the core package is built in "
-                                               "and cannot be unregistered")])
-            dependents = tuple(self.dependents(name))
-            if dependents:
-                raise DependentsExistError(name, dependents)
             after = dict(self._packages)
-            del after[name]
+            gone = list(remove)
+            for name in gone:
+                self.get(name)
+                after.pop(name)
+            changed = [p for p in packages if p.name not in self._packages
+                       or not self._packages[p.name].same_definition(p)]
+            after.update((p.name, p) for p in changed)
+            self._check_change(after, [p.name for p in changed], gone)
+            replaced = {p.name for p in changed if p.name in self._packages}
             self._commit(after)
         if self._send_signals:
-            signals.emit(signals.package_unregistered, self, package=name)
-        return package
+            for name in gone:
+                signals.emit(signals.package_unregistered, self, package=name)
+            for package in changed:
+                signals.emit(signals.package_registered, self, package=package.name,
+                             version=str(package.version), replaced=package.name in replaced)
+
+    def _check_change(
+        self, after: Mapping[str, Package], changed: list[str], gone: list[str]
+    ) -> None:
+        if CORE_PACKAGE in changed:
+            raise ValidationError([Problem(CORE_PACKAGE, "Y124", "the core package is built "
+                                           "in", "choose another package name")])
+        if CORE_PACKAGE in gone:
+            raise ValidationError([Problem(CORE_PACKAGE, "Y124", "the core package is built "
+                                           "in and cannot be unregistered")])
+        for name in gone:
+            dependents = tuple(sorted(n for n, p in after.items() if name in p.dependency_names))
+            if dependents:
+                raise DependentsExistError(name, dependents)
+        new = self._new_problems(after, changed) if self._check_set and changed else []
+        if new:
+            raise ValidationError(new)
 
     def _graph(self, packages: Mapping[str, Package] | None = None) -> dict[str, tuple[str, ...]]:
         packages = self._packages if packages is None else packages
         # Every package depends on the core, declared or not: its tables come first.
         return {name: _with_core(name, p.dependency_names) for name, p in packages.items()}
 
-    def _new_problems(self, after: Mapping[str, Package], name: str) -> list[Problem]:
-        affected = {name} | graph.dependents(self._graph(after), name)
+    def _new_problems(self, after: Mapping[str, Package], names: list[str]) -> list[Problem]:
+        full = self._graph(after)
+        affected = set(names).union(*(graph.dependents(full, name) for name in names))
         before = set(validation.check_set(self._packages, affected & set(self._packages)))
         found = validation.check_set(after, affected)
         return [p for p in found
-                if p not in before and not (p.package == name and p.code in _DEFERRED)]
+                if p not in before and not (p.package in names and p.code in _DEFERRED)]
 
     def _commit(self, packages: dict[str, Package]) -> None:
         self._packages = packages

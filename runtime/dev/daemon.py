@@ -83,6 +83,7 @@ class Daemon:
         #: Set once the watcher is in place: saves from then on are seen.
         self.watching = anyio.Event()
         self._sources: dict[Path, list[str]] = {}
+        self._broken: set[Path] = set()  # directories whose packages are left out
         self._stop = anyio.Event()
 
     # -- start ---------------------------------------------------------------------
@@ -122,6 +123,7 @@ class Daemon:
             names = await anyio.to_thread.run_sync(loader.load_directory, directory, candidate)
         except RegistryError as exc:
             self._sources[directory] = []
+            self._broken.add(directory)
             await self._failed(exc)
             return
         self._sources[directory] = names
@@ -134,8 +136,8 @@ class Daemon:
             return
         await self._failed(ValidationError(problems))
         bad = self.registry.closure(*{p.package for p in problems if p.package in self.registry})
-        for name in reversed(bad):
-            self.registry.unregister(name)
+        self.registry.update(remove=bad)
+        self._broken |= {d for d, names in self._sources.items() if set(names) & set(bad)}
 
     # -- run -----------------------------------------------------------------------
 
@@ -185,7 +187,18 @@ class Daemon:
         dirs = {d for p in paths if (d := watcher.package_directory(Path(p), self.directories))}
         if not dirs:
             return True
-        candidate = self.registry.copy()
+        # Directories left out after a failure come along: the change may be what they
+        # were waiting for (a fixed dependency, or the other half of a version bump that
+        # two packages must make together). If they still fail, the change goes alone.
+        retry = self._broken - dirs
+        if retry and await self._reload(dirs | retry, seen, quiet=True):
+            return True
+        return await self._reload(dirs, seen)
+
+    async def _reload(self, dirs: set[Path], seen: float, *, quiet: bool = False) -> bool:
+        # The set is checked once everything changed is loaded (check_set below): one
+        # package at a time, the first half of a joint change would be refused.
+        candidate = self.registry.copy(check_set=False)
         try:
             sources, changed, removed = await self._load_changed(candidate, sorted(dirs))
             affected = candidate.closure(*changed) if changed else []
@@ -199,10 +212,14 @@ class Daemon:
                                                                         report))
             reconciled = await self._reconcile(candidate, report, synced)
         except RegistryError as exc:
+            if quiet:
+                return False
+            self._broken |= dirs
             await self._failed(exc)
             await signals.emit_async(signals.reloaded, self, packages=(), applied=(),
                                      elapsed_ms=_ms(seen), error=exc)
             return False
+        self._broken -= dirs
         await self._adopt(candidate, sources, changed, removed, report, reconciled)
         await self._announce(synced)
         applied = [f"{a.package} {a.migration}" for a in report.applied]
@@ -227,9 +244,7 @@ class Daemon:
             sources[directory] = names
             changed.extend(names)
             removed.extend(n for n in self._sources.get(directory, []) if n not in names)
-        for name in removed:
-            if name in candidate:
-                candidate.unregister(name)
+        candidate.update(remove=[name for name in removed if name in candidate])
         return sources, changed, removed
 
     async def _adopt(
@@ -241,12 +256,7 @@ class Daemon:
         report: MigrationReport,
         reconciled: dict[str, list[str]],
     ) -> None:
-        for name in removed:
-            if name in self.registry:
-                self.registry.unregister(name)
-        for name in candidate.closure(*changed) if changed else []:
-            if name in changed:
-                self.registry.register(candidate.get(name))
+        self.registry.update([candidate.get(name) for name in changed], remove=removed)
         self._sources.update(sources)
         by_package = report.by_package()
         async with self.engine.connect() as conn:

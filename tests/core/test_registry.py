@@ -374,3 +374,54 @@ def test_copy_is_independent_and_sends_no_signals(
     assert list(registry.packages) == ["@ydtb/core", "@acme/notes"]
     assert registry.get("@acme/notes") is notes
     assert names(registry.ordered()) == ["@ydtb/core", "@acme/notes"]
+
+
+def test_a_copy_without_set_checks_accepts_the_first_half_of_a_joint_change(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("a", "ydtb_a", version="1.0.0")
+    register("b", "ydtb_b", dependencies=["a<2"])
+    candidate = registry.copy(check_set=False)
+
+    candidate.register_database(package_name="a", schema=registry.get("a").schema,
+                                version="2.0.0")
+
+    assert str(candidate.get("a").version) == "2.0.0"
+    assert [p.code for p in candidate.problems()] == ["Y202"]
+    with pytest.raises(ValidationError):
+        registry.copy().register_database(package_name="a", schema=registry.get("a").schema,
+                                          version="2.0.0")
+
+
+def test_update_accepts_a_joint_change_that_one_registration_at_a_time_refuses(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("a", "ydtb_a", version="1.0.0")
+    register("b", "ydtb_b", dependencies=["a<2"])
+    a2 = registry.copy(check_set=False).register_database(
+        package_name="a", schema=registry.get("a").schema, version="2.0.0")
+    b2 = registry.copy(check_set=False).register_database(
+        package_name="b", schema=registry.get("b").schema, version="1.0.0",
+        dependencies=["a>=2"])
+
+    with pytest.raises(ValidationError):
+        registry.register(a2)
+    registry.update([a2, b2])
+
+    assert [str(p.version) for p in registry.ordered()] == ["1.0.0", "2.0.0", "1.0.0"]
+
+
+def test_update_removes_a_package_together_with_its_dependents(
+    registry: DatabaseRegistry, register: Register, received: list[tuple[str, Any, Any]]
+) -> None:
+    register("a", "ydtb_a")
+    register("b", "ydtb_b", dependencies=["a"])
+    with pytest.raises(DependentsExistError):
+        registry.update(remove=["a"])
+    received.clear()
+
+    registry.update(remove=["a", "b"])
+
+    assert list(registry.packages) == ["@ydtb/core"]
+    assert [(name, kw["package"]) for name, _, kw in received] == [
+        ("package-unregistered", "a"), ("package-unregistered", "b")]

@@ -272,3 +272,40 @@ async def test_a_removed_package_s_tools_are_deactivated(
         await change(log, lambda: shutil.rmtree(root / "notes"),
                      until=lambda r: "notes" in r["packages"])
         assert await query(engine, "SELECT is_active FROM ydtb_tools WHERE id = 'jot'") is False
+
+
+async def test_packages_left_out_at_start_come_back_when_their_dependency_is_fixed(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", deps=["notes"])
+    package_py = root / "notes/package.py"
+    good = package_py.read_text()
+    package_py.write_text(good + "\nbroken(\n")
+    async with running(engine, root) as daemon:
+        assert "notes" not in daemon.registry and "tags" not in daemon.registry
+
+        result = await change(log, lambda: package_py.write_text(good))
+
+        assert result["error"] is None
+        assert sorted(result["applied"]) == ["notes 0001_create_ydtb_notes",
+                                             "tags 0001_create_ydtb_tags"]
+        assert "tags" in daemon.registry
+
+
+async def test_two_packages_can_change_together_one_save_at_a_time(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", deps=["notes>=1,<2"])
+    notes_py, tags_py = root / "notes/package.py", root / "tags/package.py"
+    async with running(engine, root) as daemon:
+        result = await change(log, lambda: notes_py.write_text(
+            notes_py.read_text().replace("version='1.0.0'", "version='2.0.0'")))
+        assert [p.code for p in result["error"].problems] == ["Y202"]
+        assert str(daemon.registry.get("notes").version) == "1.0.0"
+
+        result = await change(log, lambda: tags_py.write_text(
+            tags_py.read_text().replace("notes>=1,<2", "notes>=2")))
+
+        assert result["error"] is None
+        assert str(daemon.registry.get("notes").version) == "2.0.0"
+        assert str(daemon.registry.get("tags").dependencies[0]) == "notes>=2"
