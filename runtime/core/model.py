@@ -5,19 +5,28 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
 from packaging.version import Version
 from sqlalchemy import MetaData, Table
 
+from runtime.core.schema import CORE_PACKAGE
 from runtime.core.versions import Dependency
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["MIGRATION_ID", "Migration", "MigrationUp", "Package", "Tool", "migration_sort_key"]
+__all__ = [
+    "MIGRATION_ID",
+    "Migration",
+    "MigrationUp",
+    "Package",
+    "Tool",
+    "dependency_graph",
+    "migration_sort_key",
+]
 
 #: What a migration runs: SQL text, several SQL texts, or `async def up(conn)`.
 MigrationUp: TypeAlias = "str | Sequence[str] | Callable[[AsyncConnection], Awaitable[None]]"
@@ -156,3 +165,13 @@ class Package:
             and self.tools == other.tools
             and self.row_level_security == other.row_level_security
         )
+
+
+def dependency_graph(packages: Iterable[Package]) -> dict[str, tuple[str, ...]]:
+    """Map each package to the packages it depends on, the core included.
+
+    Every package depends on the core, declared or not: its tables come first.
+    """
+    return {p.name: p.dependency_names if p.name == CORE_PACKAGE
+            or CORE_PACKAGE in p.dependency_names else (*p.dependency_names, CORE_PACKAGE)
+            for p in packages}

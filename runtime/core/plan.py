@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from packaging.version import InvalidVersion, Version
 
 from runtime.core import graph
-from runtime.core.model import Migration, Package
-from runtime.core.schema import CORE_PACKAGE
+from runtime.core.model import Migration, Package, dependency_graph
 from runtime.errors import Problem
 
 __all__ = [
@@ -218,15 +217,7 @@ def build_order(packages: Iterable[Package], name: str) -> list[Package]:
     the package itself, in dependency order (the core first, then ties by name).
     """
     by_name = {p.name: p for p in packages}
-    needed = {CORE_PACKAGE, name}
-    todo = [name]
-    while todo:
-        current = by_name.get(todo.pop())
-        for dependency in current.dependency_names if current else ():
-            if dependency not in needed:
-                needed.add(dependency)
-                todo.append(dependency)
-    # Every package depends on the core, declared or not: its tables come first.
-    sub = {n: (*by_name[n].dependency_names, *((CORE_PACKAGE,) if n != CORE_PACKAGE else ()))
-           for n in needed if n in by_name}
+    full = dependency_graph(by_name.values())
+    needed = (graph.dependencies(full, name) | {name}) & set(by_name)
+    sub = {n: tuple(d for d in full[n] if d in needed) for n in needed}
     return [by_name[n] for n in graph.dependency_order(sub)]

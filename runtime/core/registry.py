@@ -14,7 +14,7 @@ from types import MappingProxyType
 from sqlalchemy import MetaData
 
 from runtime.core import ddl, graph, signals, validation
-from runtime.core.model import Migration, Package, Tool
+from runtime.core.model import Migration, Package, Tool, dependency_graph
 from runtime.core.schema import CORE_PACKAGE, CORE_VERSION, core_metadata
 from runtime.core.versions import parse_version
 from runtime.errors import DependentsExistError, PackageNotFoundError, Problem, ValidationError
@@ -42,11 +42,6 @@ def core_package() -> Package:
 
 _CORE = core_package()
 
-
-def _with_core(name: str, dependencies: tuple[str, ...]) -> tuple[str, ...]:
-    if name == CORE_PACKAGE or CORE_PACKAGE in dependencies:
-        return dependencies
-    return (*dependencies, CORE_PACKAGE)
 
 
 class DatabaseRegistry:
@@ -248,9 +243,7 @@ class DatabaseRegistry:
             raise ValidationError(new)
 
     def _graph(self, packages: Mapping[str, Package] | None = None) -> dict[str, tuple[str, ...]]:
-        packages = self._packages if packages is None else packages
-        # Every package depends on the core, declared or not: its tables come first.
-        return {name: _with_core(name, p.dependency_names) for name, p in packages.items()}
+        return dependency_graph((self._packages if packages is None else packages).values())
 
     def _new_problems(self, after: Mapping[str, Package], names: list[str]) -> list[Problem]:
         full = self._graph(after)

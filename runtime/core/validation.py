@@ -17,7 +17,14 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from runtime.core import ddl, graph
-from runtime.core.model import MIGRATION_ID, Migration, Package, Tool, migration_sort_key
+from runtime.core.model import (
+    MIGRATION_ID,
+    Migration,
+    Package,
+    Tool,
+    dependency_graph,
+    migration_sort_key,
+)
 from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, core_metadata
 from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
 from runtime.errors import Problem
@@ -258,18 +265,6 @@ def tool_owners(packages: Iterable[Package]) -> dict[str, list[str]]:
     return owners
 
 
-def _ancestors(packages: Mapping[str, Package], name: str) -> set[str]:
-    found: set[str] = set()
-    todo = [name]
-    while todo:
-        current = packages.get(todo.pop())
-        for dep in current.dependency_names if current else ():
-            if dep not in found:
-                found.add(dep)
-                todo.append(dep)
-    return found
-
-
 def _dependency_problems(packages: Mapping[str, Package], package: Package) -> list[Problem]:
     found = []
     for dep in package.dependencies:
@@ -289,7 +284,8 @@ def _foreign_key_problems(
     packages: Mapping[str, Package], package: Package, owners: Mapping[str, list[str]]
 ) -> list[Problem]:
     found = []
-    allowed = _ancestors(packages, package.name) | {package.name}
+    allowed = graph.dependencies(dependency_graph(packages.values()), package.name)
+    allowed.add(package.name)
     for table in package.tables:
         for target, column, local in ddl.foreign_key_targets(table):
             where = f"table '{table.name}' column '{local.name}' references '{target}.{column}'"

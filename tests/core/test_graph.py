@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.core.graph import CycleError, dependency_order, dependents, find_cycle, format_cycle
+from runtime.core.graph import (
+    CycleError,
+    dependencies,
+    dependency_order,
+    dependents,
+    find_cycle,
+    format_cycle,
+)
 
 Graph = dict[str, list[str]]
 
@@ -229,3 +236,10 @@ def test_property_dependents_are_the_nodes_that_reach_the_name(
         return False
 
     assert dependents(graph, name) == {node for node in graph if node != name and reaches(node)}
+
+
+def test_dependencies_are_transitive_and_exclude_the_node_itself() -> None:
+    graph = {"a": ["b"], "b": ["c", "a"], "c": [], "d": ["a"]}
+
+    assert dependencies(graph, "a") == {"b", "c"}
+    assert dependencies(graph, "c") == set()
