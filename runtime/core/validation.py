@@ -281,10 +281,13 @@ def _dependency_problems(packages: Mapping[str, Package], package: Package) -> l
 
 
 def _foreign_key_problems(
-    packages: Mapping[str, Package], package: Package, owners: Mapping[str, list[str]]
+    packages: Mapping[str, Package],
+    package: Package,
+    owners: Mapping[str, list[str]],
+    deps_graph: Mapping[str, tuple[str, ...]],
 ) -> list[Problem]:
     found = []
-    allowed = graph.dependencies(dependency_graph(packages.values()), package.name)
+    allowed = graph.dependencies(deps_graph, package.name)
     allowed.add(package.name)
     for table in package.tables:
         for target, column, local in ddl.foreign_key_targets(table):
@@ -325,7 +328,7 @@ def check_set(
     """
     owners = owners if owners is not None else table_owners(packages.values())
     providers = tool_owners(packages.values())
-    deps_graph = {name: p.dependency_names for name, p in packages.items()}
+    deps_graph = dependency_graph(packages.values())
     found: list[Problem] = []
     reported_cycles: set[tuple[str, ...]] = set()
     for name in sorted(packages if names is None else names):
@@ -350,5 +353,5 @@ def check_set(
                 found.append(Problem(name, "Y208", f"tool '{tool.id}' is also provided by "
                                      f"{', '.join(others)}", "a tool has one provider: "
                                      "change one of the ids"))
-        found.extend(_foreign_key_problems(packages, package, owners))
+        found.extend(_foreign_key_problems(packages, package, owners, deps_graph))
     return found
