@@ -1,0 +1,125 @@
+"""The floor: the same database work done by hand with asyncpg, and nothing else.
+
+Imported by the benchmark for the in-process floors, and run as a script for the
+process floors, so it imports only the standard library and asyncpg at the top (never
+`runtime`): its start-up cost is the interpreter's and asyncpg's, no more.
+
+    python floor.py apply URL PLAN.json   # the DDL in one transaction + ledger rows
+    python floor.py read URL              # connect and read the ledger
+    python floor.py scan DIR              # import sqlalchemy and read every file under DIR
+    python floor.py baseline              # import runtime's libraries; print VmHWM (kB)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+__all__ = ["LEDGER_INSERT", "LEDGER_READ", "Plan", "apply", "read_ledger", "run_one"]
+
+LEDGER_INSERT = """
+INSERT INTO ydtb_schema_migrations
+    (package, migration, checksum, package_version, kind, duration_ms)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+LEDGER_READ = """
+SELECT 'm', package, migration, checksum FROM ydtb_schema_migrations
+UNION ALL
+SELECT 'p', package, version, schema_fingerprint FROM ydtb_packages
+"""
+
+Row = tuple[str, str, str, str, str, float]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Statements in dependency order and one ledger row per migration."""
+
+    statements: tuple[str, ...]
+    rows: tuple[Row, ...]
+
+    def dump(self, path: Path) -> None:
+        path.write_text(json.dumps({"statements": self.statements, "rows": self.rows}))
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        data = json.loads(path.read_text())
+        return cls(tuple(data["statements"]), tuple(tuple(r) for r in data["rows"]))
+
+
+async def apply(url: str, plan: Plan) -> None:
+    """Connect, run every statement and insert every ledger row in one transaction."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            for statement in plan.statements:
+                await conn.execute(statement)
+            await conn.executemany(LEDGER_INSERT, plan.rows)
+    finally:
+        await conn.close()
+
+
+async def read_ledger(conn: Any) -> Sequence[Any]:
+    """Read the ledger in one round trip, as a no-op run must."""
+    result: Sequence[Any] = await conn.fetch(LEDGER_READ)
+    return result
+
+
+async def run_one(conn: Any, statement: str, row: Row) -> None:
+    """Run one migration's SQL and record it, in one transaction."""
+    async with conn.transaction():
+        await conn.execute(statement)
+        await conn.execute(LEDGER_INSERT, *row)
+
+
+async def _read(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await read_ledger(conn)
+    finally:
+        await conn.close()
+
+
+def _scan(directory: Path) -> None:
+    import sqlalchemy  # noqa: F401  (the library every schema.py needs, loaded once)
+
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            path.read_bytes()
+
+
+def _baseline() -> None:
+    import anyio  # noqa: F401
+    import blinker  # noqa: F401
+    import packaging.version  # noqa: F401
+    import sqlalchemy.dialects.postgresql
+    import sqlalchemy.ext.asyncio  # noqa: F401
+    import watchfiles  # noqa: F401
+
+    status = Path("/proc/self/status").read_text()
+    print(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv
+    if command == "apply":
+        asyncio.run(apply(args[0], Plan.load(Path(args[1]))))
+    elif command == "read":
+        asyncio.run(_read(args[0]))
+    elif command == "scan":
+        _scan(Path(args[0]))
+    elif command == "baseline":
+        _baseline()
+    else:
+        raise SystemExit(f"unknown command {command!r}; see the module docstring")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

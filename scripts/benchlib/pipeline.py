@@ -1,0 +1,258 @@
+"""The init pipeline measured: cold, no-op and incremental runs, in process and as processes.
+
+Each function is one repeat at one N. It measures the floor first, on a database of its
+own, then the runtime on a fresh one, so the noise of a busy machine lands on both.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from benchlib import database, floor
+from benchlib.results import Collector
+from benchlib.workload import Edit, Workload
+from runtime.core.model import Package
+from runtime.core.registry import DatabaseRegistry, core_package
+from runtime.db import migrator
+from runtime.dev import loader
+
+__all__ = [
+    "FLOOR_SCRIPT",
+    "Stopwatch",
+    "as_processes",
+    "cold",
+    "floor_plan",
+    "in_process",
+    "incremental",
+    "ledger_row",
+    "noop",
+    "run_process",
+]
+
+FLOOR_SCRIPT = Path(__file__).with_name("floor.py")
+PROJECT = Path(__file__).resolve().parents[2]
+_PROCESS_TIMEOUT = 600  # seconds; a cold apply of 300 packages takes some
+
+T = TypeVar("T")
+
+
+class Stopwatch:
+    """Time consecutive phases: `lap("load")` closes the phase that began at the last lap.
+
+    Args:
+        collect: collect garbage first, so the previous measurement's is not charged to
+            this one. Only for long measurements: at N=300 a full collection takes about
+            half a second, and short ones should pay the collections a user would.
+    """
+
+    def __init__(self, *, collect: bool = False) -> None:
+        if collect:
+            gc.collect()
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = now - self._last
+        self._last = now
+
+    @property
+    def total(self) -> float:
+        return sum(self.phases.values())
+
+
+async def timed(work: Callable[[], Awaitable[T]], *, collect: bool = False) -> float:
+    """Run `work()` and return the seconds it took."""
+    watch = Stopwatch(collect=collect)
+    await work()
+    watch.lap("all")
+    return watch.total
+
+
+def ledger_row(package: str, migration: str, sql: str) -> floor.Row:
+    checksum = hashlib.sha256(sql.strip().encode()).hexdigest()
+    return (package, migration, checksum, "1.0.0", "migration", 0.0)
+
+
+def floor_plan(workload: Workload) -> floor.Plan:
+    """The core's statements and every migration's SQL, in dependency order, with rows."""
+    core = core_package()
+    statements = [s for m in core.migrations for s in m.statements or ()]
+    rows = [(core.name, m.id, m.checksum, str(core.version), "migration", 0.0)
+            for m in core.migrations]
+    statements += [sql for *_, sql in workload.migrations()]
+    rows += [ledger_row(p, m, sql) for p, m, sql in workload.migrations()]
+    return floor.Plan(tuple(statements), tuple(rows))
+
+
+# -- in process ---------------------------------------------------------------------------
+
+
+async def _in_turn(first: Callable[[], Awaitable[None]], second: Callable[[], Awaitable[None]],
+                   *, swap: bool) -> None:
+    for step in (second, first) if swap else (first, second):
+        await step()
+
+
+async def in_process(
+    server_url: str, workload: Workload, plan: floor.Plan, collect: Collector, *, noops: int,
+    floor_first: bool = True,
+) -> None:
+    """One repeat of the in-process runs: cold apply, `noops` no-op runs, one new migration.
+
+    Alternate `floor_first` between repeats: the server slows down as a run goes on
+    (its catalogs and WAL grow), and whichever goes second would pay for it.
+    """
+    edit = workload.edit(workload.leaves()[0], serial=1)
+    await _in_turn(lambda: _in_process_floors(server_url, workload.size, plan, edit, collect,
+                                              noops),
+                   lambda: _in_process_runtime(server_url, workload, edit, collect, noops),
+                   swap=not floor_first)
+
+
+async def _in_process_runtime(
+    server_url: str, workload: Workload, edit: Edit, collect: Collector, noops: int
+) -> None:
+    async with database.fresh_engine(server_url) as (_, engine):
+        registry = await cold(engine, workload, collect)
+        for _ in range(noops):
+            await noop(engine, registry, workload.size, collect)
+        await incremental(engine, registry, workload, edit, collect)
+
+
+async def _in_process_floors(
+    server_url: str, size: int, plan: floor.Plan, edit: Edit, collect: Collector, noops: int
+) -> None:
+    async with database.fresh_database(server_url) as url:
+        collect.add("cold", size,
+                    floor=await timed(lambda: floor.apply(url, plan), collect=True))
+        conn = await asyncpg.connect(url)
+        try:
+            for _ in range(noops):
+                collect.add("noop", size, floor=await timed(lambda: floor.read_ledger(conn)))
+            row = ledger_row(edit.package, edit.migration, edit.sql)
+            collect.add("incremental", size,
+                        floor=await timed(lambda: floor.run_one(conn, edit.sql, row)))
+        finally:
+            await conn.close()
+
+
+async def cold(engine: AsyncEngine, workload: Workload, collect: Collector) -> DatabaseRegistry:
+    """Load the workload, order it and migrate a fresh database; return the registry."""
+    watch = Stopwatch(collect=True)
+    registry = DatabaseRegistry(send_signals=False)
+    result = loader.load_all([workload.root], registry, entry_points=False)
+    if result.errors:
+        raise RuntimeError(f"the workload does not load: {result.errors[0]}")
+    watch.lap("load")
+    packages = registry.ordered()
+    watch.lap("order")
+    report = await migrator.migrate(engine, packages)
+    watch.lap("migrate")
+    _expect_applied(report.applied, sum(len(p.migrations) for p in packages))
+    collect.add("cold", workload.size, value=watch.total, phases=watch.phases)
+    return registry
+
+
+async def noop(
+    engine: AsyncEngine, registry: DatabaseRegistry, size: int, collect: Collector
+) -> None:
+    """Migrate again with nothing to do."""
+    watch = Stopwatch()
+    packages = registry.ordered()
+    watch.lap("order")
+    report = await migrator.migrate(engine, packages)
+    watch.lap("migrate")
+    _expect_applied(report.applied, 0)
+    collect.add("noop", size, value=watch.total, phases=watch.phases)
+
+
+async def incremental(
+    engine: AsyncEngine, registry: DatabaseRegistry, workload: Workload, edit: Edit,
+    collect: Collector,
+) -> None:
+    """Save `edit`, reload its package into `registry`, order, migrate; remove the file."""
+    edit.save()
+    try:
+        watch = Stopwatch()
+        loader.load_directory(edit.path.parents[1], registry)
+        watch.lap("load leaf")
+        packages: list[Package] = registry.ordered()
+        watch.lap("order")
+        report = await migrator.migrate(engine, packages)
+        watch.lap("migrate")
+    finally:
+        edit.remove()
+    _expect_applied(report.applied, 1)
+    collect.add("incremental", workload.size, value=watch.total, phases=watch.phases)
+
+
+def _expect_applied(applied: Sequence[Any], count: int) -> None:
+    if len(applied) != count:
+        raise RuntimeError(f"expected {count} migrations applied, the run applied {len(applied)}")
+
+
+# -- as processes -------------------------------------------------------------------------
+
+
+def run_process(args: Sequence[str], *, expect: str = "") -> float:
+    """Run a Python process to its end; return its wall-clock seconds.
+
+    Raises:
+        RuntimeError: it failed, or its output lacks `expect`.
+    """
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          cwd=PROJECT, timeout=_PROCESS_TIMEOUT, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or expect not in done.stdout:
+        raise RuntimeError(f"{' '.join(args[:3])} exited {done.returncode} "
+                           f"(expected {expect!r} in its output): {done.stdout[-800:]}"
+                           f"{done.stderr[-800:]}")
+    return elapsed
+
+
+def _runtime(command: str, workload: Workload, *extra: str) -> list[str]:
+    return ["-m", "runtime", command, "--packages", str(workload.root), "--no-entry-points",
+            *extra]
+
+
+async def as_processes(
+    server_url: str, workload: Workload, plan_file: Path, collect: Collector, *,
+    floor_first: bool = True,
+) -> None:
+    """One repeat of the process runs: `migrate` cold, `migrate` again, and `check`."""
+    await _in_turn(lambda: _process_floors(server_url, workload, plan_file, collect),
+                   lambda: _process_runtime(server_url, workload, collect),
+                   swap=not floor_first)
+
+
+async def _process_floors(
+    server_url: str, workload: Workload, plan_file: Path, collect: Collector
+) -> None:
+    size, script = workload.size, str(FLOOR_SCRIPT)
+    async with database.fresh_database(server_url) as url:
+        collect.add("cold-process", size,
+                    floor=run_process([script, "apply", url, str(plan_file)]))
+        collect.add("noop-process", size, floor=run_process([script, "read", url]))
+    collect.add("check-process", size, floor=run_process([script, "scan", str(workload.root)]))
+
+
+async def _process_runtime(server_url: str, workload: Workload, collect: Collector) -> None:
+    size = workload.size
+    async with database.fresh_database(server_url) as url:
+        migrate = _runtime("migrate", workload, "--database-url", url)
+        collect.add("cold-process", size, value=run_process(migrate, expect="migrations applied"))
+        collect.add("noop-process", size, value=run_process(migrate, expect="nothing to apply"))
+    collect.add("check-process", size,
+                value=run_process(_runtime("check", workload), expect="packages valid"))
