@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from runtime.config import Settings, resolve_settings
 from runtime.console import Console, count, report_signals, table
@@ -26,9 +26,8 @@ from runtime.core.model import Package
 from runtime.core.plan import PackageStatus, package_status
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import checks, diff, engine, ledger, migrator, scratch
-from runtime.db.diff import Difference
-from runtime.dev import generator, loader
+from runtime.db import engine, ledger, migrator
+from runtime.dev import loader
 from runtime.errors import (
     DatabaseUnavailableError,
     PackageNotFoundError,
@@ -36,16 +35,36 @@ from runtime.errors import (
     RegistryError,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from runtime.db.diff import Difference
+
 __all__ = ["main"]
 
 OK, FAILED, USAGE = 0, 1, 2
 Command = Callable[[argparse.Namespace, Settings, Console], Coroutine[Any, Any, int]]
 
 
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    # Loading hundreds of packages makes ~500,000 SQLAlchemy objects that live on; the
+    # default thresholds run full collections over them again and again (1.6 s of 9 s
+    # at N = 300, scripts/bench). The process owns its GC here, not the library.
+    threshold = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+
+
 def _load(args: argparse.Namespace, settings: Settings, console: Console) -> list[Package] | None:
     """Load and resolve the packages; print every problem and return None on failure."""
     registry = DatabaseRegistry(send_signals=False)
-    result = loader.load_all(settings.packages, registry, entry_points=not args.no_entry_points)
+    with _few_collections():
+        result = loader.load_all(settings.packages, registry,
+                                 entry_points=not args.no_entry_points)
     for error in result.errors:
         console.error(str(error))
     try:
@@ -92,6 +111,8 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
     if packages is None:
         return FAILED
     if args.db:
+        from runtime.db import checks, scratch  # alembic: only for the commands that diff
+
         async with engine.open_database(settings) as db, \
                 scratch.scratch_database(scratch.server_url(db)) as empty:
             problems = await checks.check_idempotency(empty, packages)
@@ -132,6 +153,8 @@ async def _schema_drift(
     conn: AsyncConnection, packages: list[Package], statuses: list[PackageStatus]
 ) -> dict[str, list[Difference]]:
     """Compare the schema of each package whose migrations are all applied with the database."""
+    from runtime.db import diff
+
     complete = {s.package for s in statuses if not s.pending and not s.edited}
     targets = [p for p in packages if p.name in complete and p.name != CORE_PACKAGE]
     return await diff.compare_each(conn, targets, packages)
@@ -200,6 +223,9 @@ async def _makemigration(
     package = next((p for p in packages if p.name == args.package), None)
     if package is None:
         raise PackageNotFoundError(args.package, tuple(p.name for p in packages))
+    from runtime.db import scratch
+    from runtime.dev import generator
+
     directory = generator.migrations_directory(package)
     if directory is None:
         console.error(f"{package.name}: no migrations directory to write to (registered from "
@@ -238,8 +264,12 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
                         debounce_ms=args.debounce, allow_destructive=args.allow_destructive)
         with report_signals(console):
             async with anyio.create_task_group() as group:
-                await group.start(daemon.run)
-                await daemon.watching.wait()
+                with _few_collections():
+                    await group.start(daemon.run)
+                    await daemon.watching.wait()
+                # What start-up loaded lives as long as the daemon: out of the collector's
+                # way, a reload's collections stay short (p95 1.03 s -> 0.32 s at N = 300).
+                gc.freeze()
                 names = ", ".join(p for p in daemon.registry.packages if p != "@ydtb/core")
                 dirs = ", ".join(str(d) for d in daemon.directories)
                 console.line(f"watching {dirs} ({names or 'no packages'}); Ctrl-C to stop",
