@@ -52,7 +52,6 @@ from sqlalchemy.types import TypeEngine
 
 from runtime.core import ddl
 from runtime.core.model import Package
-from runtime.core.plan import build_order
 from runtime.core.schema import core_metadata
 
 __all__ = ["Difference", "compare", "compare_each", "schema_of"]
@@ -97,14 +96,20 @@ def schema_of(targets: Iterable[Package], packages: Iterable[Package]) -> MetaDa
     """
     targets = list(targets)
     by_name = {p.name: p for p in packages} | {p.name: p for p in targets}
+    declared = {t.name: t for p in by_name.values() for t in p.tables}
     metadata = MetaData()
     for table in core_metadata.sorted_tables:
         table.to_metadata(metadata)
-    for target in targets:
-        for item in build_order(list(by_name.values()), target.name):
-            for table in item.tables:
-                if table.name not in metadata.tables:
-                    table.to_metadata(metadata)
+    # Only what the targets' foreign keys reach, not their dependencies' every table:
+    # copying whole dependency chains was 45 ms of a 175 ms reload at N = 300.
+    todo = [t for target in targets for t in target.tables]
+    while todo:
+        table = todo.pop()
+        if table.name in metadata.tables:
+            continue
+        table.to_metadata(metadata)
+        todo.extend(declared[name] for name, _, _ in ddl.foreign_key_targets(table)
+                    if name in declared and name not in metadata.tables)
     return metadata
 
 
