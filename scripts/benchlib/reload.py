@@ -96,11 +96,13 @@ async def _running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
         with anyio.fail_after(_START_TIMEOUT):
             await group.start(daemon.run)
             await daemon.watching.wait()
+        gc.freeze()  # as `python -m runtime dev` does once it watches (runtime/cli.py)
         try:
             yield daemon
         finally:
             daemon.stop()
             group.cancel_scope.cancel()
+            gc.unfreeze()
 
 
 async def daemon_loop(
