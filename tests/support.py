@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from runtime.cli import main
+from runtime.console import Console
 
 PACKAGE_PY = '''\
 from pathlib import Path
@@ -77,3 +81,10 @@ def write_package(
     (path / "package.py").write_text(PACKAGE_PY.format(name=name, version=version,
                                                        deps=list(deps)))
     return path
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    """Run `python -m runtime ARGV` in this process; return its exit code and output."""
+    out = io.StringIO()
+    code = main(list(argv), console=Console(out, color=False))
+    return code, out.getvalue()

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import create_sql, write_package
-
-from runtime.cli import main
-from runtime.console import Console
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(list(argv), console=Console(out, color=False))
-    return code, out.getvalue()
+from support import create_sql, run_cli, write_package
 
 
 @pytest.fixture
@@ -38,7 +28,7 @@ def args(command: str, packages: Path, url: str | None = None, *more: str) -> li
 
 
 def test_check_lists_the_valid_packages(packages: Path) -> None:
-    assert run(*args("check", packages)) == (
+    assert run_cli(*args("check", packages)) == (
         0, "ok: 3 packages valid (@ydtb/core, notes, tags)\n")
 
 
@@ -47,7 +37,7 @@ def test_check_reports_every_problem_and_fails(packages: Path) -> None:
     schema.write_text(schema.read_text().replace("'ydtb_notes'", "'notes'")
                       .replace('nullable=False', 'nullable=True'))
 
-    code, out = run(*args("check", packages))
+    code, out = run_cli(*args("check", packages))
 
     assert code == 1
     assert "notes: table 'notes' must be prefixed 'ydtb_' (rename it to 'ydtb_notes') [Y101]" in out
@@ -57,14 +47,14 @@ def test_check_reports_every_problem_and_fails(packages: Path) -> None:
 def test_check_names_the_file_and_line_of_a_syntax_error(packages: Path) -> None:
     (packages / "tags/package.py").write_text("def register(registry):\n    return (\n")
 
-    code, out = run(*args("check", packages))
+    code, out = run_cli(*args("check", packages))
 
     assert code == 1
     assert f"{packages.resolve()}/tags/package.py:2: SyntaxError: '(' was never closed" in out
 
 
 def test_migrate_applies_then_finds_nothing_to_do(packages: Path, database_url: str) -> None:
-    code, out = run(*args("migrate", packages, database_url))
+    code, out = run_cli(*args("migrate", packages, database_url))
     lines = out.splitlines()
     assert code == 0
     assert [line.split(" (")[0] for line in lines[:3]] == [
@@ -72,7 +62,7 @@ def test_migrate_applies_then_finds_nothing_to_do(packages: Path, database_url: 
         "tags  applied 0001_tags"]
     assert lines[3].startswith("3 migrations applied to 3 packages in ")
 
-    code, out = run(*args("migrate", packages, database_url))
+    code, out = run_cli(*args("migrate", packages, database_url))
     assert code == 0
     assert out.startswith("nothing to apply: 3 packages up to date (")
 
@@ -80,19 +70,19 @@ def test_migrate_applies_then_finds_nothing_to_do(packages: Path, database_url: 
 def test_migrate_plan_prints_the_sql_and_changes_nothing(
     packages: Path, database_url: str
 ) -> None:
-    code, out = run(*args("migrate", packages, database_url, "--plan"))
+    code, out = run_cli(*args("migrate", packages, database_url, "--plan"))
 
     assert code == 0
     assert out.splitlines()[0] == "-- @ydtb/core 0001_core_tables"
     assert "-- tags 0001_tags\nCREATE TABLE IF NOT EXISTS ydtb_tags (" in out
-    code, out = run(*args("status", packages, database_url))
+    code, out = run_cli(*args("status", packages, database_url))
     assert "notes       1.0.0    -         0        0001_create_ydtb_notes" in out
 
 
 def test_a_failing_migration_exits_1_with_its_location(packages: Path, database_url: str) -> None:
     (packages / "tags/migrations/0002_bad.sql").write_text("SELECT 1;\nSELECT nope;\n")
 
-    code, out = run(*args("migrate", packages, database_url))
+    code, out = run_cli(*args("migrate", packages, database_url))
 
     assert code == 1
     assert out == ('error: tags: migration 0002_bad failed at line 2 in `SELECT 1;`: column '
@@ -101,12 +91,12 @@ def test_a_failing_migration_exits_1_with_its_location(packages: Path, database_
 
 
 def test_status_shows_versions_pending_and_drift(packages: Path, database_url: str) -> None:
-    run(*args("migrate", packages, database_url))
+    run_cli(*args("migrate", packages, database_url))
     (packages / "tags/migrations/0002_more.sql").write_text("SELECT 2;")
     first = packages / "notes/migrations/0001_create_ydtb_notes.sql"
     first.write_text(first.read_text() + "-- edited\n")
 
-    code, out = run(*args("status", packages, database_url))
+    code, out = run_cli(*args("status", packages, database_url))
 
     assert code == 1
     assert out.splitlines() == [
@@ -115,16 +105,18 @@ def test_status_shows_versions_pending_and_drift(packages: Path, database_url: s
         "notes       1.0.0    1.0.0     1        -          0001_create_ydtb_notes edited",
         "tags        1.0.0    1.0.0     1        0002_more  -",
     ]
-    code, out = run(*args("status", packages, database_url, "--json"))
+    code, out = run_cli(*args("status", packages, database_url, "--json"))
     tags = json.loads(out)[2]
     assert (tags["package"], tags["pending"], tags["up_to_date"]) == ("tags", ["0002_more"], False)
 
 
 def test_graph_in_three_formats(packages: Path) -> None:
-    assert run(*args("graph", packages))[1] == (
+    assert run_cli(*args("graph", packages))[1] == (
         "@ydtb/core 1.0.0  <- -\nnotes 1.0.0  <- -\ntags 1.0.0  <- notes>=1\n")
-    assert "    p2 --> p1\n" in run(*args("graph", packages, None, "--format", "mermaid"))[1]
-    assert '    "tags" -> "notes";\n' in run(*args("graph", packages, None, "--format", "dot"))[1]
+    mermaid = run_cli(*args("graph", packages, None, "--format", "mermaid"))[1]
+    dot = run_cli(*args("graph", packages, None, "--format", "dot"))[1]
+    assert "    p2 --> p1\n" in mermaid
+    assert '    "tags" -> "notes";\n' in dot
 
 
 def test_check_db_catches_a_migration_that_cannot_run_twice(
@@ -132,7 +124,7 @@ def test_check_db_catches_a_migration_that_cannot_run_twice(
 ) -> None:
     (packages / "tags/migrations/0002_twice.sql").write_text("CREATE TABLE ydtb_twice (id int);")
 
-    code, out = run(*args("check", packages, postgres_server_url, "--db"))
+    code, out = run_cli(*args("check", packages, postgres_server_url, "--db"))
 
     assert code == 1
     assert ('tags: migration 0002_twice fails when run twice: relation "ydtb_twice" already '
@@ -140,7 +132,7 @@ def test_check_db_catches_a_migration_that_cannot_run_twice(
 
 
 def test_an_unreachable_database_is_one_line_and_exit_2(packages: Path) -> None:
-    code, out = run(*args("status", packages, "postgresql://me:secret@127.0.0.1:1/db"))
+    code, out = run_cli(*args("status", packages, "postgresql://me:secret@127.0.0.1:1/db"))
 
     assert code == 2
     assert out.startswith("error: cannot reach the database at postgresql://me:***@127.0.0.1:1/db")
@@ -148,7 +140,7 @@ def test_an_unreachable_database_is_one_line_and_exit_2(packages: Path) -> None:
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("frobnicate")[0] == 2
+    assert run_cli("frobnicate")[0] == 2
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from pathlib import Path
 
 import pytest
-from support import create_sql, write_package
+from support import create_sql, run_cli, write_package
 
 from runtime import DatabaseRegistry
-from runtime.cli import main
-from runtime.console import Console
 from runtime.db import engine, sync
 from runtime.dev.loader import load_all
 
@@ -26,10 +23,8 @@ def root(tmp_path: Path) -> Path:
 
 
 def run(command: str, *args: str, root: Path, url: str) -> tuple[int, str]:
-    stream = io.StringIO()
-    code = main([command, *args, "--packages", str(root), "--database-url", url,
-                 "--no-entry-points"], console=Console(stream, color=False))
-    return code, stream.getvalue()
+    return run_cli(command, *args, "--packages", str(root), "--database-url", url,
+                   "--no-entry-points")
 
 
 async def sync_dev_database(root: Path, url: str) -> str:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from support import create_sql, write_package
-
-from runtime.cli import main
-from runtime.console import Console
+from support import create_sql, run_cli, write_package
 
 COLOR = ['Column("color", Text, index=True)',
          'Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))']
@@ -24,10 +20,8 @@ def root(tmp_path: Path) -> Path:
 
 
 def run(command: str, *args: str, root: Path, url: str) -> tuple[int, str]:
-    stream = io.StringIO()
-    code = main([command, *args, "--packages", str(root), "--database-url", url,
-                 "--no-entry-points"], console=Console(stream, color=False))
-    return code, stream.getvalue()
+    return run_cli(command, *args, "--packages", str(root), "--database-url", url,
+                   "--no-entry-points")
 
 
 def test_the_schema_edit_is_written_as_an_idempotent_migration_that_builds_it(
