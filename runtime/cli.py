@@ -113,11 +113,8 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
     if args.db:
         from runtime.db import checks, scratch  # alembic: only for the commands that diff
 
-        async with engine.open_database(settings) as db, \
-                scratch.scratch_database(scratch.server_url(db)) as empty:
-            problems = await checks.check_idempotency(empty, packages)
-            failed = {p.package for p in problems if p.code == "Y401"}
-            problems += await checks.check_schemas(empty, packages, skip=failed)
+        async with engine.open_database(settings) as db:
+            problems = await checks.check_migrations(scratch.server_url(db), packages)
         if problems:
             console.error(str(ProblemsError(problems)))
             return FAILED

@@ -46,14 +46,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from runtime.config import resolve_settings
-from runtime.core.model import Package
+from runtime.core import graph
+from runtime.core.model import Package, dependency_graph
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import checks, migrator
 from runtime.db.engine import create_database, create_engine, drop_database, to_async_url
 from runtime.db.server import EmbeddedServer
 from runtime.dev import loader
-from runtime.errors import Problem, ProblemsError, RegistryError
+from runtime.errors import ProblemsError, RegistryError
 
 __all__ = ["package_report", "pytest_addoption"]
 
@@ -188,18 +189,6 @@ def assert_package_ok(
 # -- the check behind assert_package_ok ----------------------------------------------------
 
 
-def _needed(registry: DatabaseRegistry, names: Sequence[str]) -> list[str]:
-    """Return `names` and every package they depend on that is registered."""
-    found: list[str] = []
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        if name not in found and name in registry:
-            found.append(name)
-            todo.extend(registry.get(name).dependency_names)
-    return found
-
-
 async def package_report(
     server_url: str, directories: Sequence[Path], package: str | os.PathLike[str]
 ) -> list[str]:
@@ -209,7 +198,8 @@ async def package_report(
     package directory (loaded last, so it replaces a package of the same name). Checked:
     loading every directory, the package's own rules and the set rules of the package
     with its dependencies (every `Y1xx` and `Y2xx` code), then, on a scratch database of
-    `server_url`, that every migration of it and its dependencies runs twice (`Y4xx`).
+    `server_url`, that every migration of it and its dependencies runs twice and that
+    they build its declared schema (`Y4xx`).
     """
     registry = DatabaseRegistry(send_signals=False)
     errors = _load(directories, registry)
@@ -226,20 +216,13 @@ async def package_report(
                 f"(registered: {known})"]
     sub = DatabaseRegistry(send_signals=False)
     try:
-        for name in _needed(registry, names):
-            if name != CORE_PACKAGE:
+        full = dependency_graph(registry)
+        needed = set(names).union(*(graph.dependencies(full, n) for n in names))
+        for name in sorted(needed):
+            if name != CORE_PACKAGE and name in registry:
                 sub.register(registry.get(name))
         ordered = sub.ordered()
     except ProblemsError as exc:
         return [*errors, *(str(p) for p in exc.problems)]
-    return [*errors, *(str(p) for p in await _idempotency_problems(server_url, ordered))]
+    return [*errors, *(str(p) for p in await checks.check_migrations(server_url, ordered))]
 
-
-async def _idempotency_problems(server_url: str, packages: list[Package]) -> list[Problem]:
-    name = f"runtime_check_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(await create_database(server_url, name))
-    try:
-        return await checks.check_idempotency(engine, packages)
-    finally:
-        await engine.dispose()
-        await drop_database(server_url, name)

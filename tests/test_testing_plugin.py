@@ -13,6 +13,7 @@ import pytest
 from support import create_sql, write_package
 
 from runtime.db.server import EmbeddedServer
+from runtime.testing import package_report
 
 pytest_plugins = ["pytester"]
 
@@ -73,7 +74,7 @@ def test_fixtures_give_a_migrated_database_and_check_a_package(
 
     result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines([
-        f"E       AssertionError: {bad}: 2 problems:",
+        f"E       AssertionError: {bad}: 4 problems:",
         "E         - @acme/bad: migration 0002_not_guarded fails when run twice: relation "
         '"ydtb_bad2" already exists (guard it so it can run twice: CREATE TABLE IF NOT '
         "EXISTS, ADD COLUMN IF NOT EXISTS, CREATE INDEX IF NOT EXISTS, DROP ... IF EXISTS) "
@@ -81,6 +82,13 @@ def test_fixtures_give_a_migrated_database_and_check_a_package(
         "E         - @acme/bad: migration 0003_unnamed_index changes the schema when run twice: "
         "index CREATE INDEX ydtb_bad_workspace_id_idx1 ON public.ydtb_bad USING btree "
         "(workspace_id) (guard it *) [[]Y403[]]",
+        # The same checks as `check --db`: the unguarded index is also not declared.
+        "E         - @acme/bad: its migrations do not build its declared schema: index "
+        "ydtb_bad_workspace_id_idx in the database but not declared (change the schema to "
+        "match, or write the difference as a migration: python -m runtime makemigration "
+        "@acme/bad) [[]Y404[]]",
+        "E         - @acme/bad: its migrations do not build its declared schema: index "
+        "ydtb_bad_workspace_id_idx1 in the database but not declared * [[]Y404[]]",
     ])
 
 
@@ -119,3 +127,18 @@ def test_loading_problems_are_listed(runtime_registry):
         "[[]Y101[]]",
     ])
     assert "the embedded server was started" not in result.stdout.str()
+
+
+async def test_package_report_catches_migrations_that_do_not_build_the_schema(
+    tmp_path: Path, postgres_server_url: str
+) -> None:
+    write_package(tmp_path, "notes", name="notes",
+                  tables={"ydtb_notes": ['Column("color", Text)']},
+                  migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes")})
+
+    lines = await package_report(postgres_server_url, [tmp_path], "notes")
+
+    assert [line for line in lines if "[Y404]" in line] == [
+        "notes: its migrations do not build its declared schema: table ydtb_notes: column "
+        "color declared but missing (change the schema to match, or write the difference as "
+        "a migration: python -m runtime makemigration notes) [Y404]"]

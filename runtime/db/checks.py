@@ -21,10 +21,10 @@ from runtime.core.plan import Step
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import diff
 from runtime.db.migrator import driver
-from runtime.db.scratch import apply_step
+from runtime.db.scratch import apply_step, scratch_database
 from runtime.errors import MigrationFailedError, Problem
 
-__all__ = ["check_idempotency", "check_schemas", "snapshot"]
+__all__ = ["check_idempotency", "check_migrations", "check_schemas", "snapshot"]
 
 _SNAPSHOT = """
 SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' '
@@ -101,3 +101,16 @@ async def check_schemas(
                     "change the schema to match, or write the difference as a migration: "
                     f"python -m runtime makemigration {name}", table=difference.table)
             for name, differences in found.items() for difference in differences]
+
+
+async def check_migrations(server_url: str, packages: Sequence[Package]) -> list[Problem]:
+    """Run every check that needs a database on a scratch database of `server_url`.
+
+    Each migration runs twice (Y401-Y403), then each package whose migrations ran is
+    compared with its declared schema (Y404). `packages` come in dependency order, the
+    core first. What `check --db` and the pytest plugin's `assert_package_ok` report.
+    """
+    async with scratch_database(server_url) as empty:
+        problems = await check_idempotency(empty, packages)
+        failed = {p.package for p in problems if p.code == "Y401"}
+        return problems + await check_schemas(empty, packages, skip=failed)
