@@ -218,12 +218,32 @@ class DatabaseRegistry:
             self._check_change(after, [p.name for p in changed], gone)
             replaced = {p.name for p in changed if p.name in self._packages}
             self._commit(after)
-        if self._send_signals:
-            for name in gone:
-                signals.emit(signals.package_unregistered, self, package=name)
-            for package in changed:
-                signals.emit(signals.package_registered, self, package=package.name,
-                             version=str(package.version), replaced=package.name in replaced)
+        self._announce(gone, changed, replaced)
+
+    def adopt(self, other: DatabaseRegistry) -> None:
+        """Take the packages of `other`, a copy of this registry changed and validated since.
+
+        The other half of `copy()`: the dev daemon loads a change into a copy, checks the
+        changed packages' closure, applies it to the database, then adopts it here
+        without checking it a second time. Signals are sent for what changed.
+        """
+        with self._lock:
+            before, after = self._packages, dict(other._packages)
+            gone = [name for name in before if name not in after]
+            changed = [p for name, p in after.items() if name not in before
+                       or not before[name].same_definition(p)]
+            replaced = {p.name for p in changed if p.name in before}
+            self._commit(after)
+        self._announce(gone, changed, replaced)
+
+    def _announce(self, gone: list[str], changed: list[Package], replaced: set[str]) -> None:
+        if not self._send_signals:
+            return
+        for name in gone:
+            signals.emit(signals.package_unregistered, self, package=name)
+        for package in changed:
+            signals.emit(signals.package_registered, self, package=package.name,
+                         version=str(package.version), replaced=package.name in replaced)
 
     def _check_change(
         self, after: Mapping[str, Package], changed: list[str], gone: list[str]

@@ -286,7 +286,7 @@ class Daemon:
         report: MigrationReport,
         reconciled: dict[str, list[str]],
     ) -> None:
-        self.registry.update([candidate.get(name) for name in changed], remove=removed)
+        self.registry.adopt(candidate)  # validated in _reload: not checked twice
         self._sources.update(sources)
         by_package = report.by_package()
         async with self.engine.connect() as conn:

@@ -425,3 +425,24 @@ def test_update_removes_a_package_together_with_its_dependents(
     assert list(registry.packages) == ["@ydtb/core"]
     assert [(name, kw["package"]) for name, _, kw in received] == [
         ("package-unregistered", "a"), ("package-unregistered", "b")]
+
+
+def test_adopt_takes_a_copy_s_changes_and_signals_only_those(
+    registry: DatabaseRegistry, register: Register, received: list[tuple[str, Any, Any]]
+) -> None:
+    register("a", "ydtb_a")
+    register("b", "ydtb_b")
+    register("c", "ydtb_c")
+    candidate = registry.copy(check_set=False)
+    candidate.register_database(package_name="a", schema=registry.get("a").schema,
+                                version="2.0.0")
+    candidate.unregister("c")
+    received.clear()
+
+    registry.adopt(candidate)
+
+    assert sorted(registry.packages) == ["@ydtb/core", "a", "b"]
+    assert str(registry.get("a").version) == "2.0.0"
+    assert [(name, kw) for name, _, kw in received] == [
+        ("package-unregistered", {"package": "c"}),
+        ("package-registered", {"package": "a", "version": "2.0.0", "replaced": True})]
