@@ -11,9 +11,12 @@ from typing import Any, TextIO
 from blinker import Signal
 
 from runtime.core import signals
-from runtime.core.plan import DEV_PREFIX
+from runtime.core.names import DEV_PREFIX
 
-__all__ = ["Console", "count", "report_signals", "table"]
+__all__ = ["FAILED", "OK", "USAGE", "Console", "count", "report_signals", "table"]
+
+#: Exit codes: success; validation or migration errors; usage or connection errors.
+OK, FAILED, USAGE = 0, 1, 2
 
 _STYLES = {"ok": "32", "warn": "33", "error": "31;1", "dim": "2", "bold": "1", "name": "36"}
 

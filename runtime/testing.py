@@ -51,8 +51,9 @@ from runtime.core.model import Package, dependency_graph
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import checks, migrator
-from runtime.db.engine import create_database, create_engine, drop_database, to_async_url
+from runtime.db.engine import create_database, create_engine, drop_database
 from runtime.db.server import EmbeddedServer
+from runtime.db.urls import to_async_url
 from runtime.dev import loader
 from runtime.errors import ProblemsError, RegistryError
 

@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from runtime.core import graph
 from runtime.core.model import Migration, Package, dependency_graph
+from runtime.core.names import DEV_KIND, DEV_PREFIX
 from runtime.errors import Problem
 
 __all__ = [
@@ -35,10 +36,6 @@ __all__ = [
     "split_transactions",
 ]
 
-#: The ledger `kind` of a schema change the dev daemon applied from a declared schema.
-DEV_KIND = "dev"
-#: How the ids of those changes start: `dev:<schema fingerprint>`.
-DEV_PREFIX = "dev:"
 
 
 def dev_change_id(package: Package) -> str:

@@ -22,6 +22,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from runtime.core.names import (
+    CORE_PACKAGE,
+    CORE_VERSION,
+    LEDGER_TABLE,
+    PACKAGES_TABLE,
+    WORKSPACES_TABLE,
+)
+
 __all__ = [
     "CORE_PACKAGE",
     "CORE_TABLES",
@@ -31,12 +39,6 @@ __all__ = [
     "WORKSPACES_TABLE",
     "core_metadata",
 ]
-
-CORE_PACKAGE = "@ydtb/core"
-CORE_VERSION = "1.0.0"
-WORKSPACES_TABLE = "ydtb_workspaces"
-LEDGER_TABLE = "ydtb_schema_migrations"
-PACKAGES_TABLE = "ydtb_packages"
 
 core_metadata = MetaData()
 

@@ -1,9 +1,6 @@
-"""Engines on PostgreSQL: URLs, the connection check, and databases made for one use.
+"""Engines on PostgreSQL: the connection check, and databases made for one use.
 
-Every URL people give is `postgresql://...`; SQLAlchemy wants the asyncpg driver named in
-it and asyncpg wants it not named, so `to_async_url` and `_plain_url` translate. A unix
-socket goes in the query (`postgresql://postgres@/postgres?host=/path/to/socketdir`),
-which the embedded server's URLs use and both SQLAlchemy and asyncpg understand.
+URLs are translated by `runtime.db.urls` (SQLAlchemy names the driver, asyncpg not).
 
 Connection failures leave this module as `DatabaseUnavailableError`, with the password
 hidden from the URL it names.
@@ -12,10 +9,8 @@ hidden from the URL it names.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
@@ -26,23 +21,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from runtime.config import Settings
 from runtime.db.server import EmbeddedServer
+from runtime.db.urls import display_url, plain_url, to_async_url, with_database
 from runtime.errors import DatabaseUnavailableError
 
 __all__ = [
     "check_connection",
     "create_database",
     "create_engine",
-    "display_url",
     "drop_database",
-    "hide_password",
     "open_database",
-    "to_async_url",
 ]
 
 logger = logging.getLogger(__name__)
 
-_ASYNC_SCHEME = "postgresql+asyncpg"
-_PLAIN_SCHEMES = ("postgresql", "postgres")
 _CONNECT_TIMEOUT = 10.0  # seconds; asyncpg's own default (60) hides a dead server too long
 _CHECK_TIMEOUT = 5.0
 _MAINTENANCE_DATABASE = "postgres"
@@ -56,45 +47,6 @@ _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     sa_exc.DBAPIError,  # SQLAlchemy's wrapping: OperationalError, InterfaceError, ...
 )
-
-
-def to_async_url(url: str) -> str:
-    """Name the asyncpg driver in a PostgreSQL URL, for SQLAlchemy.
-
-    Raises:
-        ValueError: the URL is not a PostgreSQL URL.
-    """
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme == _ASYNC_SCHEME:
-        return url
-    if sep and scheme in _PLAIN_SCHEMES:
-        return f"{_ASYNC_SCHEME}://{rest}"
-    raise ValueError(
-        f"not a PostgreSQL URL: {hide_password(url)!r} "
-        "(use postgresql://user:password@host:port/database)"
-    )
-
-
-def _plain_url(url: str) -> str:
-    """Drop the driver from a URL, for asyncpg and for people to read."""
-    rest = to_async_url(url).partition("://")[2]
-    return f"postgresql://{rest}"
-
-
-def hide_password(url: str) -> str:
-    """Return `url` with its password, in the user part or the query, shown as `***`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed IPv6 bracket: hide the whole user part
-        return re.sub(r"://[^/]*@", "://***@", url)
-    userinfo, at, hostinfo = parts.netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    netloc = f"{user}:***@{hostinfo}" if at and colon and password else parts.netloc
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "password" for key, _ in query):
-        hidden = [(key, "***" if key == "password" else value) for key, value in query]
-        parts = parts._replace(query=urlencode(hidden, safe="/*"))
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -170,7 +122,7 @@ async def create_database(server_url: str, name: str) -> str:
     statement = f"CREATE DATABASE {_quote_name(name)}"
     await _run_on_maintenance(server_url, statement)
     logger.debug("created database %s", name)
-    return _with_database(server_url, name)
+    return with_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str) -> None:
@@ -187,7 +139,7 @@ async def drop_database(server_url: str, name: str) -> None:
 async def _run_on_maintenance(server_url: str, statement: str) -> None:
     # CREATE and DROP DATABASE cannot run in a transaction, and a database cannot be
     # dropped from inside itself: run them alone on the maintenance database.
-    url = _with_database(_plain_url(server_url), _MAINTENANCE_DATABASE)
+    url = with_database(plain_url(server_url), _MAINTENANCE_DATABASE)
     try:
         conn = await asyncpg.connect(url, timeout=_CONNECT_TIMEOUT)
     except _CONNECTION_ERRORS as exc:
@@ -202,17 +154,6 @@ def _quote_name(name: str) -> str:
     if not name or len(name.encode()) > _MAX_NAME_BYTES:
         raise ValueError(f"database name {name!r} must be 1 to {_MAX_NAME_BYTES} bytes long")
     return '"' + name.replace('"', '""') + '"'
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + quote(name, safe="")))
-
-
-def display_url(url: str) -> str:
-    """Return `url` as people write it: no driver, no password, `?host=/dir` unescaped."""
-    parts = urlsplit(hide_password(_plain_url(url)))
-    # SQLAlchemy renders `?host=/run/x` as `?host=%2Frun%2Fx`; show it as people wrote it.
-    return urlunsplit(parts._replace(query=unquote(parts.query)))
 
 
 def _unavailable(

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core.model import Package
+from runtime.core.names import UNREGISTERED
 from runtime.core.plan import Ledger
 from runtime.core.schema import PACKAGES_TABLE, WORKSPACES_TABLE
 from runtime.errors import ToolInactiveError, ToolNotFoundError, WorkspaceNotFoundError
@@ -41,11 +42,6 @@ __all__ = [
     "sync_tools",
     "unregistered_packages",
 ]
-
-#: The fingerprint `ydtb_packages` records for a package once it is unregistered and its
-#: tools deactivated: a later full run sees it and does not deactivate them again, and a
-#: package registered again differs from it, so its run re-records it and its tools.
-UNREGISTERED = "unregistered"
 
 _TOOLS = "ydtb_tools"
 _WORKSPACE_TOOLS = "ydtb_workspace_tools"

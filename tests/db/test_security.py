@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime import DatabaseRegistry, Migration
 from runtime.db import engine as db_engine
-from runtime.db import migrator
+from runtime.db import migrator, urls
 from runtime.db.security import POLICY, TableSecurity, read_table_security
 from runtime.db.workspace import current_workspace, set_workspace, workspace_connection
 from runtime.errors import RowLevelSecurityError
@@ -57,7 +57,7 @@ async def app(engine: AsyncEngine, database_url: str) -> AsyncIterator[AsyncEngi
     await run(engine, "INSERT INTO ydtb_workspaces (id, name, slug) VALUES "
                       "('w1', 'One', 'one'), ('w2', 'Two', 'two')")
     await run(engine, "INSERT INTO ydtb_secrets VALUES (1, 'w1', 'one'), (2, 'w2', 'two')")
-    url = make_url(db_engine.to_async_url(database_url)).set(username=role, password="app")
+    url = make_url(urls.to_async_url(database_url)).set(username=role, password="app")
     app = db_engine.create_engine(url.render_as_string(hide_password=False))
     try:
         yield app

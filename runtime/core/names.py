@@ -1,0 +1,34 @@
+"""The names the database and the ledger are built on, as plain strings.
+
+Apart from `runtime.core.schema` because the no-op path (`runtime.db.quick`) reads the
+ledger by these names without importing SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CORE_PACKAGE",
+    "CORE_VERSION",
+    "DEV_KIND",
+    "DEV_PREFIX",
+    "LEDGER_TABLE",
+    "PACKAGES_TABLE",
+    "UNREGISTERED",
+    "WORKSPACES_TABLE",
+]
+
+CORE_PACKAGE = "@ydtb/core"
+CORE_VERSION = "1.0.0"
+WORKSPACES_TABLE = "ydtb_workspaces"
+LEDGER_TABLE = "ydtb_schema_migrations"
+PACKAGES_TABLE = "ydtb_packages"
+
+#: The fingerprint `ydtb_packages` records for a package once it is unregistered and its
+#: tools deactivated: a later full run sees it and does not deactivate them again, and a
+#: package registered again differs from it, so its run re-records it and its tools.
+UNREGISTERED = "unregistered"
+
+#: The ledger `kind` of a schema change the dev daemon applied from a declared schema.
+DEV_KIND = "dev"
+#: How the ids of those changes start: `dev:<schema fingerprint>`.
+DEV_PREFIX = "dev:"

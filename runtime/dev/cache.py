@@ -1,0 +1,175 @@
+"""The load cache: what unchanged package sources registered, without importing them.
+
+Loading imports every package, and SQLAlchemy with them: seconds at N = 300 packages,
+for a `migrate` that then finds nothing to do (scripts/bench). So after each good load
+the CLI stores the set's `Manifest` beside the state of everything the load read, and
+the next `migrate` or `check` uses the manifest while that state holds.
+
+The state, like make's or ruff's, is each file's size and modification time:
+
+- every file of every package directory (a new, edited or deleted file counts), and
+  which directories hold a `package.py`;
+- every module file the loading process had imported outside the standard library
+  (SQLAlchemy, helpers the packages import, this runtime's own code);
+- with entry points, the `sys.path` directories, whose times change when a
+  distribution is installed or removed.
+
+A file written within `_RACY_NS` of the scan may change again within the same clock
+tick without its time changing (git's "racy" entries), so its content hash is kept and
+checked too. What a package reads from the environment is not seen: `--no-cache`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.core.manifest import Manifest
+
+__all__ = ["Sources", "cache_file", "lookup", "scan", "store"]
+
+_FORMAT = 1
+_RACY_NS = 2_000_000_000
+_KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
+_STDLIB = os.path.dirname(os.__file__)
+
+# path -> [size, mtime_ns] or [size, mtime_ns, sha256 of the content]
+Stats = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The package files as scanned before a load, and when."""
+
+    files: Stats
+    scanned_ns: int
+
+
+def cache_file(data_dir: Path, directories: Sequence[Path], entry_points: bool) -> Path:
+    """Where the cache of loading `directories` (and entry points, or not) is kept."""
+    key = json.dumps([_FORMAT, sys.version, sys.executable, entry_points,
+                      [str(d) for d in directories]])
+    return data_dir / "cache" / f"load-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _walk(directory: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == "__pycache__":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path)
+            else:
+                yield entry
+
+
+def scan(directories: Iterable[Path]) -> Sources:
+    """Stat every file of every package directory (one holding `package.py`) under `directories`."""
+    started = time.time_ns()
+    files: Stats = {}
+    for root in directories:
+        if not root.is_dir():
+            files[str(root)] = []  # absent: appearing later changes the state
+            continue
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "package.py")):
+                for item in _walk(entry.path):
+                    stat = item.stat()
+                    files[item.path] = [stat.st_size, stat.st_mtime_ns]
+    return Sources(files, started)
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _with_racy_hashes(files: Stats, scanned_ns: int) -> Stats:
+    return {path: [*stat, _digest(path)] if stat and stat[1] >= scanned_ns - _RACY_NS else stat
+            for path, stat in files.items()}
+
+
+def _same(stored: Stats, current: Stats) -> bool:
+    if stored.keys() != current.keys():
+        return False
+    for path, stat in stored.items():
+        if stat[:2] != current[path][:2]:
+            return False
+        if len(stat) > 2 and stat[2] != _digest(path):
+            return False
+    return True
+
+
+def _stat_all(paths: Iterable[str]) -> Stats:
+    files: Stats = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            files[path] = []
+            continue
+        files[path] = [stat.st_size, stat.st_mtime_ns]
+    return files
+
+
+def _module_files() -> list[str]:
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and not path.startswith(_STDLIB) and os.path.isfile(path):
+            found.add(path)
+    return sorted(found)
+
+
+def _path_dirs() -> list[str]:
+    return sorted({os.path.abspath(p or ".") for p in sys.path if os.path.isdir(p or ".")})
+
+
+def store(path: Path, manifest: Manifest, sources: Sources, *, entry_points: bool) -> None:
+    """Keep `manifest` as what the scanned `sources` register, in `path` (atomically)."""
+    modules = _stat_all(_module_files())
+    data = {
+        "format": _FORMAT,
+        "packages": _with_racy_hashes(sources.files, sources.scanned_ns),
+        "modules": _with_racy_hashes(modules, sources.scanned_ns),
+        "path": _stat_all(_path_dirs()) if entry_points else {},
+        "manifest": manifest.to_json(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, separators=(",", ":")))
+    os.replace(partial, path)  # a reader sees the old cache or the new one, never half
+    _prune(path.parent)
+
+
+def _prune(directory: Path) -> None:
+    # Each set of directories has its own file (tests load hundreds of temporary ones).
+    files = sorted(directory.glob("load-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    for old in files[:-_KEPT]:
+        old.unlink(missing_ok=True)
+
+
+def lookup(path: Path, directories: Iterable[Path]) -> Manifest | None:
+    """Return the cached manifest if nothing it was loaded from changed since; else None."""
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != _FORMAT:
+            return None
+        if not _same(data["packages"], scan(directories).files):
+            return None
+        for kind in ("modules", "path"):
+            if not _same(data[kind], _stat_all(data[kind])):
+                return None
+        return Manifest.from_json(data["manifest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, unreadable or from another version: load for real

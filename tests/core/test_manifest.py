@@ -1,0 +1,71 @@
+"""The manifest: what a valid set registered, and whether a ledger already holds it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import Column, Integer
+
+from runtime.core.manifest import Entry, Manifest
+from runtime.core.registry import DatabaseRegistry
+from runtime.kit import metadata, workspace_table
+
+MANIFEST = Manifest((
+    Entry("@ydtb/core", "1.0.0", "f0", (("0001_core_tables", "c0"),)),
+    Entry("notes", "1.2.0", "f1", (("0001_a", "c1"), ("0002_b", "c2"))),
+))
+APPLIED = {("@ydtb/core", "0001_core_tables"): "c0", ("notes", "0001_a"): "c1",
+           ("notes", "0002_b"): "c2"}
+RECORDED = {"@ydtb/core": ("1.0.0", "f0"), "notes": ("1.2.0", "f1")}
+
+
+def test_a_ledger_holding_everything_is_up_to_date() -> None:
+    assert MANIFEST.up_to_date(APPLIED, RECORDED)
+
+
+def test_rows_the_manifest_does_not_know_change_nothing() -> None:
+    # Dev changes and migrations since deleted: the pipeline's plan ignores them too.
+    applied = {**APPLIED, ("notes", "dev:abc"): "x", ("notes", "0000_gone"): "y"}
+    assert MANIFEST.up_to_date(applied, RECORDED)
+
+
+@pytest.mark.parametrize(("applied", "recorded"), [
+    pytest.param({**APPLIED, ("notes", "0002_b"): "edited"}, RECORDED, id="edited"),
+    pytest.param({k: v for k, v in APPLIED.items() if k[1] != "0002_b"}, RECORDED,
+                 id="pending"),
+    pytest.param(APPLIED, {**RECORDED, "notes": ("1.1.0", "f1")}, id="other-version"),
+    pytest.param(APPLIED, {**RECORDED, "notes": ("1.2.0", "f9")}, id="other-fingerprint"),
+    pytest.param(APPLIED, {"@ydtb/core": ("1.0.0", "f0")}, id="not-recorded"),
+    pytest.param(APPLIED, {**RECORDED, "tags": ("1.0.0", "f2")}, id="one-more-recorded"),
+    pytest.param({}, {}, id="fresh-database"),
+])
+def test_anything_a_run_would_do_is_not_up_to_date(
+    applied: dict[tuple[str, str], str], recorded: dict[str, tuple[str, str]]
+) -> None:
+    assert not MANIFEST.up_to_date(applied, recorded)
+
+
+def test_of_a_registry_keeps_order_versions_fingerprints_and_checksums() -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    schema = metadata()
+    workspace_table("ydtb_notes", schema, Column("id", Integer, primary_key=True))
+    registry.register_database(package_name="notes", schema=schema, version="1.2.0")
+    packages = registry.ordered()
+
+    manifest = Manifest.of(packages)
+
+    assert manifest.names == ["@ydtb/core", "notes"]
+    notes = manifest.entries[1]
+    assert (notes.version, notes.fingerprint) == ("1.2.0", packages[1].fingerprint)
+    assert notes.migrations == (("0001_initial_schema", packages[1].migrations[0].checksum),)
+
+
+def test_json_round_trip() -> None:
+    assert Manifest.from_json(json.loads(json.dumps(MANIFEST.to_json()))) == MANIFEST
+
+
+@pytest.mark.parametrize("data", [None, 3, [["notes"]], [[1, 2, 3, [["only-id"]]]]])
+def test_from_json_rejects_what_to_json_never_wrote(data: object) -> None:
+    with pytest.raises(ValueError, match="not a manifest"):
+        Manifest.from_json(data)

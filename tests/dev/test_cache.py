@@ -1,0 +1,134 @@
+"""The load cache: a manifest kept while nothing the load read has changed."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from support import write_package
+
+from runtime.core.manifest import Entry, Manifest
+from runtime.dev import cache
+
+MANIFEST = Manifest((Entry("@ydtb/core", "1.0.0", "f0", (("0001_core_tables", "c0"),)),))
+OLD = 1_700_000_000_000_000_000  # well before any scan: not "racy"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "packages"
+    write_package(root, "notes", name="notes")
+    write_package(root, "tags", name="tags")
+    for path in root.rglob("*"):
+        os.utime(path, ns=(OLD, OLD))
+    return root
+
+
+def stored(root: Path, tmp_path: Path, *, entry_points: bool = False) -> Path:
+    path = cache.cache_file(tmp_path / "data", [root], entry_points)
+    cache.store(path, MANIFEST, cache.scan([root]), entry_points=entry_points)
+    return path
+
+
+def test_unchanged_sources_give_back_the_manifest(root: Path, tmp_path: Path) -> None:
+    path = stored(root, tmp_path)
+    assert cache.lookup(path, [root]) == MANIFEST
+
+
+def test_an_edited_file_is_a_miss(root: Path, tmp_path: Path) -> None:
+    path = stored(root, tmp_path)
+    (root / "notes/schema.py").write_text("changed")
+    assert cache.lookup(path, [root]) is None
+
+
+def test_an_edit_keeping_size_and_time_is_a_miss_within_the_racy_window(
+    root: Path, tmp_path: Path
+) -> None:
+    schema = root / "notes/schema.py"
+    os.utime(schema)  # saved just now, as before a quick `migrate`
+    path = stored(root, tmp_path)
+    stat = schema.stat()
+    schema.write_text(schema.read_text().replace("Integer", "BigInts"))
+    os.utime(schema, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same tick, same size
+
+    assert cache.lookup(path, [root]) is None
+
+
+@pytest.mark.parametrize("change", ["new-file", "deleted-file", "new-package", "ignored"])
+def test_files_coming_and_going(root: Path, tmp_path: Path, change: str) -> None:
+    path = stored(root, tmp_path)
+    if change == "new-file":
+        (root / "notes/migrations/0002_more.sql").write_text("SELECT 1;")
+    elif change == "deleted-file":
+        (root / "tags/migrations/0001_create_ydtb_tags.sql").unlink()
+    elif change == "new-package":
+        write_package(root, "more", name="more")
+    else:  # bytecode, hidden files and directories without package.py are not sources
+        (root / "notes/__pycache__").mkdir()
+        (root / "notes/__pycache__/schema.cpython-311.pyc").write_bytes(b"x")
+        (root / "notes/.schema.py.swp").write_text("x")
+        (root / "docs").mkdir()
+        (root / "docs/readme.txt").write_text("x")
+
+    assert (cache.lookup(path, [root]) is None) == (change != "ignored")
+
+
+def test_a_changed_module_the_packages_imported_is_a_miss(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helpers = tmp_path / "lib"
+    helpers.mkdir()
+    (helpers / "cache_test_helper.py").write_text("COLUMNS = 3\n")
+    monkeypatch.syspath_prepend(str(helpers))
+    importlib.import_module("cache_test_helper")
+    try:
+        path = stored(root, tmp_path)
+        assert cache.lookup(path, [root]) == MANIFEST
+        (helpers / "cache_test_helper.py").write_text("COLUMNS = 4\n")
+        assert cache.lookup(path, [root]) is None
+    finally:
+        del sys.modules["cache_test_helper"]
+
+
+def test_with_entry_points_an_installed_distribution_is_a_miss(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    path = stored(root, tmp_path, entry_points=True)
+    assert cache.lookup(path, [root]) == MANIFEST
+    (site / "extra-1.0.dist-info").mkdir()
+    os.utime(site, ns=(OLD, OLD))  # a new mtime, whatever the clock's tick
+
+    assert cache.lookup(path, [root]) is None
+
+
+@pytest.mark.parametrize("content", ["", "{not json", '{"format": 0}', '{"format": 1}'])
+def test_an_unreadable_or_foreign_cache_is_a_miss(
+    root: Path, tmp_path: Path, content: str
+) -> None:
+    path = stored(root, tmp_path)
+    path.write_text(content)
+    assert cache.lookup(path, [root]) is None
+
+
+def test_each_set_of_directories_has_its_own_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    one = cache.cache_file(data, [tmp_path / "a"], False)
+    assert one != cache.cache_file(data, [tmp_path / "b"], False)
+    assert one != cache.cache_file(data, [tmp_path / "a"], True)
+    assert one == cache.cache_file(data, [tmp_path / "a"], False)
+
+
+def test_only_the_newest_files_are_kept(root: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for index in range(40):
+        path = cache.cache_file(data, [root / str(index)], False)
+        cache.store(path, MANIFEST, cache.scan([root]), entry_points=False)
+    kept = list((data / "cache").glob("load-*.json"))
+    assert len(kept) == 32
+    assert path in kept

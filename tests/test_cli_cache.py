@@ -1,0 +1,114 @@
+"""`migrate` and `check` of unchanged packages answered from the load cache."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from support import create_sql, run_cli, write_package
+
+from runtime.db.urls import plain_url
+
+CACHED = "unchanged since their last load"
+
+
+@pytest.fixture
+def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RUNTIME_DATA_DIR", str(tmp_path / "data"))
+    root = tmp_path / "packages"
+    write_package(root, "notes", name="notes")
+    return root
+
+
+def args(command: str, packages: Path, url: str | None = None, *more: str) -> list[str]:
+    return [command, "--packages", str(packages), "--no-entry-points",
+            *(["--database-url", url] if url else []), *more]
+
+
+def test_a_second_check_imports_neither_the_packages_nor_sqlalchemy(packages: Path) -> None:
+    command = [sys.executable, "-X", "importtime", "-m", "runtime", *args("check", packages)]
+    env = {**os.environ, "RUNTIME_DATA_DIR": str(packages.parent / "data")}
+
+    first = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    second = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+
+    assert first.stdout == "ok: 2 packages valid (@ydtb/core, notes)\n"
+    assert second.stdout == f"ok: 2 packages valid (@ydtb/core, notes); {CACHED}\n"
+    assert re.search(r"\|\s+sqlalchemy$", first.stderr, re.MULTILINE)
+    assert "sqlalchemy" not in second.stderr
+    assert "_ydtb_dev_" not in second.stderr
+
+
+def test_a_second_migrate_reads_only_the_ledger(packages: Path, database_url: str) -> None:
+    assert run_cli(*args("migrate", packages, database_url))[0] == 0
+
+    code, out = run_cli(*args("migrate", packages, database_url))
+
+    assert code == 0
+    assert out.startswith("nothing to apply: 2 packages up to date (")
+    assert CACHED in out
+
+
+def test_a_new_migration_is_applied(packages: Path, database_url: str) -> None:
+    run_cli(*args("migrate", packages, database_url))
+    (packages / "notes/migrations/0002_more.sql").write_text(create_sql("ydtb_more"))
+
+    code, out = run_cli(*args("migrate", packages, database_url))
+
+    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "notes  applied 0002_more")
+
+
+async def execute(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def test_a_database_behind_the_cache_gets_the_full_run(packages: Path, database_url: str) -> None:
+    run_cli(*args("migrate", packages, database_url))
+    asyncio.run(execute(database_url, "DELETE FROM ydtb_schema_migrations WHERE package = 'notes'"))
+
+    code, out = run_cli(*args("migrate", packages, database_url))
+
+    assert code == 0
+    assert out.splitlines()[0].split(" (")[0] == "notes  applied 0001_create_ydtb_notes"
+
+
+def test_an_edited_applied_migration_is_still_refused(packages: Path, database_url: str) -> None:
+    run_cli(*args("migrate", packages, database_url))
+    migration = packages / "notes/migrations/0001_create_ydtb_notes.sql"
+    migration.write_text(migration.read_text() + "-- edited\n")
+
+    code, out = run_cli(*args("migrate", packages, database_url))
+
+    assert code == 1
+    assert "migration 0001_create_ydtb_notes was edited after it was applied" in out
+
+
+@pytest.mark.parametrize("more", [["--no-cache"], ["--plan"]])
+def test_no_cache_and_plan_always_load(packages: Path, database_url: str, more: list[str]) -> None:
+    run_cli(*args("migrate", packages, database_url))
+
+    code, out = run_cli(*args("migrate", packages, database_url, *more))
+
+    assert code == 0
+    assert CACHED not in out
+    assert out.startswith("nothing to apply" if more == ["--no-cache"] else "-- nothing to apply")
+
+
+def test_an_unreachable_database_is_reported_by_the_full_run(packages: Path) -> None:
+    run_cli(*args("check", packages))  # fills the cache
+
+    code, out = run_cli(*args("migrate", packages, "postgresql://nobody:secret@127.0.0.1:1/x"))
+
+    assert code == 2
+    assert "127.0.0.1:1" in out
+    assert "secret" not in out
