@@ -23,7 +23,7 @@ from runtime.core.plan import PackageStatus, package_status
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import engine, ledger, migrator, urls
-from runtime.dev import cache, loader
+from runtime.dev import cache, loader, pipeline
 from runtime.errors import PackageNotFoundError, ProblemsError
 
 if TYPE_CHECKING:
@@ -55,22 +55,35 @@ def _load(args: argparse.Namespace, settings: Settings, console: Console) -> lis
 
     A good load is kept in the load cache (`runtime.dev.cache`) for the next command.
     """
-    entry_points = not args.no_entry_points
     # Scanned before loading: a file saved while the load runs is newer than the cache.
     sources = None if args.no_cache else cache.scan(settings.packages)
     registry = DatabaseRegistry(send_signals=False)
     with _few_collections():
-        result = loader.load_all(settings.packages, registry, entry_points=entry_points)
-    for error in result.errors:
-        console.error(str(error))
+        result = loader.load_all(settings.packages, registry,
+                                 entry_points=not args.no_entry_points)
+    problems, packages = None, None
     try:
         packages = registry.ordered()
     except ProblemsError as exc:
-        console.error(str(exc))
-        return None
-    if result.errors:
+        problems = exc
+    return _loaded(args, settings, console, result, problems, sources, packages)
+
+
+def _loaded(
+    args: argparse.Namespace,
+    settings: Settings,
+    console: Console,
+    result: loader.LoadResult,
+    problems: ProblemsError | None,
+    sources: cache.Sources | None,
+    packages: list[Package] | None,
+) -> list[Package] | None:
+    for error in [*result.errors, *([problems] if problems else [])]:
+        console.error(str(error))
+    if result.errors or problems or packages is None:
         return None
     if sources is not None:
+        entry_points = not args.no_entry_points
         path = cache.cache_file(settings.data_dir, settings.packages, entry_points)
         try:
             cache.store(path, Manifest.of(packages), sources, entry_points=entry_points)
@@ -80,24 +93,19 @@ def _load(args: argparse.Namespace, settings: Settings, console: Console) -> lis
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    packages = _load(args, settings, console)
-    if packages is None:
-        return FAILED
+    if args.plan:
+        return await _print_plan(args, settings, console)
+    sources = None if args.no_cache else cache.scan(settings.packages)
+    registry = DatabaseRegistry(send_signals=False)
     async with engine.open_database(settings) as db:
-        if args.plan:
-            plan = await migrator.read_plan(db, packages)
-            if plan.problems:
-                raise ProblemsError(plan.problems)
-            for step in plan.steps:
-                console.line(f"-- {step.package.name} {step.migration.id}", "dim")
-                for statement in step.migration.statements or (
-                        f"-- python: {getattr(step.migration.up, '__qualname__', '?')} "
-                        f"({step.migration.source or 'inline'})",):
-                    console.line(statement.rstrip().rstrip(";") + ";")
-            if not plan.steps:
-                console.line("-- nothing to apply", "dim")
-            return OK
-        report = await migrator.migrate(db, packages)
+        with _few_collections():
+            outcome = await pipeline.load_and_migrate(db, settings.packages, registry,
+                                                      entry_points=not args.no_entry_points)
+    packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
+                       outcome.packages)
+    report = outcome.report
+    if packages is None or report is None:
+        return FAILED
     for name, items in report.by_package().items():
         done = ", ".join(f"{i.migration} ({i.duration_ms:.1f} ms)" for i in items)
         console.line(f"{console.style(name, 'name')}  applied {done}")
@@ -107,6 +115,25 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
     else:
         console.line(f"nothing to apply: {len(packages)} packages up to date "
                      f"({report.duration_ms:.1f} ms)", "ok")
+    return OK
+
+
+async def _print_plan(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    packages = _load(args, settings, console)
+    if packages is None:
+        return FAILED
+    async with engine.open_database(settings) as db:
+        plan = await migrator.read_plan(db, packages)
+    if plan.problems:
+        raise ProblemsError(plan.problems)
+    for step in plan.steps:
+        console.line(f"-- {step.package.name} {step.migration.id}", "dim")
+        for statement in step.migration.statements or (
+                f"-- python: {getattr(step.migration.up, '__qualname__', '?')} "
+                f"({step.migration.source or 'inline'})",):
+            console.line(statement.rstrip().rstrip(";") + ";")
+    if not plan.steps:
+        console.line("-- nothing to apply", "dim")
     return OK
 
 

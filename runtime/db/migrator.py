@@ -40,9 +40,12 @@ __all__ = [
     "AppliedMigration",
     "MigrationReport",
     "driver",
+    "find_unregistered",
+    "locked",
     "migrate",
     "read_plan",
     "run_step",
+    "sync_catalog",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,7 +93,8 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
 
 
 @asynccontextmanager
-async def _locked(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncConnection, Any]]:
+async def locked(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncConnection, Any]]:
+    """Hold the pipeline's advisory lock on a connection; yield it and its asyncpg one."""
     async with engine.connect() as conn:
         raw = await driver(conn)
         await raw.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
@@ -140,7 +144,8 @@ def _reason(exc: BaseException) -> str:
     return str(orig).strip() if orig is not None and str(orig).strip() else text
 
 
-async def _sync_catalog(raw: Any, plan: Plan, unregistered: Sequence[str]) -> None:
+async def sync_catalog(raw: Any, plan: Plan, unregistered: Sequence[str]) -> None:
+    """Bring tools and row-level security in step with what `plan` ran and recorded."""
     await tools.deactivate_package_tools(raw, unregistered)
     await tools.sync_tools(raw, plan.records)
     touched = {s.package.name: s.package for s in plan.steps} | {p.name: p for p in plan.records}
@@ -170,13 +175,15 @@ async def _run_group(
             await ledger.write_rows(raw, rows)
             if last is not None:
                 await ledger.write_packages(raw, last.records)
-                await _sync_catalog(raw, last, unregistered)
+                await sync_catalog(raw, last, unregistered)
     return done
 
 
-def _unregistered(
+def find_unregistered(
     recorded: Ledger, packages: Sequence[Package], given: Sequence[str], partial: bool
 ) -> list[str]:
+    """The packages whose tools a run deactivates: `given`, and on a full run those
+    recorded in the database but not among `packages`."""
     # A partial run sees only its closure's ledger rows: every other package would look
     # unregistered, so it trusts the caller alone.
     found = set() if partial else set(tools.unregistered_packages(recorded, packages))
@@ -220,13 +227,13 @@ async def migrate(
     """
     started = time.perf_counter()
     applied: list[AppliedMigration] = []
-    async with _locked(engine) as (conn, raw):
+    async with locked(engine) as (conn, raw):
         names = [p.name for p in packages] if partial else None
         recorded = await ledger.read_ledger(raw, names)
         plan = plan_pending(packages, recorded, rerun_edited=rerun_edited)
         if plan.problems:
             raise LedgerConflictError(plan.problems)
-        gone = _unregistered(recorded, packages, unregistered, partial)
+        gone = find_unregistered(recorded, packages, unregistered, partial)
         groups = split_transactions(plan.steps) or [[]]
         for index, group in enumerate(groups):
             last = plan if index == len(groups) - 1 else None

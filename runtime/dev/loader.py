@@ -9,6 +9,7 @@ and no module state survives a reload.
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import importlib.metadata
@@ -17,7 +18,7 @@ import itertools
 import re
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -202,18 +203,30 @@ class LoadResult:
 
 
 def load_all(
-    directories: Iterable[Path], registry: DatabaseRegistry, *, entry_points: bool = True
+    directories: Iterable[Path],
+    registry: DatabaseRegistry,
+    *,
+    entry_points: bool = True,
+    each: Callable[[list[str]], None] | None = None,
 ) -> LoadResult:
-    """Load every package directory and entry point, collecting errors instead of stopping."""
+    """Load every package directory and entry point, collecting errors instead of stopping.
+
+    Args:
+        each: called with the names each directory (and the entry points) registered,
+            as soon as they are (`runtime.dev.pipeline` applies them meanwhile).
+    """
     result = LoadResult()
-    for directory in discover(directories):
-        try:
-            result.packages[str(directory)] = load_directory(directory, registry)
-        except RegistryError as exc:
-            result.errors.append(exc)
+    sources: list[tuple[str, Callable[[], list[str]]]] = [
+        (str(directory), functools.partial(load_directory, directory, registry))
+        for directory in discover(directories)]
     if entry_points:
+        sources.append((ENTRY_POINT_GROUP, functools.partial(load_entry_points, registry)))
+    for source, load in sources:
         try:
-            result.packages[ENTRY_POINT_GROUP] = load_entry_points(registry)
+            result.packages[source] = names = load()
         except RegistryError as exc:
             result.errors.append(exc)
+            continue
+        if each is not None:
+            each(names)
     return result

@@ -24,7 +24,7 @@ from benchlib.workload import Edit, Workload
 from runtime.core.model import Package
 from runtime.core.registry import DatabaseRegistry, core_package
 from runtime.db import migrator
-from runtime.dev import loader
+from runtime.dev import loader, pipeline
 
 __all__ = [
     "FLOOR_SCRIPT",
@@ -148,18 +148,19 @@ async def _in_process_floors(
 
 
 async def cold(engine: AsyncEngine, workload: Workload, collect: Collector) -> DatabaseRegistry:
-    """Load the workload, order it and migrate a fresh database; return the registry."""
+    """Load the workload and migrate a fresh database, as `migrate` does; return the registry.
+
+    One phase: `pipeline.load_and_migrate` applies packages while the next ones load.
+    """
     watch = Stopwatch(collect=True)
     registry = DatabaseRegistry(send_signals=False)
-    result = loader.load_all([workload.root], registry, entry_points=False)
-    if result.errors:
-        raise RuntimeError(f"the workload does not load: {result.errors[0]}")
-    watch.lap("load")
+    outcome = await pipeline.load_and_migrate(engine, [workload.root], registry,
+                                              entry_points=False)
+    if outcome.load.errors or outcome.problems or outcome.report is None:
+        raise RuntimeError(f"the workload does not load: {outcome.load.errors or outcome.problems}")
+    watch.lap("load + migrate")
     packages = registry.ordered()
-    watch.lap("order")
-    report = await migrator.migrate(engine, packages)
-    watch.lap("migrate")
-    _expect_applied(report.applied, sum(len(p.migrations) for p in packages))
+    _expect_applied(outcome.report.applied, sum(len(p.migrations) for p in packages))
     collect.add("cold", workload.size, value=watch.total, phases=watch.phases)
     return registry
 
