@@ -112,3 +112,18 @@ def test_an_unreachable_database_is_reported_by_the_full_run(packages: Path) -> 
     assert code == 2
     assert "127.0.0.1:1" in out
     assert "secret" not in out
+
+
+def test_without_a_url_the_embedded_server_answers_and_is_stopped(
+    packages: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    data = packages.parent / "data"  # RUNTIME_DATA_DIR, set by the fixture
+    assert run_cli(*args("migrate", packages))[0] == 0
+
+    code, out = run_cli(*args("migrate", packages))
+
+    assert code == 0
+    assert out.startswith("nothing to apply: 2 packages up to date (")
+    assert CACHED in out
+    assert not (data / "pgdata" / "postmaster.pid").exists()
