@@ -25,10 +25,9 @@ from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnClause
 from sqlalchemy.types import TypeEngine
 
-from runtime.core import ddl
 from runtime.core.schema import core_metadata
 
-__all__ = ["describe", "schema_fingerprint"]
+__all__ = ["describe"]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -45,11 +44,6 @@ def describe(tables: Iterable[Table]) -> list[str]:
     for table in tables:
         lines.extend(_table_lines(compiler, table))
     return lines
-
-
-def schema_fingerprint(tables: Iterable[Table], extra: Iterable[str] = ()) -> str:
-    """Hash `describe(tables)` and the `extra` lines into a short fingerprint."""
-    return ddl.fingerprint([*describe(tables), *extra])
 
 
 def _table_lines(compiler: DDLCompiler, table: Table) -> list[str]:
