@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Column, Enum, ForeignKeyConstraint, Index, Sequence, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import CompileError
+from sqlalchemy.sql.base import DialectKWArgs
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnClause
 from sqlalchemy.types import TypeEngine
@@ -86,7 +87,7 @@ def _column_parts(compiler: DDLCompiler, column: Column[Any]) -> list[str]:
         compiler.process(column.identity) if column.identity is not None else "",
         f"comment={column.comment!r}",
         *constraints,
-        _options(compiler, column.dialect_kwargs),
+        _options(compiler, column),
     ]
 
 
@@ -129,7 +130,7 @@ def _foreign_key_line(compiler: DDLCompiler, fk: ForeignKeyConstraint) -> str:
                + compiler.define_constraint_deferrability(fk))
     return _join("ForeignKeyConstraint", str(_name(compiler, fk)),
                  f"({local}) -> ({targets}){clauses}", f"use_alter={fk.use_alter}",
-                 _options(compiler, fk.dialect_kwargs))
+                 _options(compiler, fk))
 
 
 def _index_line(compiler: DDLCompiler, index: Index) -> str:
@@ -141,7 +142,7 @@ def _index_line(compiler: DDLCompiler, index: Index) -> str:
                            "name, and the naming convention gives it none")
     return _join("Index", name,
                  f"unique={index.unique}", f"({expressions})",
-                 _options(compiler, index.dialect_kwargs))
+                 _options(compiler, index))
 
 
 def _name(compiler: DDLCompiler, item: ForeignKeyConstraint | Index) -> str | None:
@@ -155,7 +156,14 @@ def _join(*parts: str) -> str:
     return " ".join(part for part in parts if part)
 
 
-def _options(compiler: DDLCompiler, options: Mapping[str, Any]) -> str:
+def _options(compiler: DDLCompiler, item: DialectKWArgs) -> str:
+    # SQLAlchemy builds `dialect_options` on first read and keeps it: reading it on every
+    # column of 300 packages kept 16 MB (issue #7). Giving or setting a dialect kwarg
+    # builds it, so an item without it has none.
+    memo = getattr(item, "__dict__", None)
+    if memo is not None and "dialect_options" not in memo:
+        return ""
+    options = item.dialect_kwargs
     return " ".join(f"{key}={_value(compiler, options[key])}" for key in sorted(options))
 
 

@@ -207,7 +207,14 @@ EDITS: list[Any] = [
     pytest.param(lambda: notes(extra=index(postgresql_ops={"rank": "int4_ops"})),
                  id="index operator class"),
     pytest.param(lambda: notes(extra=lambda: items()[:2]), id="index dropped"),
+    pytest.param(lambda: using_hash(notes()), id="index kwarg set after construction"),
 ]
+
+
+def using_hash(table: Table) -> Table:
+    for index in table.indexes:
+        index.dialect_kwargs["postgresql_using"] = "hash"
+    return table
 
 
 def fingerprint_of(table: Table) -> str:
@@ -265,3 +272,12 @@ def test_an_index_without_a_name_raises() -> None:
 
     with pytest.raises(CompileError, match=r"index on \(body\) has no name"):
         fingerprint.describe([table])
+
+
+def test_describing_builds_no_dialect_options_on_columns() -> None:
+    # Built on first read and kept: 16 MB at N = 300 (issue #7).
+    table = notes()
+
+    fingerprint.describe([table])
+
+    assert not any("dialect_options" in vars(column) for column in table.columns)
