@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Column, Enum, ForeignKeyConstraint, Index, Sequence, Table
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import IDX_USING
 from sqlalchemy.exc import CompileError
 from sqlalchemy.sql.base import DialectKWArgs
 from sqlalchemy.sql.compiler import DDLCompiler
@@ -140,8 +141,11 @@ def _index_line(compiler: DDLCompiler, index: Index) -> str:
         # CreateIndex would fail an assertion here; say which index instead.
         raise CompileError(f"(in table '{index.table}'): index on ({expressions}) has no "
                            "name, and the naming convention gives it none")
-    return _join("Index", name,
-                 f"unique={index.unique}", f"({expressions})",
+    options = _given_options(index)
+    if using := options.get("postgresql_using"):
+        # The one index option PostgreSQL's CREATE INDEX checks before rendering it.
+        compiler.preparer.validate_sql_phrase(using, IDX_USING)  # type: ignore[no-untyped-call]
+    return _join("Index", name, f"unique={index.unique}", f"({expressions})",
                  _options(compiler, index))
 
 
@@ -156,14 +160,16 @@ def _join(*parts: str) -> str:
     return " ".join(part for part in parts if part)
 
 
-def _options(compiler: DDLCompiler, item: DialectKWArgs) -> str:
+def _given_options(item: DialectKWArgs) -> Mapping[str, Any]:
     # SQLAlchemy builds `dialect_options` on first read and keeps it: reading it on every
     # column of 300 packages kept 16 MB (issue #7). Giving or setting a dialect kwarg
     # builds it, so an item without it has none.
     memo = getattr(item, "__dict__", None)
-    if memo is not None and "dialect_options" not in memo:
-        return ""
-    options = item.dialect_kwargs
+    return {} if memo is not None and "dialect_options" not in memo else item.dialect_kwargs
+
+
+def _options(compiler: DDLCompiler, item: DialectKWArgs) -> str:
+    options = _given_options(item)
     return " ".join(f"{key}={_value(compiler, options[key])}" for key in sorted(options))
 
 

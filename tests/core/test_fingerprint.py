@@ -281,3 +281,10 @@ def test_describing_builds_no_dialect_options_on_columns() -> None:
     fingerprint.describe([table])
 
     assert not any("dialect_options" in vars(column) for column in table.columns)
+
+
+def test_an_index_method_that_is_not_a_name_raises() -> None:
+    table = notes(extra=index(postgresql_using="btree; DROP TABLE x"))
+
+    with pytest.raises(CompileError, match="Unexpected SQL phrase"):
+        fingerprint.describe([table])
