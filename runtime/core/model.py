@@ -118,8 +118,10 @@ class Package:
     """A registered package: its schema, ordered migrations and dependencies.
 
     Built by `DatabaseRegistry.register_database`; `migrations` are sorted by id and
-    `fingerprint` hashes what the database must reflect: the DDL of its declared tables,
-    its tools and its row-level security flag.
+    `fingerprint` hashes what the database must reflect: a structural description of its
+    declared tables (`runtime.core.fingerprint.describe`: whatever their DDL depends on,
+    without compiling it), its tools and its row-level security flag. The core package's
+    is the hash of its DDL. A new fingerprint is a schema edit to the dev daemon.
     """
 
     name: str

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text, literal
 
-from runtime.core import ddl, validation
+from runtime.core import ddl, fingerprint, validation
 from runtime.core.model import Migration, Package
 from runtime.core.registry import DatabaseRegistry
 from runtime.errors import Problem, ValidationError
@@ -85,7 +85,7 @@ def test_a_package_without_migrations_gets_the_initial_schema() -> None:
     assert [m.id for m in package.migrations] == ["0001_initial_schema"]
     assert package.migrations[0].statements == tuple(statements)
     assert package.migration("0001_initial_schema") is package.migrations[0]
-    assert package.fingerprint == ddl.fingerprint(statements)
+    assert package.fingerprint == ddl.fingerprint(fingerprint.describe(package.tables))
     assert statements[0].startswith("CREATE TABLE IF NOT EXISTS ydtb_notes (")
 
 
@@ -219,10 +219,15 @@ def test_table_problems_name_the_table_and_migration_problems_the_migration() ->
     ]
 
 
-def test_schema_that_does_not_compile_is_reported() -> None:
+SQL_MIGRATIONS = [Migration("0001_notes", up="CREATE TABLE ydtb_notes ()")]
+
+
+@pytest.mark.parametrize("migrations", [None, SQL_MIGRATIONS], ids=["derived", "given"])
+def test_schema_that_does_not_compile_is_reported(migrations: list[Migration] | None) -> None:
     untyped = Column("body")  # NullType has no PostgreSQL DDL
 
-    package, problems = build(schema=schema_with(id_column(), workspace_column(), untyped))
+    package, problems = build(schema=schema_with(id_column(), workspace_column(), untyped),
+                              migrations=migrations)
 
     assert package is None
     assert [p.code for p in problems] == ["Y107"]
@@ -230,6 +235,44 @@ def test_schema_that_does_not_compile_is_reported() -> None:
         "schema does not compile to PostgreSQL: (in table 'ydtb_notes', column 'body'): "
     )
     assert problems[0].hint == "fix the table definition SQLAlchemy complains about"
+
+
+@pytest.mark.parametrize("migrations", [None, SQL_MIGRATIONS], ids=["derived", "given"])
+def test_a_server_default_that_does_not_compile_is_reported(
+    migrations: list[Migration] | None,
+) -> None:
+    odd = Column("rank", Integer, server_default=literal(1j))  # no SQL literal for complex
+
+    _, problems = build(schema=schema_with(id_column(), workspace_column(), odd),
+                        migrations=migrations)
+
+    assert [(p.code, p.message) for p in problems] == [
+        ("Y107", "schema does not compile to PostgreSQL: (in table 'ydtb_notes', column "
+         "'rank'): No literal value renderer is available for literal value \"1j\" with "
+         "datatype NULL")]
+
+
+def test_the_fingerprint_does_not_depend_on_the_migrations() -> None:
+    derived, _ = build()
+    given, _ = build(migrations=SQL_MIGRATIONS)
+
+    assert derived is not None and given is not None
+    assert derived.fingerprint == given.fingerprint
+
+
+def test_a_package_with_migrations_is_built_without_compiling_its_ddl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Compiling the DDL only to hash it was 45% of loading 300 packages (issue #7).
+    def refuse(*_: object) -> list[str]:
+        raise AssertionError("create_statements called")
+
+    monkeypatch.setattr(ddl, "create_statements", refuse)
+
+    package, problems = build(migrations=SQL_MIGRATIONS)
+
+    assert problems == []
+    assert package is not None
 
 
 def test_all_problems_of_a_package_are_reported_at_once(registry: DatabaseRegistry) -> None:

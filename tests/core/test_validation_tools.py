@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
 
-from runtime.core import ddl, validation
+from runtime.core import ddl, fingerprint, validation
 from runtime.core.model import Package, Tool
 from runtime.core.registry import DatabaseRegistry
 from runtime.errors import ValidationError
@@ -92,9 +92,7 @@ def test_a_tool_provided_by_two_packages_is_refused() -> None:
 
 def test_the_fingerprint_covers_tools_and_row_level_security_only_when_there_are_any() -> None:
     plain = build()
-    statements = ddl.create_statements(plain.tables)
-
-    assert plain.fingerprint == ddl.fingerprint(statements)
+    assert plain.fingerprint == ddl.fingerprint(fingerprint.describe(plain.tables))
     fingerprints = {plain.fingerprint, build(tools=[TIMER]).fingerprint,
                     build(tools=[Tool("timer", "Timer", "Track time.", "watch")]).fingerprint,
                     build(row_level_security=True).fingerprint}
