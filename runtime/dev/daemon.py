@@ -18,6 +18,7 @@ never with the number of packages loaded.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -48,7 +49,7 @@ __all__ = ["Daemon"]
 
 logger = logging.getLogger(__name__)
 
-_COMPARE_CHUNK = 25  # packages compared with the database in one pass at start-up
+_COMPARE_CHUNK = 10  # packages compared with the database in one pass at start-up
 
 
 class Daemon:
@@ -117,6 +118,11 @@ class Daemon:
             async with self.engine.connect() as conn:
                 found.update(await diff.compare_each(
                     conn, targets[start:start + _COMPARE_CHUNK], packages))
+            # Each pass leaves its reflected tables as cyclic garbage, young yet; the
+            # CLI starts the daemon with high GC thresholds (loading is faster), under
+            # which it piled up to 90 MB at N = 300. The young generations only: the
+            # loaded packages sit in the old one, and a full collection costs 0.4 s.
+            gc.collect(1)
         try:
             synced = await self._sync(self.registry, [name for name, d in found.items() if d])
         except RegistryError as exc:
