@@ -194,6 +194,11 @@ def build_package(
     except ValueError as exc:
         found.append(Problem(name, "Y121", str(exc)))
     deps: list[Dependency] = []
+    if isinstance(dependencies, str):
+        # A string is iterable too: each character would be reported as a dependency.
+        found.append(Problem(name, "Y122", f"dependencies is the string {dependencies!r}, "
+                             "not a list", f"write dependencies=[{dependencies!r}]"))
+        dependencies = ()
     for text in dependencies:
         try:
             deps.append(parse_dependency(text))

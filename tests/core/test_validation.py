@@ -187,6 +187,8 @@ def _problem_cases() -> list[Any]:
              version="one"),
         case("Y122", "dependency 'basic 1.0' has an invalid version specifier '1.0' (use forms "
              "like '>=1.0', '~=1.2' or '>=1,<2')", "specifier", dependencies=["basic 1.0"]),
+        case("Y122", "dependencies is the string '@ydtb/core>=1.0', not a list (write "
+             "dependencies=['@ydtb/core>=1.0'])", "string", dependencies="@ydtb/core>=1.0"),
         case("Y123", "schema is a dict, not a sqlalchemy MetaData (pass MetaData() or a "
              "declarative Base.metadata)", "schema-not-metadata", schema={}),
         case("Y125", "dependency '@ydtb/core' is listed twice (merge the specifiers into one "
