@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Constraint,
+    Enum,
     ForeignKeyConstraint,
     MetaData,
     PrimaryKeyConstraint,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.named_types import CreateEnumType
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from runtime.core.schema import core_metadata
@@ -90,15 +92,31 @@ def _target_type(table: str, column: str, local: Column[Any]) -> Any:
     return local.type
 
 
+def _enum_statements(tables: Iterable[Table]) -> list[str]:
+    # A native Enum column needs its type first; CREATE TYPE has no IF NOT EXISTS, so
+    # a second run skips it by catching the duplicate, as IF NOT EXISTS would.
+    statements: dict[str, str] = {}
+    for table in tables:
+        for column in table.columns:
+            kind = column.type
+            if (isinstance(kind, Enum) and kind.native_enum and kind.name
+                    and getattr(kind, "create_type", True)):
+                create = str(CreateEnumType(kind).compile(dialect=_DIALECT)).strip()
+                statements.setdefault(kind.name, f"DO $$ BEGIN\n    {create};\n"
+                                      "EXCEPTION WHEN duplicate_object THEN NULL;\nEND $$")
+    return list(statements.values())
+
+
 def create_statements(tables: Iterable[Table]) -> list[str]:
     """Render `CREATE TABLE IF NOT EXISTS` and `CREATE INDEX IF NOT EXISTS` for `tables`.
 
-    Tables come in foreign-key order; stubs for tables outside `tables` are not rendered.
+    Tables come in foreign-key order, after the enum types their columns use; stubs
+    for tables outside `tables` are not rendered.
     """
     tables = list(tables)
     own = {table.name for table in tables}
     metadata = _scratch_metadata(tables)
-    statements: list[str] = []
+    statements = _enum_statements(tables)
     for table in metadata.sorted_tables:
         if table.name not in own:
             continue

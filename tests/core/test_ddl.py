@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Enum, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 from runtime.core import ddl
 
@@ -141,3 +141,19 @@ def test_the_naming_convention_of_the_package_names_its_constraints() -> None:
                   Column("code", Text, unique=True))
 
     assert "CONSTRAINT uq_ydtb_a_code UNIQUE (code)" in ddl.create_statements([table])[0]
+
+
+def test_a_native_enum_gets_its_type_created_first_and_only_once(
+    workspace_table: WorkspaceTable,
+) -> None:
+    mood = Enum("calm", "busy", name="ydtb_mood")
+    metadata = MetaData()
+    workspace_table(metadata, "ydtb_days", Column("mood", mood))
+    workspace_table(metadata, "ydtb_weeks", Column("mood", mood))
+    workspace_table(metadata, "ydtb_notes", Column("kind", Enum("a", "b", native_enum=False)))
+
+    statements = ddl.create_statements(metadata.tables.values())
+
+    assert statements[0] == ("DO $$ BEGIN\n    CREATE TYPE ydtb_mood AS ENUM ('calm', 'busy');\n"
+                             "EXCEPTION WHEN duplicate_object THEN NULL;\nEND $$")
+    assert [s for s in statements if "CREATE TYPE" in s] == [statements[0]]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, text
+from sqlalchemy import Column, Enum, ForeignKey, Integer, MetaData, String, Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime import (
@@ -92,6 +92,28 @@ async def test_second_run_does_nothing(engine: AsyncEngine, registry: DatabaseRe
     assert report.applied == () and report.recorded == ()
     assert not report.changed
     assert await scalar(engine, "SELECT max(applied_at) FROM ydtb_schema_migrations") == stamp
+
+
+async def test_a_schema_without_migrations_creates_its_enum_types_idempotently(
+    engine: AsyncEngine,
+) -> None:
+    metadata = schema("ydtb_days")
+    metadata.tables["ydtb_days"].append_column(
+        Column("mood", Enum("calm", "busy", name="ydtb_mood"), nullable=False))
+    registry = DatabaseRegistry()
+    registry.register_database(package_name="days", schema=metadata, version="1.0.0")
+    await migrator.migrate(engine, registry.ordered())
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO ydtb_workspaces (id, name, slug) VALUES "
+                                "('w1', 'One', 'one')"))
+        await conn.execute(text("INSERT INTO ydtb_days VALUES (1, 'w1', 'busy')"))
+
+    # Run again as written (IF NOT EXISTS, and the type's duplicate caught): no error.
+    async with engine.connect() as conn:
+        raw = await migrator.driver(conn)
+        for statement in registry.get("days").migrations[0].statements or ():
+            await raw.execute(statement)
+        assert (await conn.execute(text("SELECT mood::text FROM ydtb_days"))).scalar() == "busy"
 
 
 async def test_new_migrations_are_applied_alone(
