@@ -17,6 +17,7 @@ __all__ = [
     "dependents",
     "find_cycle",
     "format_cycle",
+    "reachable",
 ]
 
 Graph = Mapping[str, Iterable[str]]
@@ -116,4 +117,20 @@ def dependencies(graph: Graph, name: str) -> set[str]:
             if dependency not in found and dependency != name:
                 found.add(dependency)
                 todo.append(dependency)
+    return found
+
+
+def reachable(edges: Graph, starts: Iterable[str]) -> set[str]:
+    """Return every node reached from `starts` by one edge or more.
+
+    Given the reverse graph (each node to the nodes depending on it), that is the
+    transitive dependents, found without scanning the whole graph.
+    """
+    found: set[str] = set()
+    todo = list(starts)
+    while todo:
+        for node in edges.get(todo.pop(), ()):
+            if node not in found:
+                found.add(node)
+                todo.append(node)
     return found

@@ -128,13 +128,18 @@ def plan_pending(
     steps: list[Step] = []
     records: list[Package] = []
     problems: list[Problem] = []
+    applied = ledger.applied
     for package in packages:
-        recorded = ledger.recorded.get(package.name)
-        if recorded is not None and (problem := _downgrade(package, recorded[0])):
+        name, version = package.name, str(package.version)
+        recorded = ledger.recorded.get(name)
+        # Parsing and comparing versions costs more than the rest of a no-op plan
+        # (issue #7); a recorded version that reads the same cannot be a downgrade.
+        if (recorded is not None and recorded[0] != version
+                and (problem := _downgrade(package, recorded[0]))):
             problems.append(problem)
             continue
         for migration in package.migrations:
-            checksum = ledger.applied.get((package.name, migration.id))
+            checksum = applied.get((name, migration.id))
             if checksum is None:
                 steps.append(Step(package, migration))
             elif checksum != migration.checksum:
@@ -142,7 +147,7 @@ def plan_pending(
                     steps.append(Step(package, migration, rerun=True))
                 else:
                     problems.append(_edited(package, migration, checksum))
-        if recorded != (str(package.version), package.fingerprint):
+        if recorded != (version, package.fingerprint):
             records.append(package)
     if problems:
         return Plan(problems=tuple(problems))

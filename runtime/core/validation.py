@@ -29,7 +29,15 @@ from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, cor
 from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
 from runtime.errors import Problem
 
-__all__ = ["build_package", "check_package", "check_set", "table_owners", "tool_owners"]
+__all__ = [
+    "build_package",
+    "check_member",
+    "check_package",
+    "check_set",
+    "merge_problems",
+    "table_owners",
+    "tool_owners",
+]
 
 PREFIX = "ydtb_"
 _WORKSPACE_COLUMN = (
@@ -294,8 +302,8 @@ def _dependency_problems(packages: Mapping[str, Package], package: Package) -> l
 def _foreign_key_problems(
     packages: Mapping[str, Package],
     package: Package,
-    owners: Mapping[str, list[str]],
-    deps_graph: Mapping[str, tuple[str, ...]],
+    owners: Mapping[str, Sequence[str]],
+    deps_graph: Mapping[str, Sequence[str]],
 ) -> list[Problem]:
     found = []
     allowed = graph.dependencies(deps_graph, package.name)
@@ -330,39 +338,69 @@ def _foreign_key_problems(
 def check_set(
     packages: Mapping[str, Package],
     names: Collection[str] | None = None,
-    owners: Mapping[str, list[str]] | None = None,
+    owners: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Problem]:
     """Check the rules across packages, for `names` only (all packages when None).
 
     Reports missing dependencies, unsatisfied versions, cycles, tables owned twice, tools
     provided twice, and foreign keys into packages that are not (transitive) dependencies.
+    A cycle is reported once, however many of its members are checked.
     """
     owners = owners if owners is not None else table_owners(packages.values())
     providers = tool_owners(packages.values())
     deps_graph = dependency_graph(packages.values())
+    checked = [check_member(packages, name, owners, providers, deps_graph)
+               for name in sorted(packages if names is None else names)]
+    return merge_problems(checked)
+
+
+def merge_problems(checked: Iterable[Iterable[Problem]]) -> list[Problem]:
+    """Join the problems `check_member` found for several members, each cycle once."""
     found: list[Problem] = []
-    reported_cycles: set[tuple[str, ...]] = set()
-    for name in sorted(packages if names is None else names):
-        package = packages.get(name)
-        if package is None:
-            continue
-        found.extend(_dependency_problems(packages, package))
-        cycle = graph.find_cycle(deps_graph, name)
-        if cycle and tuple(cycle) not in reported_cycles:
-            reported_cycles.add(tuple(cycle))
-            found.append(Problem(cycle[0], "Y203", f"dependency cycle {graph.format_cycle(cycle)}",
-                                 "remove one of these dependencies"))
-        for table in package.table_names:
-            others = [o for o in owners.get(table, []) if o != name]
-            if others:
-                found.append(Problem(name, "Y204", f"table '{table}' is also declared by "
-                                     f"{', '.join(others)}", "a table has one owner: rename "
-                                     "one of them", table=table))
-        for tool in package.tools:
-            others = [o for o in providers.get(tool.id, []) if o != name]
-            if others:
-                found.append(Problem(name, "Y208", f"tool '{tool.id}' is also provided by "
-                                     f"{', '.join(others)}", "a tool has one provider: "
-                                     "change one of the ids"))
-        found.extend(_foreign_key_problems(packages, package, owners, deps_graph))
+    cycles: set[Problem] = set()
+    for problems in checked:
+        for problem in problems:
+            if problem.code == "Y203":
+                if problem in cycles:
+                    continue
+                cycles.add(problem)
+            found.append(problem)
+    return found
+
+
+def check_member(
+    packages: Mapping[str, Package],
+    name: str,
+    owners: Mapping[str, Sequence[str]],
+    providers: Mapping[str, Sequence[str]],
+    deps_graph: Mapping[str, Sequence[str]],
+) -> list[Problem]:
+    """Check the rules across packages for one member of the set, given the set's indexes.
+
+    What `check_set` checks for each name, with the table owners, tool providers and
+    dependency graph supplied by the caller: the registry keeps them between changes
+    rather than rebuilding them for each check (issue #7). A cycle through `name` is
+    reported from its least member, like `check_set` does.
+    """
+    package = packages.get(name)
+    if package is None:
+        return []
+    found = _dependency_problems(packages, package)
+    cycle = graph.find_cycle(deps_graph, name)
+    if cycle:
+        found.append(Problem(cycle[0], "Y203", f"dependency cycle {graph.format_cycle(cycle)}",
+                             "remove one of these dependencies"))
+    for table in package.table_names:
+        others = [o for o in owners.get(table, ()) if o != name]
+        if others:
+            found.append(Problem(name, "Y204", f"table '{table}' is also declared by "
+                                 f"{', '.join(others)}", "a table has one owner: rename "
+                                 "one of them", table=table))
+    for tool in package.tools:
+        others = [o for o in providers.get(tool.id, ()) if o != name]
+        if others:
+            found.append(Problem(name, "Y208", f"tool '{tool.id}' is also provided by "
+                                 f"{', '.join(others)}", "a tool has one provider: "
+                                 "change one of the ids"))
+    found.extend(_foreign_key_problems(packages, package, owners, deps_graph))
     return found

@@ -5,6 +5,7 @@ Nothing here touches a database or the filesystem.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from typing import Any
@@ -12,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
 
-from runtime.core import signals
-from runtime.core.model import Migration, Package
+from runtime.core import signals, validation
+from runtime.core.model import Migration, Package, Tool
 from runtime.core.registry import DatabaseRegistry
 
 
@@ -105,3 +106,41 @@ def received() -> Iterator[list[Event]]:
         for signal in (signals.package_registered, signals.package_unregistered):
             stack.enter_context(signal.connected_to(recorder(signal.name)))
         yield events
+
+
+POOL_NAMES = ("a", "b", "c", "d")
+_POOL_TABLES = ("ydtb_t1", "ydtb_t2", "ydtb_t3")
+
+
+def _variant(name: str, seed: int) -> Package:
+    rng = random.Random(f"{name}:{seed}")
+    metadata = MetaData()
+    tables = rng.sample(_POOL_TABLES, rng.randint(0, 2))
+    for table in tables:
+        columns: list[Any] = []
+        # Another table of the package would make SQLAlchemy warn of a cycle between them.
+        targets = [t for t in _POOL_TABLES if t == table or t not in tables]
+        if rng.random() < 0.6:
+            target = rng.choice(targets)
+            column = "id" if target == table or rng.random() < 0.7 else "nope"
+            columns.append(Column("ref", Integer, ForeignKey(f"{target}.{column}")))
+        _workspace_table(metadata, table, *columns)
+    others = [n for n in POOL_NAMES if n != name or rng.random() < 0.1] + ["z"]
+    dependencies = [d + rng.choice(["", "", ">=2"]) for d in rng.sample(others, rng.randint(0, 3))]
+    package, problems = validation.build_package(
+        package_name=name, schema=metadata, migrations=None, dependencies=dependencies,
+        version=rng.choice(["1.0", "2.0"]),
+        tools=[Tool(rng.choice("xy"), "X")] if rng.random() < 0.5 else [])
+    assert package is not None, problems
+    return package
+
+
+@pytest.fixture(scope="session")
+def package_pool() -> tuple[Package, ...]:
+    """Six seeded variants of each of `POOL_NAMES`, for property tests of the set rules.
+
+    Their tables, foreign keys, tools and dependencies (on each other, on a package `z`
+    that never registers, some needing version 2) overlap, so a random sequence of
+    changes meets every problem of the set: missing, cycles, owned twice, keys.
+    """
+    return tuple(_variant(name, seed) for name in POOL_NAMES for seed in range(6))

@@ -13,6 +13,7 @@ from runtime.core.graph import (
     dependents,
     find_cycle,
     format_cycle,
+    reachable,
 )
 
 Graph = dict[str, list[str]]
@@ -139,6 +140,15 @@ def test_dependents_are_transitive() -> None:
 
 def test_dependents_of_a_node_in_a_cycle_exclude_itself() -> None:
     assert dependents({"a": ["b"], "b": ["a"]}, "a") == {"b"}
+
+
+def test_reachable_follows_edges_from_every_start() -> None:
+    reverse = {"core": ["notes", "other"], "notes": ["tags"], "tags": ["search"], "x": ["y"]}
+
+    assert reachable(reverse, ["notes"]) == {"tags", "search"}
+    assert reachable(reverse, ["notes", "x"]) == {"tags", "search", "y"}
+    assert reachable(reverse, ["nowhere"]) == set()
+    assert reachable({"a": ["b"], "b": ["a"]}, ["a"]) == {"a", "b"}
 
 
 # -- properties -------------------------------------------------------------------------

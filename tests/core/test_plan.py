@@ -37,3 +37,21 @@ def test_build_order_is_the_core_the_dependencies_and_the_package(
 
     assert [p.name for p in build_order(shuffled, "c")] == ["@ydtb/core", "a", "b", "c"]
     assert [p.name for p in build_order(shuffled, "a")] == ["@ydtb/core", "a"]
+
+
+def test_plan_compares_recorded_versions_as_versions_and_records_a_new_text(
+    registry: DatabaseRegistry, register: Callable[..., Package]
+) -> None:
+    notes = register("notes", "ydtb_notes", version="1.0.0",
+                     migrations=[Migration("0001_notes", "SELECT 1")])
+    applied = {("notes", "0001_notes"): notes.migrations[0].checksum}
+
+    def plan(recorded: str) -> tuple[list[str], list[str]]:
+        result = plan_pending([notes], Ledger(applied, {"notes": (recorded, notes.fingerprint)}))
+        return [p.code for p in result.problems], [p.name for p in result.records]
+
+    assert plan("1.0.0") == ([], [])
+    assert plan("1.0") == ([], ["notes"])  # the same version, recorded again as "1.0.0"
+    assert plan("0.9") == ([], ["notes"])
+    assert plan("1.0.1") == (["Y302"], [])
+    assert plan("not a version") == ([], ["notes"])

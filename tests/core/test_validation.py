@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text, literal
 
 from runtime.core import ddl, fingerprint, validation
-from runtime.core.model import Migration, Package
+from runtime.core.model import Migration, Package, dependency_graph
 from runtime.core.registry import DatabaseRegistry
 from runtime.errors import Problem, ValidationError
 
@@ -493,3 +493,24 @@ def test_foreign_key_into_a_dependent_is_refused(register: Register) -> None:
     ))
 
     assert [p[-6:] for p in problems] == ["[Y205]"]
+
+
+def test_check_set_is_check_member_for_each_name_with_each_cycle_once() -> None:
+    packages = {}
+    for name, dependencies in [("a", ["b", "x"]), ("b", ["a"]), ("c", ["a>=2"])]:
+        package, _ = validation.build_package(
+            package_name=name, schema=MetaData(), migrations=None,
+            dependencies=dependencies, version="1",
+        )
+        assert package is not None
+        packages[name] = package
+    owners = validation.table_owners(packages.values())
+    providers = validation.tool_owners(packages.values())
+    deps = dependency_graph(packages.values())
+
+    checked = [validation.check_member(packages, n, owners, providers, deps) for n in "abc"]
+
+    assert [[p.code for p in problems] for problems in checked] == [
+        ["Y201", "Y203"], ["Y203"], ["Y202"]]
+    assert validation.merge_problems(checked) == validation.check_set(packages)
+    assert [p.code for p in validation.check_set(packages)] == ["Y201", "Y203", "Y202"]
