@@ -39,7 +39,7 @@ class Manifest:
     def of(cls, packages: Iterable[Package]) -> Manifest:
         """Describe `packages` (from `DatabaseRegistry.ordered()`)."""
         return cls(tuple(
-            Entry(p.name, str(p.version), p.fingerprint,
+            Entry(p.name, p.version_text, p.fingerprint,
                   tuple((m.id, m.checksum) for m in p.migrations))
             for p in packages))
 

@@ -143,6 +143,11 @@ class Package:
         return tuple(d.name for d in self.dependencies)
 
     @cached_property
+    def version_text(self) -> str:
+        """The version as written in the ledger (`str(version)`, which is not cheap)."""
+        return str(self.version)
+
+    @cached_property
     def table_names(self) -> tuple[str, ...]:
         """The names of the tables this package owns."""
         return tuple(t.name for t in self.tables)

@@ -130,7 +130,7 @@ def plan_pending(
     problems: list[Problem] = []
     applied = ledger.applied
     for package in packages:
-        name, version = package.name, str(package.version)
+        name, version = package.name, package.version_text
         recorded = ledger.recorded.get(name)
         # Parsing and comparing versions costs more than the rest of a no-op plan
         # (issue #7); a recorded version that reads the same cannot be a downgrade.
@@ -206,7 +206,7 @@ def package_status(packages: Sequence[Package], ledger: Ledger) -> list[PackageS
         unknown = sorted(m for m in ledger.applied_ids(package.name) if m not in declared)
         recorded = ledger.recorded.get(package.name)
         statuses.append(PackageStatus(
-            package.name, str(package.version), recorded[0] if recorded else None,
+            package.name, package.version_text, recorded[0] if recorded else None,
             tuple(applied), tuple(pending), tuple(edited), tuple(unknown),
             tuple(ledger.dev.get(package.name, ()))))
     return statuses

@@ -265,7 +265,7 @@ class DatabaseRegistry:
             signals.emit(signals.package_unregistered, self, package=name)
         for package in changed:
             signals.emit(signals.package_registered, self, package=package.name,
-                         version=str(package.version), replaced=package.name in replaced)
+                         version=package.version_text, replaced=package.name in replaced)
 
     def _check_change(self, after: SetIndex, changed: list[str], gone: list[str]) -> None:
         if CORE_PACKAGE in changed:

@@ -126,7 +126,7 @@ async def write_rows(
 
 async def write_packages(conn: asyncpg.Connection, packages: Iterable[Package]) -> None:
     """Record each package's version and schema fingerprint."""
-    rows = [(p.name, str(p.version), p.fingerprint) for p in packages]
+    rows = [(p.name, p.version_text, p.fingerprint) for p in packages]
     if rows:
         await conn.executemany(_UPSERT_PACKAGE, rows)
 

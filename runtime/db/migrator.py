@@ -169,7 +169,7 @@ async def _run_group(
             ms = (time.perf_counter() - started) * 1000
             kind = "rerun" if step.rerun else "migration"
             rows.append((step.package.name, step.migration.id, step.migration.checksum,
-                         str(step.package.version), kind, ms))
+                         step.package.version_text, kind, ms))
             done.append(AppliedMigration(step.package.name, step.migration.id, ms, step.rerun))
         async with nullcontext() if transactional else raw.transaction():
             await ledger.write_rows(raw, rows)

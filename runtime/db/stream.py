@@ -78,7 +78,7 @@ class _Run:
             ms = (time.perf_counter() - started) * 1000
             self.steps.append(step)
             self.rows.append((package.name, step.migration.id, step.migration.checksum,
-                              str(package.version), "migration", ms))
+                              package.version_text, "migration", ms))
             self.applied.append(migrator.AppliedMigration(package.name, step.migration.id, ms))
 
     async def finish(self, packages: Sequence[Package]) -> Plan | None:

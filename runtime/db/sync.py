@@ -128,7 +128,7 @@ async def _apply(
     whole = Migration(change_id, up=[s for d in differences for s in d.statements])
     ms = (time.perf_counter() - started) * 1000
     await ledger.write_rows(raw, [(package.name, change_id, whole.checksum,
-                                   str(package.version), DEV_KIND, ms)])
+                                   package.version_text, DEV_KIND, ms)])
     return change_id
 
 

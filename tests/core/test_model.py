@@ -3,9 +3,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runtime.core.model import Migration, migration_sort_key
+from runtime.core.registry import DatabaseRegistry
 
 NOTES = "CREATE TABLE ydtb_notes (id serial PRIMARY KEY)"
 PINNED = "ALTER TABLE ydtb_notes ADD COLUMN pinned boolean"
@@ -93,3 +95,13 @@ def test_migration_sort_key_sorts_by_number() -> None:
 )
 def test_migration_sort_key(migration_id: str, key: tuple[int, str]) -> None:
     assert migration_sort_key(migration_id) == key
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.0.0", "2.1rc1", "1!2.0.post3"])
+def test_version_text_is_the_version_as_registered_and_recorded(version: str) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    package = registry.register_database(package_name="notes", schema=MetaData(),
+                                         version=version)
+
+    # "1.0" and "1.0.0" are equal versions; the ledger keeps what was written.
+    assert package.version_text == str(package.version) == version
