@@ -29,7 +29,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runtime.core import signals, validation
+from runtime.core import signals
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import diff, migrator, notify, sync
@@ -216,7 +216,8 @@ class Daemon:
         try:
             sources, changed, removed = await self._load_changed(candidate, sorted(dirs))
             affected = candidate.closure(*changed) if changed else []
-            problems = validation.check_set(candidate.packages, affected)
+            # The copy re-checks only what the change touched (the kept set is valid).
+            problems = candidate.problems()
             if problems:
                 raise ValidationError(problems)
             packages = [candidate.get(name) for name in affected]
