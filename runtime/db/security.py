@@ -9,10 +9,11 @@ one of those; run as a plain owner, a later data migration of such a table (a ba
 `UPDATE`) would see no rows, and change none, without an error.
 
 The pipeline calls `sync_row_level_security` in the last transaction of a run, for the
-packages the run recorded or migrated: so it happens when a package is first applied,
-when a migration of it runs (a re-run may have re-created a table), and when the flag
-changes (the fingerprint covers it). Turning the flag off drops the policy, and turns
-row-level security off on tables left with no other policy.
+packages the run recorded and the opted-in ones it migrated: so it happens when a
+package is first applied, when a migration of an opted-in package runs (a re-run may
+have re-created a table), and when the flag changes (the fingerprint covers it).
+Turning the flag off drops the policy, and turns row-level security off on tables left
+with no other policy.
 """
 
 from __future__ import annotations
