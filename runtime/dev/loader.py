@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 from runtime.core.registry import DatabaseRegistry
@@ -42,11 +42,19 @@ _generation = itertools.count(1)
 
 
 class _SourceLoader(importlib.machinery.SourceFileLoader):
-    """Compile from source every time: bytecode caches key on mtime seconds and size."""
+    """Compile from source, never from `.pyc`: bytecode caches key on mtime seconds and size."""
 
     def get_code(self, fullname: str) -> Any:
         path = self.get_filename(fullname)
-        return self.source_to_code(self.get_data(path), path)
+        return _compiled(path, self.get_data(path))
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(path: str, source: bytes) -> CodeType:
+    # Keyed by the content itself, so an entry cannot be stale; a reload recompiles only
+    # the files that changed (compiling package.py and schema.py again was 2 ms of an
+    # 11 ms reload when only a migration was added, scripts/bench).
+    return compile(source, path, "exec", dont_inherit=True)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
