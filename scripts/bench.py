@@ -7,7 +7,8 @@ database work done by hand with asyncpg, on the same server in the same run):
                      `python -m runtime migrate`
   no-op re-run       migrate again with nothing to do, in process and as a process
   one new migration  a leaf package gains a migration: reload it, order, migrate
-  check              `python -m runtime check` as a process
+  check              `python -m runtime check` as a process: answered from the load
+                     cache the migrate runs left, and with --no-cache (no target)
   reload loop        save a new migration -> applied -> `signals.reloaded` (dev daemon)
   daemon memory      peak RSS of `python -m runtime dev` after start-up and a few edits
 
@@ -47,6 +48,7 @@ SPECS = (
          target=Target(0.020, sizes=frozenset({300}))),
     Spec("check-process", "validation, check process", "s",
          target=Target(0.5, sizes=frozenset({300}))),
+    Spec("check-loaded", "validation, check --no-cache process", "s"),
     Spec("reload", "save -> applied -> signal", "ms", target=Target(0.050)),
     Spec("reload", "save -> applied -> signal", "ms", stat="p95", target=Target(0.100),
          phases=False),
@@ -153,6 +155,12 @@ class Bench:
         return self.workdir / f"floor-plan-{size}.json"
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await database.drop_left()
+
+    async def _run(self) -> None:
         options = self.options
         sizes = sorted(options.sizes)
         if sizes:
@@ -217,8 +225,11 @@ async def _profile(options: Options, workdir: Path, server_url: str) -> None:
     size = max(options.sizes or options.reload_sizes)
     progress(f"N={size}: profiling each measurement once into {options.profile}")
     work = workload.generate(workdir / f"n{size}", size, options.seed)
-    for path in await profiles.write_profiles(server_url, work, options.profile):
-        print(path)
+    try:
+        for path in await profiles.write_profiles(server_url, work, options.profile):
+            print(path)
+    finally:
+        await database.drop_left()
 
 
 def main(argv: Sequence[str]) -> int:
