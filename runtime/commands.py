@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,19 +36,6 @@ __all__ = ["COMMANDS", "Command"]
 Command = Callable[[argparse.Namespace, Settings, Console], Coroutine[Any, Any, int]]
 
 
-@contextmanager
-def _few_collections() -> Iterator[None]:
-    # Loading hundreds of packages makes ~500,000 SQLAlchemy objects that live on; the
-    # default thresholds run full collections over them again and again (1.6 s of 9 s
-    # at N = 300, scripts/bench). The process owns its GC here, not the library.
-    threshold = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-
-
 def _load(args: argparse.Namespace, settings: Settings, console: Console) -> list[Package] | None:
     """Load and resolve the packages; print every problem and return None on failure.
 
@@ -58,15 +44,16 @@ def _load(args: argparse.Namespace, settings: Settings, console: Console) -> lis
     # Scanned before loading: a file saved while the load runs is newer than the cache.
     sources = None if args.no_cache else cache.scan(settings.packages)
     registry = DatabaseRegistry(send_signals=False)
-    with _few_collections():
+    # Until the load cache is stored too: a full collection over what loaded costs 0.5 s.
+    with loader.few_collections():
         result = loader.load_all(settings.packages, registry,
                                  entry_points=not args.no_entry_points)
-    problems, packages = None, None
-    try:
-        packages = registry.ordered()
-    except ProblemsError as exc:
-        problems = exc
-    return _loaded(args, settings, console, result, problems, sources, packages)
+        problems, packages = None, None
+        try:
+            packages = registry.ordered()
+        except ProblemsError as exc:
+            problems = exc
+        return _loaded(args, settings, console, result, problems, sources, packages)
 
 
 def _loaded(
@@ -98,11 +85,11 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
     sources = None if args.no_cache else cache.scan(settings.packages)
     registry = DatabaseRegistry(send_signals=False)
     async with engine.open_database(settings) as db:
-        with _few_collections():
-            outcome = await pipeline.load_and_migrate(db, settings.packages, registry,
-                                                      entry_points=not args.no_entry_points)
-    packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
-                       outcome.packages)
+        outcome = await pipeline.load_and_migrate(db, settings.packages, registry,
+                                                  entry_points=not args.no_entry_points)
+    with loader.few_collections():  # as in `_load`
+        packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
+                           outcome.packages)
     report = outcome.report
     if packages is None or report is None:
         return FAILED
@@ -292,7 +279,7 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
                         debounce_ms=args.debounce, allow_destructive=args.allow_destructive)
         with report_signals(console):
             async with anyio.create_task_group() as group:
-                with _few_collections():
+                with loader.few_collections():
                     await group.start(daemon.run)
                     await daemon.watching.wait()
                 # What start-up loaded lives as long as the daemon: out of the collector's

@@ -74,6 +74,10 @@ async def load_and_migrate(
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
+    The garbage collector's thresholds are raised until it returns
+    (`loader.few_collections`): a full collection in the loading thread holds the GIL
+    and so stalls the DDL.
+
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` does.
     """
@@ -108,7 +112,7 @@ async def load_and_migrate(
         return packages
 
     try:
-        with _short_switches():
+        with _short_switches(), loader.few_collections():
             async with anyio.create_task_group() as group:
                 group.start_soon(anyio.to_thread.run_sync, load)
                 outcome.report = await stream.migrate_as_loaded(engine, arrivals(), resolve,
