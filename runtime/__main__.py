@@ -1,7 +1,5 @@
 """`python -m runtime`: see runtime.cli."""
 
-import sys
+from runtime.cli import exit_now, main
 
-from runtime.cli import main
-
-sys.exit(main())
+exit_now(main())

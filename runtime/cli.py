@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from runtime.config import Settings, resolve_settings
 from runtime.console import FAILED, OK, USAGE, Console
 from runtime.errors import DatabaseUnavailableError, RegistryError
 
-__all__ = ["main"]
+__all__ = ["exit_now", "main"]
 
 
 async def _from_cache(args: argparse.Namespace, settings: Settings, console: Console) -> int | None:
@@ -149,5 +150,19 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         return OK
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process with `code` at once, without freeing what it loaded.
+
+    Interpreter shutdown frees every object one by one: 1.3 s after a `migrate` of
+    N = 300 packages (scripts/bench), for nothing, since `main` has already stopped the
+    embedded server and disposed of the engines in `finally` blocks. Logging and the
+    standard streams are flushed first; `atexit` handlers do not run.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    exit_now(main())

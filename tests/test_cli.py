@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,23 @@ def test_the_module_runs_as_a_process(packages: Path, database_url: str) -> None
 
     assert (done.returncode, done.stderr) == (0, "")
     assert "3 migrations applied to 3 packages" in done.stdout
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["valid", "invalid"])
+def test_a_process_keeps_its_exit_code_and_output(packages: Path, valid: bool) -> None:
+    # The process ends with os._exit (cli.exit_now), skipping the interpreter's teardown:
+    # its exit code, and its output written to a pipe, must still come out.
+    if not valid:
+        schema = packages / "notes/schema.py"
+        schema.write_text(schema.read_text().replace("'ydtb_notes'", "'notes'"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    done = subprocess.run([sys.executable, "-m", "runtime", *args("check", packages)],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+    if valid:
+        assert (done.returncode, done.stdout) == (
+            0, "ok: 3 packages valid (@ydtb/core, notes, tags)\n")
+    else:
+        assert done.returncode == 1
+        assert "notes: table 'notes' must be prefixed 'ydtb_'" in done.stdout + done.stderr

@@ -2,6 +2,6 @@
 
 import sys
 
-from runtime.cli import main
+from runtime.cli import exit_now, main
 
-sys.exit(main(["dev", *sys.argv[1:]]))
+exit_now(main(["dev", *sys.argv[1:]]))
