@@ -74,7 +74,7 @@ class Options:
     reload_sizes: tuple[int, ...]
     memory_size: int
     repeat: int
-    noops: int
+    runs: int
     edits: int
     memory_edits: int
     seed: int
@@ -118,7 +118,7 @@ def parse(argv: Sequence[str]) -> Options:
     if args.quick:
         args.sizes, args.reload_sizes, args.memory_size, args.repeat = (20,), (9,), 20, 2
         args.edits = min(args.edits, 30)
-    return Options(args.sizes, args.reload_sizes, args.memory_size, args.repeat, noops=5,
+    return Options(args.sizes, args.reload_sizes, args.memory_size, args.repeat, runs=5,
                    edits=args.edits, memory_edits=5, seed=args.seed, groups=groups,
                    database_url=args.database_url, keep=args.keep, profile=args.profile)
 
@@ -188,7 +188,7 @@ class Bench:
             if "pipeline" in options.groups:
                 progress(f"N={size} repeat {repeat}/{options.repeat}: in process")
                 await pipeline.in_process(self.server_url, work, plan, self.collect,
-                                          noops=options.noops, floor_first=floor_first)
+                                          runs=options.runs, floor_first=floor_first)
             if "process" in options.groups:
                 progress(f"N={size} repeat {repeat}/{options.repeat}: as processes")
                 await pipeline.as_processes(self.server_url, work, self._plan_file(size),

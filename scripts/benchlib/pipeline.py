@@ -6,6 +6,7 @@ own, then the runtime on a fresh one, so the noise of a busy machine lands on bo
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import os
@@ -106,23 +107,24 @@ async def _in_turn(first: Callable[[], Awaitable[None]], second: Callable[[], Aw
 
 
 async def in_process(
-    server_url: str, workload: Workload, plan: floor.Plan, collect: Collector, *, noops: int,
+    server_url: str, workload: Workload, plan: floor.Plan, collect: Collector, *, runs: int,
     floor_first: bool = True,
 ) -> None:
-    """One repeat of the in-process runs: cold apply, `noops` no-op runs, one new migration.
+    """One repeat of the in-process runs: cold apply, then `runs` no-op runs and `runs`
+    new migrations, one after the other (a single sample each was too noisy to judge).
 
     Alternate `floor_first` between repeats: the server slows down as a run goes on
     (its catalogs and WAL grow), and whichever goes second would pay for it.
     """
-    edit = workload.edit(workload.leaves()[0], serial=1)
-    await _in_turn(lambda: _in_process_floors(server_url, workload.size, plan, edit, collect,
-                                              noops),
-                   lambda: _in_process_runtime(server_url, workload, edit, collect, noops),
+    edits = [workload.edit(workload.leaves()[0], serial=s) for s in range(1, runs + 1)]
+    await _in_turn(lambda: _in_process_floors(server_url, workload.size, plan, edits, collect,
+                                              runs),
+                   lambda: _in_process_runtime(server_url, workload, edits, collect, runs),
                    swap=not floor_first)
 
 
 async def _in_process_runtime(
-    server_url: str, workload: Workload, edit: Edit, collect: Collector, noops: int
+    server_url: str, workload: Workload, edits: Sequence[Edit], collect: Collector, runs: int
 ) -> None:
     async with database.fresh_engine(server_url) as (_, engine):
         registry = await cold(engine, workload, collect)
@@ -130,26 +132,29 @@ async def _in_process_runtime(
         # packages it keeps stay out of the collector's way (runtime/cli.py).
         gc.freeze()
         try:
-            for _ in range(noops):
+            for _ in range(runs):
                 await noop(engine, registry, workload.size, collect)
-            await incremental(engine, registry, workload, edit, collect)
+            for edit in edits:
+                await incremental(engine, registry, workload, edit, collect)
         finally:
             gc.unfreeze()
 
 
 async def _in_process_floors(
-    server_url: str, size: int, plan: floor.Plan, edit: Edit, collect: Collector, noops: int
+    server_url: str, size: int, plan: floor.Plan, edits: Sequence[Edit], collect: Collector,
+    runs: int,
 ) -> None:
     async with database.fresh_database(server_url) as url:
         collect.add("cold", size,
                     floor=await timed(lambda: floor.apply(url, plan), collect=True))
         conn = await asyncpg.connect(url)
         try:
-            for _ in range(noops):
+            for _ in range(runs):
                 collect.add("noop", size, floor=await timed(lambda: floor.read_ledger(conn)))
-            row = ledger_row(edit.package, edit.migration, edit.sql)
-            collect.add("incremental", size,
-                        floor=await timed(lambda: floor.run_one(conn, edit.sql, row)))
+            for edit in edits:
+                row = ledger_row(edit.package, edit.migration, edit.sql)
+                collect.add("incremental", size, floor=await timed(
+                    functools.partial(floor.run_one, conn, edit.sql, row)))
         finally:
             await conn.close()
 
