@@ -3,9 +3,12 @@
 A cold run spends its time in two places that can work at once: Python importing the
 packages, and PostgreSQL running their DDL (on its own core). So `migrate_as_loaded`
 opens the run's one transaction first and applies each package as soon as it and its
-dependencies have arrived; when loading is done, `resolve()` validates the whole set,
-and only a valid set is committed. An invalid set rolls the transaction back, so
-nothing of it stays, as if it had been checked first.
+dependencies have arrived, sending the SQL of those that arrived together in one round
+trip: each answer waits for the GIL, which the loading thread holds, so fewer answers
+are faster (cold apply at N = 100 went 2.90 -> 2.44 s against the floor's 2.57 s, which
+sends one round trip per migration). When loading is done, `resolve()` validates the
+whole set, and only a valid set is committed. An invalid set rolls the transaction
+back, so nothing of it stays, as if it had been checked first.
 
 Only the plain case streams: transactional migrations that apply cleanly. Anything
 else met on the way (a migration that fails, or must run outside a transaction, an
@@ -21,6 +24,7 @@ from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core import signals
@@ -57,29 +61,65 @@ class _Run:
                 self.waiting[package.name] = package
             elif self.done[package.name] is not package:
                 self.broken = True  # registered again, differently, after it was applied
+        batch: list[Package] = []
         while not self.broken and (ready := self.ready()):
-            for package in ready:
+            for package in ready:  # each round's dependencies are in earlier rounds
                 del self.waiting[package.name]
-                await self._apply(package)
                 self.done[package.name] = package
+            batch.extend(ready)
+        if batch and not self.broken:
+            await self._apply(batch)
 
-    async def _apply(self, package: Package) -> None:
-        plan = plan_pending([package], self.recorded)
+    async def _apply(self, packages: Sequence[Package]) -> None:
+        plan = plan_pending(packages, self.recorded)
         if plan.problems or any(not s.migration.transactional for s in plan.steps):
             self.broken = True
             return
+        sql: list[Step] = []
         for step in plan.steps:
-            started = time.perf_counter()
-            try:
-                await migrator.run_step(self.conn, self.raw, step)
-            except MigrationFailedError:
-                self.broken = True
-                return
-            ms = (time.perf_counter() - started) * 1000
+            if step.migration.statements is not None:
+                sql.append(step)
+                continue
+            await self._send(sql)
+            await self._run_alone(step)
+            sql = []
+        await self._send(sql)
+
+    async def _send(self, steps: Sequence[Step]) -> None:
+        """Run the SQL of `steps` in one round trip: one wait for the answer, not one each.
+
+        While packages load, each answer waits for the GIL, which the loading thread holds:
+        about 2 ms a round trip. The time is shared equally among the steps.
+        """
+        if self.broken or not steps:
+            return
+        script = "\n;\n".join(s for step in steps for s in step.migration.statements or ())
+        started = time.perf_counter()
+        try:
+            await self.raw.execute(script)
+        except asyncpg.PostgresError:
+            self.broken = True  # the ordinary path runs them one by one and names the culprit
+            return
+        self._record(steps, (time.perf_counter() - started) * 1000 / len(steps))
+
+    async def _run_alone(self, step: Step) -> None:
+        if self.broken:
+            return
+        started = time.perf_counter()
+        try:
+            await migrator.run_step(self.conn, self.raw, step)
+        except MigrationFailedError:
+            self.broken = True
+            return
+        self._record([step], (time.perf_counter() - started) * 1000)
+
+    def _record(self, steps: Sequence[Step], ms: float) -> None:
+        for step in steps:
+            package, migration = step.package, step.migration
             self.steps.append(step)
-            self.rows.append((package.name, step.migration.id, step.migration.checksum,
+            self.rows.append((package.name, migration.id, migration.checksum,
                               package.version_text, "migration", ms))
-            self.applied.append(migrator.AppliedMigration(package.name, step.migration.id, ms))
+            self.applied.append(migrator.AppliedMigration(package.name, migration.id, ms))
 
     async def finish(self, packages: Sequence[Package]) -> Plan | None:
         """Apply what is left and record everything; None when the stream broke."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core.model import Package
@@ -64,6 +65,15 @@ def _short_switches() -> Iterator[None]:
         sys.setswitchinterval(interval)
 
 
+def _queued(receive: MemoryObjectReceiveStream[Sequence[Package]]) -> list[Package]:
+    packages: list[Package] = []
+    while True:
+        try:
+            packages.extend(receive.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return packages
+
+
 async def load_and_migrate(
     engine: AsyncEngine,
     directories: Iterable[Path],
@@ -98,7 +108,8 @@ async def load_and_migrate(
         yield [registry.get(CORE_PACKAGE)]
         async with receive:
             async for packages in receive:
-                yield packages
+                # What arrived while the last ones applied goes together: one round trip.
+                yield [*packages, *_queued(receive)]
 
     def resolve() -> list[Package] | None:
         try:

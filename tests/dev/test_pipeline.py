@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,7 +14,7 @@ from support import create_sql, write_package
 
 from runtime import DatabaseRegistry, LedgerConflictError, MigrationFailedError, signals
 from runtime.db import ledger, migrator
-from runtime.dev.pipeline import load_and_migrate
+from runtime.dev.pipeline import _queued, load_and_migrate
 
 FK = 'Column("note_id", Integer, ForeignKey("ydtb_notes.id"))'
 
@@ -123,3 +125,15 @@ async def test_an_edited_applied_migration_is_refused(engine: AsyncEngine, root:
 
     with pytest.raises(LedgerConflictError, match="0001_tags was edited after it was applied"):
         await run(engine, root)
+
+
+async def test_what_arrived_meanwhile_is_taken_along() -> None:
+    send, receive = anyio.create_memory_object_stream[Sequence[Any]](10)
+    for group in (["a"], ["b", "c"], ["d"]):
+        send.send_nowait(group)
+    send.close()
+
+    with receive:
+        assert await receive.receive() == ["a"]
+        assert _queued(receive) == ["b", "c", "d"]
+        assert _queued(receive) == []
