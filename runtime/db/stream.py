@@ -19,6 +19,7 @@ always: a failing migration may only be explained by a problem of the whole set.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,15 +76,14 @@ class _Run:
         if plan.problems or any(not s.migration.transactional for s in plan.steps):
             self.broken = True
             return
-        sql: list[Step] = []
-        for step in plan.steps:
-            if step.migration.statements is not None:
-                sql.append(step)
+        # Runs of SQL migrations go as one script; a Python migration runs on its own.
+        for python, steps in itertools.groupby(
+                plan.steps, key=lambda step: step.migration.statements is None):
+            if not python:
+                await self._send(list(steps))
                 continue
-            await self._send(sql)
-            await self._run_alone(step)
-            sql = []
-        await self._send(sql)
+            for step in steps:
+                await self._run_alone(step)
 
     async def _send(self, steps: Sequence[Step]) -> None:
         """Run the SQL of `steps` in one round trip: one wait for the answer, not one each.

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Column, ForeignKey, Integer, event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from support import create_sql
 
 from runtime import DatabaseRegistry, Migration, Package
 from runtime.core.schema import CORE_PACKAGE
@@ -27,30 +28,23 @@ def queries(engine: AsyncEngine) -> list[str]:
     return sent
 
 
-def registry_of_two() -> DatabaseRegistry:
+def registry_of_two(*tags_after: Migration) -> DatabaseRegistry:
     registry = DatabaseRegistry(send_signals=False)
     notes = metadata()
     workspace_table("ydtb_notes", notes, Column("id", Integer, primary_key=True),
                     Column("more", Integer))
     registry.register_database(
         package_name="notes", schema=notes, version="1.0.0",
-        migrations=[Migration("0001_notes", _create("ydtb_notes")),
+        migrations=[Migration("0001_notes", create_sql("ydtb_notes")),
                     Migration("0002_more", "ALTER TABLE ydtb_notes ADD COLUMN more int")])
     tags = metadata()
     workspace_table("ydtb_tags", tags, Column("id", Integer, primary_key=True),
                     Column("note_id", Integer, ForeignKey("ydtb_notes.id")))
     registry.register_database(
         package_name="tags", schema=tags, version="1.0.0", dependencies=["notes>=1"],
-        migrations=[Migration("0001_tags", _create("ydtb_tags",
-                                                   "note_id int REFERENCES ydtb_notes(id)"))])
+        migrations=[Migration("0001_tags", create_sql(
+            "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")), *tags_after])
     return registry
-
-
-def _create(table: str, *columns: str) -> str:
-    extra = "".join(f", {c}" for c in columns)
-    return (f"CREATE TABLE {table} (id serial PRIMARY KEY, workspace_id varchar(20) NOT NULL "
-            f"REFERENCES ydtb_workspaces(id) ON DELETE CASCADE{extra}); "
-            f"CREATE INDEX ix_{table}_workspace_id ON {table} (workspace_id);")
 
 
 async def arriving(*groups: Sequence[Package]) -> AsyncIterator[Sequence[Package]]:
@@ -74,8 +68,8 @@ async def test_packages_that_arrive_together_are_sent_in_one_round_trip(
     # Notes before tags, which depends on it, whatever the order they came in.
     sent = [q for q in queries if "ydtb_notes" in q or "ydtb_tags" in q]
     assert len(sent) == 1
-    assert sent[0].index("CREATE TABLE ydtb_notes") < sent[0].index("ALTER TABLE ydtb_notes") \
-        < sent[0].index("CREATE TABLE ydtb_tags")
+    assert sent[0].index("EXISTS ydtb_notes") < sent[0].index("ALTER TABLE ydtb_notes") \
+        < sent[0].index("EXISTS ydtb_tags")
     times = {a.duration_ms for a in report.applied if a.package != CORE_PACKAGE}
     assert len(times) == 1 and times.pop() > 0  # the round trip's time, shared
 
@@ -88,6 +82,30 @@ async def test_packages_that_arrive_apart_are_sent_apart(
 
     await migrate_as_loaded(engine, arriving([core], [notes], [tags]), registry.ordered)
 
-    created = [[t for t in ("ydtb_notes", "ydtb_tags") if f"CREATE TABLE {t}" in q]
+    created = [[t for t in ("ydtb_notes", "ydtb_tags") if f"EXISTS {t} (" in q]
                for q in queries]
     assert [tables for tables in created if tables] == [["ydtb_notes"], ["ydtb_tags"]]
+
+
+async def test_a_python_migration_runs_alone_in_its_place(
+    engine: AsyncEngine, queries: list[str]
+) -> None:
+    async def seed(conn: AsyncConnection) -> None:
+        await conn.execute(text("ALTER TABLE ydtb_tags ADD COLUMN seeded int"))
+
+    registry = registry_of_two(
+        Migration("0002_seed", seed),
+        Migration("0003_index", "CREATE INDEX ix_seeded ON ydtb_tags (seeded)"))
+    core, notes, tags = (registry.get(n) for n in (CORE_PACKAGE, "notes", "tags"))
+
+    report = await migrate_as_loaded(engine, arriving([core], [notes, tags]),
+                                     registry.ordered)
+
+    assert report is not None
+    assert [a.migration for a in report.applied if a.package == "tags"] == [
+        "0001_tags", "0002_seed", "0003_index"]
+    # Streamed, not rolled back and run again: the tables are created once, by one
+    # script, and the index after the Python migration made its column.
+    sent = [q for q in queries if "ydtb_tags" in q]
+    assert ["EXISTS ydtb_tags (" in q for q in sent] == [True, False]
+    assert "EXISTS ydtb_notes (" in sent[0] and "ix_seeded" in sent[1]
