@@ -224,9 +224,9 @@ def run_process(args: Sequence[str], *, expect: str = "") -> float:
     Raises:
         RuntimeError: it failed, or its output lacks `expect`.
     """
-    # Processes run as Python does by default, keeping bytecode: with
-    # PYTHONDONTWRITEBYTECODE set (as on some machines) runtime's own modules compiled
-    # on every start, 0.2 s the floor's, importing installed packages only, never paid.
+    # Processes keep bytecode, as Python does by default. With PYTHONDONTWRITEBYTECODE
+    # set (this machine sets it) runtime's own modules were compiled on every start,
+    # 0.2 s that the floor, importing only installed packages, never paid.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
