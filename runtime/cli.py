@@ -5,7 +5,7 @@ The only module that reads `os.environ` and turns errors into exit codes:
 0 success, 1 validation or migration errors, 2 usage or connection errors.
 
 A `migrate` or `check` of packages unchanged since they last loaded is answered from
-the load cache (`runtime.dev.cache`) before SQLAlchemy or a package is imported: that
+the load cache (`runtime.load.cache`) before SQLAlchemy or a package is imported: that
 is most of such a run's time (7.8 s -> 0.2 s at N = 300, scripts/bench). Everything
 else, and `--no-cache`, runs the command in `runtime.commands`.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runtime.config import Settings, resolve_settings
-from runtime.console import FAILED, OK, USAGE, Console
+from runtime.console import FAILED, OK, USAGE, Console, describe
 from runtime.errors import DatabaseUnavailableError, RegistryError
 
 __all__ = ["exit_now", "main"]
@@ -35,7 +35,7 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     if (args.command not in ("migrate", "check") or args.no_cache
             or getattr(args, "plan", False) or getattr(args, "db", False)):
         return None
-    from runtime.dev import cache
+    from runtime.load import cache
 
     started = time.perf_counter()
     path = cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points)
@@ -140,10 +140,10 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     try:
         return asyncio.run(_until_signalled(_run(args, settings, console)))
     except DatabaseUnavailableError as exc:
-        console.error(str(exc))
+        console.error(describe(exc))
         return USAGE
     except RegistryError as exc:
-        console.error(str(exc))
+        console.error(describe(exc))
         return FAILED
     except KeyboardInterrupt:
         console.line("stopped", "dim")

@@ -7,14 +7,23 @@ what it cannot answer lands here, with SQLAlchemy and the packages imported.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime import process
 from runtime.config import Settings
-from runtime.console import FAILED, OK, Console, count, report_signals, table
+from runtime.console import (
+    FAILED,
+    OK,
+    PROGRAM,
+    Console,
+    count,
+    describe,
+    report_signals,
+    table,
+)
 from runtime.core import graph
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
@@ -22,8 +31,9 @@ from runtime.core.plan import PackageStatus, package_status
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import engine, ledger, migrator, urls
-from runtime.dev import cache, loader, pipeline
 from runtime.errors import PackageNotFoundError, ProblemsError
+from runtime.load import cache, loader, pipeline
+from runtime.load.packages import migrations_directory
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,13 +49,13 @@ Command = Callable[[argparse.Namespace, Settings, Console], Coroutine[Any, Any, 
 def _load(args: argparse.Namespace, settings: Settings, console: Console) -> list[Package] | None:
     """Load and resolve the packages; print every problem and return None on failure.
 
-    A good load is kept in the load cache (`runtime.dev.cache`) for the next command.
+    A good load is kept in the load cache (`runtime.load.cache`) for the next command.
     """
     # Scanned before loading: a file saved while the load runs is newer than the cache.
     sources = None if args.no_cache else cache.scan(settings.packages)
     registry = DatabaseRegistry(send_signals=False)
     # Until the load cache is stored too: a full collection over what loaded costs 0.5 s.
-    with loader.few_collections():
+    with process.loading():
         result = loader.load_all(settings.packages, registry,
                                  entry_points=not args.no_entry_points)
         problems, packages = None, None
@@ -66,7 +76,7 @@ def _loaded(
     packages: list[Package] | None,
 ) -> list[Package] | None:
     for error in [*result.errors, *([problems] if problems else [])]:
-        console.error(str(error))
+        console.error(describe(error))
     if result.errors or problems or packages is None:
         return None
     if sources is not None:
@@ -84,10 +94,11 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
         return await _print_plan(args, settings, console)
     sources = None if args.no_cache else cache.scan(settings.packages)
     registry = DatabaseRegistry(send_signals=False)
-    async with engine.open_database(settings) as db:
-        outcome = await pipeline.load_and_migrate(db, settings.packages, registry,
-                                                  entry_points=not args.no_entry_points)
-    with loader.few_collections():  # as in `_load`
+    # Until the load cache is stored, as in `_load`.
+    with process.loading():
+        async with engine.open_database(settings) as db:
+            outcome = await pipeline.load_and_migrate(db, settings.packages, registry,
+                                                      entry_points=not args.no_entry_points)
         packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
                            outcome.packages)
     report = outcome.report
@@ -134,7 +145,7 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
         async with engine.open_database(settings) as db:
             problems = await checks.check_migrations(scratch.server_url(db), packages)
         if problems:
-            console.error(str(ProblemsError(problems)))
+            console.error(describe(ProblemsError(problems)))
             return FAILED
     names = ", ".join(p.name for p in packages)
     console.line(f"ok: {len(packages)} packages valid ({names})"
@@ -148,7 +159,7 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
     if packages is None:
         return FAILED
     async with engine.open_database(settings) as db, db.connect() as conn:
-        statuses = package_status(packages, await ledger.read_ledger(await migrator.driver(conn)))
+        statuses = package_status(packages, await ledger.read_ledger(await engine.driver(conn)))
         drift = await _schema_drift(conn, packages, statuses)
     if args.json:
         console.line(json.dumps([{
@@ -198,7 +209,7 @@ def _print_status(
         if status.dev:
             console.line(f"{console.style(status.package, 'name')}: dev changes not in a "
                          f"migration yet ({', '.join(status.dev)}); write one: "
-                         f"python -m runtime makemigration {status.package}", "dim")
+                         f"{PROGRAM} makemigration {status.package}", "dim")
 
 
 async def _graph(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -241,7 +252,7 @@ async def _makemigration(
     from runtime.db import scratch
     from runtime.dev import generator
 
-    directory = generator.migrations_directory(package)
+    directory = migrations_directory(package.source)
     if directory is None:
         console.error(f"{package.name}: no migrations directory to write to (registered from "
                       f"{package.source or 'code'}); write the migration by hand")
@@ -276,15 +287,14 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
         url = db.url.render_as_string(hide_password=False)
         console.line(f"runtime dev: database {urls.display_url(url)}", "dim")
         daemon = Daemon(db, settings.packages, entry_points=not args.no_entry_points,
-                        debounce_ms=args.debounce, allow_destructive=args.allow_destructive)
+                        debounce_ms=args.debounce, allow_destructive=args.allow_destructive,
+                        between_passes=process.collect_young)
         with report_signals(console):
             async with anyio.create_task_group() as group:
-                with loader.few_collections():
+                with process.loading():
                     await group.start(daemon.run)
                     await daemon.watching.wait()
-                # What start-up loaded lives as long as the daemon: out of the collector's
-                # way, a reload's collections stay short (p95 1.03 s -> 0.32 s at N = 300).
-                gc.freeze()
+                process.settle()
                 names = ", ".join(p for p in daemon.registry.packages if p != "@ydtb/core")
                 dirs = ", ".join(str(d) for d in daemon.directories)
                 console.line(f"watching {dirs} ({names or 'no packages'}); Ctrl-C to stop",

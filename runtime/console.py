@@ -11,12 +11,28 @@ from typing import Any, TextIO
 from blinker import Signal
 
 from runtime.core import signals
-from runtime.core.names import DEV_PREFIX
+from runtime.core.events import Change, ChangeKind, Difference, suggested_rename
+from runtime.errors import ProblemsError
 
-__all__ = ["FAILED", "OK", "USAGE", "Console", "count", "report_signals", "table"]
+__all__ = [
+    "FAILED",
+    "OK",
+    "PROGRAM",
+    "USAGE",
+    "Console",
+    "count",
+    "describe",
+    "drift_hint",
+    "held",
+    "report_signals",
+    "table",
+]
 
 #: Exit codes: success; validation or migration errors; usage or connection errors.
 OK, FAILED, USAGE = 0, 1, 2
+
+#: How this CLI is run, as messages spell its commands.
+PROGRAM = "python -m runtime"
 
 _STYLES = {"ok": "32", "warn": "33", "error": "31;1", "dim": "2", "bold": "1", "name": "36"}
 
@@ -62,6 +78,31 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def describe(error: BaseException) -> str:
+    """Put an error into words for people, commands spelled as this CLI runs them."""
+    if isinstance(error, ProblemsError):
+        return error.render(PROGRAM)
+    return str(error)
+
+
+def drift_hint(package: str, differences: Sequence[Difference]) -> str:
+    """Say how to proceed with differences the dev daemon held back."""
+    rename = suggested_rename(differences)
+    first = (f"if you renamed {rename[0]}, write {rename[1]} in a migration; otherwise "
+             if rename else "")
+    them = "it" if sum(d.destructive for d in differences) == 1 else "them"
+    return (f"{first}write a migration ({PROGRAM} makemigration {package}), or restart "
+            f"the dev daemon with --allow-destructive to apply {them} to the dev database")
+
+
+def held(difference: Difference) -> str:
+    """A held difference in words, with the SQL it would run when it may lose data."""
+    if not difference.destructive:
+        return difference.words
+    sql = " ".join(" ".join(difference.statements).split())
+    return f"{difference.words}: would run {sql}"
+
+
 @contextmanager
 def report_signals(console: Console) -> Iterator[None]:
     """Print a line for each signal while the block runs: the console is just a receiver."""
@@ -73,7 +114,7 @@ def report_signals(console: Console) -> Iterator[None]:
                      f"({duration_ms:.1f} ms)")
 
     def failed(_sender: Any, *, error: Exception, **_: Any) -> None:
-        console.error(str(error))
+        console.error(describe(error))
 
     def registered(_sender: Any, *, package: str, version: str, replaced: bool,
                    **_: Any) -> None:
@@ -83,33 +124,33 @@ def report_signals(console: Console) -> Iterator[None]:
     def unregistered(_sender: Any, *, package: str, **_: Any) -> None:
         console.line(f"  unregistered {console.style(package, 'name')}", "dim")
 
-    def changed(_sender: Any, *, package: str, migrations: tuple[str, ...],
-                changes: tuple[str, ...], **_: Any) -> None:
-        if migrations and migrations[0].startswith(DEV_PREFIX):
-            console.line(f"  synced {console.style(package, 'name')} to its declared schema "
-                         f"({migrations[0]}):")
-            for change in changes:
-                console.line(f"    {change}")
-            return
-        # Each migration got its line as it was applied; print what came with them.
-        for change in changes[len(migrations):]:
-            console.line(f"  {console.style(package, 'name')}: {change}", "dim")
+    def changed(_sender: Any, *, package: str, changes: tuple[Change, ...], **_: Any) -> None:
+        name = console.style(package, "name")
+        # Each migration got its line as it was applied (`applied` above).
+        for change in changes:
+            if change.kind is ChangeKind.DEV_SYNC:
+                console.line(f"  synced {name} to its declared schema ({change.migration}):")
+                for difference in change.differences:
+                    console.line(f"    {difference.words}")
+            elif change.kind is ChangeKind.RECONCILED:
+                console.line(f"  {name}: dev change {change.migration} is now in the "
+                             "migrations", "dim")
 
-    def drift(_sender: Any, *, package: str, changes: tuple[str, ...], hint: str,
+    def drift(_sender: Any, *, package: str, differences: tuple[Difference, ...],
               **_: Any) -> None:
         console.line(f"! {package}: schema changes not applied to the dev database, some "
                      "may lose data:", "warn")
-        for change in changes:
-            console.line(f"    {change}")
-        console.line(f"  {hint}", "warn")
+        for difference in differences:
+            console.line(f"    {held(difference)}")
+        console.line(f"  {drift_hint(package, differences)}", "warn")
 
-    def reloaded(_sender: Any, *, packages: tuple[str, ...], applied: tuple[str, ...],
+    def reloaded(_sender: Any, *, packages: tuple[str, ...], applied: tuple[Change, ...],
                  elapsed_ms: float, error: Exception | None, **_: Any) -> None:
         if error is not None:
             console.line(f"x change not applied, last good state kept ({elapsed_ms:.0f} ms)",
                          "warn")
             return
-        synced = sum(item.partition(" ")[2].startswith(DEV_PREFIX) for item in applied)
+        synced = sum(change.kind is ChangeKind.DEV_SYNC for change in applied)
         what = ", ".join(count(n, noun) for n, noun in [
             (len(applied) - synced, "migration"), (synced, "dev schema sync")] if n) \
             or "no schema change"

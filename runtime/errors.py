@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "PROGRAM",
     "DatabaseError",
     "DatabaseUnavailableError",
     "DependentsExistError",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 
+#: How messages spell the command line, unless their renderer says otherwise.
+PROGRAM = "python -m runtime"
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One thing wrong with a package, with a stable code and a hint saying how to fix it.
@@ -57,9 +62,20 @@ class Problem:
     hint: str = ""
     table: str | None = None
     migration: str | None = None
+    #: A command that fixes it, as the CLI's arguments (`("makemigration", "@ydtb/notes")`):
+    #: data, which whoever shows the problem spells (`render`).
+    command: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        hint = f" ({self.hint})" if self.hint else ""
+        return self.render()
+
+    def render(self, program: str = PROGRAM) -> str:
+        """Say the problem, with its fix and its command spelled as `program` runs it."""
+        hint = self.hint
+        if self.command:
+            hint = f"{hint}: {program} {' '.join(self.command)}" if hint else \
+                f"run {program} {' '.join(self.command)}"
+        hint = f" ({hint})" if hint else ""
         return f"{self.package}: {self.message}{hint} [{self.code}]"
 
 
@@ -77,10 +93,14 @@ class ProblemsError(RegistryError):
         super().__init__(self._message())
 
     def _message(self) -> str:
+        return self.render()
+
+    def render(self, program: str = PROGRAM) -> str:
+        """List every problem, commands spelled as `program` runs them."""
         count = len(self.problems)
         noun = self.summary if count != 1 else self.summary.replace("problems", "problem")
         head = f"{count} {noun}"
-        return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+        return head + ":\n" + "\n".join(f"  - {p.render(program)}" for p in self.problems)
 
     @property
     def packages(self) -> tuple[str, ...]:

@@ -54,8 +54,8 @@ from runtime.db import checks, migrator
 from runtime.db.engine import create_database, create_engine, drop_database
 from runtime.db.server import EmbeddedServer
 from runtime.db.urls import to_async_url
-from runtime.dev import loader
 from runtime.errors import ProblemsError, RegistryError
+from runtime.load import loader
 
 __all__ = ["package_report", "pytest_addoption"]
 
@@ -218,7 +218,7 @@ async def package_report(
     sub = DatabaseRegistry(send_signals=False)
     try:
         full = dependency_graph(registry)
-        needed = set(names).union(*(graph.dependencies(full, n) for n in names))
+        needed = set(names) | graph.reachable(full, names)
         for name in sorted(needed):
             if name != CORE_PACKAGE and name in registry:
                 sub.register(registry.get(name))

@@ -6,9 +6,11 @@ import io
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from runtime.cli import main
-from runtime.console import Console
+from runtime.console import Console, drift_hint, held
+from runtime.core.events import Change, ChangeKind
 
 PACKAGE_PY = '''\
 from pathlib import Path
@@ -88,3 +90,30 @@ def run_cli(*argv: str) -> tuple[int, str]:
     out = io.StringIO()
     code = main(list(argv), console=Console(out, color=False))
     return code, out.getvalue()
+
+
+def readable(signal: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A signal's typed payload in the words the console shows, for short assertions.
+
+    `reloaded`'s applied become `"package id"`; `schema_changed`'s changes their words
+    (`applied 0002_x`, each difference a dev change resolved, `dev change ... is now in
+    the migrations`); `schema_drift`'s differences the lines and the hint people read.
+    """
+    out = dict(payload)
+    if signal == "reloaded":
+        out["applied"] = tuple(f"{c.package} {c.migration}" for c in payload["applied"])
+    elif signal == "schema_changed":
+        out["changes"] = tuple(word for change in payload["changes"] for word in _words(change))
+    elif signal == "schema_drift":
+        differences = out.pop("differences")
+        out["changes"] = tuple(held(d) for d in differences)
+        out["hint"] = drift_hint(payload["package"], differences)
+    return out
+
+
+def _words(change: Change) -> list[str]:
+    if change.kind is ChangeKind.DEV_SYNC:
+        return [d.words for d in change.differences]
+    if change.kind is ChangeKind.RECONCILED:
+        return [f"dev change {change.migration} is now in the migrations"]
+    return [f"{'re-ran edited' if change.rerun else 'applied'} {change.migration}"]

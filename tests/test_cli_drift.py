@@ -11,7 +11,7 @@ from support import create_sql, run_cli, write_package
 
 from runtime import DatabaseRegistry
 from runtime.db import engine, sync
-from runtime.dev.loader import load_all
+from runtime.load.loader import load_all
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ async def sync_dev_database(root: Path, url: str) -> str:
         result = await sync.sync_package(db, registry.get("notes"), registry)
     finally:
         await db.dispose()
-    assert result.change_id is not None
-    return result.change_id
+    assert result.change is not None
+    return result.change.migration
 
 
 def test_status_shows_schema_drift_in_plain_words(root: Path, database_url: str) -> None:

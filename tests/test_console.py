@@ -9,6 +9,7 @@ from blinker import Signal
 
 from runtime.console import Console, report_signals
 from runtime.core import signals
+from runtime.core.events import Change, ChangeKind, Difference
 
 
 def printed(*sends: tuple[Signal, dict[str, Any]]) -> list[str]:
@@ -19,15 +20,24 @@ def printed(*sends: tuple[Signal, dict[str, Any]]) -> list[str]:
     return stream.getvalue().splitlines()
 
 
+COLOR = Difference("add_column", "ydtb_notes", "color",
+                   "table ydtb_notes: column color declared but missing", False,
+                   ("ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS color TEXT",))
+BODY = Difference("remove_column", "ydtb_notes", "body",
+                  "table ydtb_notes: column body in the database but not declared", True,
+                  ("ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body",))
+SYNC = Change(ChangeKind.DEV_SYNC, "notes", "dev:1a2b", 3.0, (COLOR,))
+APPLIED = Change(ChangeKind.APPLIED, "notes", "0002_x", 1.0)
+
+
 def test_a_dev_sync_prints_what_it_resolved_and_a_migration_what_came_with_it() -> None:
     assert printed(
         (signals.schema_changed, {"package": "notes", "migrations": ("dev:1a2b",),
-                                  "changes": ("table ydtb_notes: column color declared but "
-                                              "missing",)}),
+                                  "changes": (SYNC,)}),
         (signals.schema_changed, {"package": "notes", "migrations": ("0002_x",),
-                                  "changes": ("applied 0002_x",
-                                              "dev change dev:1a2b is now in the migrations")}),
-        (signals.reloaded, {"packages": ("notes",), "applied": ("notes 0002_x", "notes dev:1a2b"),
+                                  "changes": (APPLIED, Change(ChangeKind.RECONCILED, "notes",
+                                                              "dev:1a2b"))}),
+        (signals.reloaded, {"packages": ("notes",), "applied": (APPLIED, SYNC),
                             "elapsed_ms": 12.0, "error": None}),
     ) == [
         "  synced notes to its declared schema (dev:1a2b):",
@@ -38,15 +48,22 @@ def test_a_dev_sync_prints_what_it_resolved_and_a_migration_what_came_with_it() 
 
 
 def test_held_changes_are_explained_with_how_to_proceed() -> None:
-    assert printed((signals.schema_drift, {
-        "package": "notes",
-        "changes": ("table ydtb_notes: column body in the database but not declared: would run "
-                    "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body",),
-        "hint": "write a migration (python -m runtime makemigration notes), or restart the dev "
-                "daemon with --allow-destructive to apply it to the dev database"})) == [
+    assert printed((signals.schema_drift, {"package": "notes", "differences": (BODY,)})) == [
         "! notes: schema changes not applied to the dev database, some may lose data:",
         "    table ydtb_notes: column body in the database but not declared: would run ALTER "
         "TABLE ydtb_notes DROP COLUMN IF EXISTS body",
         "  write a migration (python -m runtime makemigration notes), or restart the dev daemon "
         "with --allow-destructive to apply it to the dev database",
     ]
+
+
+def test_a_drop_and_an_add_are_shown_as_the_rename_they_may_be() -> None:
+    renamed = Difference("add_column", "ydtb_notes", "text", "table ydtb_notes: column text "
+                         "declared but missing", False, ())
+    [*_, hint] = printed((signals.schema_drift, {"package": "notes",
+                                                 "differences": (BODY, renamed)}))
+    assert hint == (
+        "  if you renamed column ydtb_notes.body to text, write ALTER TABLE ydtb_notes RENAME "
+        "COLUMN body TO text in a migration; otherwise write a migration (python -m runtime "
+        "makemigration notes), or restart the dev daemon with --allow-destructive to apply it "
+        "to the dev database")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime import DatabaseRegistry, Package, Tool
-from runtime.dev.loader import load_all
+from runtime.load.loader import load_all
 
 EXAMPLES = Path(__file__).parent.parent / "packages_dev"
 NAMES = ["@ydtb/basic", "@ydtb/tasks", "@ydtb/timer"]

@@ -10,8 +10,8 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from runtime import DatabaseRegistry, PackageLoadError
-from runtime.dev.loader import load_directory
 from runtime.kit import WorkspaceScoped, load_migrations, metadata, workspace_table
+from runtime.load.loader import load_directory
 
 UP = "async def up(conn):\n    await conn.execute({sql!r})\n"
 

@@ -12,9 +12,7 @@ from collections.abc import Iterable, Mapping
 
 __all__ = [
     "CycleError",
-    "dependencies",
     "dependency_order",
-    "dependents",
     "find_cycle",
     "format_cycle",
     "reachable",
@@ -92,39 +90,13 @@ def find_cycle(graph: Graph, start: str) -> list[str] | None:
     return None
 
 
-def dependents(graph: Graph, name: str) -> set[str]:
-    """Return every node that depends on `name`, directly or transitively."""
-    reverse: dict[str, set[str]] = {}
-    for node, deps in graph.items():
-        for dep in deps:
-            reverse.setdefault(dep, set()).add(node)
-    found: set[str] = set()
-    todo = [name]
-    while todo:
-        for parent in reverse.get(todo.pop(), ()):
-            if parent not in found and parent != name:
-                found.add(parent)
-                todo.append(parent)
-    return found
-
-
-def dependencies(graph: Graph, name: str) -> set[str]:
-    """Return every node `name` depends on, directly or transitively."""
-    found: set[str] = set()
-    todo = [name]
-    while todo:
-        for dependency in graph.get(todo.pop(), ()):
-            if dependency not in found and dependency != name:
-                found.add(dependency)
-                todo.append(dependency)
-    return found
-
-
 def reachable(edges: Graph, starts: Iterable[str]) -> set[str]:
     """Return every node reached from `starts` by one edge or more.
 
-    Given the reverse graph (each node to the nodes depending on it), that is the
-    transitive dependents, found without scanning the whole graph.
+    Over a dependency graph that is the transitive dependencies; over the reverse graph
+    (each node to the nodes depending on it), the transitive dependents. A start is in
+    the result only if a cycle leads back to it. Nodes that are not keys of `edges` have
+    no edges; every walk ends, cycles included.
     """
     found: set[str] = set()
     todo = list(starts)

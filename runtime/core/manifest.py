@@ -2,31 +2,51 @@
 
 A `Manifest` keeps, for each package in dependency order, its version, schema
 fingerprint and migration checksums: exactly what the pipeline compares with the
-ledger. `runtime.dev.cache` stores one beside the state of the sources it came from, so
+ledger. `runtime.load.cache` stores one beside the state of the sources it came from, so
 a `migrate` or `check` of unchanged sources answers without importing a package (or
 SQLAlchemy). No I/O here, and no SQLAlchemy either: this module is imported on that path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from packaging.version import Version
+
+from runtime.core.plan import Ledger, is_up_to_date
 
 if TYPE_CHECKING:
     from runtime.core.model import Package
 
-__all__ = ["Entry", "Manifest"]
+__all__ = ["Entry", "Manifest", "Recorded"]
+
+
+class Recorded(NamedTuple):
+    """One migration of a manifest entry: what the ledger records of it."""
+
+    id: str
+    checksum: str
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One package of a manifest: what the ledger records of it."""
+    """One package of a manifest: what the ledger records of it.
+
+    It has every attribute planning reads of a `Package` (`runtime.core.plan.Planned`).
+    """
 
     name: str
-    version: str
+    version_text: str
     fingerprint: str
-    migrations: tuple[tuple[str, str], ...]  # (id, checksum), in order
+    migrations: tuple[Recorded, ...]  # in order
+
+    @cached_property
+    def version(self) -> Version:
+        """The version, parsed (only asked when the recorded one reads differently)."""
+        return Version(self.version_text)
 
 
 @dataclass(frozen=True)
@@ -40,7 +60,7 @@ class Manifest:
         """Describe `packages` (from `DatabaseRegistry.ordered()`)."""
         return cls(tuple(
             Entry(p.name, p.version_text, p.fingerprint,
-                  tuple((m.id, m.checksum) for m in p.migrations))
+                  tuple(Recorded(m.id, m.checksum) for m in p.migrations))
             for p in packages))
 
     @property
@@ -48,33 +68,20 @@ class Manifest:
         """The package names, in dependency order."""
         return [entry.name for entry in self.entries]
 
-    def up_to_date(
-        self, applied: Mapping[tuple[str, str], str], recorded: Mapping[str, tuple[str, str]]
-    ) -> bool:
-        """Tell whether a full pipeline run would do nothing against this ledger.
+    def up_to_date(self, ledger: Ledger) -> bool:
+        """Tell whether a full pipeline run of these packages would do nothing.
 
-        That is: every migration applied with its checksum, every package recorded with
-        its version and fingerprint, and no other package recorded (a full run would
-        deactivate its tools). Anything else, a pending or edited migration, a
-        downgrade, is for the full run to do or report.
-
-        Args:
-            applied: checksum by `(package, migration id)`, dev changes left out.
-            recorded: `(version, fingerprint)` by package, unregistered ones left out.
+        The pipeline's own comparison (`runtime.core.plan.is_up_to_date`): every
+        migration applied with its checksum, every package recorded with its version
+        and fingerprint, and no other package recorded (a full run would deactivate its
+        tools). Anything else, a pending or edited migration, a downgrade, is for the
+        full run to do or report.
         """
-        if len(recorded) != len(self.entries):
-            return False
-        for entry in self.entries:
-            if recorded.get(entry.name) != (entry.version, entry.fingerprint):
-                return False
-            for migration_id, checksum in entry.migrations:
-                if applied.get((entry.name, migration_id)) != checksum:
-                    return False
-        return True
+        return is_up_to_date(self.entries, ledger)
 
     def to_json(self) -> list[Any]:
         """A JSON-ready form; `from_json` reads it back."""
-        return [[e.name, e.version, e.fingerprint, [list(m) for m in e.migrations]]
+        return [[e.name, e.version_text, e.fingerprint, [list(m) for m in e.migrations]]
                 for e in self.entries]
 
     @classmethod
@@ -87,7 +94,7 @@ class Manifest:
         try:
             return cls(tuple(
                 Entry(str(name), str(version), str(fingerprint),
-                      tuple((str(i), str(c)) for i, c in migrations))
+                      tuple(Recorded(str(i), str(c)) for i, c in migrations))
                 for name, version, fingerprint, migrations in data))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a manifest: {exc}") from exc

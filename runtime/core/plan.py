@@ -14,13 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from packaging.version import InvalidVersion, Version
 
 from runtime.core import graph
-from runtime.core.model import Migration, Package, dependency_graph
-from runtime.core.names import DEV_KIND, DEV_PREFIX
+from runtime.core.names import DEV_KIND, DEV_PREFIX, UNREGISTERED
 from runtime.errors import Problem
+
+if TYPE_CHECKING:
+    # Only for types: the no-op path (`runtime.db.quick`) plans a manifest with this
+    # module and must not import SQLAlchemy, which `runtime.core.model` does.
+    from runtime.core.model import Migration, Package
 
 __all__ = [
     "DEV_KIND",
@@ -28,14 +33,16 @@ __all__ = [
     "Ledger",
     "PackageStatus",
     "Plan",
+    "Planned",
+    "PlannedMigration",
     "Step",
     "build_order",
     "dev_change_id",
+    "is_up_to_date",
     "package_status",
     "plan_pending",
     "split_transactions",
 ]
-
 
 
 def dev_change_id(package: Package) -> str:
@@ -63,6 +70,35 @@ class Ledger:
         return [m for (p, m) in self.applied if p == package]
 
 
+class PlannedMigration(Protocol):
+    """What planning reads of a migration: a `Migration`, or a manifest's entry."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def checksum(self) -> str: ...
+
+
+class Planned(Protocol):
+    """What planning reads of a package: a `Package`, or a manifest's `Entry`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> Version: ...
+
+    @property
+    def version_text(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def migrations(self) -> Sequence[PlannedMigration]: ...
+
+
 @dataclass(frozen=True)
 class Step:
     """One migration to run; `rerun` when it was applied before and has been edited."""
@@ -74,34 +110,43 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run does: the steps in order, the package records to write, or the problems."""
+    """What a run does, or the problems that stop it.
+
+    Attributes:
+        steps: the migrations to run, in order.
+        records: the packages whose version or fingerprint the ledger must record.
+        unregistered: packages recorded in the database and registered no more, whose
+            tools the run deactivates.
+        problems: why nothing may run (Y301 edited migrations, Y302 downgrades).
+    """
 
     steps: tuple[Step, ...] = ()
     records: tuple[Package, ...] = ()
+    unregistered: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
 
     @property
     def empty(self) -> bool:
-        """Nothing to run and nothing to record."""
-        return not self.steps and not self.records
+        """Nothing to run, record or deactivate: a run would write nothing."""
+        return not self.steps and not self.records and not self.unregistered
 
     def pending(self, package: str) -> list[str]:
         """The ids of the migrations this plan runs for `package`."""
         return [s.migration.id for s in self.steps if s.package.name == package]
 
 
-def _edited(step_package: Package, migration: Migration, recorded: str) -> Problem:
+def _edited(package: Planned, migration: PlannedMigration, recorded: str) -> Problem:
     return Problem(
-        step_package.name, "Y301",
+        package.name, "Y301",
         f"migration {migration.id} was edited after it was applied "
-        f"(checksum recorded {recorded[:12]}, now {migration.short_checksum})",
+        f"(checksum recorded {recorded[:12]}, now {migration.checksum[:12]})",
         "restore its applied content and put the change in a new migration; "
         "the dev daemon re-runs edited migrations on a dev database",
         migration=migration.id,
     )
 
 
-def _downgrade(package: Package, recorded: str) -> Problem | None:
+def _downgrade(package: Planned, recorded: str) -> Problem | None:
     try:
         if package.version >= Version(recorded):
             return None
@@ -114,8 +159,43 @@ def _downgrade(package: Package, recorded: str) -> Problem | None:
     )
 
 
+def _unregistered(ledger: Ledger, packages: Iterable[Planned]) -> tuple[str, ...]:
+    registered = {p.name for p in packages}
+    return tuple(sorted(name for name, (_version, fingerprint) in ledger.recorded.items()
+                        if name not in registered and fingerprint != UNREGISTERED))
+
+
+def _compare(
+    package: Planned, ledger: Ledger
+) -> tuple[Problem | None, list[tuple[int, str]], bool]:
+    """Compare one package with the ledger: the one answer planning and the manifest use.
+
+    Returns:
+        A downgrade (and nothing else), or none and each migration not applied as
+        recorded (its index, and the checksum recorded or "" when none is), and whether
+        the package's version or fingerprint differ from the recorded ones.
+    """
+    name, version = package.name, package.version_text
+    recorded = ledger.recorded.get(name)
+    # Parsing and comparing versions costs more than the rest of a no-op plan
+    # (issue #7); a recorded version that reads the same cannot be a downgrade.
+    if (recorded is not None and recorded[0] != version
+            and (problem := _downgrade(package, recorded[0]))):
+        return problem, [], False
+    applied = ledger.applied
+    differing = [(index, checksum or "")
+                 for index, migration in enumerate(package.migrations)
+                 if (checksum := applied.get((name, migration.id))) != migration.checksum]
+    return None, differing, recorded != (version, package.fingerprint)
+
+
 def plan_pending(
-    packages: Sequence[Package], ledger: Ledger, *, rerun_edited: bool = False
+    packages: Sequence[Package],
+    ledger: Ledger,
+    *,
+    rerun_edited: bool = False,
+    complete: bool = False,
+    unregistered: Iterable[str] = (),
 ) -> Plan:
     """Plan a run: pending migrations of `packages` (in the given, dependency, order).
 
@@ -124,34 +204,49 @@ def plan_pending(
         ledger: what the database recorded.
         rerun_edited: re-run an applied migration whose checksum changed (the dev daemon)
             instead of reporting it as a problem.
+        complete: `packages` is every registered package (a full run), so a package the
+            ledger records and `packages` lacks is unregistered.
+        unregistered: packages the caller knows it unregistered (a partial run).
     """
     steps: list[Step] = []
     records: list[Package] = []
     problems: list[Problem] = []
-    applied = ledger.applied
     for package in packages:
-        name, version = package.name, package.version_text
-        recorded = ledger.recorded.get(name)
-        # Parsing and comparing versions costs more than the rest of a no-op plan
-        # (issue #7); a recorded version that reads the same cannot be a downgrade.
-        if (recorded is not None and recorded[0] != version
-                and (problem := _downgrade(package, recorded[0]))):
-            problems.append(problem)
+        downgrade, differing, record = _compare(package, ledger)
+        if downgrade is not None:
+            problems.append(downgrade)
             continue
-        for migration in package.migrations:
-            checksum = applied.get((name, migration.id))
-            if checksum is None:
+        for index, recorded in differing:
+            migration = package.migrations[index]
+            if not recorded:
                 steps.append(Step(package, migration))
-            elif checksum != migration.checksum:
-                if rerun_edited:
-                    steps.append(Step(package, migration, rerun=True))
-                else:
-                    problems.append(_edited(package, migration, checksum))
-        if recorded != (version, package.fingerprint):
+            elif rerun_edited:
+                steps.append(Step(package, migration, rerun=True))
+            else:
+                problems.append(_edited(package, migration, recorded))
+        if record:
             records.append(package)
     if problems:
         return Plan(problems=tuple(problems))
-    return Plan(tuple(steps), tuple(records))
+    registered = {p.name for p in packages}
+    gone = set(_unregistered(ledger, packages)) if complete else set()
+    gone |= {name for name in unregistered if name not in registered}
+    return Plan(tuple(steps), tuple(records), tuple(sorted(gone)))
+
+
+def is_up_to_date(packages: Iterable[Planned], ledger: Ledger) -> bool:
+    """Tell whether a full run of `packages` would write nothing and report nothing.
+
+    The same comparison as `plan_pending(packages, ledger, complete=True)`, for what
+    is not a `Package`: a manifest's entries (`runtime.core.manifest`), which the no-op
+    path reads without importing SQLAlchemy.
+    """
+    packages = list(packages)
+    for package in packages:
+        downgrade, differing, record = _compare(package, ledger)
+        if downgrade is not None or differing or record:
+            return False
+    return not _unregistered(ledger, packages)
 
 
 def split_transactions(steps: Iterable[Step]) -> list[list[Step]]:
@@ -218,8 +313,10 @@ def build_order(packages: Iterable[Package], name: str) -> list[Package]:
     That is the core, the package's transitive dependencies found in `packages`, and
     the package itself, in dependency order (the core first, then ties by name).
     """
+    from runtime.core.model import dependency_graph  # SQLAlchemy: see the imports
+
     by_name = {p.name: p for p in packages}
     full = dependency_graph(by_name.values())
-    needed = (graph.dependencies(full, name) | {name}) & set(by_name)
+    needed = ({name} | graph.reachable(full, [name])) & set(by_name)
     sub = {n: tuple(d for d in full[n] if d in needed) for n in needed}
     return [by_name[n] for n in graph.dependency_order(sub)]

@@ -9,6 +9,15 @@ signals re-sent from a PostgreSQL ``NOTIFY`` in another process carry the same v
 Signals are sent through `emit` (sync code) or `emit_async` (async code): both call
 every receiver, sync or async, and a receiver that raises is logged and skipped, so a
 faulty subscriber never breaks a registration or a reload.
+
+A coroutine receiver runs on the application's event loop, never on one made for it
+(its connections and tasks belong to that loop). `emit_async` awaits it. `emit` from
+the loop's thread schedules it as a task on the loop. `emit` from another thread runs
+it on the loop that thread works for, named with `owned_by(loop)`, and waits for it, so
+its effect is visible when `emit` returns, as a sync receiver's is; the runtime's
+loading layer does this for the worker threads that import packages. Sent from a
+thread with no running loop and no owner, a coroutine receiver is not run: it is
+closed and an error is logged naming it and the signal.
 """
 
 from __future__ import annotations
@@ -16,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from blinker import Namespace, Signal
+from blinker import NamedSignal, Namespace, Signal
 
 __all__ = [
     "database_initialized",
@@ -26,6 +38,7 @@ __all__ = [
     "emit_async",
     "migration_applied",
     "migration_failed",
+    "owned_by",
     "package_registered",
     "package_unregistered",
     "reloaded",
@@ -37,51 +50,52 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _signals = Namespace()
 
-package_registered: Signal = _signals.signal("package-registered", doc="""\
+package_registered: NamedSignal = _signals.signal("package_registered", doc="""\
 A package was registered or its definition replaced.
 Sender: the DatabaseRegistry. Keywords: package (str), version (str), replaced (bool).""")
 
-package_unregistered: Signal = _signals.signal("package-unregistered", doc="""\
+package_unregistered: NamedSignal = _signals.signal("package_unregistered", doc="""\
 A package was removed from the registry.
 Sender: the DatabaseRegistry. Keywords: package (str).""")
 
-schema_changed: Signal = _signals.signal("schema-changed", doc="""\
+schema_changed: NamedSignal = _signals.signal("schema_changed", doc="""\
 A package's schema changed in the live database (the dev daemon applied it).
-Sender: the daemon, or the notify listener. Keywords: package (str), migrations
-(tuple of migration ids applied, or the one dev change `dev:<fingerprint>` synced from
-the declared schema), changes (tuple of str: one per migration applied, then anything
-else that came with them, such as dev changes a migration took over; for a dev change,
-each difference it resolved, in plain words).""")
+Sender: the daemon, or the notify relay. Keywords: package (str), migrations (tuple of
+str: the ledger ids of what ran: migrations, or the dev change `dev:<fingerprint>`),
+changes (tuple of `runtime.core.events.Change`: each migration applied or re-run, the
+dev change synced from the declared schema with its differences, or the dev changes
+a migration took over, kind RECONCILED).""")
 
-schema_drift: Signal = _signals.signal("schema-drift", doc="""\
+schema_drift: NamedSignal = _signals.signal("schema_drift", doc="""\
 A package's declared schema differs from the live database in ways the dev daemon does
 not apply on its own (some may lose data), so none of the package's were applied.
-Sender: the daemon. Keywords: package (str), changes (tuple of str: each difference in
-plain words, with the SQL it would run when destructive), hint (str: how to proceed).""")
+Sender: the daemon. Keywords: package (str), differences (tuple of
+`runtime.core.events.Difference`, each with the SQL it would run).""")
 
-validation_failed: Signal = _signals.signal("validation-failed", doc="""\
+validation_failed: NamedSignal = _signals.signal("validation_failed", doc="""\
 A package could not be loaded or validated; the last good state was kept.
 Sender: the daemon. Keywords: package (str or None), error (RegistryError).""")
 
-migration_applied: Signal = _signals.signal("migration-applied", doc="""\
-One migration was applied and recorded in the ledger.
-Sender: the pipeline. Keywords: package (str), migration (str), duration_ms (float),
-rerun (bool: an edited migration re-run by the dev daemon).""")
+migration_applied: NamedSignal = _signals.signal("migration_applied", doc="""\
+One migration was applied and recorded in the ledger; its transaction committed.
+Sender: the pipeline's run. Keywords: package (str), migration (str), duration_ms
+(float), rerun (bool: an edited migration re-run by the dev daemon).""")
 
-migration_failed: Signal = _signals.signal("migration-failed", doc="""\
+migration_failed: NamedSignal = _signals.signal("migration_failed", doc="""\
 A migration failed; its transaction was rolled back.
-Sender: the pipeline. Keywords: package (str), migration (str), error (MigrationFailedError).""")
+Sender: the pipeline's run. Keywords: package (str), migration (str), error
+(MigrationFailedError).""")
 
-database_initialized: Signal = _signals.signal("database-initialized", doc="""\
+database_initialized: NamedSignal = _signals.signal("database_initialized", doc="""\
 A pipeline run finished (it may have had nothing to do).
-Sender: the pipeline. Keywords: report (MigrationReport).""")
+Sender: the pipeline's run. Keywords: report (`runtime.db.run.MigrationReport`).""")
 
-reloaded: Signal = _signals.signal("reloaded", doc="""\
+reloaded: NamedSignal = _signals.signal("reloaded", doc="""\
 The dev daemon finished handling a change on disk, successfully or not.
-Sender: the daemon. Keywords: packages (tuple of str), applied (tuple of "package
-migration" str; a dev change synced from a declared schema is "package dev:<fingerprint>"),
-elapsed_ms (float: change seen -> applied and signalled), error (RegistryError or None:
-the last good state was kept).""")
+Sender: the daemon. Keywords: packages (tuple of str), applied (tuple of
+`runtime.core.events.Change`: the migrations run and dev changes synced), elapsed_ms
+(float: change seen -> applied and signalled), error (RegistryError or None: the last
+good state was kept).""")
 
 _pending: set[asyncio.Task[Any]] = set()
 
@@ -99,11 +113,40 @@ def _finished(task: asyncio.Task[Any], receiver: Any, signal: Signal) -> None:
                      exc_info=task.exception())
 
 
+class _Owner(threading.local):
+    # The loop each thread works for, set by owned_by(); None in a thread it never ran in.
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_owner = _Owner()
+
+
+@contextmanager
+def owned_by(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Mark the current thread as working for `loop` until the block ends.
+
+    Inside the block, `emit` from this thread runs coroutine receivers on `loop` and
+    waits for each, so `loop` must keep running meanwhile (await the thread's work, as
+    `await asyncio.to_thread(...)` does; never block on it). Blocks may nest.
+
+    Args:
+        loop: the running event loop the thread's work was started from.
+
+    Yields:
+        None; the previous owner, if any, is restored on exit.
+    """
+    previous, _owner.loop = _owner.loop, loop
+    try:
+        yield
+    finally:
+        _owner.loop = previous
+
+
 def _schedule(result: Any, receiver: Any, signal: Signal) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(result)
+        _run_on_owner(result, receiver, signal)
         return
     # Keep a reference: the event loop holds tasks only weakly.
     task = loop.create_task(result)
@@ -111,8 +154,28 @@ def _schedule(result: Any, receiver: Any, signal: Signal) -> None:
     task.add_done_callback(lambda done: _finished(done, receiver, signal))
 
 
+def _run_on_owner(result: Any, receiver: Any, signal: Signal) -> None:
+    owner = _owner.loop
+    if owner is None or not owner.is_running():
+        # A loop made here would not be the one the receiver's resources belong to.
+        # Closing the coroutine spares a "never awaited" warning far from the cause.
+        if inspect.iscoroutine(result):
+            result.close()
+        logger.error("receiver %r of signal %r not run: it returned a coroutine, and no "
+                     "event loop runs in this thread or owns it; send the signal from the "
+                     "event loop's thread, or inside signals.owned_by(loop) while the loop "
+                     "runs", receiver, _name(signal))
+        return
+    # Raises what the receiver raised, for emit() to log.
+    asyncio.run_coroutine_threadsafe(result, owner).result()
+
+
 def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
-    """Send `signal` from sync code; coroutine receivers are scheduled on the running loop."""
+    """Send `signal` from sync code.
+
+    Coroutine receivers are scheduled on the running loop, or, in a thread inside
+    `owned_by(loop)`, run on `loop` one after the other; see the module docstring.
+    """
     if signal.is_muted:
         return
     for receiver in list(signal.receivers_for(sender)):

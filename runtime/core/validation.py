@@ -306,8 +306,7 @@ def _foreign_key_problems(
     deps_graph: Mapping[str, Sequence[str]],
 ) -> list[Problem]:
     found = []
-    allowed = graph.dependencies(deps_graph, package.name)
-    allowed.add(package.name)
+    allowed = {package.name} | graph.reachable(deps_graph, [package.name])
     for table in package.tables:
         for target, column, local in ddl.foreign_key_targets(table):
             where = f"table '{table.name}' column '{local.name}' references '{target}.{column}'"

@@ -20,7 +20,7 @@ from runtime.core.model import Package
 from runtime.core.plan import Step
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import diff
-from runtime.db.migrator import driver
+from runtime.db.engine import driver
 from runtime.db.scratch import apply_step, scratch_database
 from runtime.errors import MigrationFailedError, Problem
 
@@ -98,8 +98,8 @@ async def check_schemas(
         found = await diff.compare_each(conn, targets, packages)
     return [Problem(name, "Y404",
                     f"its migrations do not build its declared schema: {difference.words}",
-                    "change the schema to match, or write the difference as a migration: "
-                    f"python -m runtime makemigration {name}", table=difference.table)
+                    "change the schema to match, or write the difference as a migration",
+                    table=difference.table, command=("makemigration", name))
             for name, differences in found.items() for difference in differences]
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from alembic.autogenerate import produce_migrations
@@ -51,6 +50,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
 from runtime.core import ddl
+from runtime.core.events import Difference
 from runtime.core.model import Package
 from runtime.core.schema import core_metadata
 
@@ -59,35 +59,6 @@ __all__ = ["Difference", "compare", "compare_each", "schema_of"]
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 _CALL = re.compile(r"^[A-Za-z_][\w.]*\(")
 _INTEGER_RANKS = ((BigInteger, 3), (SmallInteger, 1), (Integer, 2))  # subclasses first
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One way a package's declared schema and a database differ.
-
-    Attributes:
-        kind: alembic's name for it: `add_table`, `remove_table`, `add_column`,
-            `remove_column`, `modify_type`, `modify_nullable`, `modify_default`,
-            `modify_comment`, `add_index`, `remove_index`, `add_fk`, `remove_fk`,
-            `add_constraint`, `remove_constraint`.
-        table: the table it is in.
-        name: the column, index or constraint it is about; None for a whole table.
-        words: the difference in plain words, as `status` and the daemon show it:
-            `table ydtb_notes: column color declared but missing`.
-        destructive: making the database match may lose data or fail on existing rows
-            (a drop, a narrower type, NOT NULL); the dev daemon never does it on its own.
-        statements: the SQL that makes the database match the declaration; idempotent.
-    """
-
-    kind: str
-    table: str
-    name: str | None
-    words: str
-    destructive: bool
-    statements: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return self.words
 
 
 def schema_of(targets: Iterable[Package], packages: Iterable[Package]) -> MetaData:

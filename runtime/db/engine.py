@@ -17,7 +17,7 @@ import anyio.to_thread
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from runtime.config import Settings
 from runtime.db.server import EmbeddedServer
@@ -28,6 +28,7 @@ __all__ = [
     "check_connection",
     "create_database",
     "create_engine",
+    "driver",
     "drop_database",
     "open_database",
 ]
@@ -47,6 +48,15 @@ _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     sa_exc.DBAPIError,  # SQLAlchemy's wrapping: OperationalError, InterfaceError, ...
 )
+
+
+async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """Return the asyncpg connection underneath a SQLAlchemy one.
+
+    The pipeline's statements are few, fixed and hot, so they skip SQLAlchemy's layers.
+    """
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -1,7 +1,14 @@
-"""Read and write the ledger: `ydtb_schema_migrations` and `ydtb_packages`.
+"""The ledger's SQL: `ydtb_schema_migrations` and `ydtb_packages`, read and written here only.
+
+One reader, `read_ledger`, for every question about what was applied: the pipeline's
+plan, `status`, the dev daemon's closure and the load cache's no-op check. The writes
+are called by one caller, `runtime.db.run.Run`, which every way of applying goes
+through (as Django's recorder is the only writer of `django_migrations`).
 
 Talks to the asyncpg connection underneath SQLAlchemy's: the pipeline's statements are
-few, fixed and hot (the no-op run is one ledger read), so they skip the ORM layers.
+few, fixed and hot (the no-op run is one ledger read), so they skip the ORM layers. This
+module imports neither SQLAlchemy nor a package: the no-op path reads the ledger before
+either is loaded.
 
 Rows of kind `dev` are schema changes the dev daemon applied from a declared schema;
 they are read apart from migrations (`Ledger.dev`) and deleted once a migration takes
@@ -10,48 +17,41 @@ them over (`forget_dev_changes`).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 
-from runtime.core.model import Package
-from runtime.core.plan import DEV_KIND, Ledger
-from runtime.core.schema import LEDGER_TABLE, PACKAGES_TABLE
+from runtime.core.names import DEV_KIND, LEDGER_TABLE, PACKAGES_TABLE
+from runtime.core.plan import Ledger
+
+if TYPE_CHECKING:
+    from runtime.core.model import Package
 
 __all__ = [
+    "Kind",
     "LedgerRow",
     "forget_dev_changes",
     "read_ledger",
-    "read_rows",
     "write_packages",
     "write_rows",
 ]
 
-# 'm' a migration, 'd' a dev change, 'p' a package record.
+# 'm' a migration, 'd' a dev change, 'p' a package record; $1 names the packages to
+# read, or is NULL for all of them.
 _READ = f"""
 SELECT CASE WHEN kind = '{DEV_KIND}' THEN 'd' ELSE 'm' END, package, migration, checksum
-FROM {LEDGER_TABLE}
+FROM {LEDGER_TABLE} WHERE $1::text[] IS NULL OR package = ANY($1::text[])
 UNION ALL
-SELECT 'p', package, version, schema_fingerprint FROM {PACKAGES_TABLE}
-"""
-
-_READ_SOME = f"""
-SELECT CASE WHEN kind = '{DEV_KIND}' THEN 'd' ELSE 'm' END, package, migration, checksum
-FROM {LEDGER_TABLE} WHERE package = ANY($1)
-UNION ALL
-SELECT 'p', package, version, schema_fingerprint FROM {PACKAGES_TABLE} WHERE package = ANY($1)
+SELECT 'p', package, version, schema_fingerprint
+FROM {PACKAGES_TABLE} WHERE $1::text[] IS NULL OR package = ANY($1::text[])
 """
 
 _FORGET_DEV = f"""
 DELETE FROM {LEDGER_TABLE} WHERE package = $1 AND kind = '{DEV_KIND}'
 RETURNING migration
-"""
-
-_READ_ROWS = f"""
-SELECT package, migration, checksum, package_version, kind, applied_at, duration_ms
-FROM {LEDGER_TABLE} ORDER BY applied_at, package, migration
 """
 
 _INSERT = f"""
@@ -70,17 +70,29 @@ ON CONFLICT (package) DO UPDATE SET
 """
 
 
+class Kind(enum.StrEnum):
+    """What a ledger row records."""
+
+    MIGRATION = "migration"  #: a migration, applied for the first time
+    RERUN = "rerun"  #: an applied migration, edited, run again by the dev daemon
+    DEV = DEV_KIND  #: schema changes the dev daemon applied from a declared schema
+
+
 @dataclass(frozen=True)
 class LedgerRow:
-    """One applied migration as recorded, for `status` and people."""
+    """One row of `ydtb_schema_migrations`, as a run writes it."""
 
     package: str
     migration: str
     checksum: str
     package_version: str
-    kind: str
-    applied_at: Any
+    kind: Kind
     duration_ms: float
+
+    def values(self) -> tuple[str, str, str, str, str, float]:
+        """The row's values, in the order of the table's columns."""
+        return (self.package, self.migration, self.checksum, self.package_version,
+                self.kind.value, self.duration_ms)
 
 
 async def read_ledger(
@@ -92,10 +104,7 @@ async def read_ledger(
         packages: read only these packages' rows (a reload reads its closure, not all).
     """
     try:
-        if packages is None:
-            rows = await conn.fetch(_READ)
-        else:
-            rows = await conn.fetch(_READ_SOME, list(packages))
+        rows = await conn.fetch(_READ, None if packages is None else list(packages))
     except asyncpg.UndefinedTableError:
         return Ledger()
     applied = {(r[1], r[2]): r[3] for r in rows if r[0] == "m"}
@@ -107,25 +116,14 @@ async def read_ledger(
     return Ledger(applied, recorded, {name: tuple(sorted(ids)) for name, ids in dev.items()})
 
 
-async def read_rows(conn: asyncpg.Connection) -> list[LedgerRow]:
-    """Read every ledger row, oldest first; empty before the first run."""
-    try:
-        rows = await conn.fetch(_READ_ROWS)
-    except asyncpg.UndefinedTableError:
-        return []
-    return [LedgerRow(*row) for row in rows]
-
-
-async def write_rows(
-    conn: asyncpg.Connection, rows: Sequence[tuple[str, str, str, str, str, float]]
-) -> None:
-    """Record applied migrations: `(package, migration, checksum, version, kind, ms)`."""
+async def write_rows(conn: asyncpg.Connection, rows: Sequence[LedgerRow]) -> None:
+    """Record applied migrations and dev changes (`Run` is the one caller)."""
     if rows:
-        await conn.executemany(_INSERT, rows)
+        await conn.executemany(_INSERT, [row.values() for row in rows])
 
 
 async def write_packages(conn: asyncpg.Connection, packages: Iterable[Package]) -> None:
-    """Record each package's version and schema fingerprint."""
+    """Record each package's version and schema fingerprint (`Run` is the one caller)."""
     rows = [(p.name, p.version_text, p.fingerprint) for p in packages]
     if rows:
         await conn.executemany(_UPSERT_PACKAGE, rows)

@@ -1,13 +1,17 @@
 """Tell other processes about schema changes with PostgreSQL `NOTIFY`.
 
-The dev daemon publishes each applied change on the channel `ydtb_runtime` as JSON:
+Publishing is a signal receiver like the console: `publishing(engine, sender)` connects
+one to the signals that travel between processes (`schema_changed`,
+`package_registered`, `package_unregistered`) and publishes each on the channel
+`ydtb_runtime` as JSON built from the same values:
 
     {"signal": "schema_changed", "package": "@ydtb/basic", "migrations": ["0004_x"],
-     "changes": ["applied 0004_x"], "pid": 4242}
+     "changes": [{"kind": "applied", "package": "@ydtb/basic", "migration": "0004_x",
+                  "duration_ms": 0.4, "differences": []}], "pid": 4242}
 
 `listen()` yields those events; `relay()` re-sends each as the blinker signal of the
-same name in the listening process, so an app server subscribes the same way whether
-the daemon runs in its process or in another.
+same name in the listening process, with the same values (`Change` objects again), so
+an app server subscribes the same way whether the daemon runs in its process or not.
 """
 
 from __future__ import annotations
@@ -16,31 +20,69 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from blinker import NamedSignal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core import signals
-from runtime.db.migrator import driver
+from runtime.core.events import Change
+from runtime.db.engine import driver
 
-__all__ = ["CHANNEL", "listen", "publish", "relay"]
+__all__ = ["CHANNEL", "decode", "encode", "listen", "publishing", "relay"]
 
 logger = logging.getLogger(__name__)
 
 #: The channel the dev daemon publishes on.
 CHANNEL = "ydtb_runtime"
 
-# Only these signals travel between processes: their arguments are plain JSON values.
-_RELAYED = {"schema_changed": signals.schema_changed,
-            "package_registered": signals.package_registered,
-            "package_unregistered": signals.package_unregistered}
+# Only these signals travel between processes: their values have a JSON form.
+_RELAYED: dict[str, NamedSignal] = {s.name: s for s in (
+    signals.schema_changed, signals.package_registered, signals.package_unregistered)}
 
 
-async def publish(raw: Any, signal: str, **payload: Any) -> None:
-    """Publish an event on `CHANNEL` through the asyncpg connection `raw`."""
-    body = json.dumps({"signal": signal, **payload, "pid": os.getpid()}, default=str)
-    await raw.execute("SELECT pg_notify($1, $2)", CHANNEL, body)
+def encode(signal: NamedSignal, payload: Mapping[str, Any]) -> str:
+    """Render a signal's keywords as the JSON of a notification."""
+    body = {k: ([c.to_json() for c in v] if k == "changes" else
+                list(v) if isinstance(v, tuple) else v) for k, v in payload.items()}
+    return json.dumps({"signal": signal.name, **body, "pid": os.getpid()}, default=str)
+
+
+def decode(event: Mapping[str, Any]) -> tuple[NamedSignal, dict[str, Any]] | None:
+    """Read a notification back as its signal and keywords; None for what is not one."""
+    signal = _RELAYED.get(str(event.get("signal")))
+    if signal is None:
+        return None
+    kwargs = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in event.items() if k != "signal"}
+    try:
+        if "changes" in kwargs:
+            kwargs["changes"] = tuple(Change.from_json(c) for c in kwargs["changes"])
+    except (KeyError, TypeError, ValueError):
+        logger.warning("ignoring a malformed %s notification: %r", CHANNEL, event)
+        return None
+    return signal, kwargs
+
+
+@contextmanager
+def publishing(engine: AsyncEngine, *senders: object) -> Iterator[None]:
+    """Publish on `CHANNEL` what `senders` signal (the daemon, its registry), in the block."""
+
+    def receiver_for(signal: NamedSignal) -> Any:
+        async def publish(_sender: object, **payload: Any) -> None:
+            async with engine.connect() as conn:
+                await (await driver(conn)).execute("SELECT pg_notify($1, $2)", CHANNEL,
+                                                   encode(signal, payload))
+        return publish
+
+    with ExitStack() as stack:
+        for signal in _RELAYED.values():
+            receiver = receiver_for(signal)
+            for sender in senders:
+                stack.enter_context(signal.connected_to(receiver, sender=sender))
+        yield
 
 
 async def listen(engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
@@ -70,10 +112,11 @@ async def listen(engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
 async def relay(engine: AsyncEngine, *, sender: object = CHANNEL) -> None:
     """Re-send every event published on `CHANNEL` as its blinker signal, until cancelled.
 
-    Receivers get the event's keywords plus `pid`, the publishing process.
+    Receivers get the event's keywords, with the values they were sent with, plus
+    `pid`, the publishing process.
     """
     async for event in listen(engine):
-        signal = _RELAYED.get(str(event.get("signal")))
-        if signal is not None:
-            kwargs: Mapping[str, Any] = {k: v for k, v in event.items() if k != "signal"}
+        decoded = decode(event)
+        if decoded is not None:
+            signal, kwargs = decoded
             await signals.emit_async(signal, sender, **kwargs)

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from runtime.core.model import Package
 from runtime.core.plan import Step, build_order
 from runtime.db import diff, engine
-from runtime.db.migrator import driver, run_step
+from runtime.db.engine import driver
+from runtime.db.run import run_step
 
 __all__ = [
     "apply_migrations",

@@ -20,35 +20,28 @@ always: a failing migration may only be explained by a problem of the whole set.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runtime.core import signals
 from runtime.core.model import Package, dependency_graph
 from runtime.core.plan import Ledger, Plan, Step, plan_pending
-from runtime.db import ledger, migrator
+from runtime.db import migrator
+from runtime.db.run import MigrationReport, Run
 from runtime.errors import MigrationFailedError
 
 __all__ = ["migrate_as_loaded"]
 
 
 @dataclass
-class _Run:
-    """What the streamed transaction holds so far."""
+class _Feeder:
+    """Feeds a run each package once it and its dependencies have arrived."""
 
-    conn: AsyncConnection
-    raw: Any
-    recorded: Ledger
+    run: Run
     done: dict[str, Package] = field(default_factory=dict)
     waiting: dict[str, Package] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
-    applied: list[migrator.AppliedMigration] = field(default_factory=list)
-    rows: list[tuple[str, str, str, str, str, float]] = field(default_factory=list)
     broken: bool = False
 
     def ready(self) -> list[Package]:
@@ -72,68 +65,38 @@ class _Run:
             await self._apply(batch)
 
     async def _apply(self, packages: Sequence[Package]) -> None:
-        plan = plan_pending(packages, self.recorded)
+        plan = plan_pending(packages, self.run.ledger)
         if plan.problems or any(not s.migration.transactional for s in plan.steps):
             self.broken = True
             return
         # Runs of SQL migrations go as one script; a Python migration runs on its own.
-        for python, steps in itertools.groupby(
+        for python, group in itertools.groupby(
                 plan.steps, key=lambda step: step.migration.statements is None):
+            steps = list(group)
+            if self.broken:
+                return
             if not python:
-                await self._send(list(steps))
-                continue
-            for step in steps:
-                await self._run_alone(step)
-
-    async def _send(self, steps: Sequence[Step]) -> None:
-        """Run the SQL of `steps` in one round trip: one wait for the answer, not one each.
-
-        While packages load, each answer waits for the GIL, which the loading thread holds:
-        about 2 ms a round trip. The time is shared equally among the steps.
-        """
-        if self.broken or not steps:
-            return
-        script = "\n;\n".join(s for step in steps for s in step.migration.statements or ())
-        started = time.perf_counter()
-        try:
-            await self.raw.execute(script)
-        except asyncpg.PostgresError:
-            self.broken = True  # the ordinary path runs them one by one and names the culprit
-            return
-        self._record(steps, (time.perf_counter() - started) * 1000 / len(steps))
-
-    async def _run_alone(self, step: Step) -> None:
-        if self.broken:
-            return
-        started = time.perf_counter()
-        try:
-            await migrator.run_step(self.conn, self.raw, step)
-        except MigrationFailedError:
-            self.broken = True
-            return
-        self._record([step], (time.perf_counter() - started) * 1000)
-
-    def _record(self, steps: Sequence[Step], ms: float) -> None:
-        for step in steps:
-            package, migration = step.package, step.migration
-            self.steps.append(step)
-            self.rows.append((package.name, migration.id, migration.checksum,
-                              package.version_text, "migration", ms))
-            self.applied.append(migrator.AppliedMigration(package.name, migration.id, ms))
+                self.broken = not await self.run.apply_together(steps)
+            else:
+                try:
+                    await self.run.apply(steps)
+                except MigrationFailedError:
+                    self.broken = True  # the ordinary path names it, after a rollback
+            if not self.broken:
+                self.steps.extend(steps)
 
     async def finish(self, packages: Sequence[Package]) -> Plan | None:
-        """Apply what is left and record everything; None when the stream broke."""
+        """Apply what is left; return the whole run's plan, or None when the stream broke."""
         await self.offer(packages)
         if self.broken:
             return None
+        ledger = self.run.ledger
         streamed = {(s.package.name, s.migration.id): s.migration.checksum for s in self.steps}
-        rest = plan_pending(packages, Ledger({**self.recorded.applied, **streamed},
-                                             self.recorded.recorded, self.recorded.dev))
+        rest = plan_pending(packages, Ledger({**ledger.applied, **streamed}, ledger.recorded,
+                                             ledger.dev), complete=True)
         if rest.problems or rest.steps:  # cannot happen once every package was offered
             return None
-        await ledger.write_rows(self.raw, self.rows)
-        await ledger.write_packages(self.raw, rest.records)
-        return Plan(tuple(self.steps), rest.records)
+        return Plan(tuple(self.steps), rest.records, rest.unregistered)
 
 
 async def migrate_as_loaded(
@@ -142,7 +105,7 @@ async def migrate_as_loaded(
     resolve: Callable[[], Sequence[Package] | None],
     *,
     sender: object = None,
-) -> migrator.MigrationReport | None:
+) -> MigrationReport | None:
     """Apply packages as they arrive, then commit once the whole set is resolved.
 
     Args:
@@ -159,33 +122,19 @@ async def migrate_as_loaded(
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` raises them.
     """
-    started = time.perf_counter()
-    gone: list[str] = []
-    async with migrator.locked(engine) as (conn, raw):
-        run = _Run(conn, raw, await ledger.read_ledger(raw))
-        transaction = raw.transaction()
-        await transaction.start()
-        try:
+    async with Run.open(engine, sender=sender) as run:
+        feeder = _Feeder(run)
+        async with run.transaction():
             async for packages in arrivals:
-                await run.offer(packages)
+                await feeder.offer(packages)
             ordered = resolve()
-            plan = None if ordered is None else await run.finish(ordered)
-            if ordered is not None and plan is not None:
-                gone = migrator.find_unregistered(run.recorded, ordered, (), partial=False)
-                await migrator.sync_catalog(raw, plan, gone)
-        except BaseException:
-            await transaction.rollback()
-            raise
-        await (transaction.rollback() if plan is None else transaction.commit())
+            plan = None if ordered is None else await feeder.finish(ordered)
+            if plan is None:
+                run.discard()
+            else:
+                await run.record(plan)
     if ordered is None:
         return None
     if plan is None:
         return await migrator.migrate(engine, ordered, sender=sender)
-    for item in run.applied:
-        await signals.emit_async(signals.migration_applied, sender, package=item.package,
-                                 migration=item.migration, duration_ms=item.duration_ms,
-                                 rerun=False)
-    report = migrator.MigrationReport(tuple(run.applied), tuple(p.name for p in plan.records),
-                                      (time.perf_counter() - started) * 1000, tuple(gone))
-    await signals.emit_async(signals.database_initialized, sender, report=report)
-    return report
+    return await run.report()

@@ -26,13 +26,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.core.events import Change, Difference
 from runtime.core.model import Migration, Package
-from runtime.core.plan import DEV_KIND, Step, dev_change_id
+from runtime.core.plan import Step, dev_change_id
 from runtime.db import ledger, scratch
-from runtime.db.diff import Difference, compare
-from runtime.db.migrator import LOCK_ID, driver, run_step
+from runtime.db.diff import compare
+from runtime.db.engine import driver
+from runtime.db.run import Run, run_step
 from runtime.errors import MigrationFailedError, Problem, ProblemsError, RegistryError
 
 __all__ = ["SyncResult", "reconcile", "sync_package"]
@@ -46,24 +48,19 @@ class SyncResult:
 
     Attributes:
         package: the package's name.
-        applied: the differences applied to the database, recorded as `change_id`.
+        change: the dev change applied and recorded; None when nothing was applied.
         held: the differences left alone, all of the package's, because some of them
             are destructive.
-        change_id: the ledger id of the dev change; None when nothing was applied.
     """
 
     package: str
-    applied: tuple[Difference, ...] = ()
+    change: Change | None = None
     held: tuple[Difference, ...] = ()
-    change_id: str | None = None
 
     @property
-    def hint(self) -> str:
-        """How to proceed with the held differences, for people."""
-        them = "it" if sum(d.destructive for d in self.held) == 1 else "them"
-        return (f"{_rename_hint(self.held)}write a migration (python -m runtime "
-                f"makemigration {self.package}), or restart the dev daemon with "
-                f"--allow-destructive to apply {them} to the dev database")
+    def applied(self) -> tuple[Difference, ...]:
+        """The differences applied to the database."""
+        return self.change.differences if self.change is not None else ()
 
 
 async def sync_package(
@@ -76,8 +73,8 @@ async def sync_package(
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks, and record it as a dev change.
 
-    Runs in one transaction holding the pipeline's lock, so no migration runs between
-    the comparison and the changes.
+    Runs in one transaction of a `Run` holding the pipeline's lock, so no migration runs
+    between the comparison and the changes.
 
     Args:
         engine: the dev database, where the package's migrations were applied.
@@ -90,32 +87,27 @@ async def sync_package(
     Raises:
         ProblemsError: a difference could not be applied (Y405); nothing was.
     """
-    async with engine.connect() as conn:
-        raw = await driver(conn)
-        async with raw.transaction():
-            await raw.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)
-            differences = await compare(conn, package, packages, tables=tables)
-            await conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
-            if any(d.destructive for d in differences) and not allow_destructive:
-                return SyncResult(package.name, held=tuple(differences))
-            if not differences:
-                return SyncResult(package.name)
-            change_id = await _apply(conn, raw, package, differences)
-    logger.info("%s: synced %d schema changes as %s", package.name, len(differences), change_id)
-    return SyncResult(package.name, applied=tuple(differences), change_id=change_id)
+    async with Run.open(engine, read=False) as run, run.transaction():
+        differences = await compare(run.conn, package, packages, tables=tables)
+        await run.conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
+        if any(d.destructive for d in differences) and not allow_destructive:
+            return SyncResult(package.name, held=tuple(differences))
+        if not differences:
+            return SyncResult(package.name)
+        change = await _apply(run, package, differences)
+    logger.info("%s: synced %d schema changes as %s", package.name, len(differences),
+                change.migration)
+    return SyncResult(package.name, change=change)
 
 
-async def _apply(
-    conn: AsyncConnection, raw: asyncpg.Connection, package: Package,
-    differences: Sequence[Difference],
-) -> str:
+async def _apply(run: Run, package: Package, differences: Sequence[Difference]) -> Change:
     change_id = dev_change_id(package)
     started = time.perf_counter()
     for difference in differences:
         # One step per difference, so a failure names the difference it came from.
         step = Step(package, Migration(change_id, up=list(difference.statements)))
         try:
-            await run_step(conn, raw, step)
+            await run_step(run.conn, run.raw, step)
         except MigrationFailedError as exc:
             raise ProblemsError([Problem(
                 package.name, "Y405",
@@ -126,13 +118,13 @@ async def _apply(
                 table=difference.table)]) from exc
     # Recorded with the checksum a migration of all these statements would have.
     whole = Migration(change_id, up=[s for d in differences for s in d.statements])
-    ms = (time.perf_counter() - started) * 1000
-    await ledger.write_rows(raw, [(package.name, change_id, whole.checksum,
-                                   package.version_text, DEV_KIND, ms)])
-    return change_id
+    return run.record_dev(package, change_id, whole.checksum, differences,
+                          (time.perf_counter() - started) * 1000)
 
 
-async def reconcile(engine: AsyncEngine, packages: Iterable[Package], name: str) -> list[str]:
+async def reconcile(
+    engine: AsyncEngine, packages: Iterable[Package], name: str
+) -> tuple[Change, ...]:
     """Forget package `name`'s dev changes once its migrations build its declared schema.
 
     The daemon calls it after applying a new migration of the package. Whether the
@@ -145,45 +137,21 @@ async def reconcile(engine: AsyncEngine, packages: Iterable[Package], name: str)
         name: the package.
 
     Returns:
-        The ids of the dev changes forgotten, sorted; empty when there were none or the
-        migrations still fall short.
+        The dev changes forgotten (kind RECONCILED), sorted; empty when there were none
+        or the migrations still fall short.
     """
     async with engine.connect() as conn:
-        raw = await driver(conn)
-        if not (await ledger.read_ledger(raw, [name])).dev.get(name):
-            return []
+        if not (await ledger.read_ledger(await driver(conn), [name])).dev.get(name):
+            return ()
     try:
         remaining = await scratch.compare_migrations(scratch.server_url(engine), packages, name)
     except (RegistryError, asyncpg.PostgresError) as exc:
         logger.warning("%s: dev changes kept, cannot check the migrations on a scratch "
                        "database: %s", name, exc)
-        return []
+        return ()
     if remaining:
         logger.info("%s: dev changes kept, the migrations do not build %s", name,
                     "; ".join(d.words for d in remaining))
-        return []
-    async with engine.connect() as conn:
-        return await ledger.forget_dev_changes(await driver(conn), name)
-
-
-def _rename_hint(held: Sequence[Difference]) -> str:
-    """Show the migration to write when a drop and an add look like a rename."""
-    for added in held:
-        dropped = next((d for d in held if _renamed(d, added)), None)
-        if dropped is None:
-            continue
-        if added.kind == "add_table":
-            what = f"table {dropped.table} to {added.table}"
-            sql = f"ALTER TABLE {dropped.table} RENAME TO {added.table}"
-        else:
-            what = f"column {added.table}.{dropped.name} to {added.name}"
-            sql = f"ALTER TABLE {added.table} RENAME COLUMN {dropped.name} TO {added.name}"
-        return f"if you renamed {what}, write {sql} in a migration; otherwise "
-    return ""
-
-
-def _renamed(dropped: Difference, added: Difference) -> bool:
-    if added.kind == "add_table":
-        return dropped.kind == "remove_table"
-    return (added.kind, dropped.kind) == ("add_column", "remove_column") \
-        and added.table == dropped.table
+        return ()
+    async with Run.open(engine, read=False) as run, run.transaction():
+        return await run.forget_dev(name)

@@ -1,1 +1,1 @@
-"""The dev layer: loading packages from disk, watching them, and the reload daemon."""
+"""The dev layer: the watcher, the reload daemon, and makemigration's file generator."""

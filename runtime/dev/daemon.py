@@ -18,10 +18,10 @@ never with the number of packages loaded.
 
 from __future__ import annotations
 
-import gc
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core import signals
+from runtime.core.events import Change, Difference
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import diff, migrator, notify, sync
-from runtime.db.diff import Difference
-from runtime.db.migrator import MigrationReport
+from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
-from runtime.dev import loader, watcher
+from runtime.dev import watcher
 from runtime.errors import (
     MigrationFailedError,
     PackageLoadError,
@@ -44,6 +44,8 @@ from runtime.errors import (
     RegistryError,
     ValidationError,
 )
+from runtime.load import loader
+from runtime.load.packages import directory_of, is_package
 
 __all__ = ["Daemon"]
 
@@ -63,6 +65,10 @@ class Daemon:
         debounce_ms, step_ms: how watchfiles groups a burst of saves.
         allow_destructive: also apply schema changes that may lose data (drops, narrower
             types, NOT NULL) to the dev database, instead of explaining them.
+        between_passes: called between start-up's passes comparing packages with the
+            database, each of which leaves its reflected tables as garbage; the CLI,
+            which raised the collector's thresholds, collects there
+            (`runtime.process.collect_young`). The daemon itself tunes nothing.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class Daemon:
         debounce_ms: int = 50,
         step_ms: int = 10,
         allow_destructive: bool = False,
+        between_passes: Callable[[], object] = lambda: None,
     ) -> None:
         self.engine = engine
         self.directories = [Path(d).resolve() for d in directories]
@@ -83,6 +90,7 @@ class Daemon:
         self.debounce_ms = debounce_ms
         self.step_ms = step_ms
         self.allow_destructive = allow_destructive
+        self._between_passes = between_passes
         #: Set once the watcher is in place: saves from then on are seen.
         self.watching = anyio.Event()
         self._sources: dict[Path, list[str]] = {}
@@ -97,13 +105,7 @@ class Daemon:
         Packages that fail to load or validate are reported (`validation_failed`) and
         left out, with the packages that depend on them; the others are migrated.
         """
-        for directory in loader.discover(self.directories):
-            await self._load_initial(directory)
-        if self.entry_points:
-            try:
-                await anyio.to_thread.run_sync(loader.load_entry_points, self.registry)
-            except RegistryError as exc:
-                await self._failed(exc)
+        await self._load_initial()
         await self._prune_invalid()
         packages = self.registry.ordered()
         report = await migrator.migrate(self.engine, packages, sender=self)
@@ -118,11 +120,7 @@ class Daemon:
             async with self.engine.connect() as conn:
                 found.update(await diff.compare_each(
                     conn, targets[start:start + _COMPARE_CHUNK], packages))
-            # Each pass leaves its reflected tables as cyclic garbage, young yet; the
-            # CLI starts the daemon with high GC thresholds (loading is faster), under
-            # which it piled up to 90 MB at N = 300. The young generations only: the
-            # loaded packages sit in the old one, and a full collection costs 0.4 s.
-            gc.collect(1)
+            self._between_passes()
         try:
             synced = await self._sync(self.registry, [name for name, d in found.items() if d])
         except RegistryError as exc:
@@ -131,18 +129,22 @@ class Daemon:
             await self._announce(synced)
         return report
 
-    async def _load_initial(self, directory: Path) -> None:
+    async def _load_initial(self) -> None:
+        # Loaded in a worker thread into a copy that sends no signals; registered here,
+        # on the loop, so receivers of `package_registered` run where the daemon runs.
         candidate = self.registry.copy()
-        try:
-            names = await anyio.to_thread.run_sync(loader.load_directory, directory, candidate)
-        except RegistryError as exc:
-            self._sources[directory] = []
-            self._broken.add(directory)
-            await self._failed(exc)
-            return
-        self._sources[directory] = names
-        for name in names:
-            self.registry.register(candidate.get(name))
+        result = await anyio.to_thread.run_sync(functools.partial(
+            loader.load_all, self.directories, candidate, entry_points=self.entry_points))
+        for source, error in result.failed.items():
+            if source != loader.ENTRY_POINT_GROUP:
+                self._sources[Path(source)] = []
+                self._broken.add(Path(source))
+            await self._failed(error)
+        for source, names in result.packages.items():
+            if source != loader.ENTRY_POINT_GROUP:
+                self._sources[Path(source)] = names
+            for name in names:
+                self.registry.register(candidate.get(name))
 
     async def _prune_invalid(self) -> None:
         problems = self.registry.problems()
@@ -157,12 +159,13 @@ class Daemon:
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Start, then watch and reload until cancelled or `stop()`."""
-        await self.start()
-        send, receive = anyio.create_memory_object_stream[tuple[set[Path], float]](1000)
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._watch, send)
-            group.start_soon(self._work, receive)
-            task_status.started()
+        with notify.publishing(self.engine, self, self.registry):
+            await self.start()
+            send, receive = anyio.create_memory_object_stream[tuple[set[Path], float]](1000)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch, send)
+                group.start_soon(self._work, receive)
+                task_status.started()
 
     def stop(self) -> None:
         """Ask the watcher to stop; `run()` returns once the pending reload finished."""
@@ -198,7 +201,7 @@ class Daemon:
             seen: `time.perf_counter()` when the change was seen, for the timing.
         """
         seen = time.perf_counter() if seen is None else seen
-        dirs = {d for p in paths if (d := watcher.package_directory(Path(p), self.directories))}
+        dirs = {d for p in paths if (d := directory_of(Path(p), self.directories))}
         if not dirs:
             return True
         # Directories left out after a failure come along: the change may be what they
@@ -235,12 +238,11 @@ class Daemon:
                                      elapsed_ms=_ms(seen), error=exc)
             return False
         self._broken -= dirs
-        await self._adopt(candidate, sources, changed, removed, report, reconciled)
+        await self._adopt(candidate, sources, report, reconciled)
         await self._announce(synced)
-        applied = [f"{a.package} {a.migration}" for a in report.applied]
-        applied += [f"{r.package} {r.change_id}" for r in synced if r.change_id]
+        applied = report.applied + tuple(r.change for r in synced if r.change is not None)
         await signals.emit_async(
-            signals.reloaded, self, packages=tuple(changed + removed), applied=tuple(applied),
+            signals.reloaded, self, packages=tuple(changed + removed), applied=applied,
             elapsed_ms=_ms(seen), error=None)
         await self._follow_migrations(migrated, report)
         return True
@@ -261,8 +263,7 @@ class Daemon:
             await self._failed(exc)
             return
         await self._announce(synced)
-        for name, ids in reconciled.items():
-            changes = tuple(f"dev change {c} is now in the migrations" for c in ids)
+        for name, changes in reconciled.items():
             await signals.emit_async(signals.schema_changed, self, package=name,
                                      migrations=(), changes=changes)
 
@@ -273,7 +274,7 @@ class Daemon:
         changed: list[str] = []
         removed: list[str] = []
         for directory in dirs:
-            if (directory / "package.py").is_file():
+            if is_package(directory):
                 names = await anyio.to_thread.run_sync(loader.load_directory, directory,
                                                        candidate)
             else:
@@ -288,28 +289,16 @@ class Daemon:
         self,
         candidate: DatabaseRegistry,
         sources: dict[Path, list[str]],
-        changed: list[str],
-        removed: list[str],
         report: MigrationReport,
-        reconciled: dict[str, list[str]],
+        reconciled: dict[str, tuple[Change, ...]],
     ) -> None:
         self.registry.adopt(candidate)  # validated in _reload: not checked twice
         self._sources.update(sources)
-        by_package = report.by_package()
-        async with self.engine.connect() as conn:
-            raw = await migrator.driver(conn)
-            for name, items in by_package.items():
-                ids = tuple(i.migration for i in items)
-                changes = tuple(f"{'re-ran edited' if i.rerun else 'applied'} {i.migration}"
-                                for i in items)
-                changes += tuple(f"dev change {c} is now in the migrations"
-                                 for c in reconciled.get(name, ()))
-                await signals.emit_async(signals.schema_changed, self, package=name,
-                                         migrations=ids, changes=changes)
-                await notify.publish(raw, "schema_changed", package=name,
-                                     migrations=list(ids), changes=list(changes))
-            for name in removed:
-                await notify.publish(raw, "package_unregistered", package=name)
+        for name, items in report.by_package().items():
+            await signals.emit_async(
+                signals.schema_changed, self, package=name,
+                migrations=tuple(i.migration for i in items),
+                changes=(*items, *reconciled.get(name, ())))
 
     # -- dev sync --------------------------------------------------------------------
 
@@ -340,16 +329,16 @@ class Daemon:
 
     async def _reconcile(
         self, candidate: DatabaseRegistry, report: MigrationReport, synced: list[SyncResult]
-    ) -> dict[str, list[str]]:
+    ) -> dict[str, tuple[Change, ...]]:
         """Forget dev changes a migration applied in this reload took over."""
         migrated = report.by_package()
-        found: dict[str, list[str]] = {}
+        found: dict[str, tuple[Change, ...]] = {}
         for result in synced:
-            if result.package in migrated and not result.applied and not result.held:
-                ids = await sync.reconcile(self.engine, candidate.packages.values(),
-                                           result.package)
-                if ids:
-                    found[result.package] = ids
+            if result.package in migrated and result.change is None and not result.held:
+                changes = await sync.reconcile(self.engine, candidate.packages.values(),
+                                               result.package)
+                if changes:
+                    found[result.package] = changes
         return found
 
     async def _announce(self, synced: list[SyncResult]) -> None:
@@ -358,17 +347,11 @@ class Daemon:
                 logger.info("%s: schema changes held: %s", result.package,
                             "; ".join(d.words for d in result.held))
                 await signals.emit_async(signals.schema_drift, self, package=result.package,
-                                         changes=tuple(_held(d) for d in result.held),
-                                         hint=result.hint)
-            if result.change_id is None:
-                continue
-            words = tuple(d.words for d in result.applied)
-            await signals.emit_async(signals.schema_changed, self, package=result.package,
-                                     migrations=(result.change_id,), changes=words)
-            async with self.engine.connect() as conn:
-                await notify.publish(await migrator.driver(conn), "schema_changed",
-                                     package=result.package, migrations=[result.change_id],
-                                     changes=list(words))
+                                         differences=result.held)
+            if result.change is not None:
+                await signals.emit_async(signals.schema_changed, self, package=result.package,
+                                         migrations=(result.change.migration,),
+                                         changes=(result.change,))
 
     async def _failed(self, error: RegistryError) -> None:
         package = _package_of(error)
@@ -383,13 +366,6 @@ def _package_of(error: RegistryError) -> str | None:
         return error.package
     problems: tuple[Problem, ...] = getattr(error, "problems", ())
     return problems[0].package if problems else getattr(error, "package", None)
-
-
-def _held(difference: Difference) -> str:
-    if not difference.destructive:
-        return difference.words
-    sql = " ".join(" ".join(difference.statements).split())
-    return f"{difference.words}: would run {sql}"
 
 
 def _ms(since: float) -> float:

@@ -17,23 +17,11 @@ from pathlib import Path
 from runtime.core.model import Package
 from runtime.db.diff import Difference
 
-__all__ = ["default_name", "migrations_directory", "next_migration_path", "render_migration",
-           "write_migration"]
+__all__ = ["default_name", "next_migration_path", "render_migration", "write_migration"]
 
 _NUMBERED = re.compile(r"^(?P<number>\d+)_")
 _VERBS = {"add_table": "create", "remove_table": "drop", "remove_column": "drop",
           "remove_index": "drop", "remove_fk": "drop", "remove_constraint": "drop"}
-
-
-def migrations_directory(package: Package) -> Path | None:
-    """Return the `migrations/` directory next to the package's `package.py`, if it has one.
-
-    Packages registered from an entry point or in code have none to write to.
-    """
-    if package.source is None or not package.source.endswith("package.py"):
-        return None
-    directory = Path(package.source).parent / "migrations"
-    return directory if directory.is_dir() else None
 
 
 def default_name(differences: Sequence[Difference]) -> str:
@@ -75,7 +63,8 @@ def write_migration(
     """Write `differences` as the next migration in `directory` and return its path.
 
     Args:
-        directory: the package's migrations directory (`migrations_directory`).
+        directory: the package's migrations directory
+            (`runtime.load.packages.migrations_directory`).
         package: the package, named in the file's header.
         differences: from `runtime.db.scratch.compare_migrations`, at least one.
         name: the file's name after its number; derived from the differences when None.

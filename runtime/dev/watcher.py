@@ -1,8 +1,10 @@
 """Watch package directories for saves, with watchfiles.
 
-Only files a package is made of count (`.py`, `.sql`), deletions, and directories;
-watchfiles' default filter already drops editors' swap and backup files, `__pycache__`
-and `.git`.
+Which changes count is decided where the package-directory rule lives
+(`runtime.load.packages.counts`), so the daemon reloads on exactly the files the load
+cache keeps: editors' swap and backup files, `__pycache__` and hidden names never
+count. Directories pass too: a package moved in or deleted whole arrives as one event
+for its directory alone.
 """
 
 from __future__ import annotations
@@ -11,31 +13,22 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import anyio
-from watchfiles import Change, DefaultFilter, awatch
+from watchfiles import Change, awatch
 
-__all__ = ["PackageFilter", "package_directory", "watch"]
+from runtime.load import packages
+
+__all__ = ["PackageFilter", "watch"]
 
 
-class PackageFilter(DefaultFilter):
-    """Pass the changes that can alter a package: its Python and SQL files, and deletions."""
+class PackageFilter:
+    """Pass the changes that can alter a package under one of `roots`."""
 
-    extensions = (".py", ".sql")
+    def __init__(self, roots: Iterable[Path]) -> None:
+        self.roots = [Path(root) for root in roots]
 
     def __call__(self, change: Change, path: str) -> bool:
-        # A path with no suffix is most likely a directory: a package moved in or
-        # deleted whole arrives as one event for its directory alone.
-        return super().__call__(change, path) and (
-            path.endswith(self.extensions) or change == Change.deleted
-            or "." not in path.rpartition("/")[2]
-        )
-
-
-def package_directory(path: Path, roots: Iterable[Path]) -> Path | None:
-    """Return the package directory a changed path belongs to (the root's child), if any."""
-    for root in roots:
-        if path.is_relative_to(root) and path != root:
-            return root / path.relative_to(root).parts[0]
-    return None
+        root = next((r for r in self.roots if Path(path).is_relative_to(r)), None)
+        return packages.counts(path, root)
 
 
 async def watch(
@@ -57,7 +50,7 @@ async def watch(
     """
     roots = [root.resolve() for root in roots]
     async for changes in awatch(
-        *roots, watch_filter=PackageFilter(), debounce=debounce_ms, step=step_ms,
+        *roots, watch_filter=PackageFilter(roots), debounce=debounce_ms, step=step_ms,
         stop_event=stop_event, rust_timeout=100, yield_on_timeout=True,
     ):
         if ready is not None and not ready.is_set():

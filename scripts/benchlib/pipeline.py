@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from benchlib import database, floor
 from benchlib.results import Collector
 from benchlib.workload import Edit, Workload
+from runtime import process
 from runtime.core.model import Package
 from runtime.core.registry import DatabaseRegistry, core_package
 from runtime.db import migrator
-from runtime.dev import loader, pipeline
+from runtime.load import loader, pipeline
 
 __all__ = [
     "FLOOR_SCRIPT",
@@ -166,8 +167,9 @@ async def cold(engine: AsyncEngine, workload: Workload, collect: Collector) -> D
     """
     watch = Stopwatch(collect=True)
     registry = DatabaseRegistry(send_signals=False)
-    outcome = await pipeline.load_and_migrate(engine, [workload.root], registry,
-                                              entry_points=False)
+    with process.loading():  # as `python -m runtime migrate` tunes its process
+        outcome = await pipeline.load_and_migrate(engine, [workload.root], registry,
+                                                  entry_points=False)
     if outcome.load.errors or outcome.problems or outcome.report is None:
         raise RuntimeError(f"the workload does not load: {outcome.load.errors or outcome.problems}")
     watch.lap("load + migrate")

@@ -16,7 +16,7 @@ from benchlib.workload import Workload
 from runtime.core import ddl
 from runtime.core.registry import DatabaseRegistry
 from runtime.db.checks import snapshot
-from runtime.dev import loader
+from runtime.load import loader
 
 __all__ = ["verify"]
 

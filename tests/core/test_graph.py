@@ -8,9 +8,7 @@ from hypothesis import strategies as st
 
 from runtime.core.graph import (
     CycleError,
-    dependencies,
     dependency_order,
-    dependents,
     find_cycle,
     format_cycle,
     reachable,
@@ -123,32 +121,38 @@ def test_find_cycle(graph: Graph, start: str, cycle: list[str] | None) -> None:
     assert find_cycle(graph, start) == cycle
 
 
-def test_dependents_are_transitive() -> None:
-    graph = {
-        "core": [],
-        "notes": ["core"],
-        "tags": ["notes"],
-        "search": ["tags", "core"],
-        "other": ["core"],
-    }
+def test_reachable_over_dependencies_is_the_transitive_dependencies() -> None:
+    graph = {"a": ["b"], "b": ["c"], "c": [], "d": ["a", "missing"]}
 
-    assert dependents(graph, "notes") == {"tags", "search"}
-    assert dependents(graph, "core") == {"notes", "tags", "search", "other"}
-    assert dependents(graph, "search") == set()
-    assert dependents(graph, "unknown") == set()
+    assert reachable(graph, ["a"]) == {"b", "c"}
+    assert reachable(graph, ["d"]) == {"a", "b", "c", "missing"}
+    assert reachable(graph, ["c"]) == set()
 
 
-def test_dependents_of_a_node_in_a_cycle_exclude_itself() -> None:
-    assert dependents({"a": ["b"], "b": ["a"]}, "a") == {"b"}
-
-
-def test_reachable_follows_edges_from_every_start() -> None:
+def test_reachable_over_the_reverse_graph_is_the_transitive_dependents() -> None:
     reverse = {"core": ["notes", "other"], "notes": ["tags"], "tags": ["search"], "x": ["y"]}
 
+    assert reachable(reverse, ["core"]) == {"notes", "other", "tags", "search"}
     assert reachable(reverse, ["notes"]) == {"tags", "search"}
     assert reachable(reverse, ["notes", "x"]) == {"tags", "search", "y"}
-    assert reachable(reverse, ["nowhere"]) == set()
-    assert reachable({"a": ["b"], "b": ["a"]}, ["a"]) == {"a", "b"}
+    assert reachable(reverse, ["search"]) == set()
+
+
+@pytest.mark.parametrize(
+    ("edges", "starts", "found"),
+    [
+        pytest.param({}, ["unknown"], set(), id="unknown-start"),
+        pytest.param({"a": ["b"]}, [], set(), id="no-start"),
+        pytest.param({"a": ["a"]}, ["a"], {"a"}, id="self"),
+        pytest.param({"a": ["a"], "b": ["a"]}, ["b"], {"a"}, id="into-a-self-loop"),
+        pytest.param({"a": ["b"], "b": ["a"]}, ["a"], {"a", "b"}, id="cycle"),
+        pytest.param({"e": ["a"], "a": ["b"], "b": ["a"]}, ["e"], {"a", "b"}, id="into-a-cycle"),
+    ],
+)
+def test_reachable_includes_a_start_only_when_a_cycle_leads_back(
+    edges: Graph, starts: list[str], found: set[str]
+) -> None:
+    assert reachable(edges, starts) == found
 
 
 # -- properties -------------------------------------------------------------------------
@@ -229,10 +233,11 @@ def test_property_find_cycle_agrees_with_dependency_order(graph: Graph) -> None:
 
 @PROPERTY
 @given(graphs(), st.data())
-def test_property_dependents_are_the_nodes_that_reach_the_name(
+def test_property_reachable_over_the_reverse_graph_is_the_nodes_that_reach_the_start(
     graph: Graph, data: st.DataObject
 ) -> None:
     name = data.draw(st.sampled_from(sorted(graph)))
+    reverse = {node: [n for n in graph if node in graph[n]] for node in graph}
 
     def reaches(node: str) -> bool:
         seen, todo = set(), list(graph[node])
@@ -245,11 +250,4 @@ def test_property_dependents_are_the_nodes_that_reach_the_name(
                 todo.extend(graph.get(current, ()))
         return False
 
-    assert dependents(graph, name) == {node for node in graph if node != name and reaches(node)}
-
-
-def test_dependencies_are_transitive_and_exclude_the_node_itself() -> None:
-    graph = {"a": ["b"], "b": ["c", "a"], "c": [], "d": ["a"]}
-
-    assert dependencies(graph, "a") == {"b", "c"}
-    assert dependencies(graph, "c") == set()
+    assert reachable(reverse, [name]) == {node for node in graph if reaches(node)}

@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runtime import DatabaseRegistry, Migration, Package, kit
 from runtime.db import diff, migrator
 from runtime.db.diff import Difference
-from runtime.dev.loader import load_all
+from runtime.db.engine import driver
+from runtime.load.loader import load_all
 
 EXAMPLES = Path(__file__).parent.parent.parent / "packages_dev"
 
@@ -63,7 +64,7 @@ async def compare(engine: AsyncEngine, package: Package, packages: Sequence[Pack
 
 async def run_twice(engine: AsyncEngine, differences: Sequence[Difference]) -> None:
     async with engine.connect() as conn:
-        raw = await migrator.driver(conn)
+        raw = await driver(conn)
         for _ in range(2):
             for statement in (s for d in differences for s in d.statements):
                 await raw.execute(statement)

@@ -19,6 +19,8 @@ from runtime import (
 )
 from runtime.db import checks, migrator
 from runtime.db import engine as db_engine
+from runtime.db.engine import driver
+from runtime.db.run import MigrationReport
 
 
 def schema(*tables: str, fks: dict[str, str] | None = None) -> MetaData:
@@ -110,7 +112,7 @@ async def test_a_schema_without_migrations_creates_its_enum_types_idempotently(
 
     # Run again as written (IF NOT EXISTS, and the type's duplicate caught): no error.
     async with engine.connect() as conn:
-        raw = await migrator.driver(conn)
+        raw = await driver(conn)
         for statement in registry.get("days").migrations[0].statements or ():
             await raw.execute(statement)
         assert (await conn.execute(text("SELECT mood::text FROM ydtb_days"))).scalar() == "busy"
@@ -290,7 +292,7 @@ async def test_signals_report_each_migration_and_the_end_of_the_run(
     async def on_applied(_sender: object, *, package: str, migration: str, **_: Any) -> None:
         seen.append(f"{package} {migration}")
 
-    def on_done(_sender: object, *, report: migrator.MigrationReport) -> None:
+    def on_done(_sender: object, *, report: MigrationReport) -> None:
         seen.append(f"done {len(report.applied)}")
 
     with signals.migration_applied.connected_to(on_applied), \

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runtime import DatabaseRegistry, Migration
 from runtime.db import engine as db_engine
 from runtime.db import migrator, urls
+from runtime.db.engine import driver
 from runtime.db.security import POLICY, TableSecurity, read_table_security
 from runtime.db.workspace import current_workspace, set_workspace, workspace_connection
 from runtime.errors import RowLevelSecurityError
@@ -36,7 +37,7 @@ def register(registry: DatabaseRegistry, *, rls: bool = True, version: str = "1.
 
 async def security(engine: AsyncEngine) -> TableSecurity:
     async with engine.connect() as conn:
-        raw = await migrator.driver(conn)
+        raw = await driver(conn)
         return (await read_table_security(raw, ["ydtb_secrets"]))["ydtb_secrets"]
 
 

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, write_package
+from support import create_sql, readable, write_package
 
 from runtime import DependentsExistError, PackageLoadError, ValidationError, signals
 from runtime.db import notify
@@ -25,12 +25,12 @@ NAMES = ["package_registered", "package_unregistered", "schema_changed", "valida
 
 @pytest.fixture
 def log() -> Iterator[Log]:
-    """Every signal sent during the test, as (name, keywords)."""
+    """Every signal sent during the test, as (name, keywords in words: `support.readable`)."""
     entries: Log = []
     with ExitStack() as stack:
         for name in NAMES:
             def receiver(_sender: object, _name: str = name, **kwargs: Any) -> None:
-                entries.append((_name, kwargs))
+                entries.append((_name, readable(_name, kwargs)))
             stack.enter_context(getattr(signals, name).connected_to(receiver))
         yield entries
 
@@ -256,8 +256,11 @@ async def test_changes_are_published_to_other_connections(
             while not events:
                 await anyio.sleep(0.01)
         group.cancel_scope.cancel()
-    assert events[0]["signal"] == "schema_changed"
-    assert (events[0]["package"], events[0]["migrations"]) == ("notes", ["0002_x"])
+    schema_changed = [e for e in events if e["signal"] == "schema_changed"]
+    assert (schema_changed[0]["package"], schema_changed[0]["migrations"]) == (
+        "notes", ["0002_x"])
+    assert [(c["kind"], c["migration"]) for c in schema_changed[0]["changes"]] == [
+        ("applied", "0002_x")]
 
 
 async def test_a_removed_package_s_tools_are_deactivated(

@@ -16,10 +16,12 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, write_package
+from support import create_sql, readable, write_package
 
 from runtime import signals
-from runtime.db import diff, ledger, migrator, scratch
+from runtime.core.events import Change, ChangeKind
+from runtime.db import diff, ledger, scratch
+from runtime.db.engine import driver
 from runtime.dev import generator
 from runtime.dev.daemon import Daemon
 from runtime.errors import ProblemsError
@@ -31,12 +33,14 @@ DROP_HINT = ("write a migration (python -m runtime makemigration notes), or rest
 
 @pytest.fixture
 def sent() -> Iterator[Sent]:
-    """The keywords of every schema_changed, schema_drift and reloaded sent, by signal."""
+    """The keywords of every schema_changed, schema_drift and reloaded sent, by signal, in
+    words (`support.readable`); as sent under `NAME:typed`."""
     events: Sent = defaultdict(list)
     with ExitStack() as stack:
         for name in ("schema_changed", "schema_drift", "reloaded"):
             def receive(_sender: object, _name: str = name, **kwargs: Any) -> None:
-                events[_name].append(kwargs)
+                events[f"{_name}:typed"].append(kwargs)
+                events[_name].append(readable(_name, kwargs))
             stack.enter_context(getattr(signals, name).connected_to(receive))
         yield events
 
@@ -62,7 +66,7 @@ async def columns(engine: AsyncEngine, table: str) -> list[str]:
 
 async def dev_rows(engine: AsyncEngine) -> dict[str, tuple[str, ...]]:
     async with engine.connect() as conn:
-        return dict((await ledger.read_ledger(await migrator.driver(conn))).dev)
+        return dict((await ledger.read_ledger(await driver(conn))).dev)
 
 
 async def drift(engine: AsyncEngine, daemon: Daemon) -> list[str]:
@@ -108,6 +112,10 @@ async def test_an_additive_schema_edit_is_synced_and_recorded_as_a_dev_change(
     change = f"dev:{daemon.registry.get('notes').fingerprint}"
     assert sent["schema_changed"] == [
         {"package": "notes", "migrations": (change,), "changes": tuple(words)}]
+    [[synced]] = [event["changes"] for event in sent["schema_changed:typed"]]
+    assert (synced.kind, synced.package, synced.migration) == (
+        ChangeKind.DEV_SYNC, "notes", change)
+    assert [d.words for d in synced.differences] == words
     assert sent["reloaded"][-1]["applied"] == (f"notes {change}",)
     assert await dev_rows(engine) == {"notes": (change,)}
     assert await drift(engine, daemon) == []
@@ -210,6 +218,8 @@ async def test_a_generated_migration_takes_the_dev_change_over(
          "changes": ("applied 0002_add_color",)},
         {"package": "notes", "migrations": (),
          "changes": (f"dev change {change} is now in the migrations",)}]
+    assert sent["schema_changed:typed"][-1]["changes"] == (
+        Change(ChangeKind.RECONCILED, "notes", change),)
     assert await dev_rows(engine) == {}
 
 

@@ -75,17 +75,3 @@ def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path) -> None
         "review it)\n"
         "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body;\n")
     assert [p.name for p in tmp_path.iterdir()] == ["0001_sync_notes.sql"]
-
-
-def test_only_a_package_directory_has_migrations_to_write_to(tmp_path: Path) -> None:
-    registry = DatabaseRegistry(send_signals=False)
-    (tmp_path / "migrations").mkdir()
-    on_disk = registry.register_database(
-        package_name="notes", schema=kit.metadata(), version="1.0.0",
-        source=str(tmp_path / "package.py"))
-    installed = registry.register_database(
-        package_name="tags", schema=kit.metadata(), version="1.0.0",
-        source="entry point tags (tags.package)")
-
-    assert generator.migrations_directory(on_disk) == tmp_path / "migrations"
-    assert generator.migrations_directory(installed) is None

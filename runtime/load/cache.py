@@ -7,8 +7,8 @@ the next `migrate` or `check` uses the manifest while that state holds.
 
 The state, like make's or ruff's, is each file's size and modification time:
 
-- every file of every package directory (a new, edited or deleted file counts), and
-  which directories hold a `package.py`;
+- every file of every package directory that counts (`runtime.load.packages`: a new,
+  edited or deleted file), and which directories hold a `package.py`;
 - every module file the loading process had imported outside the standard library
   (SQLAlchemy, helpers the packages import, this runtime's own code);
 - with entry points, the `sys.path` directories, whose times change when a
@@ -26,12 +26,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.core.manifest import Manifest
+from runtime.load import packages
 
 __all__ = ["Sources", "cache_file", "lookup", "scan", "store"]
 
@@ -59,30 +60,18 @@ def cache_file(data_dir: Path, directories: Sequence[Path], entry_points: bool) 
     return data_dir / "cache" / f"load-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def _walk(directory: str) -> Iterator[os.DirEntry[str]]:
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name == "__pycache__":
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk(entry.path)
-            else:
-                yield entry
-
-
 def scan(directories: Iterable[Path]) -> Sources:
-    """Stat every file of every package directory (one holding `package.py`) under `directories`."""
+    """Stat every file that counts of every package directory under `directories`."""
     started = time.time_ns()
     files: Stats = {}
     for root in directories:
         if not root.is_dir():
             files[str(root)] = []  # absent: appearing later changes the state
             continue
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "package.py")):
-                for item in _walk(entry.path):
-                    stat = item.stat()
-                    files[item.path] = [stat.st_size, stat.st_mtime_ns]
+        for directory in packages.discover([root]):
+            for item in packages.files(directory):
+                stat = item.stat()
+                files[item.path] = [stat.st_size, stat.st_mtime_ns]
     return Sources(files, started)
 
 

@@ -10,7 +10,6 @@ and no module state survives a reload.
 from __future__ import annotations
 
 import functools
-import gc
 import importlib.abc
 import importlib.machinery
 import importlib.metadata
@@ -19,8 +18,7 @@ import itertools
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, ModuleType
@@ -28,12 +26,11 @@ from typing import Any
 
 from runtime.core.registry import DatabaseRegistry
 from runtime.errors import PackageLoadError, RegistryError
+from runtime.load.packages import PACKAGE_FILE, discover
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LoadResult",
-    "discover",
-    "few_collections",
     "load_all",
     "load_directory",
     "load_entry_points",
@@ -42,25 +39,6 @@ __all__ = [
 ENTRY_POINT_GROUP = "runtime.packages"
 _PREFIX = "_ydtb_dev_"
 _generation = itertools.count(1)
-
-
-@contextmanager
-def few_collections() -> Iterator[None]:
-    """Raise the garbage collector's thresholds for a while, then restore them.
-
-    Loading hundreds of packages makes ~500,000 SQLAlchemy objects that live on, and the
-    default thresholds run full collections over them again and again: 1.6 s of 9 s
-    loading N = 300 packages (scripts/bench). While `runtime.dev.pipeline` applies DDL
-    during a load, each collection also holds the GIL, so the next statement waits for
-    it: about 1 s of a 13 s cold apply. Callers that own the process (the CLI, the
-    pipeline for the length of one call) use this; the library never changes it for good.
-    """
-    threshold = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
 
 
 class _SourceLoader(importlib.machinery.SourceFileLoader):
@@ -107,15 +85,6 @@ def _install_finder() -> None:
         sys.meta_path.insert(0, _FINDER)
 
 
-def discover(directories: Iterable[Path]) -> list[Path]:
-    """List the package directories (those with a `package.py`) under `directories`, sorted."""
-    found: list[Path] = []
-    for directory in directories:
-        if directory.is_dir():
-            found.extend(p for p in sorted(directory.iterdir()) if (p / "package.py").is_file())
-    return found
-
-
 def _forget(prefix: str) -> None:
     for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
         del sys.modules[name]
@@ -127,7 +96,7 @@ def _error_location(exc: BaseException, directory: Path) -> tuple[str, int | Non
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if Path(frame.filename).is_relative_to(directory):
             return frame.filename, frame.lineno
-    return str(directory / "package.py"), None
+    return str(directory / PACKAGE_FILE), None
 
 
 def _import_package_module(directory: Path, root: str) -> ModuleType:
@@ -179,13 +148,13 @@ def load_directory(directory: Path, registry: DatabaseRegistry) -> list[str]:
         ValidationError: a package it registered breaks a rule.
     """
     directory = directory.resolve()
-    recorder = _Recorder(registry, str(directory / "package.py"))
+    recorder = _Recorder(registry, str(directory / PACKAGE_FILE))
     root = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', directory.name)}_{next(_generation)}"
     try:
         module = _import_package_module(directory, root)
         register = getattr(module, "register", None)
         if not callable(register):
-            raise PackageLoadError(str(directory / "package.py"),
+            raise PackageLoadError(str(directory / PACKAGE_FILE),
                                    "defines no register(registry) function")
         register(recorder)
     except RegistryError:
@@ -226,10 +195,19 @@ def load_entry_points(
 
 @dataclass
 class LoadResult:
-    """What `load_all` registered, by source, and the errors it met on the way."""
+    """What `load_all` registered, and the errors it met, by source.
+
+    A source is a package directory's path, or `ENTRY_POINT_GROUP` for the installed
+    packages.
+    """
 
     packages: dict[str, list[str]] = field(default_factory=dict)
-    errors: list[RegistryError] = field(default_factory=list)
+    failed: dict[str, RegistryError] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[RegistryError]:
+        """The errors met, in the order the sources were loaded."""
+        return list(self.failed.values())
 
 
 def load_all(
@@ -243,7 +221,7 @@ def load_all(
 
     Args:
         each: called with the names each directory (and the entry points) registered,
-            as soon as they are (`runtime.dev.pipeline` applies them meanwhile).
+            as soon as they are (`runtime.load.pipeline` applies them meanwhile).
     """
     result = LoadResult()
     sources: list[tuple[str, Callable[[], list[str]]]] = [
@@ -255,7 +233,7 @@ def load_all(
         try:
             result.packages[source] = names = load()
         except RegistryError as exc:
-            result.errors.append(exc)
+            result.failed[source] = exc
             continue
         if each is not None:
             each(names)

@@ -11,7 +11,7 @@ import pytest
 from support import write_package
 
 from runtime.core.manifest import Entry, Manifest
-from runtime.dev import cache
+from runtime.load import cache
 
 MANIFEST = Manifest((Entry("@ydtb/core", "1.0.0", "f0", (("0001_core_tables", "c0"),)),))
 OLD = 1_700_000_000_000_000_000  # well before any scan: not "racy"

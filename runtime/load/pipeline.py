@@ -9,10 +9,9 @@ loading ends; an invalid set, or a directory that failed to load, rolls everythi
 
 from __future__ import annotations
 
+import asyncio
 import math
-import sys
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,21 +21,16 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.core import signals
 from runtime.core.model import Package
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import stream
-from runtime.db.migrator import MigrationReport
-from runtime.dev import loader
+from runtime.db.run import MigrationReport
 from runtime.errors import ProblemsError
+from runtime.load import loader
 
 __all__ = ["Outcome", "load_and_migrate"]
-
-# The loader thread holds the GIL between bytecodes for up to the switch interval
-# (5 ms by default) after each statement's answer arrives; the event loop waits that
-# long to send the next one. 0.5 ms keeps the DDL moving at a small cost to loading.
-_SWITCH_INTERVAL = 0.0005
-
 
 @dataclass
 class Outcome:
@@ -53,16 +47,6 @@ class Outcome:
     packages: list[Package] | None = None
     problems: ProblemsError | None = None
     report: MigrationReport | None = None
-
-
-@contextmanager
-def _short_switches() -> Iterator[None]:
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(_SWITCH_INTERVAL)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def _queued(receive: MemoryObjectReceiveStream[Sequence[Package]]) -> list[Package]:
@@ -84,9 +68,8 @@ async def load_and_migrate(
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
-    The garbage collector's thresholds are raised until it returns
-    (`loader.few_collections`): a full collection in the loading thread holds the GIL
-    and so stalls the DDL.
+    It changes nothing of the process: a caller that owns it (the CLI) may tune the
+    garbage collector and the switch interval around the call (`runtime.process`).
 
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` does.
@@ -97,10 +80,15 @@ async def load_and_migrate(
     def arrived(names: list[str]) -> None:
         anyio.from_thread.run_sync(send.send_nowait, [registry.get(n) for n in names])
 
+    loop = asyncio.get_running_loop()
+
     def load() -> None:
+        # `registry` may send signals from this thread: their coroutine receivers run
+        # on the caller's loop, not on one made for them.
         try:
-            outcome.load = loader.load_all(directories, registry, entry_points=entry_points,
-                                           each=arrived)
+            with signals.owned_by(loop):
+                outcome.load = loader.load_all(directories, registry,
+                                               entry_points=entry_points, each=arrived)
         finally:
             anyio.from_thread.run_sync(send.close)
 
@@ -123,11 +111,10 @@ async def load_and_migrate(
         return packages
 
     try:
-        with _short_switches(), loader.few_collections():
-            async with anyio.create_task_group() as group:
-                group.start_soon(anyio.to_thread.run_sync, load)
-                outcome.report = await stream.migrate_as_loaded(engine, arrivals(), resolve,
-                                                                sender=sender)
+        async with anyio.create_task_group() as group:
+            group.start_soon(anyio.to_thread.run_sync, load)
+            outcome.report = await stream.migrate_as_loaded(engine, arrivals(), resolve,
+                                                            sender=sender)
     except BaseExceptionGroup as failed:
         # The loader collects its errors, so one task failed: raise its error as
         # `migrator.migrate` would, not wrapped in a group callers must unpack.

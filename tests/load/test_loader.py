@@ -10,7 +10,7 @@ import pytest
 from support import write_package
 
 from runtime import DatabaseRegistry, PackageLoadError, ValidationError
-from runtime.dev import loader
+from runtime.load import loader
 
 COUNTER_PY = '''\
 from .schema import metadata

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import create_sql, write_package
 
 from runtime import DatabaseRegistry, LedgerConflictError, MigrationFailedError, signals
-from runtime.db import ledger, migrator
-from runtime.dev.pipeline import _queued, load_and_migrate
+from runtime.db import ledger
+from runtime.db.engine import driver
+from runtime.load.pipeline import _queued, load_and_migrate
 
 FK = 'Column("note_id", Integer, ForeignKey("ydtb_notes.id"))'
 
@@ -57,7 +58,7 @@ async def test_applies_every_package_dependencies_first(engine: AsyncEngine, roo
         "@ydtb/core 0001_core_tables", "notes 0001_create_ydtb_notes", "tags 0001_tags"]
     assert outcome.report.recorded == ("@ydtb/core", "notes", "tags")
     async with engine.connect() as conn:
-        recorded = await ledger.read_ledger(await migrator.driver(conn))
+        recorded = await ledger.read_ledger(await driver(conn))
     assert set(recorded.recorded) == {"@ydtb/core", "notes", "tags"}
     assert ("tags", "0001_tags") in recorded.applied
 

@@ -1,0 +1,315 @@
+"""One pipeline run: the lock, the transactions, the ledger rows, the signals, the report.
+
+Every way of changing the database's schema goes through a `Run`, as every step of
+Alembic goes through its one `HeadMaintainer`: the full pipeline (`runtime.db.migrator`),
+applying while packages load (`runtime.db.stream`), the dev daemon's reloads and its
+dev syncs (`runtime.db.sync`). So one piece of code:
+
+- holds the pipeline's session-level advisory lock, and reads the ledger only once it
+  is held: two processes running at once apply each migration exactly once;
+- runs each step (`run_step`: SQL on the asyncpg connection under SQLAlchemy's, with
+  the simple query protocol, so a migration may hold several statements; a Python
+  migration gets the SQLAlchemy `AsyncConnection`, inside a savepoint);
+- writes each step's `LedgerRow` in the transaction that ran it, the package records
+  and the catalog (tools, row-level security) in the last one;
+- sends `migration_applied` once the transaction holding the migration committed,
+  `migration_failed` once it rolled back, and `database_initialized` with the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from runtime.core import signals
+from runtime.core.events import Change, ChangeKind, Difference
+from runtime.core.model import Package
+from runtime.core.plan import Ledger, Plan, Step
+from runtime.db import ledger, security, tools
+from runtime.db.engine import driver
+from runtime.db.ledger import Kind, LedgerRow
+from runtime.errors import MigrationFailedError
+
+__all__ = ["LOCK_ID", "MigrationReport", "Run", "run_step"]
+
+logger = logging.getLogger(__name__)
+
+#: The advisory lock key every pipeline run holds ("ydtb_run" in ASCII).
+LOCK_ID = 0x7964_7462_5F72_756E
+
+_KINDS = {Kind.MIGRATION: ChangeKind.APPLIED, Kind.RERUN: ChangeKind.RERUN,
+          Kind.DEV: ChangeKind.DEV_SYNC}
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """What one pipeline run did.
+
+    Attributes:
+        applied: the migrations run, in order (kind APPLIED, or RERUN for edited ones).
+        recorded: the packages whose version or fingerprint the run recorded.
+        duration_ms: the run's time, lock to report.
+        unregistered: packages whose tools the run deactivated.
+    """
+
+    applied: tuple[Change, ...]
+    recorded: tuple[str, ...]
+    duration_ms: float
+    unregistered: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """Whether the run wrote anything."""
+        return bool(self.applied or self.recorded or self.unregistered)
+
+    def by_package(self) -> dict[str, list[Change]]:
+        """The applied migrations grouped by package, in the order they ran."""
+        grouped: dict[str, list[Change]] = {}
+        for item in self.applied:
+            grouped.setdefault(item.package, []).append(item)
+        return grouped
+
+
+def _line_of(statement: str, error: BaseException) -> int | None:
+    position = getattr(error, "position", None)
+    if not position:
+        return None
+    return statement.count("\n", 0, int(position) - 1) + 1
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    return str(orig).strip() if orig is not None and str(orig).strip() else text
+
+
+async def run_step(conn: AsyncConnection, raw: Any, step: Step) -> None:
+    """Run one migration on `conn` (its asyncpg connection `raw`), in the caller's transaction.
+
+    Records nothing: `Run.apply` records; scratch databases (`runtime.db.scratch`) and
+    the checks run steps unrecorded.
+
+    Raises:
+        MigrationFailedError: naming the package, migration, statement and line.
+    """
+    migration = step.migration
+    statements = migration.statements
+    if statements is None:
+        try:
+            await migration.up(conn)  # type: ignore[operator]
+            await conn.commit()
+        except Exception as exc:
+            await conn.rollback()
+            raise MigrationFailedError(step.package.name, migration.id, _reason(exc)) from exc
+        return
+    for statement in statements:
+        try:
+            await raw.execute(statement)
+        except asyncpg.PostgresError as exc:
+            raise MigrationFailedError(
+                step.package.name, migration.id, _reason(exc),
+                statement=statement, line=_line_of(statement, exc),
+            ) from exc
+
+
+class Run:
+    """One run on one connection holding the pipeline's lock; open it with `Run.open`.
+
+    Attributes:
+        conn, raw: the SQLAlchemy connection and its asyncpg one.
+        ledger: what the ledger held when the lock was taken (empty if not read).
+        sender: the sender of the signals the run sends.
+    """
+
+    def __init__(self, conn: AsyncConnection, raw: Any, recorded: Ledger, sender: object) -> None:
+        self.conn = conn
+        self.raw = raw
+        self.ledger = recorded
+        self.sender = sender
+        self._started = time.perf_counter()
+        self._committed: list[Change] = []
+        self._rows: list[LedgerRow] = []  # of the open transaction
+        self._recorded: tuple[str, ...] = ()
+        self._unregistered: tuple[str, ...] = ()
+        self._discard = False
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        engine: AsyncEngine,
+        *,
+        packages: Collection[str] | None = None,
+        read: bool = True,
+        sender: object = None,
+    ) -> AsyncIterator[Run]:
+        """Take the lock on a connection of `engine`, read the ledger, yield the run.
+
+        Args:
+            packages: read only these packages' ledger rows (a reload's closure).
+            read: read the ledger at all (a dev sync needs only the lock).
+            sender: the sender of the signals sent.
+        """
+        async with engine.connect() as conn:
+            raw = await driver(conn)
+            await raw.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
+            try:
+                recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
+                yield cls(conn, raw, recorded, sender)
+            finally:
+                if not raw.is_closed():
+                    await raw.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+
+    # -- transactions ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self, *, transactional: bool = True) -> AsyncIterator[None]:
+        """Make what the block applies and records one unit: all of it commits, or none.
+
+        Args:
+            transactional: False for a migration that must run outside a transaction
+                (`CREATE INDEX CONCURRENTLY`): it runs alone, and its ledger row is
+                written in a transaction after it.
+        """
+        self._rows, self._discard = [], False
+        tx = self.raw.transaction()
+        begun = False
+        try:
+            if transactional:
+                await tx.start()
+                begun = True
+            yield
+            if not begun:
+                await tx.start()
+                begun = True
+            if self._discard:
+                begun = False
+                await tx.rollback()
+                self._rows = []
+                return
+            await ledger.write_rows(self.raw, self._rows)
+            begun = False
+            await tx.commit()
+        except BaseException as exc:
+            self._rows = []
+            if begun:
+                await _roll_back(tx)
+            if isinstance(exc, MigrationFailedError):
+                await signals.emit_async(signals.migration_failed, self.sender,
+                                         package=exc.package, migration=exc.migration,
+                                         error=exc)
+            raise
+        done, self._rows = self._rows, []
+        for row in done:
+            await self._announce(row)
+
+    def discard(self) -> None:
+        """Roll the open transaction back when its block ends, without an error."""
+        self._discard = True
+
+    async def _announce(self, row: LedgerRow) -> None:
+        if row.kind is Kind.DEV:
+            return  # the daemon announces dev syncs, with their differences
+        change = Change(_KINDS[row.kind], row.package, row.migration, row.duration_ms)
+        self._committed.append(change)
+        await signals.emit_async(signals.migration_applied, self.sender,
+                                 package=change.package, migration=change.migration,
+                                 duration_ms=change.duration_ms, rerun=change.rerun)
+
+    # -- steps ----------------------------------------------------------------------
+
+    async def apply(self, steps: Sequence[Step]) -> None:
+        """Run `steps` one by one in the open transaction, recording each.
+
+        Raises:
+            MigrationFailedError: a step failed; the transaction will roll back.
+        """
+        for step in steps:
+            started = time.perf_counter()
+            await run_step(self.conn, self.raw, step)
+            self._record(step, (time.perf_counter() - started) * 1000)
+
+    async def apply_together(self, steps: Sequence[Step]) -> bool:
+        """Run the SQL of `steps` in one round trip: one wait for the answer, not one each.
+
+        While packages load, each answer waits for the GIL, which the loading thread
+        holds: about 2 ms a round trip. The time is shared equally among the steps.
+
+        Returns:
+            False when the SQL failed: the transaction is aborted, and `apply` one by one
+            names the culprit on a fresh one.
+        """
+        script = "\n;\n".join(s for step in steps for s in step.migration.statements or ())
+        started = time.perf_counter()
+        try:
+            await self.raw.execute(script)
+        except asyncpg.PostgresError:
+            return False
+        ms = (time.perf_counter() - started) * 1000 / len(steps)
+        for step in steps:
+            self._record(step, ms)
+        return True
+
+    def _record(self, step: Step, ms: float) -> None:
+        package, migration = step.package, step.migration
+        self._rows.append(LedgerRow(package.name, migration.id, migration.checksum,
+                                    package.version_text,
+                                    Kind.RERUN if step.rerun else Kind.MIGRATION, ms))
+
+    def record_dev(
+        self, package: Package, change_id: str, checksum: str, differences: Sequence[Difference],
+        ms: float,
+    ) -> Change:
+        """Record a dev change the open transaction applied; return it as a `Change`."""
+        self._rows.append(LedgerRow(package.name, change_id, checksum, package.version_text,
+                                    Kind.DEV, ms))
+        return Change(ChangeKind.DEV_SYNC, package.name, change_id, ms, tuple(differences))
+
+    async def forget_dev(self, package: str) -> tuple[Change, ...]:
+        """Delete `package`'s dev changes, which a migration took over."""
+        ids = await ledger.forget_dev_changes(self.raw, package)
+        return tuple(Change(ChangeKind.RECONCILED, package, change_id) for change_id in ids)
+
+    # -- the end --------------------------------------------------------------------
+
+    async def record(self, plan: Plan) -> None:
+        """Record the packages of `plan`, and bring tools and row-level security in step.
+
+        Call it in the run's last transaction: with nothing to record or deactivate, it
+        writes nothing.
+        """
+        self._recorded = tuple(p.name for p in plan.records)
+        self._unregistered = plan.unregistered
+        await ledger.write_packages(self.raw, plan.records)
+        await tools.deactivate_package_tools(self.raw, plan.unregistered)
+        await tools.sync_tools(self.raw, plan.records)
+        # A migrated package without row-level security has no policy to take off unless
+        # it was just turned off, which changes its fingerprint and so records it: only
+        # opted-in ones are read (a catalog query per run saved, scripts/bench).
+        touched = ({s.package.name: s.package for s in plan.steps if s.package.row_level_security}
+                   | {p.name: p for p in plan.records})
+        await security.sync_row_level_security(self.raw, touched.values())
+
+    async def report(self) -> MigrationReport:
+        """Return what the run committed, and send `database_initialized` with it."""
+        report = MigrationReport(tuple(self._committed), self._recorded,
+                                 (time.perf_counter() - self._started) * 1000,
+                                 self._unregistered)
+        await signals.emit_async(signals.database_initialized, self.sender, report=report)
+        return report
+
+
+async def _roll_back(tx: Any) -> None:
+    # The error on its way out says what went wrong; a connection the server closed
+    # (a restart, pg_terminate_backend) cannot roll back, and has nothing to keep.
+    try:
+        await tx.rollback()
+    except (asyncpg.InterfaceError, OSError) as exc:
+        logger.debug("rollback impossible, the connection is gone: %s", exc)

@@ -1,0 +1,103 @@
+"""What a package directory is, and which of its files count. The one home of both rules.
+
+A package directory is a child of a packages root (`packages_dev/`) holding
+`package.py`. Every file under it counts (its Python and SQL, and any data file it
+reads at import) except what editors, version control and Python leave beside the
+sources: hidden names (`.git`, `.#notes.py`, `.schema.py.swp`), `__pycache__`,
+bytecode, backups ending in `~`, and the like. The loader, the load cache, the watcher,
+the daemon and `makemigration` all ask here, so a file the cache counts is a file the
+daemon reloads on, and the reverse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+__all__ = [
+    "PACKAGE_FILE",
+    "counts",
+    "directory_of",
+    "discover",
+    "files",
+    "is_package",
+    "migrations_directory",
+]
+
+#: The file that makes a directory a package: it defines `register(registry)`.
+PACKAGE_FILE = "package.py"
+
+_IGNORED_NAMES = frozenset({"__pycache__", "node_modules"})
+# Editors' and tools' leftovers, as watchfiles' DefaultFilter lists them.
+_IGNORED_SUFFIXES = (".pyc", ".pyo", ".pyd", "~", ".swp", ".swx", ".tmp")
+_IGNORED_PREFIXES = (".", "flycheck_")
+
+
+def _ignored(name: str) -> bool:
+    return (name in _IGNORED_NAMES or name.startswith(_IGNORED_PREFIXES)
+            or name.endswith(_IGNORED_SUFFIXES) or ".___jb_" in name)
+
+
+def counts(path: str | Path, root: str | Path | None = None) -> bool:
+    """Tell whether a change to `path` can change a package.
+
+    Args:
+        path: a file or directory.
+        root: where to start reading `path`'s parts (a packages root): the parts above
+            it are not judged, so a checkout under a hidden directory still works.
+    """
+    relative = Path(path)
+    if root is not None and relative.is_relative_to(root):
+        relative = relative.relative_to(root)
+    return not any(_ignored(part) for part in relative.parts)
+
+
+def is_package(directory: Path) -> bool:
+    """Tell whether `directory` is a package directory: it holds `package.py`."""
+    return (directory / PACKAGE_FILE).is_file() and not _ignored(directory.name)
+
+
+def discover(roots: Iterable[Path]) -> list[Path]:
+    """List the package directories under `roots` (each root's children), sorted per root."""
+    found: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            found.extend(p for p in sorted(root.iterdir()) if is_package(p))
+    return found
+
+
+def directory_of(path: Path, roots: Iterable[Path]) -> Path | None:
+    """Return the package directory `path` is in or is (the root's child), if any.
+
+    The directory need not exist any more: a deleted package is reported by its path.
+    """
+    for root in roots:
+        if path.is_relative_to(root) and path != root:
+            return root / path.relative_to(root).parts[0]
+    return None
+
+
+def files(directory: Path) -> Iterator[os.DirEntry[str]]:
+    """Yield every file of a package directory that counts, at any depth."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if _ignored(entry.name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from files(Path(entry.path))
+            else:
+                yield entry
+
+
+def migrations_directory(source: str | None) -> Path | None:
+    """Return the `migrations/` directory beside a package's `package.py`, if it exists.
+
+    Args:
+        source: where the package was registered from (`Package.source`); packages from
+            an entry point or code have no `package.py`, and so no directory to write to.
+    """
+    if source is None or Path(source).name != PACKAGE_FILE:
+        return None
+    directory = Path(source).parent / "migrations"
+    return directory if directory.is_dir() else None
