@@ -8,6 +8,11 @@ The dev daemon also records the schema changes it applied straight from a packag
 declared schema (kind `dev`, id `dev:<fingerprint>`). Those rows are not migrations:
 they never make a migration applied, pending or unknown, and are listed on their own
 until a migration takes them over.
+
+One comparison of a package with the ledger (`_compare`) answers both questions asked
+of it: what a run must do (`plan_pending`) and whether it would do nothing
+(`is_up_to_date`, which the load cache's no-op path asks of a manifest, without
+SQLAlchemy: this module imports `runtime.core.model` only for its types).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from packaging.version import InvalidVersion, Version
 
 from runtime.core import graph
-from runtime.core.names import DEV_KIND, DEV_PREFIX, UNREGISTERED
+from runtime.core.names import DEV_PREFIX, UNREGISTERED
 from runtime.errors import Problem
 
 if TYPE_CHECKING:
@@ -28,8 +33,6 @@ if TYPE_CHECKING:
     from runtime.core.model import Migration, Package
 
 __all__ = [
-    "DEV_KIND",
-    "DEV_PREFIX",
     "Ledger",
     "PackageStatus",
     "Plan",
