@@ -12,8 +12,8 @@ fresh database and the dev database (synced from the schema) end up different.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core.model import Package
@@ -41,7 +41,7 @@ _HINT = ("guard it so it can run twice: CREATE TABLE IF NOT EXISTS, ADD COLUMN I
          "EXISTS, CREATE INDEX IF NOT EXISTS, DROP ... IF EXISTS")
 
 
-async def snapshot(raw: Any) -> frozenset[str]:
+async def snapshot(raw: asyncpg.Connection) -> frozenset[str]:
     """Describe the current schema's tables, columns, indexes and constraints as lines."""
     return frozenset(row[0] for row in await raw.fetch(_SNAPSHOT))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import anyio
 import anyio.to_thread
@@ -56,7 +57,9 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     The pipeline's statements are few, fixed and hot, so they skip SQLAlchemy's layers.
     """
     raw = await conn.get_raw_connection()
-    return raw.driver_connection
+    # SQLAlchemy types `driver_connection` for every driver (`Any | None`; None once
+    # invalidated). Engines here are all postgresql+asyncpg, on a checked-out connection.
+    return cast(asyncpg.Connection, raw.driver_connection)
 
 
 def create_engine(url: str) -> AsyncEngine:

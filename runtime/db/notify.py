@@ -22,8 +22,10 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from blinker import NamedSignal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -92,8 +94,12 @@ async def listen(engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
     """
     queue: asyncio.Queue[str] = asyncio.Queue()
 
-    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        queue.put_nowait(payload)
+    def on_notify(
+        _conn: asyncpg.Connection | PoolConnectionProxy, _pid: int, _channel: str, payload: object
+    ) -> None:
+        # The stubs allow any payload; asyncpg decodes a NOTIFY's text to str
+        # (_parse_msg_notification in asyncpg/protocol/coreproto.pyx).
+        queue.put_nowait(cast(str, payload))
 
     async with engine.connect() as conn:
         raw = await driver(conn)

@@ -23,9 +23,9 @@ import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
+import asyncpg.transaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core import signals
@@ -90,7 +90,7 @@ def _reason(exc: BaseException) -> str:
     return str(orig).strip() if orig is not None and str(orig).strip() else text
 
 
-async def run_step(conn: AsyncConnection, raw: Any, step: Step) -> None:
+async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -> None:
     """Run one migration on `conn` (its asyncpg connection `raw`), in the caller's transaction.
 
     Records nothing: `Run.apply` records; scratch databases (`runtime.db.scratch`) and
@@ -128,7 +128,9 @@ class Run:
         sender: the sender of the signals the run sends.
     """
 
-    def __init__(self, conn: AsyncConnection, raw: Any, recorded: Ledger, sender: object) -> None:
+    def __init__(
+        self, conn: AsyncConnection, raw: asyncpg.Connection, recorded: Ledger, sender: object
+    ) -> None:
         self.conn = conn
         self.raw = raw
         self.ledger = recorded
@@ -306,7 +308,7 @@ class Run:
         return report
 
 
-async def _roll_back(tx: Any) -> None:
+async def _roll_back(tx: asyncpg.transaction.Transaction) -> None:
     # The error on its way out says what went wrong; a connection the server closed
     # (a restart, pg_terminate_backend) cannot roll back, and has nothing to keep.
     try:

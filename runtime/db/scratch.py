@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any
 
 import anyio
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core.model import Package
@@ -54,7 +54,7 @@ async def scratch_database(server_url: str) -> AsyncIterator[AsyncEngine]:
             await engine.drop_database(server_url, name)
 
 
-async def apply_step(conn: AsyncConnection, raw: Any, step: Step) -> None:
+async def apply_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -> None:
     """Run one migration in a transaction of its own (alone, if it is not transactional).
 
     Raises:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -59,7 +58,9 @@ class TableSecurity:
         return self.enabled and self.forced and POLICY in self.policies
 
 
-async def read_table_security(raw: Any, tables: Sequence[str]) -> dict[str, TableSecurity]:
+async def read_table_security(
+    raw: asyncpg.Connection, tables: Sequence[str]
+) -> dict[str, TableSecurity]:
     """Read the row-level security of `tables` (in the current schema), by table name.
 
     Tables that do not exist are left out.
@@ -96,7 +97,7 @@ def _release(state: TableSecurity) -> list[str]:
     return statements
 
 
-async def sync_row_level_security(raw: Any, packages: Iterable[Package]) -> None:
+async def sync_row_level_security(raw: asyncpg.Connection, packages: Iterable[Package]) -> None:
     """Put the tables of `packages` asking for row-level security under the workspace
     policy, and take it off the tables of those that do not; only what is missing or
     left over is changed.

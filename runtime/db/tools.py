@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -140,7 +140,7 @@ def unregistered_packages(ledger: Ledger, packages: Iterable[Package]) -> list[s
                   if name not in registered and fingerprint != UNREGISTERED)
 
 
-async def sync_tools(raw: Any, packages: Sequence[Package]) -> None:
+async def sync_tools(raw: asyncpg.Connection, packages: Sequence[Package]) -> None:
     """Upsert the tools of `packages`, active, and deactivate those they no longer declare.
 
     Args:
@@ -155,7 +155,7 @@ async def sync_tools(raw: Any, packages: Sequence[Package]) -> None:
         await raw.executemany(_UPSERT, rows)
 
 
-async def deactivate_package_tools(raw: Any, packages: Collection[str]) -> None:
+async def deactivate_package_tools(raw: asyncpg.Connection, packages: Collection[str]) -> None:
     """Deactivate the tools of `packages`, which are no longer registered.
 
     Their `ydtb_packages` rows are marked `UNREGISTERED`, so a later full run does not
