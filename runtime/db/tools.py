@@ -18,7 +18,7 @@ when its package comes back. A workspace enables and disables active tools throu
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,19 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core.model import Package
 from runtime.core.names import UNREGISTERED
-from runtime.core.plan import Ledger
 from runtime.core.schema import PACKAGES_TABLE, WORKSPACES_TABLE
 from runtime.errors import ToolInactiveError, ToolNotFoundError, WorkspaceNotFoundError
 
 __all__ = [
-    "UNREGISTERED",
     "WorkspaceTool",
     "deactivate_package_tools",
     "disable_tool",
     "enable_tool",
     "list_tools",
     "sync_tools",
-    "unregistered_packages",
 ]
 
 _TOOLS = "ydtb_tools"
@@ -127,17 +124,6 @@ class WorkspaceTool:
 
 
 # -- the pipeline's side ----------------------------------------------------------------
-
-
-def unregistered_packages(ledger: Ledger, packages: Iterable[Package]) -> list[str]:
-    """Return the packages `ledger` records that are not among `packages`, sorted.
-
-    Those already marked `UNREGISTERED` are left out: their tools were deactivated.
-    Only meaningful when `packages` is every registered package (a full run).
-    """
-    registered = {p.name for p in packages}
-    return sorted(name for name, (_version, fingerprint) in ledger.recorded.items()
-                  if name not in registered and fingerprint != UNREGISTERED)
 
 
 async def sync_tools(raw: asyncpg.Connection, packages: Sequence[Package]) -> None:

@@ -10,10 +10,10 @@ from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, eve
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime import DatabaseRegistry, Migration, Tool
+from runtime.core.names import UNREGISTERED
 from runtime.db import engine as db_engine
 from runtime.db import migrator
 from runtime.db.tools import (
-    UNREGISTERED,
     WorkspaceTool,
     disable_tool,
     enable_tool,
