@@ -77,13 +77,13 @@ class _Reloads:
 
     async def wait_for(self, edit: Edit, since: int) -> tuple[float, dict[str, Any]]:
         """Return the first signal from index `since` on that applied `edit`."""
-        wanted = f"{edit.package} {edit.migration}"
+        wanted = (edit.package, edit.migration)
         with anyio.fail_after(_EDIT_TIMEOUT):
             while True:
                 for at, kwargs in self.received[since:]:
                     if kwargs["error"] is not None:
                         raise RuntimeError(f"the daemon refused {edit.path}: {kwargs['error']}")
-                    if wanted in kwargs["applied"]:
+                    if wanted in {(c.package, c.migration) for c in kwargs["applied"]}:
                         return at, kwargs
                 await anyio.sleep(0.001)
 

@@ -1,0 +1,104 @@
+"""The run: the one writer of the ledger, and the one reader it reads with."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import runtime
+from runtime import DatabaseRegistry, Migration, signals
+from runtime.core.events import ChangeKind
+from runtime.core.plan import plan_pending
+from runtime.db import ledger, migrator
+from runtime.db.engine import driver
+from runtime.db.run import Run
+
+WRITES = re.compile(r"\b(write_rows|write_packages|forget_dev_changes)\(")
+
+
+def test_only_the_run_writes_the_ledger() -> None:
+    root = Path(runtime.__file__).parent
+    writers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
+                     if WRITES.search(path.read_text()))
+    assert writers == ["db/ledger.py", "db/run.py"]
+
+
+def _register(registry: DatabaseRegistry, name: str, sql: str) -> None:
+    metadata = MetaData()
+    Table(f"ydtb_{name}", metadata, Column("id", Integer, primary_key=True),
+          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False))
+    registry.register_database(
+        package_name=name, schema=metadata, version="1.0.0",
+        migrations=[Migration("0001_create", f"CREATE TABLE IF NOT EXISTS ydtb_{name} "
+                              "(id int PRIMARY KEY, workspace_id varchar(20) NOT NULL "
+                              f"REFERENCES ydtb_workspaces(id)){sql}")])
+
+
+async def _kinds(engine: AsyncEngine) -> dict[tuple[str, str], str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT package, migration, kind FROM ydtb_schema_migrations WHERE package <> "
+            "'@ydtb/core'"))
+        return {(r[0], r[1]): r[2] for r in rows}
+
+
+async def test_one_reader_reads_every_package_or_some(engine: AsyncEngine) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    _register(registry, "notes", "")
+    _register(registry, "tags", "")
+    await migrator.migrate(engine, registry.ordered())
+
+    async with engine.connect() as conn:
+        raw = await driver(conn)
+        everything = await ledger.read_ledger(raw)
+        some = await ledger.read_ledger(raw, ["tags"])
+
+    assert set(everything.recorded) == {"@ydtb/core", "notes", "tags"}
+    assert set(some.recorded) == {"tags"}
+    assert set(some.applied) == {("tags", "0001_create")}
+
+
+async def test_each_row_is_recorded_with_its_kind_and_announced_after_commit(
+    engine: AsyncEngine,
+) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    _register(registry, "notes", "")
+    await migrator.migrate(engine, registry.ordered())
+    _register(registry, "notes", ";\nSELECT 1")  # the migration edited, as in a dev loop
+
+    seen: list[tuple[str, int]] = []
+
+    async def applied(_sender: object, *, migration: str, **_: object) -> None:
+        async with engine.connect() as conn:  # another connection sees it: committed
+            count = (await conn.execute(text(
+                "SELECT count(*) FROM ydtb_schema_migrations WHERE kind = 'rerun'"))).scalar()
+        seen.append((migration, int(count or 0)))
+
+    with signals.migration_applied.connected_to(applied):
+        report = await migrator.migrate(engine, registry.ordered(), rerun_edited=True)
+
+    assert report.applied[0].kind is ChangeKind.RERUN
+    assert seen == [("0001_create", 1)]
+    assert await _kinds(engine) == {("notes", "0001_create"): "rerun"}
+
+
+async def test_a_discarded_transaction_leaves_nothing(engine: AsyncEngine) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    _register(registry, "notes", "")
+    await migrator.migrate(engine, registry.ordered()[:1])  # the core alone
+
+    async with Run.open(engine) as run:
+        plan = plan_pending(registry.ordered(), run.ledger)
+        async with run.transaction():
+            await run.apply(plan.steps)
+            run.discard()
+    report = await run.report()
+
+    assert [s.migration.id for s in plan.steps] == ["0001_create"]
+    assert report.applied == ()
+    assert await _kinds(engine) == {}
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT to_regclass('ydtb_notes')"))).scalar() is None
