@@ -141,13 +141,30 @@ class DatabaseRegistry:
         """Return `names` and every package depending on them, in dependency order.
 
         That is what must be re-validated, and migrated, when they change.
+
+        Raises:
+            PackageNotFoundError: a name is not registered.
+            ValidationError: the packages depend on each other in a cycle (Y203), which
+                has no order; a copy changed without checking the set (the dev daemon's)
+                can hold one.
+        """
+        members = self.affected(*names)
+        index = self._index
+        sub = {n: [d for d in index.graph[n] if d in members] for n in members}
+        try:
+            return graph.dependency_order(sub)
+        except graph.CycleError as exc:
+            raise ValidationError([validation.cycle_problem(exc.cycle)]) from None
+
+    def affected(self, *names: str) -> set[str]:
+        """Return `names` and every package depending on them, in no order (cycles too).
+
+        Raises:
+            PackageNotFoundError: a name is not registered.
         """
         for name in names:
             self.get(name)
-        index = self._index
-        members = set(names) | graph.reachable(index.dependents, names)
-        sub = {n: [d for d in index.graph[n] if d in members] for n in members}
-        return graph.dependency_order(sub)
+        return set(names) | graph.reachable(self._index.dependents, names)
 
     def dependents(self, name: str) -> list[str]:
         """Return the packages that depend on `name` directly, sorted."""

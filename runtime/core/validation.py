@@ -34,6 +34,7 @@ __all__ = [
     "check_member",
     "check_package",
     "check_set",
+    "cycle_problem",
     "merge_problems",
     "table_owners",
     "tool_owners",
@@ -353,6 +354,12 @@ def check_set(
     return merge_problems(checked)
 
 
+def cycle_problem(cycle: list[str]) -> Problem:
+    """The Y203 problem of a dependency cycle (`graph.CycleError.cycle`)."""
+    return Problem(cycle[0], "Y203", f"dependency cycle {graph.format_cycle(cycle)}",
+                   "remove one of these dependencies")
+
+
 def merge_problems(checked: Iterable[Iterable[Problem]]) -> list[Problem]:
     """Join the problems `check_member` found for several members, each cycle once."""
     found: list[Problem] = []
@@ -387,8 +394,7 @@ def check_member(
     found = _dependency_problems(packages, package)
     cycle = graph.find_cycle(deps_graph, name)
     if cycle:
-        found.append(Problem(cycle[0], "Y203", f"dependency cycle {graph.format_cycle(cycle)}",
-                             "remove one of these dependencies"))
+        found.append(cycle_problem(cycle))
     for table in package.table_names:
         others = [o for o in owners.get(table, ()) if o != name]
         if others:

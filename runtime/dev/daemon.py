@@ -38,6 +38,7 @@ from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
 from runtime.errors import (
+    LedgerConflictError,
     MigrationFailedError,
     PackageLoadError,
     Problem,
@@ -107,8 +108,8 @@ class Daemon:
         """
         await self._load_initial()
         await self._prune_invalid()
+        report = await self._migrate_at_start()
         packages = self.registry.ordered()
-        report = await migrator.migrate(self.engine, packages, sender=self)
         # A schema edited while the daemon was not running has a new fingerprint, so the
         # run recorded it: only those, and the migrated ones, are compared, a few at a
         # time (all 300 at once took 7 s and 120 MB, scripts/bench). Drift made by hand
@@ -151,9 +152,36 @@ class Daemon:
         if not problems:
             return
         await self._failed(ValidationError(problems))
-        bad = self.registry.closure(*{p.package for p in problems if p.package in self.registry})
-        self.registry.update(remove=bad)
-        self._broken |= {d for d, names in self._sources.items() if set(names) & set(bad)}
+        self._hold_out({p.package for p in problems})
+
+    def _hold_out(self, names: set[str]) -> None:
+        """Leave `names` and their dependents out until a change brings them back."""
+        bad = self.registry.affected(*(name for name in names if name in self.registry))
+        self.registry.update(remove=sorted(bad))
+        self._broken |= {d for d, loaded in self._sources.items() if set(loaded) & bad}
+
+    async def _migrate_at_start(self) -> MigrationReport:
+        """Apply what is pending, holding out each package that cannot be applied.
+
+        The dev database is the daemon's: an applied migration edited while it was
+        stopped (a branch switch) is re-run, as a running daemon does. A downgrade (Y302)
+        or a failing migration holds out that package and its dependents, reported, and
+        the rest is applied; a change to them brings them back.
+        """
+        while True:
+            try:
+                return await migrator.migrate(self.engine, self.registry.ordered(),
+                                              rerun_edited=True, sender=self)
+            except LedgerConflictError as exc:
+                failed: set[str] = {p.package for p in exc.problems}
+                await self._failed(exc)
+            except MigrationFailedError as exc:
+                failed = {exc.package}
+                await self._failed(exc)
+            if CORE_PACKAGE in failed:
+                raise RegistryError("the core package's migrations cannot be applied to "
+                                    "this database")
+            self._hold_out(failed)
 
     # -- run -----------------------------------------------------------------------
 

@@ -402,6 +402,22 @@ def test_a_copy_without_set_checks_accepts_the_first_half_of_a_joint_change(
                                           version="2.0.0")
 
 
+def test_the_closure_of_a_cycle_is_a_validation_error_naming_it(
+    registry: DatabaseRegistry, register: Register
+) -> None:
+    register("a", "ydtb_a")
+    register("b", "ydtb_b", dependencies=["a"])
+    candidate = registry.copy(check_set=False)  # as the dev daemon loads a change
+    candidate.register_database(package_name="a", schema=registry.get("a").schema,
+                                version="1.0.0", dependencies=["b"])
+
+    with pytest.raises(ValidationError) as caught:
+        candidate.closure("a")
+
+    assert [str(p) for p in caught.value.problems] == [
+        "a: dependency cycle a -> b -> a (remove one of these dependencies) [Y203]"]
+
+
 def test_update_accepts_a_joint_change_that_one_registration_at_a_time_refuses(
     registry: DatabaseRegistry, register: Register
 ) -> None:

@@ -312,3 +312,79 @@ async def test_two_packages_can_change_together_one_save_at_a_time(
         assert result["error"] is None
         assert str(daemon.registry.get("notes").version) == "2.0.0"
         assert str(daemon.registry.get("tags").dependencies[0]) == "notes>=2"
+
+
+async def test_a_cycle_saved_is_an_error_and_undoing_it_recovers(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", deps=["notes"], tables={"ydtb_tags": []})
+    async with running(engine, root) as daemon:
+        result = await change(log, lambda: write_package(
+            root, "notes", name="notes", deps=["tags"], tables={"ydtb_notes": []}))
+        assert isinstance(result["error"], ValidationError)
+        assert [p.code for p in result["error"].problems] == ["Y203"]
+        assert daemon.registry.get("notes").dependency_names == ()
+
+        result = await change(log, lambda: write_package(
+            root, "notes", name="notes", version="1.0.1", tables={"ydtb_notes": []}))
+        assert result["error"] is None
+        assert str(daemon.registry.get("notes").version) == "1.0.1"
+
+
+async def test_start_reruns_a_migration_edited_while_it_was_stopped(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    await Daemon(engine, [root], entry_points=False).start()
+    # A branch switch: the applied migration now reads differently.
+    (root / "notes/migrations/0001_create_ydtb_notes.sql").write_text(
+        create_sql("ydtb_notes", "title text"))
+
+    await Daemon(engine, [root], entry_points=False).start()
+
+    assert [(k["migration"], k["rerun"]) for k in sent(log, "migration_applied")][-1] == (
+        "0001_create_ydtb_notes", True)
+
+
+async def test_start_holds_out_a_downgraded_package_and_runs_the_rest(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", tables={"ydtb_tags": []})
+    write_package(root, "notes", name="notes", version="2.0.0", tables={"ydtb_notes": []})
+    await Daemon(engine, [root], entry_points=False).start()
+    write_package(root, "notes", name="notes", version="1.0.0", tables={"ydtb_notes": []})
+    write_package(root, "tags", name="tags", tables={"ydtb_tags": ["Column('x', Integer)"]},
+                  migrations={"0001_create_ydtb_tags.sql": create_sql("ydtb_tags"),
+                              "0002_x.sql": "ALTER TABLE ydtb_tags ADD COLUMN IF NOT EXISTS x "
+                                            "integer;"})
+
+    daemon = Daemon(engine, [root], entry_points=False)
+    await daemon.start()
+
+    assert "notes" not in daemon.registry
+    [failed] = sent(log, "validation_failed")
+    assert [(p.package, p.code) for p in failed["error"].problems] == [("notes", "Y302")]
+    assert await columns(engine, "ydtb_tags") == ["id", "workspace_id", "x"]
+
+    write_package(root, "notes", name="notes", version="2.0.1", tables={"ydtb_notes": []})
+    assert await daemon.reload([root / "notes"]) is True
+    assert str(daemon.registry.get("notes").version) == "2.0.1"
+
+
+async def test_start_holds_out_a_package_whose_migration_fails(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", deps=["notes"], tables={"ydtb_tags": []},
+                  migrations={"0001_create_ydtb_tags.sql": "CREATE TABLE nonsense ("})
+    write_package(root, "other", name="other", tables={"ydtb_other": []})
+
+    daemon = Daemon(engine, [root], entry_points=False)
+    await daemon.start()
+
+    assert sorted(daemon.registry.packages) == ["@ydtb/core", "notes", "other"]
+    [failed] = sent(log, "migration_failed")
+    assert (failed["package"], failed["migration"]) == ("tags", "0001_create_ydtb_tags")
+    assert await columns(engine, "ydtb_other") == ["id", "workspace_id"]
+
+    write_package(root, "tags", name="tags", deps=["notes"], tables={"ydtb_tags": []})
+    assert await daemon.reload([root / "tags"]) is True
+    assert "tags" in daemon.registry
