@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         PackageNotFoundError,
         Problem,
         RegistryError,
+        UsageError,
         ValidationError,
     )
 
@@ -48,6 +49,7 @@ __all__ = [
     "Problem",
     "RegistryError",
     "Tool",
+    "UsageError",
     "ValidationError",
     "registry",
     "signals",
@@ -62,7 +64,7 @@ _HOMES = {
     **dict.fromkeys(
         ["DatabaseError", "DatabaseUnavailableError", "DependentsExistError",
          "LedgerConflictError", "MigrationFailedError", "PackageLoadError",
-         "PackageNotFoundError", "Problem", "RegistryError", "ValidationError"],
+         "PackageNotFoundError", "Problem", "RegistryError", "UsageError", "ValidationError"],
         "runtime.errors"),
 }
 

@@ -22,10 +22,13 @@ import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from runtime.config import Settings, resolve_settings
 from runtime.console import FAILED, OK, USAGE, Console, describe
-from runtime.errors import DatabaseUnavailableError, RegistryError
+from runtime.db import urls
+from runtime.errors import DatabaseUnavailableError, RegistryError, UsageError
+from runtime.load import packages
 
 __all__ = ["exit_now", "main"]
 
@@ -128,6 +131,47 @@ async def _until_signalled(command: Coroutine[Any, Any, int]) -> int:
             loop.remove_signal_handler(signum)
 
 
+def _check_settings(settings: Settings, *, entry_points: bool) -> None:
+    """Refuse, before anything is read or written, settings that cannot work.
+
+    Raises:
+        UsageError: naming the setting, what is wrong and the fix.
+    """
+    if settings.database_url is not None:
+        url, setting = settings.database_url, "--database-url (or DATABASE_URL)"
+        fix = ("write postgresql://user:password@host:port/database, or leave it unset for "
+               "the embedded server")
+        try:
+            parts = urlsplit(urls.plain_url(url))
+        except ValueError:
+            raise UsageError(setting, f"{urls.hide_password(url)!r} is not a PostgreSQL URL",
+                             fix) from None
+        try:
+            parts.port  # noqa: B018 -- reading the port is what checks it
+        except ValueError as exc:
+            raise UsageError(setting, f"{urls.hide_password(url)!r}: {exc}", fix) from None
+    for directory in settings.packages:
+        if not directory.is_dir():
+            raise UsageError("--packages", f"{directory} is not a directory",
+                             "name the directory holding your package directories; the "
+                             "default is packages_dev")
+    if not packages.discover(settings.packages) and not (entry_points and _installed()):
+        # A run of no packages would take every recorded one for unregistered and
+        # deactivate its tools.
+        raise UsageError("--packages", "no package in "
+                         f"{', '.join(str(d) for d in settings.packages)}",
+                         f"a package is a directory holding {packages.PACKAGE_FILE}; "
+                         "create one, or name the right directory")
+
+
+def _installed() -> bool:
+    import importlib.metadata
+
+    from runtime.load.loader import ENTRY_POINT_GROUP
+
+    return bool(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
     """Run a command line; return its exit code."""
     console = console or Console()
@@ -138,8 +182,9 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     settings = resolve_settings(database_url=args.database_url, packages=args.packages,
                                 environ=os.environ, project_dir=Path.cwd())
     try:
+        _check_settings(settings, entry_points=not args.no_entry_points)
         return asyncio.run(_until_signalled(_run(args, settings, console)))
-    except DatabaseUnavailableError as exc:
+    except (UsageError, DatabaseUnavailableError) as exc:
         console.error(describe(exc))
         return USAGE
     except RegistryError as exc:

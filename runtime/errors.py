@@ -9,6 +9,7 @@
     ├── PackageNotFoundError (LookupError)
     ├── DependentsExistError             unregistering a package others depend on
     ├── PackageLoadError                 importing a package's code failed
+    ├── UsageError (ValueError)          a setting that cannot work: a URL, a directory
     ├── WorkspaceNotFoundError (LookupError)
     ├── ToolNotFoundError (LookupError)
     ├── ToolInactiveError                enabling a tool whose package is unregistered
@@ -40,6 +41,7 @@ __all__ = [
     "RowLevelSecurityError",
     "ToolInactiveError",
     "ToolNotFoundError",
+    "UsageError",
     "ValidationError",
     "WorkspaceNotFoundError",
 ]
@@ -166,6 +168,18 @@ class PackageLoadError(RegistryError):
 
 class DatabaseError(RegistryError):
     """Base of errors that come from talking to PostgreSQL."""
+
+
+class UsageError(RegistryError, ValueError):
+    """Raised by the CLI before it does anything when a setting cannot work.
+
+    `setting` names it as people give it (`--database-url`, `--packages`).
+    """
+
+    def __init__(self, setting: str, reason: str, hint: str) -> None:
+        self.setting = setting
+        self.reason = reason
+        super().__init__(f"{setting}: {reason} ({hint})")
 
 
 class DatabaseUnavailableError(DatabaseError):

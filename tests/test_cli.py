@@ -145,6 +145,40 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("url", "said"), [
+    ("garbage", "'garbage' is not a PostgreSQL URL"),
+    ("mysql://me@host/db", "'mysql://me@host/db' is not a PostgreSQL URL"),
+    ("postgresql://me:secret@host:99999/db",
+     "'postgresql://me:***@host:99999/db': Port out of range 0-65535"),
+], ids=["no-scheme", "other-scheme", "bad-port"])
+@pytest.mark.parametrize("command", ["migrate", "status", "dev"])
+def test_a_malformed_url_is_refused_before_anything_runs(
+    packages: Path, command: str, url: str, said: str
+) -> None:
+    code, out = run_cli(*args(command, packages, url))
+
+    assert code == 2
+    assert out == (f"error: --database-url (or DATABASE_URL): {said} (write postgresql://"
+                   "user:password@host:port/database, or leave it unset for the embedded "
+                   "server)\n")
+
+
+@pytest.mark.parametrize("command", ["migrate", "check", "dev"])
+def test_a_missing_or_empty_packages_directory_is_refused(tmp_path: Path, command: str) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "not_a_package").mkdir()
+
+    missing = run_cli(*args(command, tmp_path / "missing"))
+    empty = run_cli(*args(command, tmp_path / "empty"))
+
+    assert missing == (2, f"error: --packages: {tmp_path / 'missing'} is not a directory "
+                          "(name the directory holding your package directories; the default "
+                          "is packages_dev)\n")
+    assert empty == (2, f"error: --packages: no package in {tmp_path / 'empty'} (a package is "
+                        "a directory holding package.py; create one, or name the right "
+                        "directory)\n")
+
+
 def test_the_module_runs_as_a_process(packages: Path, database_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "runtime", *args("migrate", packages, database_url)],
