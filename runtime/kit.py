@@ -170,15 +170,29 @@ def _check_names(files: list[Path]) -> None:
         seen[path.stem] = path
 
 
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PackageLoadError(str(path), f"unreadable: {exc.strerror or exc}; fix its "
+                               "permissions or remove it") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PackageLoadError(str(path), f"not UTF-8 text (byte {exc.start + 1}); save it "
+                               "as UTF-8", line=line) from None
+
+
 def _read_sql(path: Path) -> Migration:
-    sql = path.read_text(encoding="utf-8")
+    sql = _read_text(path)
     return Migration(path.stem, up=sql, source=str(path),
                      transactional=not _NO_TRANSACTION.search(sql))
 
 
 def _read_python(path: Path) -> Migration:
     filename = str(path)
-    source = path.read_text(encoding="utf-8")
+    source = _read_text(path)
     # Migration checksums a callable by inspect.getsource, which reads through linecache;
     # code exec'd from a string has no module for it to find, so register the very text
     # we compile. mtime None keeps linecache.checkcache from swapping in a newer file.

@@ -179,6 +179,19 @@ def test_a_missing_or_empty_packages_directory_is_refused(tmp_path: Path, comman
                         "directory)\n")
 
 
+def test_migrate_reports_a_register_that_exits_and_applies_nothing(
+    packages: Path, database_url: str
+) -> None:
+    (packages / "tags/package.py").write_text("import sys\n\ndef register(registry):\n"
+                                              "    sys.exit(0)\n")
+
+    code, out = run_cli(*args("migrate", packages, database_url))
+
+    assert code == 1
+    assert out == (f"error: {(packages / 'tags/package.py').resolve()}:4: the package called "
+                   "sys.exit(0); raise an exception instead (fix the file and save it again)\n")
+
+
 def test_the_module_runs_as_a_process(packages: Path, database_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "runtime", *args("migrate", packages, database_url)],

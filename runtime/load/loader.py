@@ -17,6 +17,7 @@ import importlib.util
 import itertools
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,25 @@ _FINDER = _Finder()
 def _install_finder() -> None:
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+
+
+# What package code may raise: any error, and the exits it should not call. A
+# KeyboardInterrupt is the user's Ctrl-C only on the main thread (signals arrive there);
+# raised in a worker thread, it came from the package.
+_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    main = threading.current_thread() is threading.main_thread()
+    return isinstance(exc, KeyboardInterrupt) and main
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the package called sys.exit({exc.code!r}); raise an exception instead"
+    if isinstance(exc, KeyboardInterrupt):
+        return "the package raised KeyboardInterrupt; raise another exception instead"
+    return f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
 
 
 def _forget(prefix: str) -> None:
@@ -159,10 +179,11 @@ def load_directory(directory: Path, registry: DatabaseRegistry) -> list[str]:
         register(recorder)
     except RegistryError:
         raise
-    except Exception as exc:
+    except _FAILURES as exc:
+        if _interrupted(exc):
+            raise
         path, line = _error_location(exc, directory)
-        reason = f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
-        raise PackageLoadError(path, reason, line=line) from exc
+        raise PackageLoadError(path, _reason(exc), line=line) from exc
     finally:
         # Objects the package defined keep its modules alive as long as they are used;
         # dropping them from sys.modules keeps every reload fresh and memory flat.
@@ -187,8 +208,10 @@ def load_entry_points(
             register(recorder)
         except RegistryError:
             raise
-        except Exception as exc:
-            raise PackageLoadError(source, f"{type(exc).__name__}: {exc}") from exc
+        except _FAILURES as exc:
+            if _interrupted(exc):
+                raise
+            raise PackageLoadError(source, _reason(exc)) from exc
         names.extend(recorder.names)
     return names
 

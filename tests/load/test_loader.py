@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -134,3 +135,40 @@ def test_installed_packages_register_through_entry_points(
     finally:
         for name in [n for n in sys.modules if n.startswith("ydtb_installed")]:
             del sys.modules[name]
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("raise SystemExit(3)", "the package called sys.exit(3); raise an exception instead"),
+    ("import sys; sys.exit()", "the package called sys.exit(None); raise an exception instead"),
+    ("raise KeyboardInterrupt", "the package raised KeyboardInterrupt; raise another "
+                                "exception instead"),
+], ids=["system-exit", "sys-exit", "keyboard-interrupt"])
+async def test_a_register_that_exits_is_a_load_error(root: Path, body: str, reason: str) -> None:
+    package_py = root / "notes/package.py"
+    package_py.write_text(f"def register(registry):\n    {body}\n")
+
+    # As `migrate` and the daemon load: in a worker thread.
+    result = await asyncio.to_thread(loader.load_all, [root], DatabaseRegistry(),
+                                     entry_points=False)
+
+    [error] = result.errors
+    assert isinstance(error, PackageLoadError)
+    assert (error.path, error.line, error.reason) == (str(package_py.resolve()), 2, reason)
+
+
+def test_ctrl_c_on_the_main_thread_still_stops_a_load(root: Path) -> None:
+    (root / "notes/package.py").write_text("def register(registry):\n    raise KeyboardInterrupt\n")
+
+    with pytest.raises(KeyboardInterrupt):
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+
+def test_a_migration_that_is_not_utf8_is_named_with_its_line(root: Path) -> None:
+    migration = root / "notes/migrations/0002_latin1.sql"
+    migration.write_bytes("-- ok\nSELECT 'caf\xe9';\n".encode("latin-1"))
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert (caught.value.path, caught.value.line) == (str(migration), 2)
+    assert caught.value.reason == "not UTF-8 text (byte 18); save it as UTF-8"
