@@ -301,12 +301,18 @@ class Daemon:
         sources: dict[Path, list[str]] = {}
         changed: list[str] = []
         removed: list[str] = []
+        # A package belongs to the directory that registered it: another directory (a
+        # copy still carrying its name) registering it is refused (Y209).
+        reloaded = {name for d in dirs for name in self._sources.get(d, [])}
+        taken = {name: package.source or name for name, package in self.registry.packages.items()
+                 if name not in reloaded}
         for directory in dirs:
             if is_package(directory):
-                names = await anyio.to_thread.run_sync(loader.load_directory, directory,
-                                                       candidate)
+                names = await anyio.to_thread.run_sync(functools.partial(
+                    loader.load_directory, directory, candidate, taken=taken))
             else:
                 names = []
+            taken.update((name, candidate.get(name).source or name) for name in names)
             sources[directory] = names
             changed.extend(names)
             removed.extend(n for n in self._sources.get(directory, []) if n not in names)

@@ -19,19 +19,20 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any
 
 from runtime.core.registry import DatabaseRegistry
-from runtime.errors import PackageLoadError, RegistryError
+from runtime.errors import PackageLoadError, Problem, RegistryError, ValidationError
 from runtime.load.packages import PACKAGE_FILE, discover
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LoadResult",
+    "Sources",
     "load_all",
     "load_directory",
     "load_entry_points",
@@ -138,16 +139,31 @@ def _import_package_module(directory: Path, root: str) -> ModuleType:
     return importlib.import_module(f"{root}.package")
 
 
-class _Recorder:
-    """The registry as `register(registry)` sees it: it notes what the directory registers."""
+#: Which source registered each package: a package directory's `package.py`, or an
+#: entry point. A package belongs to the source that registered it.
+Sources = Mapping[str, str]
 
-    def __init__(self, registry: DatabaseRegistry, source: str) -> None:
+
+class _Recorder:
+    """The registry as `register(registry)` sees it: it notes what the directory registers,
+    and refuses a name another source registered (a copied directory keeps the name of
+    the one it was copied from: it must not take that package over)."""
+
+    def __init__(self, registry: DatabaseRegistry, source: str, taken: Sources) -> None:
         self._registry = registry
         self._source = source
+        self._taken = taken
         self.names: list[str] = []
 
     def register_database(self, **kwargs: Any) -> Any:
         kwargs.setdefault("source", self._source)
+        name = kwargs.get("package_name")
+        other = self._taken.get(name) if isinstance(name, str) else None
+        if other is not None and other != self._source:
+            raise ValidationError([Problem(
+                str(name), "Y209", f"registered by two sources, {other} and {self._source}",
+                f"a package belongs to one directory: change package_name in {self._source} "
+                "(a copied package keeps its original's name), or remove one of them")])
         package = self._registry.register_database(**kwargs)
         self.names.append(package.name)
         return package
@@ -156,8 +172,15 @@ class _Recorder:
         return getattr(self._registry, name)
 
 
-def load_directory(directory: Path, registry: DatabaseRegistry) -> list[str]:
+def load_directory(
+    directory: Path, registry: DatabaseRegistry, *, taken: Sources | None = None
+) -> list[str]:
     """Import a package directory afresh and run its `register(registry)`.
+
+    Args:
+        directory: the package directory.
+        registry: where its packages are registered.
+        taken: the packages other sources registered, which this one may not (Y209).
 
     Returns:
         The names of the packages it registered.
@@ -168,7 +191,7 @@ def load_directory(directory: Path, registry: DatabaseRegistry) -> list[str]:
         ValidationError: a package it registered breaks a rule.
     """
     directory = directory.resolve()
-    recorder = _Recorder(registry, str(directory / PACKAGE_FILE))
+    recorder = _Recorder(registry, str(directory / PACKAGE_FILE), taken or {})
     root = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', directory.name)}_{next(_generation)}"
     try:
         module = _import_package_module(directory, root)
@@ -192,11 +215,12 @@ def load_directory(directory: Path, registry: DatabaseRegistry) -> list[str]:
 
 
 def load_entry_points(
-    registry: DatabaseRegistry, group: str = ENTRY_POINT_GROUP
+    registry: DatabaseRegistry, group: str = ENTRY_POINT_GROUP, *, taken: Sources | None = None
 ) -> list[str]:
     """Register the installed packages advertised in the entry-point `group`.
 
-    Each entry point names a `register(registry)` callable, or a module defining one.
+    Each entry point names a `register(registry)` callable, or a module defining one;
+    `taken` as for `load_directory`.
     """
     names: list[str] = []
     for entry_point in importlib.metadata.entry_points(group=group):
@@ -204,7 +228,7 @@ def load_entry_points(
         try:
             target = entry_point.load()
             register = getattr(target, "register", target)
-            recorder = _Recorder(registry, source)
+            recorder = _Recorder(registry, source, taken or {})
             register(recorder)
         except RegistryError:
             raise
@@ -247,17 +271,20 @@ def load_all(
             as soon as they are (`runtime.load.pipeline` applies them meanwhile).
     """
     result = LoadResult()
+    taken: dict[str, str] = {}
     sources: list[tuple[str, Callable[[], list[str]]]] = [
-        (str(directory), functools.partial(load_directory, directory, registry))
+        (str(directory), functools.partial(load_directory, directory, registry, taken=taken))
         for directory in discover(directories)]
     if entry_points:
-        sources.append((ENTRY_POINT_GROUP, functools.partial(load_entry_points, registry)))
+        sources.append((ENTRY_POINT_GROUP, functools.partial(
+            load_entry_points, registry, taken=taken)))
     for source, load in sources:
         try:
             result.packages[source] = names = load()
         except RegistryError as exc:
             result.failed[source] = exc
             continue
+        taken.update((name, registry.get(name).source or source) for name in names)
         if each is not None:
             each(names)
     return result

@@ -388,3 +388,28 @@ async def test_start_holds_out_a_package_whose_migration_fails(
     write_package(root, "tags", name="tags", deps=["notes"], tables={"ydtb_tags": []})
     assert await daemon.reload([root / "tags"]) is True
     assert "tags" in daemon.registry
+
+
+async def test_a_copied_package_is_refused_until_renamed(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    package_py = root / "notes/package.py"
+    package_py.write_text(package_py.read_text().replace(
+        "migrations=load_migrations(", "tools=[__import__('runtime').Tool('jot', 'Jot')],\n"
+        "        migrations=load_migrations("))
+    async with running(engine, root) as daemon:
+        result = await change(log, lambda: shutil.copytree(root / "notes", root / "notes2"),
+                              until=lambda r: r["error"] is not None)
+        assert [p.code for p in result["error"].problems] == ["Y209"]
+        assert daemon.registry.get("notes").source == str(package_py.resolve())
+
+        def rename() -> None:  # what one does with a copy: its own name, tables, tools
+            for path in [root / "notes2/schema.py", *(root / "notes2/migrations").iterdir(),
+                         root / "notes2/package.py"]:
+                path.write_text(path.read_text().replace("ydtb_notes", "ydtb_notes2")
+                                .replace("'notes'", "'notes2'").replace("'jot'", "'jot2'"))
+
+        result = await change(log, rename, until=lambda r: "notes2" in r["packages"]
+                              and r["error"] is None)
+        assert sorted(daemon.registry.packages) == ["@ydtb/core", "notes", "notes2"]
+    assert await query(engine, "SELECT package_name FROM ydtb_tools WHERE id = 'jot'") == "notes"

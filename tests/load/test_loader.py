@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -172,3 +173,21 @@ def test_a_migration_that_is_not_utf8_is_named_with_its_line(root: Path) -> None
 
     assert (caught.value.path, caught.value.line) == (str(migration), 2)
     assert caught.value.reason == "not UTF-8 text (byte 18); save it as UTF-8"
+
+
+def test_two_directories_registering_one_name_is_an_error_naming_both(root: Path) -> None:
+    shutil.copytree(root / "notes", root / "notes_copy")  # a copy keeps the original's name
+    registry = DatabaseRegistry()
+
+    result = loader.load_all([root], registry, entry_points=False)
+
+    original = (root / "notes/package.py").resolve()
+    copy = (root / "notes_copy/package.py").resolve()
+    assert result.packages == {str(root / "notes"): ["notes"]}
+    [error] = result.errors
+    assert isinstance(error, ValidationError)
+    assert [str(p) for p in error.problems] == [
+        f"notes: registered by two sources, {original} and {copy} (a package belongs to one "
+        f"directory: change package_name in {copy} (a copied package keeps its original's "
+        "name), or remove one of them) [Y209]"]
+    assert registry.get("notes").source == str(original)
