@@ -157,11 +157,21 @@ def report_signals(console: Console) -> Iterator[None]:
         names = ", ".join(packages) or "packages"
         console.line(f"ok {names}: {what}, change seen -> applied in {elapsed_ms:.0f} ms", "ok")
 
+    def lost(_sender: Any, *, url: str, error: BaseException, **_: Any) -> None:
+        reason = describe(error).splitlines()[0]
+        console.line(f"! the database at {url} went away ({reason}); retrying, and what you "
+                     "save meanwhile is applied once it is back", "warn")
+
+    def restored(_sender: Any, *, url: str, down_ms: float, revived: bool, **_: Any) -> None:
+        how = "; the embedded server was started again" if revived else ""
+        console.line(f"the database at {url} is back after {down_ms / 1000:.1f} s{how}", "ok")
+
     receivers: list[tuple[Signal, Callable[..., None]]] = [
         (signals.migration_applied, applied), (signals.migration_failed, failed),
         (signals.validation_failed, failed), (signals.package_registered, registered),
         (signals.package_unregistered, unregistered), (signals.reloaded, reloaded),
         (signals.schema_changed, changed), (signals.schema_drift, drift),
+        (signals.database_lost, lost), (signals.database_restored, restored),
     ]
     with ExitStack() as stack:
         for signal, receiver in receivers:

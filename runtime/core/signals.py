@@ -34,6 +34,8 @@ from blinker import NamedSignal, Namespace, Signal
 
 __all__ = [
     "database_initialized",
+    "database_lost",
+    "database_restored",
     "emit",
     "emit_async",
     "migration_applied",
@@ -89,6 +91,16 @@ Sender: the pipeline's run. Keywords: package (str), migration (str), error
 database_initialized: NamedSignal = _signals.signal("database_initialized", doc="""\
 A pipeline run finished (it may have had nothing to do).
 Sender: the pipeline's run. Keywords: report (`runtime.db.run.MigrationReport`).""")
+
+database_lost: NamedSignal = _signals.signal("database_lost", doc="""\
+The dev daemon lost its database (a restart, a terminated connection, a crash); it
+retries with backoff, and applies what was saved meanwhile once it is back.
+Sender: the daemon. Keywords: url (str, password hidden), error (BaseException).""")
+
+database_restored: NamedSignal = _signals.signal("database_restored", doc="""\
+The dev daemon's database answers again after `database_lost`.
+Sender: the daemon. Keywords: url (str, password hidden), down_ms (float), revived
+(bool: the daemon started the embedded server again).""")
 
 reloaded: NamedSignal = _signals.signal("reloaded", doc="""\
 The dev daemon finished handling a change on disk, successfully or not.

@@ -31,7 +31,9 @@ __all__ = [
     "create_engine",
     "driver",
     "drop_database",
+    "lost",
     "open_database",
+    "revive",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ _CHECK_TIMEOUT = 5.0
 _MAINTENANCE_DATABASE = "postgres"
 _MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
 
+# The embedded server behind each engine `open_database` made, for `revive`.
+_SERVERS: dict[int, EmbeddedServer] = {}
+
 #: What a failed connection attempt raises, before and after SQLAlchemy wraps it.
 _CONNECTION_ERRORS = (
     OSError,  # refused, unreachable, no such socket
@@ -49,6 +54,46 @@ _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     sa_exc.DBAPIError,  # SQLAlchemy's wrapping: OperationalError, InterfaceError, ...
 )
+
+
+#: What says the server or the connection went away: a restart, pg_terminate_backend,
+#: a crash, a network failure. Not QueryCanceledError: a cancelled statement is not lost.
+_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
+    asyncpg.AdminShutdownError,  # 57P01: terminated by an administrator
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.CannotConnectNowError,  # 57P03: the server is starting or stopping
+    DatabaseUnavailableError,
+)
+
+
+def lost(exc: BaseException) -> bool:
+    """Tell whether `exc` (or what it wraps) says the database connection went away."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, _LOST):
+            return True
+        if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
+            return True  # "connection is closed": used after the server dropped it
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        orig = getattr(error, "orig", None)
+        error = orig if isinstance(orig, BaseException) else error.__cause__
+    return False
+
+
+async def revive(engine: AsyncEngine) -> bool:
+    """Start the embedded server behind `engine` again if it stopped; return whether it did.
+
+    Only for an engine of `open_database` on the embedded server; the pool's connections
+    to the server that went away are discarded either way.
+    """
+    await engine.dispose()
+    server = _SERVERS.get(id(engine))
+    return server is not None and await anyio.to_thread.run_sync(server.revive)
 
 
 async def driver(conn: AsyncConnection) -> asyncpg.Connection:
@@ -112,10 +157,13 @@ async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
         url = await anyio.to_thread.run_sync(server.start)
     try:
         engine = create_engine(url)
+        if server is not None:
+            _SERVERS[id(engine)] = server
         try:
             await check_connection(engine)
             yield engine
         finally:
+            _SERVERS.pop(id(engine), None)
             # Shielded: on shutdown we are being cancelled, and the cleanup must run.
             with anyio.CancelScope(shield=True):
                 await engine.dispose()

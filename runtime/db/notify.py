@@ -24,18 +24,20 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any, cast
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from blinker import NamedSignal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core import signals
 from runtime.core.events import Change
-from runtime.db.engine import driver
+from runtime.db.engine import driver, lost
+from runtime.db.urls import display_url
+from runtime.errors import DatabaseUnavailableError
 
 __all__ = ["CHANNEL", "decode", "encode", "listen", "publishing", "relay"]
 
 logger = logging.getLogger(__name__)
+
+_RETRY_FIRST, _RETRY_MOST = 0.1, 2.0  # seconds between tries to listen again
 
 #: The channel the dev daemon publishes on.
 CHANNEL = "ydtb_runtime"
@@ -91,38 +93,59 @@ async def listen(engine: AsyncEngine) -> AsyncIterator[dict[str, Any]]:
     """Yield each event published on `CHANNEL`, holding one connection of `engine`.
 
     The connection listens from the first iteration until the iterator is closed.
-    """
-    queue: asyncio.Queue[str] = asyncio.Queue()
 
-    def on_notify(
-        _conn: asyncpg.Connection | PoolConnectionProxy, _pid: int, _channel: str, payload: object
-    ) -> None:
-        # The stubs allow any payload; asyncpg decodes a NOTIFY's text to str
-        # (_parse_msg_notification in asyncpg/protocol/coreproto.pyx).
-        queue.put_nowait(cast(str, payload))
+    Raises:
+        DatabaseUnavailableError: the connection closed (a server restart, a terminated
+            backend); `relay` listens again.
+    """
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+        queue.put_nowait(cast(str, payload))  # asyncpg decodes the payload to str
+
+    def on_close(_conn: object) -> None:
+        queue.put_nowait(None)
 
     async with engine.connect() as conn:
         raw = await driver(conn)
         await raw.add_listener(CHANNEL, on_notify)
+        raw.add_termination_listener(on_close)
         try:
-            while True:
-                payload = await queue.get()
+            while (payload := await queue.get()) is not None:
                 try:
                     yield json.loads(payload)
                 except ValueError:
                     logger.warning("ignoring a malformed %s notification: %r", CHANNEL, payload)
+            raise DatabaseUnavailableError(
+                display_url(engine.url.render_as_string(hide_password=False)),
+                "the connection listening for notifications closed")
         finally:
-            await raw.remove_listener(CHANNEL, on_notify)
+            if not raw.is_closed():
+                raw.remove_termination_listener(on_close)
+                await raw.remove_listener(CHANNEL, on_notify)
 
 
 async def relay(engine: AsyncEngine, *, sender: object = CHANNEL) -> None:
     """Re-send every event published on `CHANNEL` as its blinker signal, until cancelled.
 
     Receivers get the event's keywords, with the values they were sent with, plus
-    `pid`, the publishing process.
+    `pid`, the publishing process. A lost connection is replaced, with backoff; what was
+    published while none listened is not seen (NOTIFY keeps nothing).
     """
-    async for event in listen(engine):
-        decoded = decode(event)
-        if decoded is not None:
-            signal, kwargs = decoded
-            await signals.emit_async(signal, sender, **kwargs)
+    delay = _RETRY_FIRST
+    while True:
+        try:
+            async for event in listen(engine):
+                delay = _RETRY_FIRST
+                decoded = decode(event)
+                if decoded is not None:
+                    signal, kwargs = decoded
+                    await signals.emit_async(signal, sender, **kwargs)
+        except Exception as exc:
+            if not lost(exc):
+                raise
+            logger.warning("stopped listening on %s (%s); listening again in %.1f s",
+                           CHANNEL, exc, delay)
+        await engine.dispose()  # the pool's other connections went with this one
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _RETRY_MOST)

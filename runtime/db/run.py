@@ -33,9 +33,10 @@ from runtime.core.events import Change, ChangeKind, Difference
 from runtime.core.model import Package
 from runtime.core.plan import Ledger, Plan, Step
 from runtime.db import ledger, security, tools
-from runtime.db.engine import driver
+from runtime.db.engine import driver, lost
 from runtime.db.ledger import Kind, LedgerRow
-from runtime.errors import MigrationFailedError
+from runtime.db.urls import display_url
+from runtime.errors import DatabaseUnavailableError, MigrationFailedError
 
 __all__ = ["LOCK_ID", "MigrationReport", "Run", "run_step"]
 
@@ -106,6 +107,8 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
             await migration.up(conn)  # type: ignore[operator]
             await conn.commit()
         except Exception as exc:
+            if lost(exc):
+                raise  # not the migration's fault: the caller waits for the database
             await conn.rollback()
             raise MigrationFailedError(step.package.name, migration.id, _reason(exc)) from exc
         return
@@ -113,6 +116,8 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
         try:
             await raw.execute(statement)
         except asyncpg.PostgresError as exc:
+            if lost(exc):
+                raise
             raise MigrationFailedError(
                 step.package.name, migration.id, _reason(exc),
                 statement=statement, line=_line_of(statement, exc),
@@ -159,15 +164,25 @@ class Run:
             read: read the ledger at all (a dev sync needs only the lock).
             sender: the sender of the signals sent.
         """
-        async with engine.connect() as conn:
-            raw = await driver(conn)
-            await raw.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
-            try:
-                recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
-                yield cls(conn, raw, recorded, sender)
-            finally:
-                if not raw.is_closed():
-                    await raw.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+        try:
+            async with engine.connect() as conn:
+                raw = await driver(conn)
+                await raw.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
+                try:
+                    recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
+                    yield cls(conn, raw, recorded, sender)
+                finally:
+                    if not raw.is_closed():
+                        await raw.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+        except Exception as exc:
+            # The server went away mid-run: its transaction died with the connection, so
+            # the database is as it was; say that, not what the driver tripped on.
+            if lost(exc) and not isinstance(exc, DatabaseUnavailableError):
+                url = display_url(engine.url.render_as_string(hide_password=False))
+                raise DatabaseUnavailableError(url, f"the connection was lost during the run "
+                                               f"({_reason(exc)}); nothing of the run was "
+                                               "kept") from exc
+            raise
 
     # -- transactions ---------------------------------------------------------------
 
@@ -252,7 +267,9 @@ class Run:
         started = time.perf_counter()
         try:
             await self.raw.execute(script)
-        except asyncpg.PostgresError:
+        except asyncpg.PostgresError as exc:
+            if lost(exc):
+                raise
             return False
         ms = (time.perf_counter() - started) * 1000 / len(steps)
         for step in steps:

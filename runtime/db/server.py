@@ -47,11 +47,14 @@ _INITDB_TIMEOUT = 120
 _LOG_TAIL_LINES = 8
 
 # A dev and test server holds nothing that cannot be rebuilt from the packages, so trade
-# crash safety for speed: without fsync, creating a database per test is several times
-# faster. Never copy these settings to a server that holds data people care about.
+# safety against a machine crash for speed: without fsync, creating a database per test
+# is several times faster. Commits still reach the operating system before they return
+# (synchronous_commit on, a write without an fsync): a killed server (kill -9, OOM)
+# comes back with every commit, as the dev daemon's ledger assumes. Off, a kill lost
+# the last commits, and the daemon's next partial run met a database without its core.
+# Never copy these settings to a server that holds data people care about.
 _SERVER_OPTIONS = (
     "-c fsync=off",
-    "-c synchronous_commit=off",
     "-c full_page_writes=off",
     "-c max_connections=200",  # each test database and the daemon's tasks hold a pool
 )
@@ -134,6 +137,27 @@ class EmbeddedServer:
                 # The /tmp fallback is ours; the server removed its socket files from it.
                 with contextlib.suppress(OSError):
                     socket_dir.rmdir()
+
+    def revive(self) -> bool:
+        """Start the server again if it stopped since `start`; return whether this did.
+
+        The dev daemon calls it while its database is away: a server that crashed, was
+        killed, or was stopped by the other terminal that had started it comes back on
+        the same socket, and this object owns it from then on (`stop` stops it).
+
+        Raises:
+            DatabaseUnavailableError: as `start`.
+        """
+        if self._url is None:
+            return False
+        with self._locked():
+            if self._running_pid() is not None:
+                return False
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a crash
+            socket_dir = self._start_server()
+        self._started_here, self._socket_dir = True, Path(socket_dir)
+        logger.info("started PostgreSQL again on %s", self.pgdata)
+        return True
 
     def __enter__(self) -> EmbeddedServer:
         self.start()

@@ -33,7 +33,7 @@ from runtime.core import signals
 from runtime.core.events import Change, Difference
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import diff, migrator, notify, sync
+from runtime.db import diff, engine, migrator, notify, sync, urls
 from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
@@ -53,6 +53,7 @@ __all__ = ["Daemon"]
 logger = logging.getLogger(__name__)
 
 _COMPARE_CHUNK = 10  # packages compared with the database in one pass at start-up
+_RETRY_FIRST, _RETRY_MOST = 0.1, 2.0  # seconds between tries while the database is away
 
 
 class Daemon:
@@ -217,7 +218,14 @@ class Daemon:
                     except anyio.WouldBlock:
                         break
                     paths |= more
-                await self.reload(paths, seen=seen)
+                try:
+                    await self.reload(paths, seen=seen)
+                except Exception as exc:  # a bug: said, and the daemon keeps watching
+                    logger.exception("reloading %s failed", sorted(map(str, paths)))
+                    error = RegistryError(f"internal error while reloading: {exc!r}; the "
+                                          "last good state is kept (please report it)")
+                    await signals.emit_async(signals.reloaded, self, packages=(), applied=(),
+                                             elapsed_ms=_ms(seen), error=error)
 
     # -- reload --------------------------------------------------------------------
 
@@ -235,10 +243,54 @@ class Daemon:
         # Directories left out after a failure come along: the change may be what they
         # were waiting for (a fixed dependency, or the other half of a version bump that
         # two packages must make together). If they still fail, the change goes alone.
-        retry = self._broken - dirs
-        if retry and await self._reload(dirs | retry, seen, quiet=True):
-            return True
-        return await self._reload(dirs, seen)
+        resync = False
+        while True:
+            try:
+                if resync:
+                    await self._resync()
+                retry = self._broken - dirs
+                if retry and await self._reload(dirs | retry, seen, quiet=True):
+                    return True
+                return await self._reload(dirs, seen)
+            except _DatabaseLost as exc:
+                # Nothing of the change was kept (its transaction died with the
+                # connection): once the database is back, it is made again.
+                await self._wait_for_database(exc.error)
+                resync = True
+
+    async def _resync(self) -> None:
+        """Bring a database that was away in step with the last good state.
+
+        It may come back without its last commits, restored from a dump, or recreated:
+        a full run, not a reload's partial one, applies whatever it lacks.
+        """
+        try:
+            await migrator.migrate(self.engine, self.registry.ordered(), rerun_edited=True,
+                                   sender=self)
+        except Exception as exc:
+            if engine.lost(exc):
+                raise _DatabaseLost(exc) from exc
+            if not isinstance(exc, RegistryError):
+                raise
+            await self._failed(exc)
+
+    async def _wait_for_database(self, error: BaseException) -> None:
+        """Retry, with backoff, until the database answers; restart the embedded server."""
+        url = urls.display_url(self.engine.url.render_as_string(hide_password=False))
+        await signals.emit_async(signals.database_lost, self, url=url, error=error)
+        started, delay, revived = time.perf_counter(), _RETRY_FIRST, False
+        while True:
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MOST)
+            try:
+                revived = await engine.revive(self.engine) or revived
+                await engine.check_connection(self.engine)
+            except RegistryError as exc:
+                logger.debug("the database is still away: %s", exc)
+                continue
+            await signals.emit_async(signals.database_restored, self, url=url,
+                                     down_ms=_ms(started), revived=revived)
+            return
 
     async def _reload(self, dirs: set[Path], seen: float, *, quiet: bool = False) -> bool:
         # The set is checked once everything changed is loaded (check_set below): one
@@ -257,7 +309,11 @@ class Daemon:
             edited, migrated = self._changed_schemas(candidate, affected, report)
             synced = await self._sync(candidate, edited)
             reconciled = await self._reconcile(candidate, report, synced)
-        except RegistryError as exc:
+        except Exception as exc:
+            if engine.lost(exc):
+                raise _DatabaseLost(exc) from exc
+            if not isinstance(exc, RegistryError):
+                raise
             if quiet:
                 return False
             self._broken |= dirs
@@ -287,7 +343,11 @@ class Daemon:
         try:
             synced = await self._sync(self.registry, names)
             reconciled = await self._reconcile(self.registry, report, synced)
-        except RegistryError as exc:
+        except Exception as exc:
+            if engine.lost(exc):
+                raise _DatabaseLost(exc) from exc
+            if not isinstance(exc, RegistryError):
+                raise
             await self._failed(exc)
             return
         await self._announce(synced)
@@ -400,6 +460,14 @@ def _package_of(error: RegistryError) -> str | None:
         return error.package
     problems: tuple[Problem, ...] = getattr(error, "problems", ())
     return problems[0].package if problems else getattr(error, "package", None)
+
+
+class _DatabaseLost(Exception):
+    """The database went away during a reload; `error` says how."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _ms(since: float) -> float:

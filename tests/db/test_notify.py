@@ -76,3 +76,32 @@ async def test_relay_resends_what_another_sender_published(engine: AsyncEngine) 
          "pid": os.getpid()},
         {"package": "tags", "pid": os.getpid()},
     ]
+
+
+async def test_relay_listens_again_after_its_connection_is_terminated(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[str] = []
+
+    def receiver(_sender: object, *, package: str, **_: Any) -> None:
+        received.append(package)
+
+    publisher = object()
+    with signals.package_unregistered.connected_to(receiver, sender=notify.CHANNEL), \
+            notify.publishing(engine, publisher):
+        async with anyio.create_task_group() as group:
+            group.start_soon(notify.relay, engine)
+            await anyio.sleep(0.3)
+            async with engine.connect() as conn:
+                await (await driver(conn)).execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                    "datname = current_database() AND pid <> pg_backend_pid()")
+            with anyio.fail_after(10):  # published until a listener hears it
+                while not received:
+                    await signals.emit_async(signals.package_unregistered, publisher,
+                                             package="tags")
+                    await anyio.sleep(0.2)
+            group.cancel_scope.cancel()
+
+    assert received[0] == "tags"
+    assert "stopped listening on ydtb_runtime" in caplog.text
