@@ -32,8 +32,9 @@ __all__ = [
 #: What a migration runs: SQL text, several SQL texts, or `async def up(conn)`.
 MigrationUp: TypeAlias = "str | Sequence[str] | Callable[[AsyncConnection], Awaitable[None]]"
 
-#: Migration ids start with a number so they sort: `0001_create_notes`.
-MIGRATION_ID = re.compile(r"^(?P<number>\d+)(?:[_-][A-Za-z0-9_.-]+)?$")
+#: Migration ids start with a number so they sort: `0001_create_notes`. Anchored at `\Z`,
+#: not `$` (which matches before a trailing newline), so `.match` checks the whole id.
+MIGRATION_ID = re.compile(r"^(?P<number>\d+)(?:[_-][A-Za-z0-9_.-]+)?\Z")
 
 
 def migration_sort_key(migration_id: str) -> tuple[int, str]:

@@ -45,8 +45,8 @@ _WORKSPACE_COLUMN = (
     "Column('workspace_id', String(20), ForeignKey('ydtb_workspaces.id', ondelete='CASCADE'), "
     "nullable=False, index=True)"
 )
-# ydtb_tools.id is String(20); name and icon are String(200).
-_TOOL_ID = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
+# ydtb_tools.id is String(20); name and icon are String(200). Matched with fullmatch.
+_TOOL_ID = re.compile(r"[a-z][a-z0-9_-]{0,19}")
 _TOOL_TEXT_LIMIT = 200
 
 
@@ -90,6 +90,20 @@ def _table_problems(package: str, table: Table) -> list[Problem]:
     return found
 
 
+def _migration_id_problem(migration_id: str) -> tuple[str, str]:
+    """Say what is wrong with an id `MIGRATION_ID` refuses, and the id to rename it to."""
+    number = re.match(r"\d+", migration_id)
+    if number is None:
+        return (f"migration id {migration_id!r} does not start with a number",
+                f"rename it like '0001_{migration_id}' so ids sort")
+    # It starts with a number but goes on with something else ("7x", "0001 notes", or a
+    # trailing newline that `$` used to let through).
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", migration_id[number.end():]).strip("_")
+    better = f"{number[0]}_{name}" if name else number[0]
+    return (f"migration id {migration_id!r} must be a number, optionally followed by '_' "
+            "or '-' and letters, digits, '_', '.' or '-'", f"rename it '{better}'")
+
+
 def _migration_problems(package: str, migrations: Sequence[Migration]) -> list[Problem]:
     found: list[Problem] = []
     seen: set[str] = set()
@@ -101,9 +115,8 @@ def _migration_problems(package: str, migrations: Sequence[Migration]) -> list[P
             found.append(Problem(package, "Y112", f"migration {migration!r} is not a Migration",
                                  "wrap it: Migration('0001_name', up=...)"))
             continue
-        if not MIGRATION_ID.match(migration.id):
-            found.append(problem("Y110", f"migration id '{migration.id}' does not start with a "
-                                 "number", f"rename it like '0001_{migration.id}' so ids sort"))
+        if not MIGRATION_ID.fullmatch(migration.id):
+            found.append(problem("Y110", *_migration_id_problem(migration.id)))
         if migration.id in seen:
             found.append(problem("Y111", f"migration id '{migration.id}' is used twice",
                                  "give each migration its own id"))
@@ -130,7 +143,7 @@ def _tool_problems(
             found.append(Problem(package, "Y130", f"tool {tool!r} is not a Tool",
                                  "wrap it: Tool(id='timer', name='Timer')"))
             continue
-        if not isinstance(tool.id, str) or not _TOOL_ID.match(tool.id):
+        if not isinstance(tool.id, str) or not _TOOL_ID.fullmatch(tool.id):
             found.append(Problem(package, "Y131", f"tool id {tool.id!r} is not valid",
                                  "use 1 to 20 lower case letters, digits, '_' or '-', "
                                  "starting with a letter"))

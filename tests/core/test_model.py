@@ -91,6 +91,7 @@ def test_migration_sort_key_sorts_by_number() -> None:
         pytest.param("12", (12, "12"), id="number-only"),
         pytest.param("add_pinned", (-1, "add_pinned"), id="unsortable-first"),
         pytest.param("7x", (-1, "7x"), id="no-separator"),
+        pytest.param("0001_a\n", (-1, "0001_a\n"), id="trailing-newline"),
     ],
 )
 def test_migration_sort_key(migration_id: str, key: tuple[int, str]) -> None:
