@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import MetaData
 
 from runtime.core import graph, validation
-from runtime.core.model import Migration, Package, dependency_graph
+from runtime.core.model import Migration, Package, Tool, dependency_graph
 from runtime.core.registry import DatabaseRegistry, core_package
 from runtime.core.schema import CORE_TABLES
 from runtime.errors import (
@@ -231,6 +231,57 @@ def test_a_refused_registration_leaves_the_registry_as_it_was(
 
     assert list(registry.packages) == ["@ydtb/core", "@acme/base"]
     assert received == []
+
+
+MIGRATIONS_HINT = "write migrations=[Migration('0001_name', up=...)], or leave it out"
+TOOLS_HINT = "write tools=[Tool(id='timer', name='Timer')], or leave it out"
+
+
+@pytest.mark.parametrize(("arguments", "problem"), [
+    pytest.param({"dependencies": None}, "notes: dependencies is None, not a list (write "
+                 "dependencies=['@ydtb/core>=1.0'], or leave it out) [Y122]",
+                 id="dependencies-none"),
+    pytest.param({"dependencies": [None]}, "notes: dependency None is not a string (list "
+                 "dependencies as strings like '@ydtb/core>=1.0') [Y122]",
+                 id="dependencies-none-in-list"),
+    pytest.param({"dependencies": {"@ydtb/core": ">=1.0"}}, "notes: dependencies is "
+                 "{'@ydtb/core': '>=1.0'}, not a list (write dependencies=['@ydtb/core>=1.0'], "
+                 "or leave it out) [Y122]", id="dependencies-mapping"),
+    pytest.param({"migrations": 5}, f"notes: migrations is 5, not a list ({MIGRATIONS_HINT}) "
+                 "[Y113]", id="migrations-int"),
+    pytest.param({"migrations": "SELECT 1"}, "notes: migrations is 'SELECT 1', not a list "
+                 f"({MIGRATIONS_HINT}) [Y113]", id="migrations-string"),
+    pytest.param({"tools": 5}, f"notes: tools is 5, not a list ({TOOLS_HINT}) [Y130]",
+                 id="tools-int"),
+    pytest.param({"tools": None}, f"notes: tools is None, not a list ({TOOLS_HINT}) [Y130]",
+                 id="tools-none"),
+    pytest.param({"tools": [Tool(["timer"], "Timer")]}, "notes: tool id ['timer'] is not valid "  # type: ignore[arg-type]
+                 "(use 1 to 20 lower case letters, digits, '_' or '-', starting with a letter) "
+                 "[Y131]", id="tool-id-list"),
+    pytest.param({"version": 1.10}, "notes: version 1.1 is not a string (write it as text, "
+                 "like '1.0.0') [Y121]", id="version-float"),
+    pytest.param({"version": None}, "notes: version None is not a string (write it as text, "
+                 "like '1.0.0') [Y121]", id="version-none"),
+    pytest.param({"source": 5}, "notes: source is 5, not a string (give the file the package "
+                 "is defined in, or leave it out) [Y126]", id="source-int"),
+    pytest.param({"package_name": None}, "None: package name None is not valid (use lower "
+                 "case 'name' or '@scope/name') [Y120]", id="name-none"),
+    pytest.param({"package_name": "@x/p\n"}, "'@x/p\\n': package name '@x/p\\n' is not valid "
+                 "(use lower case 'name' or '@scope/name') [Y120]", id="name-trailing-newline"),
+    pytest.param({"migrations": [Migration("0001_a\n", up="SELECT 1")]}, "notes: migration id "
+                 "'0001_a\\n' must be a number, optionally followed by '_' or '-' and letters, "
+                 "digits, '_', '.' or '-' (rename it '0001_a') [Y110]",
+                 id="migration-id-trailing-newline"),
+])
+def test_a_wrong_argument_is_a_validation_error_naming_it(
+    registry: DatabaseRegistry, arguments: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        registry.register_database(**{"package_name": "notes", "schema": MetaData(),
+                                      "version": "1.0.0", **arguments})
+
+    assert str(info.value) == f"1 validation problem:\n  - {problem}"
+    assert list(registry.packages) == ["@ydtb/core"]
 
 
 def test_registering_the_core_is_refused(registry: DatabaseRegistry) -> None:
