@@ -11,7 +11,6 @@ them all in one pass. Each problem has a stable code (listed in the README):
 from __future__ import annotations
 
 import re
-import reprlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from packaging.version import Version
@@ -29,7 +28,7 @@ from runtime.core.model import (
 )
 from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, core_metadata
 from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
-from runtime.errors import Problem
+from runtime.errors import Problem, shown
 
 __all__ = [
     "build_package",
@@ -51,16 +50,6 @@ _WORKSPACE_COLUMN = (
 _TOOL_ID = re.compile(r"[a-z][a-z0-9_-]{0,19}")
 _TOOL_TEXT_LIMIT = 200
 
-# Values reach the rules from anywhere (a loader, a typo, a property test); each is shown
-# cut short, so that a problem stays one readable line.
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-
-
-def _shown(value: object) -> str:
-    return _REPR.repr(value)
-
-
 def _listed(
     package: str, value: object, argument: str, code: str, example: str
 ) -> tuple[list[object], list[Problem]]:
@@ -70,7 +59,7 @@ def _listed(
     iterable too, character by character, and a dict only by its keys.
     """
     if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
-        return [], [Problem(package, code, f"{argument} is {_shown(value)}, not a list",
+        return [], [Problem(package, code, f"{argument} is {shown(value)}, not a list",
                             f"write {argument}=[{example}], or leave it out")]
     return list(value), []
 
@@ -134,7 +123,7 @@ def _migration_problems(package: str, migrations: Sequence[object]) -> list[Prob
     seen: set[str] = set()
     for migration in migrations:
         if not isinstance(migration, Migration):
-            found.append(Problem(package, "Y112", f"migration {_shown(migration)} is not a "
+            found.append(Problem(package, "Y112", f"migration {shown(migration)} is not a "
                                  "Migration", "wrap it: Migration('0001_name', up=...)"))
             continue
 
@@ -147,13 +136,10 @@ def _migration_problems(package: str, migrations: Sequence[object]) -> list[Prob
             found.append(problem("Y111", f"migration id '{migration.id}' is used twice",
                                  "give each migration its own id"))
         seen.add(migration.id)
-        # Read `up` itself: `Migration.statements` turns every item into a str, which would
-        # hide a None in a list, and an empty list has no statement to check.
-        up = migration.up
-        if callable(up):
-            continue
-        statements = [up] if isinstance(up, str) else list(up) if isinstance(up, Sequence) else []
-        if not statements or not all(isinstance(s, str) and s.strip() for s in statements):
+        # A Migration checked the type of `up` when it was made: SQL text, SQL texts or
+        # a callable (whose statements are None, and which has none to check).
+        statements = migration.statements
+        if statements is not None and not (statements and all(s.strip() for s in statements)):
             found.append(problem("Y112", f"migration '{migration.id}' has empty SQL",
                                  "give it SQL text or an async up(conn) function"))
     return found
@@ -166,11 +152,11 @@ def _tool_problems(
     seen: set[str] = set()
     for tool in tools:
         if not isinstance(tool, Tool):
-            found.append(Problem(package, "Y130", f"tool {_shown(tool)} is not a Tool",
+            found.append(Problem(package, "Y130", f"tool {shown(tool)} is not a Tool",
                                  "wrap it: Tool(id='timer', name='Timer')"))
             continue
         if not isinstance(tool.id, str) or not _TOOL_ID.fullmatch(tool.id):
-            found.append(Problem(package, "Y131", f"tool id {_shown(tool.id)} is not valid",
+            found.append(Problem(package, "Y131", f"tool id {shown(tool.id)} is not valid",
                                  "use 1 to 20 lower case letters, digits, '_' or '-', "
                                  "starting with a letter"))
         elif tool.id in seen:
@@ -179,23 +165,23 @@ def _tool_problems(
         else:
             seen.add(tool.id)  # a valid id only: an invalid one may be a list, unhashable
         if not isinstance(tool.name, str) or not tool.name.strip():
-            found.append(Problem(package, "Y133", f"tool {_shown(tool.id)} has no name",
+            found.append(Problem(package, "Y133", f"tool {shown(tool.id)} has no name",
                                  "give it the name people see, e.g. Tool(..., name='Timer')"))
         for field in ("name", "icon"):
             value = getattr(tool, field)
             if isinstance(value, str) and len(value) > _TOOL_TEXT_LIMIT:
-                found.append(Problem(package, "Y133", f"tool {_shown(tool.id)} {field} is "
+                found.append(Problem(package, "Y133", f"tool {shown(tool.id)} {field} is "
                                      f"{len(value)} characters long",
                                      f"shorten it to {_TOOL_TEXT_LIMIT} at most"))
             elif field == "icon" and not isinstance(value, str):
-                found.append(Problem(package, "Y133", f"tool {_shown(tool.id)} icon is "
-                                     f"{_shown(value)}", "give an icon name, or leave it out"))
+                found.append(Problem(package, "Y133", f"tool {shown(tool.id)} icon is "
+                                     f"{shown(value)}", "give an icon name, or leave it out"))
         if not isinstance(tool.description, str):
-            found.append(Problem(package, "Y133", f"tool {_shown(tool.id)} description is "
-                                 f"{_shown(tool.description)}", "give a text, or leave it out"))
+            found.append(Problem(package, "Y133", f"tool {shown(tool.id)} description is "
+                                 f"{shown(tool.description)}", "give a text, or leave it out"))
     if not isinstance(row_level_security, bool):
         found.append(Problem(package, "Y134", "row_level_security is "
-                             f"{_shown(row_level_security)}", "set it to True or False"))
+                             f"{shown(row_level_security)}", "set it to True or False"))
     return found
 
 
@@ -215,7 +201,7 @@ def _filed_under(package_name: object) -> str:
     """Return the name a package's problems are filed under: as given, if it prints as itself."""
     if isinstance(package_name, str) and package_name.strip() and package_name.isprintable():
         return package_name
-    return _shown(package_name)  # blank, with a newline, or not a string
+    return shown(package_name)  # blank, with a newline, or not a string
 
 
 def _parsed_dependencies(
@@ -230,7 +216,7 @@ def _parsed_dependencies(
     deps: list[Dependency] = []
     for text in texts:
         if not isinstance(text, str):
-            found.append(Problem(package, "Y122", f"dependency {_shown(text)} is not a string",
+            found.append(Problem(package, "Y122", f"dependency {shown(text)} is not a string",
                                  "list dependencies as strings like '@ydtb/core>=1.0'"))
             continue
         try:
@@ -247,7 +233,7 @@ def _parsed_dependencies(
 def _parsed_version(package: str, version: object) -> tuple[Version | None, list[Problem]]:
     if not isinstance(version, str):
         # A number would parse (1.10 as "1.1"): only the text the author wrote is a version.
-        return None, [Problem(package, "Y121", f"version {_shown(version)} is not a string",
+        return None, [Problem(package, "Y121", f"version {shown(version)} is not a string",
                               "write it as text, like '1.0.0'")]
     try:
         return parse_version(version), []
@@ -281,14 +267,14 @@ def build_package(
     name = _filed_under(package_name)
     found: list[Problem] = []
     if not isinstance(package_name, str) or not is_valid_name(package_name):
-        found.append(Problem(name, "Y120", f"package name {_shown(package_name)} is not valid",
+        found.append(Problem(name, "Y120", f"package name {shown(package_name)} is not valid",
                              "use lower case 'name' or '@scope/name'"))
     parsed_version, problems = _parsed_version(name, version)
     found.extend(problems)
     deps, problems = _parsed_dependencies(name, dependencies)
     found.extend(problems)
     if source is not None and not isinstance(source, str):
-        found.append(Problem(name, "Y126", f"source is {_shown(source)}, not a string",
+        found.append(Problem(name, "Y126", f"source is {shown(source)}, not a string",
                              "give the file the package is defined in, or leave it out"))
     if not isinstance(schema, MetaData):
         found.append(Problem(name, "Y123", f"schema is a {type(schema).__name__}, not a "

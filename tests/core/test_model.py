@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runtime.core.model import Migration, migration_sort_key
 from runtime.core.registry import DatabaseRegistry
+from runtime.errors import ValidationError
 
 NOTES = "CREATE TABLE ydtb_notes (id serial PRIMARY KEY)"
 PINNED = "ALTER TABLE ydtb_notes ADD COLUMN pinned boolean"
@@ -63,6 +64,58 @@ def test_checksum_of_a_callable_comes_from_its_source() -> None:
 def test_checksum_is_not_compared() -> None:
     assert Migration("0001_a", up=NOTES) == Migration("0001_a", up=NOTES)
     assert Migration("0001_a", up=NOTES) != Migration("0001_a", up=PINNED)
+
+
+UP_HINT = "give it SQL text, a list of SQL texts or an async up(conn) function"
+
+
+@pytest.mark.parametrize(("arguments", "problems"), [
+    pytest.param({"id": 5, "up": NOTES}, ["id is 5, not a string (give it an id like "
+                                          "'0001_create_notes') [Y110]"], id="id-int"),
+    pytest.param({"id": "0001_a", "up": 5}, ["up of migration '0001_a' is 5, not SQL or a "
+                                             f"function ({UP_HINT}) [Y112]"], id="up-int"),
+    pytest.param({"id": "0001_a", "up": None}, ["up of migration '0001_a' is None, not SQL or "
+                                                f"a function ({UP_HINT}) [Y112]"], id="up-none"),
+    pytest.param({"id": "0001_a", "up": [NOTES, None]},
+                 ["up of migration '0001_a' is ['CREATE TABLE ydtb_notes (id serial PRIMARY "
+                  f"KEY)', None], not SQL or a function ({UP_HINT}) [Y112]"],
+                 id="up-none-in-list"),
+    pytest.param({"id": "0001_a", "up": b"SELECT 1"},
+                 [f"up of migration '0001_a' is b'SELECT 1', not SQL or a function ({UP_HINT}) "
+                  "[Y112]"], id="up-bytes"),
+    pytest.param({"id": "0001_a", "up": NOTES, "transactional": "no"},
+                 ["transactional of migration '0001_a' is 'no' (set it to True or False) "
+                  "[Y114]"], id="transactional-text"),
+    pytest.param({"id": "0001_a", "up": NOTES, "source": 5},
+                 ["source of migration '0001_a' is 5, not a string (give the file it comes "
+                  "from, or leave it out) [Y114]"], id="source-int"),
+    pytest.param({"id": "0001_a", "up": add_pinned, "text": 5},
+                 ["text of migration '0001_a' is 5, not a string (give the text of the file "
+                  "up is defined in, or leave it out) [Y114]"], id="text-int"),
+    pytest.param({"id": None, "up": None},
+                 ["id is None, not a string (give it an id like '0001_create_notes') [Y110]",
+                  f"up is None, not SQL or a function ({UP_HINT}) [Y112]"], id="id-and-up"),
+])
+def test_a_wrong_argument_is_a_validation_error_naming_it(
+    arguments: dict[str, object], problems: list[str]
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Migration(**arguments)  # type: ignore[arg-type]
+
+    count = f"{len(problems)} validation problem{'s' if len(problems) > 1 else ''}"
+    assert str(info.value) == count + ":" + "".join(
+        f"\n  - runtime.Migration: {p}" for p in problems)
+
+
+@pytest.mark.parametrize("up", [
+    pytest.param(NOTES, id="str"),
+    pytest.param(" ", id="blank"),  # refused when its package registers (Y112)
+    pytest.param((NOTES, PINNED), id="tuple"),
+    pytest.param([], id="empty-list"),
+    pytest.param(add_pinned, id="callable"),
+])
+def test_a_migration_of_the_right_types_is_made(up: object) -> None:
+    assert Migration("0001_a", up=up).up is up  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
