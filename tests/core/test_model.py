@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -116,6 +118,36 @@ def test_a_wrong_argument_is_a_validation_error_naming_it(
 ])
 def test_a_migration_of_the_right_types_is_made(up: object) -> None:
     assert Migration("0001_a", up=up).up is up  # type: ignore[arg-type]
+
+
+ANYTHING = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.binary(max_size=4),
+                    st.lists(st.one_of(st.none(), st.integers()), max_size=2),
+                    st.builds(object))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(migration_id=st.one_of(st.text(max_size=8), ANYTHING),
+       up=st.one_of(st.text(max_size=8), st.lists(st.one_of(st.text(max_size=8), ANYTHING),
+                                                  max_size=3), st.just(add_pinned), ANYTHING),
+       transactional=st.one_of(st.booleans(), ANYTHING),
+       source=st.one_of(st.none(), st.text(max_size=8), ANYTHING),
+       text=st.one_of(st.none(), st.text(max_size=8), ANYTHING))
+def test_a_migration_is_made_of_the_documented_types_or_refused(
+    migration_id: object, up: object, transactional: object, source: object, text: object
+) -> None:
+    try:
+        migration = Migration(migration_id, up=up, transactional=transactional,  # type: ignore[arg-type]
+                              source=source, text=text)  # type: ignore[arg-type]
+    except ValidationError as exc:  # only a ValidationError: anything else fails the test
+        assert {p.package for p in exc.problems} == {"runtime.Migration"}
+        return
+
+    assert isinstance(migration.id, str)
+    assert isinstance(migration.up, str) or callable(migration.up) or all(
+        isinstance(s, str) for s in migration.up)
+    assert isinstance(migration.transactional, bool)
+    assert all(v is None or isinstance(v, str) for v in (migration.source, migration.text))
+    assert len(migration.checksum) == 64
 
 
 @pytest.mark.parametrize(
