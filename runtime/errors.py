@@ -24,6 +24,7 @@ the wording stays the same everywhere. Each message says what, where, and the fi
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 
 __all__ = [
@@ -44,11 +45,24 @@ __all__ = [
     "UsageError",
     "ValidationError",
     "WorkspaceNotFoundError",
+    "shown",
 ]
 
 
 #: How messages spell the command line, unless their renderer says otherwise.
 PROGRAM = "python -m runtime"
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def shown(value: object) -> str:
+    """Return `value` as a message shows it: its repr, cut short.
+
+    Values reach messages from anywhere (a loader, a typo, a property test); cut short,
+    a message stays one readable line.
+    """
+    return _REPR.repr(value)
 
 
 @dataclass(frozen=True, order=True)

@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, Table
 
 from runtime.core.schema import CORE_PACKAGE
 from runtime.core.versions import Dependency
+from runtime.errors import Problem, ValidationError, shown
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,14 +33,54 @@ __all__ = [
 #: What a migration runs: SQL text, several SQL texts, or `async def up(conn)`.
 MigrationUp: TypeAlias = "str | Sequence[str] | Callable[[AsyncConnection], Awaitable[None]]"
 
-#: Migration ids start with a number so they sort: `0001_create_notes`.
-MIGRATION_ID = re.compile(r"^(?P<number>\d+)(?:[_-][A-Za-z0-9_.-]+)?$")
+#: Migration ids start with a number so they sort: `0001_create_notes`. Anchored at `\Z`,
+#: not `$` (which matches before a trailing newline), so `.match` checks the whole id.
+MIGRATION_ID = re.compile(r"^(?P<number>\d+)(?:[_-][A-Za-z0-9_.-]+)?\Z")
 
 
 def migration_sort_key(migration_id: str) -> tuple[int, str]:
     """Sort ids by their number first, so `10_x` comes after `9_y`."""
     match = MIGRATION_ID.match(migration_id)
     return (int(match["number"]) if match else -1, migration_id)
+
+
+# What the problems of a Migration's arguments are filed under: it belongs to no package
+# until one registers it.
+_FILED_UNDER = "runtime.Migration"
+
+
+def _is_up(up: object) -> bool:
+    if isinstance(up, str) or callable(up):
+        return True
+    return (isinstance(up, Sequence) and not isinstance(up, bytes | bytearray)
+            and all(isinstance(s, str) for s in up))
+
+
+def _argument_problems(migration: Migration) -> list[Problem]:
+    """Check the types of a Migration's arguments; its rules wait for its package (Y11x)."""
+    migration_id = migration.id if isinstance(migration.id, str) else None
+    of = f" of migration {migration_id!r}" if migration_id is not None else ""
+
+    def problem(code: str, message: str, hint: str) -> Problem:
+        return Problem(_FILED_UNDER, code, message, hint, migration=migration_id)
+
+    found = []
+    if migration_id is None:
+        found.append(problem("Y110", f"id is {shown(migration.id)}, not a string",
+                             "give it an id like '0001_create_notes'"))
+    if not _is_up(migration.up):
+        found.append(problem("Y112", f"up{of} is {shown(migration.up)}, not SQL or a function",
+                             "give it SQL text, a list of SQL texts or an async up(conn) "
+                             "function"))
+    if not isinstance(migration.transactional, bool):
+        found.append(problem("Y114", f"transactional{of} is {shown(migration.transactional)}",
+                             "set it to True or False"))
+    for name, hint in (("source", "give the file it comes from, or leave it out"),
+                       ("text", "give the text of the file up is defined in, or leave it out")):
+        value = getattr(migration, name)
+        if value is not None and not isinstance(value, str):
+            found.append(problem("Y114", f"{name}{of} is {shown(value)}, not a string", hint))
+    return found
 
 
 def _checksum_of(up: object, text: str | None) -> str:
@@ -76,6 +117,12 @@ class Migration:
         text: the whole text of that file, when `up` is a function defined in it: the
             checksum then covers the file (a helper or constant beside `up` is part of
             the migration), not only `up`'s own source.
+
+    Raises:
+        ValidationError: an argument has the wrong type (an id that is not a string, an
+            `up` that is neither SQL nor a callable); its problems are filed under
+            `runtime.Migration`. The rules on the values (Y110, Y112) are checked when a
+            package registers it.
     """
 
     id: str
@@ -86,6 +133,9 @@ class Migration:
     checksum: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
+        problems = _argument_problems(self)
+        if problems:
+            raise ValidationError(problems)
         object.__setattr__(self, "checksum", _checksum_of(self.up, self.text))
 
     @property

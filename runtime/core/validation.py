@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
+from packaging.version import Version
 from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,7 +28,7 @@ from runtime.core.model import (
 )
 from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, core_metadata
 from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
-from runtime.errors import Problem
+from runtime.errors import Problem, shown
 
 __all__ = [
     "build_package",
@@ -45,9 +46,22 @@ _WORKSPACE_COLUMN = (
     "Column('workspace_id', String(20), ForeignKey('ydtb_workspaces.id', ondelete='CASCADE'), "
     "nullable=False, index=True)"
 )
-# ydtb_tools.id is String(20); name and icon are String(200).
-_TOOL_ID = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
+# ydtb_tools.id is String(20); name and icon are String(200). Matched with fullmatch.
+_TOOL_ID = re.compile(r"[a-z][a-z0-9_-]{0,19}")
 _TOOL_TEXT_LIMIT = 200
+
+def _listed(
+    package: str, value: object, argument: str, code: str, example: str
+) -> tuple[list[object], list[Problem]]:
+    """Return the items of a list argument, or the problem that it is not a list.
+
+    Any iterable but text and mappings counts (a tuple, a generator): a string is
+    iterable too, character by character, and a dict only by its keys.
+    """
+    if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        return [], [Problem(package, code, f"{argument} is {shown(value)}, not a list",
+                            f"write {argument}=[{example}], or leave it out")]
+    return list(value), []
 
 
 def _is_core_reference(table: Table) -> bool:
@@ -90,31 +104,42 @@ def _table_problems(package: str, table: Table) -> list[Problem]:
     return found
 
 
-def _migration_problems(package: str, migrations: Sequence[Migration]) -> list[Problem]:
+def _migration_id_problem(migration_id: str) -> tuple[str, str]:
+    """Say what is wrong with an id `MIGRATION_ID` refuses, and the id to rename it to."""
+    number = re.match(r"\d+", migration_id)
+    if number is None:
+        return (f"migration id {migration_id!r} does not start with a number",
+                f"rename it like '0001_{migration_id}' so ids sort")
+    # It starts with a number but goes on with something else ("7x", "0001 notes", or a
+    # trailing newline that `$` used to let through).
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", migration_id[number.end():]).strip("_")
+    better = f"{number[0]}_{name}" if name else number[0]
+    return (f"migration id {migration_id!r} must be a number, optionally followed by '_' "
+            "or '-' and letters, digits, '_', '.' or '-'", f"rename it '{better}'")
+
+
+def _migration_problems(package: str, migrations: Sequence[object]) -> list[Problem]:
     found: list[Problem] = []
     seen: set[str] = set()
     for migration in migrations:
+        if not isinstance(migration, Migration):
+            found.append(Problem(package, "Y112", f"migration {shown(migration)} is not a "
+                                 "Migration", "wrap it: Migration('0001_name', up=...)"))
+            continue
+
         def problem(code: str, message: str, hint: str, m: Migration = migration) -> Problem:
             return Problem(package, code, message, hint, migration=m.id)
 
-        if not isinstance(migration, Migration):
-            found.append(Problem(package, "Y112", f"migration {migration!r} is not a Migration",
-                                 "wrap it: Migration('0001_name', up=...)"))
-            continue
-        if not MIGRATION_ID.match(migration.id):
-            found.append(problem("Y110", f"migration id '{migration.id}' does not start with a "
-                                 "number", f"rename it like '0001_{migration.id}' so ids sort"))
+        if not MIGRATION_ID.fullmatch(migration.id):
+            found.append(problem("Y110", *_migration_id_problem(migration.id)))
         if migration.id in seen:
             found.append(problem("Y111", f"migration id '{migration.id}' is used twice",
                                  "give each migration its own id"))
         seen.add(migration.id)
-        # Read `up` itself: `Migration.statements` turns every item into a str, which would
-        # hide a None in a list, and an empty list has no statement to check.
-        up = migration.up
-        if callable(up):
-            continue
-        statements = [up] if isinstance(up, str) else list(up) if isinstance(up, Sequence) else []
-        if not statements or not all(isinstance(s, str) and s.strip() for s in statements):
+        # A Migration checked the type of `up` when it was made: SQL text, SQL texts or
+        # a callable (whose statements are None, and which has none to check).
+        statements = migration.statements
+        if statements is not None and not (statements and all(s.strip() for s in statements)):
             found.append(problem("Y112", f"migration '{migration.id}' has empty SQL",
                                  "give it SQL text or an async up(conn) function"))
     return found
@@ -127,35 +152,36 @@ def _tool_problems(
     seen: set[str] = set()
     for tool in tools:
         if not isinstance(tool, Tool):
-            found.append(Problem(package, "Y130", f"tool {tool!r} is not a Tool",
+            found.append(Problem(package, "Y130", f"tool {shown(tool)} is not a Tool",
                                  "wrap it: Tool(id='timer', name='Timer')"))
             continue
-        if not isinstance(tool.id, str) or not _TOOL_ID.match(tool.id):
-            found.append(Problem(package, "Y131", f"tool id {tool.id!r} is not valid",
+        if not isinstance(tool.id, str) or not _TOOL_ID.fullmatch(tool.id):
+            found.append(Problem(package, "Y131", f"tool id {shown(tool.id)} is not valid",
                                  "use 1 to 20 lower case letters, digits, '_' or '-', "
                                  "starting with a letter"))
         elif tool.id in seen:
             found.append(Problem(package, "Y132", f"tool id '{tool.id}' is used twice",
                                  "give each tool its own id"))
-        seen.add(tool.id)
+        else:
+            seen.add(tool.id)  # a valid id only: an invalid one may be a list, unhashable
         if not isinstance(tool.name, str) or not tool.name.strip():
-            found.append(Problem(package, "Y133", f"tool {tool.id!r} has no name",
+            found.append(Problem(package, "Y133", f"tool {shown(tool.id)} has no name",
                                  "give it the name people see, e.g. Tool(..., name='Timer')"))
         for field in ("name", "icon"):
             value = getattr(tool, field)
             if isinstance(value, str) and len(value) > _TOOL_TEXT_LIMIT:
-                found.append(Problem(package, "Y133", f"tool {tool.id!r} {field} is "
+                found.append(Problem(package, "Y133", f"tool {shown(tool.id)} {field} is "
                                      f"{len(value)} characters long",
                                      f"shorten it to {_TOOL_TEXT_LIMIT} at most"))
             elif field == "icon" and not isinstance(value, str):
-                found.append(Problem(package, "Y133", f"tool {tool.id!r} icon is {value!r}",
-                                     "give an icon name, or leave it out"))
+                found.append(Problem(package, "Y133", f"tool {shown(tool.id)} icon is "
+                                     f"{shown(value)}", "give an icon name, or leave it out"))
         if not isinstance(tool.description, str):
-            found.append(Problem(package, "Y133", f"tool {tool.id!r} description is "
-                                 f"{tool.description!r}", "give a text, or leave it out"))
+            found.append(Problem(package, "Y133", f"tool {shown(tool.id)} description is "
+                                 f"{shown(tool.description)}", "give a text, or leave it out"))
     if not isinstance(row_level_security, bool):
-        found.append(Problem(package, "Y134", f"row_level_security is {row_level_security!r}",
-                             "set it to True or False"))
+        found.append(Problem(package, "Y134", "row_level_security is "
+                             f"{shown(row_level_security)}", "set it to True or False"))
     return found
 
 
@@ -171,18 +197,65 @@ def _definition_lines(tools: Sequence[Tool], row_level_security: bool) -> list[s
     return lines
 
 
+def _filed_under(package_name: object) -> str:
+    """Return the name a package's problems are filed under: as given, if it prints as itself."""
+    if isinstance(package_name, str) and package_name.strip() and package_name.isprintable():
+        return package_name
+    return shown(package_name)  # blank, with a newline, or not a string
+
+
+def _parsed_dependencies(
+    package: str, dependencies: object
+) -> tuple[list[Dependency], list[Problem]]:
+    """Parse the `dependencies` argument: a list of strings like `@ydtb/core>=1.0`."""
+    if isinstance(dependencies, str):
+        # A string is iterable too: each character would be reported as a dependency.
+        return [], [Problem(package, "Y122", f"dependencies is the string {dependencies!r}, "
+                            "not a list", f"write dependencies=[{dependencies!r}]")]
+    texts, found = _listed(package, dependencies, "dependencies", "Y122", "'@ydtb/core>=1.0'")
+    deps: list[Dependency] = []
+    for text in texts:
+        if not isinstance(text, str):
+            found.append(Problem(package, "Y122", f"dependency {shown(text)} is not a string",
+                                 "list dependencies as strings like '@ydtb/core>=1.0'"))
+            continue
+        try:
+            deps.append(parse_dependency(text))
+        except ValueError as exc:
+            found.append(Problem(package, "Y122", str(exc)))
+    dep_names = [d.name for d in deps]
+    for dup in sorted({n for n in dep_names if dep_names.count(n) > 1}):
+        found.append(Problem(package, "Y125", f"dependency '{dup}' is listed twice",
+                             "merge the specifiers into one entry"))
+    return deps, found
+
+
+def _parsed_version(package: str, version: object) -> tuple[Version | None, list[Problem]]:
+    if not isinstance(version, str):
+        # A number would parse (1.10 as "1.1"): only the text the author wrote is a version.
+        return None, [Problem(package, "Y121", f"version {shown(version)} is not a string",
+                              "write it as text, like '1.0.0'")]
+    try:
+        return parse_version(version), []
+    except ValueError as exc:
+        return None, [Problem(package, "Y121", str(exc))]
+
+
 def build_package(
     *,
-    package_name: str,
+    package_name: object,
     schema: object,
-    migrations: Iterable[Migration] | None,
-    dependencies: Iterable[str],
-    version: str,
-    tools: Iterable[Tool] = (),
-    row_level_security: bool = False,
-    source: str | None = None,
+    migrations: object,
+    dependencies: object,
+    version: object,
+    tools: object = (),
+    row_level_security: object = False,
+    source: object = None,
 ) -> tuple[Package | None, list[Problem]]:
     """Check one package's own rules and build it; returns the package or its problems.
+
+    Any value is checked, whatever its type: a wrong type is a problem naming the
+    argument, like a wrong value.
 
     A package with no migrations gets one derived from its schema, `0001_initial_schema`,
     that creates its tables and indexes if they do not exist. The fingerprint hashes
@@ -191,32 +264,18 @@ def build_package(
     options), its tools and whether it asks for row-level security. A table part that
     does not compile to PostgreSQL (a column type, a default, an expression) is Y107.
     """
-    name = package_name
-    tools = tuple(tools or ())
+    name = _filed_under(package_name)
     found: list[Problem] = []
-    if not isinstance(name, str) or not is_valid_name(name):
-        found.append(Problem(str(name), "Y120", f"package name {name!r} is not valid",
+    if not isinstance(package_name, str) or not is_valid_name(package_name):
+        found.append(Problem(name, "Y120", f"package name {shown(package_name)} is not valid",
                              "use lower case 'name' or '@scope/name'"))
-    parsed_version = None
-    try:
-        parsed_version = parse_version(version)
-    except ValueError as exc:
-        found.append(Problem(name, "Y121", str(exc)))
-    deps: list[Dependency] = []
-    if isinstance(dependencies, str):
-        # A string is iterable too: each character would be reported as a dependency.
-        found.append(Problem(name, "Y122", f"dependencies is the string {dependencies!r}, "
-                             "not a list", f"write dependencies=[{dependencies!r}]"))
-        dependencies = ()
-    for text in dependencies:
-        try:
-            deps.append(parse_dependency(text))
-        except ValueError as exc:
-            found.append(Problem(name, "Y122", str(exc)))
-    dep_names = [d.name for d in deps]
-    for dup in sorted({n for n in dep_names if dep_names.count(n) > 1}):
-        found.append(Problem(name, "Y125", f"dependency '{dup}' is listed twice",
-                             "merge the specifiers into one entry"))
+    parsed_version, problems = _parsed_version(name, version)
+    found.extend(problems)
+    deps, problems = _parsed_dependencies(name, dependencies)
+    found.extend(problems)
+    if source is not None and not isinstance(source, str):
+        found.append(Problem(name, "Y126", f"source is {shown(source)}, not a string",
+                             "give the file the package is defined in, or leave it out"))
     if not isinstance(schema, MetaData):
         found.append(Problem(name, "Y123", f"schema is a {type(schema).__name__}, not a "
                              "sqlalchemy MetaData", "pass MetaData() or a declarative "
@@ -225,7 +284,11 @@ def build_package(
     tables = tuple(t for _, t in sorted(schema.tables.items()) if not _is_core_reference(t))
     for table in tables:
         found.extend(_table_problems(name, table))
-    given = list(migrations or ())
+    given: list[object] = []
+    if migrations is not None:  # None: derive the migration from the schema
+        given, problems = _listed(name, migrations, "migrations", "Y113",
+                                  "Migration('0001_name', up=...)")
+        found.extend(problems)
     lines: list[str] = []
     statements: list[str] = []
     try:
@@ -237,22 +300,29 @@ def build_package(
         found.append(Problem(name, "Y107", f"schema does not compile to PostgreSQL: {exc}",
                              "fix the table definition SQLAlchemy complains about"))
     found.extend(_migration_problems(name, given))
-    found.extend(_tool_problems(name, tools, row_level_security))
+    listed_tools, problems = _listed(name, tools, "tools", "Y130",
+                                     "Tool(id='timer', name='Timer')")
+    found.extend(problems)
+    found.extend(_tool_problems(name, listed_tools, row_level_security))
     if found or parsed_version is None:
         return None, found
-    if not given and statements:
-        given = [Migration("0001_initial_schema", up=statements)]
+    # No problem: every value has its documented type; the filters below say so to mypy.
+    checked = [m for m in given if isinstance(m, Migration)]
+    if not checked and statements:
+        checked = [Migration("0001_initial_schema", up=statements)]
+    checked_tools = tuple(t for t in listed_tools if isinstance(t, Tool))
     package = Package(
         name=name,
         version=parsed_version,
         schema=schema,
-        migrations=tuple(sorted(given, key=lambda m: migration_sort_key(m.id))),
+        migrations=tuple(sorted(checked, key=lambda m: migration_sort_key(m.id))),
         dependencies=tuple(deps),
         tables=tables,
-        fingerprint=ddl.fingerprint([*lines, *_definition_lines(tools, row_level_security)]),
-        tools=tools,
-        row_level_security=row_level_security,
-        source=source,
+        fingerprint=ddl.fingerprint([*lines, *_definition_lines(checked_tools,
+                                                                row_level_security is True)]),
+        tools=checked_tools,
+        row_level_security=row_level_security is True,
+        source=source if isinstance(source, str) else None,
     )
     return package, []
 

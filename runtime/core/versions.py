@@ -15,13 +15,15 @@ from packaging.version import InvalidVersion, Version
 __all__ = ["Dependency", "is_valid_name", "parse_dependency", "parse_version"]
 
 _NAME = r"(?:@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*"
-_NAME_RE = re.compile(rf"^{_NAME}$")
-_DEPENDENCY_RE = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?P<spec>.*?)\s*$")
+# Matched with fullmatch: `$` also matches before a trailing newline, which let
+# "@x/p\n" through as a name.
+_NAME_RE = re.compile(_NAME)
+_DEPENDENCY_RE = re.compile(rf"\s*(?P<name>{_NAME})\s*(?P<spec>.*?)\s*")
 
 
 def is_valid_name(name: str) -> bool:
     """Tell whether `name` is a package name: `name` or `@scope/name`, lower case."""
-    return bool(_NAME_RE.match(name))
+    return bool(_NAME_RE.fullmatch(name))
 
 
 def parse_version(text: str) -> Version:
@@ -57,7 +59,7 @@ def parse_dependency(text: str) -> Dependency:
     Raises:
         ValueError: the name or the specifier is malformed; the message says which.
     """
-    match = _DEPENDENCY_RE.match(text)
+    match = _DEPENDENCY_RE.fullmatch(text)
     if not match:
         raise ValueError(
             f"dependency {text!r} is not valid (use a name such as '@ydtb/core' "

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import MetaData
+from packaging.version import Version
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
 
 from runtime.core import graph, validation
-from runtime.core.model import Migration, Package, dependency_graph
+from runtime.core.model import Migration, Package, Tool, dependency_graph
 from runtime.core.registry import DatabaseRegistry, core_package
 from runtime.core.schema import CORE_TABLES
 from runtime.errors import (
@@ -231,6 +233,188 @@ def test_a_refused_registration_leaves_the_registry_as_it_was(
 
     assert list(registry.packages) == ["@ydtb/core", "@acme/base"]
     assert received == []
+
+
+MIGRATIONS_HINT = "write migrations=[Migration('0001_name', up=...)], or leave it out"
+TOOLS_HINT = "write tools=[Tool(id='timer', name='Timer')], or leave it out"
+
+
+@pytest.mark.parametrize(("arguments", "problem"), [
+    pytest.param({"dependencies": None}, "notes: dependencies is None, not a list (write "
+                 "dependencies=['@ydtb/core>=1.0'], or leave it out) [Y122]",
+                 id="dependencies-none"),
+    pytest.param({"dependencies": [None]}, "notes: dependency None is not a string (list "
+                 "dependencies as strings like '@ydtb/core>=1.0') [Y122]",
+                 id="dependencies-none-in-list"),
+    pytest.param({"dependencies": {"@ydtb/core": ">=1.0"}}, "notes: dependencies is "
+                 "{'@ydtb/core': '>=1.0'}, not a list (write dependencies=['@ydtb/core>=1.0'], "
+                 "or leave it out) [Y122]", id="dependencies-mapping"),
+    pytest.param({"migrations": 5}, f"notes: migrations is 5, not a list ({MIGRATIONS_HINT}) "
+                 "[Y113]", id="migrations-int"),
+    pytest.param({"migrations": "SELECT 1"}, "notes: migrations is 'SELECT 1', not a list "
+                 f"({MIGRATIONS_HINT}) [Y113]", id="migrations-string"),
+    pytest.param({"tools": 5}, f"notes: tools is 5, not a list ({TOOLS_HINT}) [Y130]",
+                 id="tools-int"),
+    pytest.param({"tools": None}, f"notes: tools is None, not a list ({TOOLS_HINT}) [Y130]",
+                 id="tools-none"),
+    pytest.param({"tools": [Tool(["timer"], "Timer")]}, "notes: tool id ['timer'] is not valid "  # type: ignore[arg-type]
+                 "(use 1 to 20 lower case letters, digits, '_' or '-', starting with a letter) "
+                 "[Y131]", id="tool-id-list"),
+    pytest.param({"version": 1.10}, "notes: version 1.1 is not a string (write it as text, "
+                 "like '1.0.0') [Y121]", id="version-float"),
+    pytest.param({"version": None}, "notes: version None is not a string (write it as text, "
+                 "like '1.0.0') [Y121]", id="version-none"),
+    pytest.param({"source": 5}, "notes: source is 5, not a string (give the file the package "
+                 "is defined in, or leave it out) [Y126]", id="source-int"),
+    pytest.param({"package_name": None}, "None: package name None is not valid (use lower "
+                 "case 'name' or '@scope/name') [Y120]", id="name-none"),
+    pytest.param({"package_name": "@x/p\n"}, "'@x/p\\n': package name '@x/p\\n' is not valid "
+                 "(use lower case 'name' or '@scope/name') [Y120]", id="name-trailing-newline"),
+    pytest.param({"migrations": [Migration("0001_a\n", up="SELECT 1")]}, "notes: migration id "
+                 "'0001_a\\n' must be a number, optionally followed by '_' or '-' and letters, "
+                 "digits, '_', '.' or '-' (rename it '0001_a') [Y110]",
+                 id="migration-id-trailing-newline"),
+])
+def test_a_wrong_argument_is_a_validation_error_naming_it(
+    registry: DatabaseRegistry, arguments: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        registry.register_database(**{"package_name": "notes", "schema": MetaData(),
+                                      "version": "1.0.0", **arguments})
+
+    assert str(info.value) == f"1 validation problem:\n  - {problem}"
+    assert list(registry.packages) == ["@ydtb/core"]
+
+
+# The documented rules, written out again here rather than imported from the code under test.
+NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*")
+MIGRATION_ID = re.compile(r"\d+(?:[_-][A-Za-z0-9_.-]+)?")
+TOOL_ID = re.compile(r"[a-z][a-z0-9_-]{0,19}")
+
+
+def _schema(*columns: Column[Any]) -> MetaData:
+    schema = MetaData()
+    Table("ydtb_notes", schema, Column("id", Integer, primary_key=True), *columns)
+    return schema
+
+
+async def _up(conn: object) -> None:
+    pass
+
+
+def _workspace_id() -> Column[str]:
+    return Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False)
+
+
+SCHEMA = _schema(_workspace_id())
+# Values of every kind, for any argument or item.
+ANYTHING = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+    st.binary(max_size=4), st.lists(st.one_of(st.none(), st.integers(), st.text(max_size=4)),
+                                    max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.builds(object),
+)
+
+
+def _migrations(ids: list[str], ups: list[object]) -> st.SearchStrategy[Migration]:
+    return st.builds(Migration, st.sampled_from(ids), up=st.sampled_from(ups),
+                     transactional=st.booleans())
+
+
+def _tools(ids: list[str], names: list[str]) -> st.SearchStrategy[Tool]:
+    return st.builds(Tool, st.sampled_from(ids), st.sampled_from(names),
+                     st.sampled_from(["", "Track time."]), st.sampled_from(["", "clock"]))
+
+
+VALID = st.fixed_dictionaries({
+    "package_name": st.from_regex(NAME, fullmatch=True),
+    "schema": st.sampled_from([SCHEMA, MetaData()]),
+    "version": st.sampled_from(["1.0.0", "2", "1.0rc1", " 1.0 ", "1!2.0.post3", "0.1.dev3"]),
+    "migrations": st.one_of(st.none(), st.lists(
+        _migrations(["0001_a", "0002_b", "12", "3-c.d"], ["SELECT 1", ("SELECT 1", "x"), _up]),
+        max_size=3, unique_by=lambda m: m.id)),
+    "dependencies": st.lists(st.sampled_from(["@ydtb/core>=1.0", "basic", "x>=1,<2",
+                                              "@acme/base ~=1.2"]), max_size=3, unique=True),
+    "tools": st.lists(_tools(["timer", "clock", "a-1"], ["Timer", "T" * 200]), max_size=2,
+                      unique_by=lambda t: t.id),
+    "row_level_security": st.booleans(),
+    "source": st.one_of(st.none(), st.text(max_size=8)),
+})
+# Values that just miss a rule (a trailing newline, an id twice), lists holding anything.
+NEAR_MISS: dict[str, st.SearchStrategy[object]] = {
+    "package_name": st.one_of(st.sampled_from(["Notes", "@x/p\n", "notes\n", " notes", "",
+                                               "@ydtb/", "a/b", "@ydtb/core"]),
+                              st.text("@/az09._-\n A", max_size=8)),
+    "schema": st.sampled_from([_schema(), _schema(_workspace_id(), Column("body"))]),
+    "version": st.one_of(st.sampled_from(["one", "", "1.0\nx", "1..0"]),
+                         st.text("0123456789.abrc+! \n", max_size=6)),
+    "migrations": st.lists(st.one_of(_migrations(["0001_a", "0001_a\n", "create", "7x"],
+                                                 ["SELECT 1", " ", []]), ANYTHING),
+                           min_size=1, max_size=3),
+    "dependencies": st.lists(st.one_of(st.sampled_from(
+        ["basic 1.0", "@x/p\n", "Basic", "x>=1;<2", "basic", "basic>=2"]), ANYTHING),
+        min_size=1, max_size=3),
+    "tools": st.lists(st.one_of(
+        _tools(["timer", "Timer!", "timer\n", ""], ["Timer", " ", "T" * 201]),
+        st.builds(Tool, ANYTHING, ANYTHING, ANYTHING, ANYTHING), ANYTHING),
+        min_size=1, max_size=3),
+    "row_level_security": st.nothing(),  # no near miss: anything at all (0, None, "yes")
+    "source": st.nothing(),
+}
+# Valid arguments, up to two of them replaced by a near miss or by anything at all.
+ARGUMENTS = st.builds(
+    lambda valid, wrong: {**valid, **wrong},
+    VALID,
+    st.lists(st.sampled_from(sorted(NEAR_MISS)), max_size=2, unique=True).flatmap(
+        lambda keys: st.fixed_dictionaries({k: st.one_of(NEAR_MISS[k], ANYTHING) for k in keys})),
+)
+
+
+def _assert_obeys_the_rules(package: Package, arguments: dict[str, Any]) -> None:
+    assert NAME.fullmatch(package.name) and package.name == arguments["package_name"]
+    assert isinstance(arguments["version"], str)
+    assert package.version == Version(arguments["version"])
+    assert isinstance(arguments["dependencies"], list | tuple)
+    assert all(isinstance(d, str) for d in arguments["dependencies"])
+    assert len(package.dependencies) == len(arguments["dependencies"])
+    assert all(NAME.fullmatch(name) for name in package.dependency_names)
+    ids = [m.id for m in package.migrations]
+    assert all(MIGRATION_ID.fullmatch(i) for i in ids) and len(set(ids)) == len(ids)
+    if arguments["migrations"]:
+        assert sorted(ids) == sorted(m.id for m in arguments["migrations"])
+    for migration in package.migrations:
+        if migration.statements is None:
+            assert callable(migration.up)
+        else:
+            assert migration.statements and all(s.strip() for s in migration.statements)
+    tool_ids = [t.id for t in package.tools]
+    assert all(TOOL_ID.fullmatch(i) for i in tool_ids) and len(set(tool_ids)) == len(tool_ids)
+    for tool in package.tools:
+        assert isinstance(tool.name, str) and tool.name.strip() and len(tool.name) <= 200
+        assert isinstance(tool.icon, str) and len(tool.icon) <= 200
+        assert isinstance(tool.description, str)
+    assert package.row_level_security is arguments["row_level_security"]
+    assert package.source is None or isinstance(package.source, str)
+    assert package.source == arguments["source"]
+    assert validation.check_package(package) == []
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(arguments=ARGUMENTS)
+def test_register_database_accepts_what_the_rules_allow_and_refuses_the_rest(
+    arguments: dict[str, Any],
+) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    try:
+        package = registry.register_database(**arguments)
+    except RegistryError:  # only a RegistryError: any other exception fails the test
+        event("refused")
+        assert list(registry.packages) == ["@ydtb/core"]
+        return
+
+    event("accepted")
+    assert registry.get(package.name) is package
+    _assert_obeys_the_rules(package, arguments)
 
 
 def test_registering_the_core_is_refused(registry: DatabaseRegistry) -> None:

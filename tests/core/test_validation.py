@@ -162,6 +162,12 @@ def _problem_cases() -> list[Any]:
         case("Y110", "migration id 'create_notes' does not start with a number (rename it like "
              "'0001_create_notes' so ids sort)", "unsortable-id",
              migrations=[Migration("create_notes", up=notes_migration)]),
+        case("Y110", "migration id '0001_notes\\n' must be a number, optionally followed by "
+             "'_' or '-' and letters, digits, '_', '.' or '-' (rename it '0001_notes')",
+             "trailing-newline", migrations=[Migration("0001_notes\n", up=notes_migration)]),
+        case("Y110", "migration id '7 notes' must be a number, optionally followed by '_' or "
+             "'-' and letters, digits, '_', '.' or '-' (rename it '7_notes')", "no-separator",
+             migrations=[Migration("7 notes", up=notes_migration)]),
         case("Y111", "migration id '0001_notes' is used twice (give each migration its own id)",
              "duplicate-id", migrations=[Migration("0001_notes", up=notes_migration),
                                          Migration("0001_notes", up="SELECT 1")]),
@@ -172,17 +178,13 @@ def _problem_cases() -> list[Any]:
         case("Y112", "migration '0001_notes' has empty SQL (give it SQL text or an async "
              "up(conn) function)", "blank-statement-in-list",
              migrations=[Migration("0001_notes", up=[notes_migration, ""])]),
-        case("Y112", "migration '0001_notes' has empty SQL (give it SQL text or an async "
-             "up(conn) function)", "none-in-list",
-             migrations=[Migration("0001_notes", up=[notes_migration, None])]),  # type: ignore[list-item]
-        case("Y112", "migration '0001_notes' has empty SQL (give it SQL text or an async "
-             "up(conn) function)", "none",
-             migrations=[Migration("0001_notes", up=None)]),  # type: ignore[arg-type]
         case("Y112", "migration 'CREATE TABLE ydtb_notes (id serial)' is not a Migration "
              "(wrap it: Migration('0001_name', up=...))", "not-a-migration",
              migrations=[notes_migration]),
         case("Y120", "package name 'Notes' is not valid (use lower case 'name' or "
              "'@scope/name')", "name", package_name="Notes"),
+        case("Y120", "package name '@x/p\\n' is not valid (use lower case 'name' or "
+             "'@scope/name')", "name-trailing-newline", package_name="@x/p\n"),
         case("Y121", "version 'one' is not valid (use a form like '1.0.0')", "version",
              version="one"),
         case("Y122", "dependency 'basic 1.0' has an invalid version specifier '1.0' (use forms "

@@ -41,6 +41,9 @@ def build(**overrides: Any) -> Package:
     pytest.param([Tool("a" * 21, "A")], False, f"tool id '{'a' * 21}' is not valid (use 1 to 20 "
                  "lower case letters, digits, '_' or '-', starting with a letter) [Y131]",
                  id="long-id"),
+    pytest.param([Tool("timer\n", "Timer")], False, "tool id 'timer\\n' is not valid (use 1 to "
+                 "20 lower case letters, digits, '_' or '-', starting with a letter) [Y131]",
+                 id="id-trailing-newline"),
     pytest.param([TIMER, Tool("timer", "Other")], False, "tool id 'timer' is used twice (give "
                  "each tool its own id) [Y132]", id="twice"),
     pytest.param([Tool("timer", " ")], False, "tool 'timer' has no name (give it the name "

@@ -30,6 +30,8 @@ def test_valid_names(name: str) -> None:
         pytest.param("my notes", id="space"),
         pytest.param("notes>=1", id="specifier"),
         pytest.param(" notes", id="leading-space"),
+        pytest.param("notes\n", id="trailing-newline"),
+        pytest.param("@x/p\n", id="scoped-trailing-newline"),
     ],
 )
 def test_invalid_names(name: str) -> None:
@@ -80,6 +82,12 @@ def test_parse_dependency(text: str, name: str, specifier: str) -> None:
             "dependency '@ydtb/core=>1.0' has an invalid version specifier '=>1.0' "
             "(use forms like '>=1.0', '~=1.2' or '>=1,<2')",
             id="swapped-operator",
+        ),
+        pytest.param(
+            "x>=1\nfoo",
+            "dependency 'x>=1\\nfoo' is not valid (use a name such as '@ydtb/core' optionally "
+            "followed by a specifier such as '>=1.0')",
+            id="second-line",
         ),
         pytest.param(
             "x>=1;<2",
