@@ -27,7 +27,12 @@ from urllib.parse import urlsplit
 from runtime.config import Settings, resolve_settings
 from runtime.console import FAILED, OK, USAGE, Console, describe
 from runtime.db import urls
-from runtime.errors import DatabaseUnavailableError, RegistryError, UsageError
+from runtime.errors import (
+    DatabaseInUseError,
+    DatabaseUnavailableError,
+    RegistryError,
+    UsageError,
+)
 from runtime.load import packages
 
 __all__ = ["exit_now", "main"]
@@ -184,7 +189,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     try:
         _check_settings(settings, entry_points=not args.no_entry_points)
         return asyncio.run(_until_signalled(_run(args, settings, console)))
-    except (UsageError, DatabaseUnavailableError) as exc:
+    except (UsageError, DatabaseUnavailableError, DatabaseInUseError) as exc:
         console.error(describe(exc))
         return USAGE
     except RegistryError as exc:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from runtime.core.plan import PackageStatus, package_status
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import engine, ledger, migrator, urls
-from runtime.errors import PackageNotFoundError, ProblemsError
+from runtime.errors import PackageNotFoundError, ProblemsError, RegistryError
 from runtime.load import cache, loader, pipeline
 from runtime.load.packages import migrations_directory
 
@@ -289,7 +290,7 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
         daemon = Daemon(db, settings.packages, entry_points=not args.no_entry_points,
                         debounce_ms=args.debounce, allow_destructive=args.allow_destructive,
                         between_passes=process.collect_young)
-        with report_signals(console):
+        with report_signals(console), _one_error():
             async with anyio.create_task_group() as group:
                 with process.loading():
                     await group.start(daemon.run)
@@ -300,6 +301,17 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
                 console.line(f"watching {dirs} ({names or 'no packages'}); Ctrl-C to stop",
                              "bold")
     return OK
+
+
+@contextmanager
+def _one_error() -> Iterator[None]:
+    """Raise a task group's only error as itself: the CLI says it in one line."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], RegistryError):
+            raise group.exceptions[0] from None
+        raise
 
 
 COMMANDS: dict[str, Command] = {

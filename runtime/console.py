@@ -86,13 +86,36 @@ def describe(error: BaseException) -> str:
 
 
 def drift_hint(package: str, differences: Sequence[Difference]) -> str:
-    """Say how to proceed with differences the dev daemon held back."""
+    """Say how to proceed with differences the dev daemon held back.
+
+    A rename is shown as the migration to write. Something in the database that the
+    schema does not declare was most often made by a migration on purpose (the README's
+    walkthrough adds a column that way): then the fix is to declare it.
+    """
     rename = suggested_rename(differences)
-    first = (f"if you renamed {rename[0]}, write {rename[1]} in a migration; otherwise "
-             if rename else "")
+    undeclared = [_what(d) for d in differences if d.kind.startswith("remove_")]
+    if rename:
+        first = f"if you renamed {rename[0]}, write {rename[1]} in a migration; otherwise "
+    elif undeclared:
+        first = (f"if a migration made {' and '.join(undeclared)} on purpose, declare "
+                 f"{'it' if len(undeclared) == 1 else 'them'} in the schema of {package}; "
+                 "otherwise ")
+    else:
+        first = ""
     them = "it" if sum(d.destructive for d in differences) == 1 else "them"
     return (f"{first}write a migration ({PROGRAM} makemigration {package}), or restart "
             f"the dev daemon with --allow-destructive to apply {them} to the dev database")
+
+
+def _what(difference: Difference) -> str:
+    """Name what a `remove_*` difference is about: `column ydtb_notes.color`."""
+    kind = difference.kind.removeprefix("remove_")
+    if kind == "table":
+        return f"table {difference.table}"
+    if kind == "column":
+        return f"column {difference.table}.{difference.name}"
+    noun = "foreign key" if kind == "fk" else kind
+    return f"{noun} {difference.name}"
 
 
 def held(difference: Difference) -> str:

@@ -15,6 +15,7 @@
     ├── ToolInactiveError                enabling a tool whose package is unregistered
     └── DatabaseError
         ├── DatabaseUnavailableError     the server cannot be reached or started
+        ├── DatabaseInUseError           another dev daemon runs on the database
         ├── MigrationFailedError         a migration raised; its transaction was rolled back
         └── RowLevelSecurityError        a package's tables could not be put under its policy
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 __all__ = [
     "PROGRAM",
     "DatabaseError",
+    "DatabaseInUseError",
     "DatabaseUnavailableError",
     "DependentsExistError",
     "LedgerConflictError",
@@ -209,6 +211,20 @@ class DatabaseUnavailableError(DatabaseError):
         )
 
 
+class DatabaseInUseError(DatabaseError):
+    """Raised by the dev daemon at start when another daemon runs on its database.
+
+    `holder` names it: its process id and host, and since when.
+    """
+
+    def __init__(self, url: str, holder: str) -> None:
+        self.url = url
+        self.holder = holder
+        super().__init__(
+            f"another dev daemon runs on the database at {url} ({holder}); stop it, or "
+            "give this one a database of its own (--database-url)")
+
+
 class MigrationFailedError(DatabaseError):
     """Raised by the pipeline when a migration fails; its transaction was rolled back.
 
@@ -223,21 +239,22 @@ class MigrationFailedError(DatabaseError):
         *,
         statement: str | None = None,
         line: int | None = None,
+        hint: str | None = None,
     ) -> None:
         self.package = package
         self.migration = migration
         self.reason = reason
         self.statement = statement
         self.line = line
+        self.hint = hint = hint or "nothing was applied; fix the migration and run again"
         where = f" at line {line}" if line else ""
         shown = ""
-        if statement:
-            first = statement.strip().splitlines()[0] if statement.strip() else ""
-            shown = f" in `{first[:120]}`"
-        super().__init__(
-            f"{package}: migration {migration} failed{where}{shown}: {reason} "
-            "(nothing was applied; fix the migration and run again)"
-        )
+        code = [s for s in (statement or "").strip().splitlines()
+                if s.strip() and not s.lstrip().startswith("--")]
+        if code:
+            shown = f" in `{code[0].strip()[:120]}`"
+        super().__init__(f"{package}: migration {migration} failed{where}{shown}: {reason} "
+                         f"({hint})")
 
 
 class RowLevelSecurityError(DatabaseError):

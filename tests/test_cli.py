@@ -86,7 +86,7 @@ def test_a_failing_migration_exits_1_with_its_location(packages: Path, database_
     code, out = run_cli(*args("migrate", packages, database_url))
 
     assert code == 1
-    assert out == ('error: tags: migration 0002_bad failed at line 2 in `SELECT 1;`: column '
+    assert out == ('error: tags: migration 0002_bad failed at line 2 in `SELECT nope`: column '
                    '"nope" does not exist (nothing was applied; fix the migration and run '
                    'again)\n')
 

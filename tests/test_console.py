@@ -52,8 +52,9 @@ def test_held_changes_are_explained_with_how_to_proceed() -> None:
         "! notes: schema changes not applied to the dev database, some may lose data:",
         "    table ydtb_notes: column body in the database but not declared: would run ALTER "
         "TABLE ydtb_notes DROP COLUMN IF EXISTS body",
-        "  write a migration (python -m runtime makemigration notes), or restart the dev daemon "
-        "with --allow-destructive to apply it to the dev database",
+        "  if a migration made column ydtb_notes.body on purpose, declare it in the schema of "
+        "notes; otherwise write a migration (python -m runtime makemigration notes), or "
+        "restart the dev daemon with --allow-destructive to apply it to the dev database",
     ]
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIGRATION_ID",
+    "UNREGISTERED_MIGRATION",
     "Migration",
     "MigrationUp",
     "Package",
@@ -44,9 +45,9 @@ def migration_sort_key(migration_id: str) -> tuple[int, str]:
     return (int(match["number"]) if match else -1, migration_id)
 
 
-# What the problems of a Migration's arguments are filed under: it belongs to no package
-# until one registers it.
-_FILED_UNDER = "runtime.Migration"
+#: What the problems of a Migration's arguments are filed under: it belongs to no
+#: package until one registers it (the loader adds the file and line of the call).
+UNREGISTERED_MIGRATION = "runtime.Migration"
 
 
 def _is_up(up: object) -> bool:
@@ -62,7 +63,7 @@ def _argument_problems(migration: Migration) -> list[Problem]:
     of = f" of migration {migration_id!r}" if migration_id is not None else ""
 
     def problem(code: str, message: str, hint: str) -> Problem:
-        return Problem(_FILED_UNDER, code, message, hint, migration=migration_id)
+        return Problem(UNREGISTERED_MIGRATION, code, message, hint, migration=migration_id)
 
     found = []
     if migration_id is None:

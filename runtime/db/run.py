@@ -78,11 +78,31 @@ class MigrationReport:
         return grouped
 
 
-def _line_of(statement: str, error: BaseException) -> int | None:
+_IDEMPOTENT = ("it ran before and was edited, so it ran again: a migration must run twice "
+               "without failing; guard it with CREATE TABLE IF NOT EXISTS, ADD COLUMN IF NOT "
+               "EXISTS, CREATE INDEX IF NOT EXISTS, DROP ... IF EXISTS")
+
+
+def _failing(script: str, error: BaseException) -> tuple[str | None, int | None]:
+    """Find the statement of `script` that failed, and its line, for the error message.
+
+    PostgreSQL gives the position of a syntax or name error within the script; the
+    statement around it is quoted. Without a position only a one-statement script can
+    be quoted: the script's first line would point at the wrong statement.
+    """
     position = getattr(error, "position", None)
-    if not position:
-        return None
-    return statement.count("\n", 0, int(position) - 1) + 1
+    if position:
+        offset = int(position) - 1
+        start = script.rfind(";", 0, offset) + 1
+        end = script.find(";", offset)
+        return script[start:len(script) if end < 0 else end], script.count("\n", 0, offset) + 1
+    statements = [s for s in script.split(";") if _code(s)]
+    return (statements[0], None) if len(statements) == 1 else (None, None)
+
+
+def _code(text: str) -> bool:
+    return any(line.strip() and not line.lstrip().startswith("--")
+               for line in text.splitlines())
 
 
 def _reason(exc: BaseException) -> str:
@@ -110,7 +130,8 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
             if lost(exc):
                 raise  # not the migration's fault: the caller waits for the database
             await conn.rollback()
-            raise MigrationFailedError(step.package.name, migration.id, _reason(exc)) from exc
+            raise MigrationFailedError(step.package.name, migration.id, _reason(exc),
+                                       hint=_hint(step)) from exc
         return
     for statement in statements:
         try:
@@ -118,10 +139,13 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
         except asyncpg.PostgresError as exc:
             if lost(exc):
                 raise
-            raise MigrationFailedError(
-                step.package.name, migration.id, _reason(exc),
-                statement=statement, line=_line_of(statement, exc),
-            ) from exc
+            failing, line = _failing(statement, exc)
+            raise MigrationFailedError(step.package.name, migration.id, _reason(exc),
+                                       statement=failing, line=line, hint=_hint(step)) from exc
+
+
+def _hint(step: Step) -> str | None:
+    return _IDEMPOTENT if step.rerun else None
 
 
 class Run:

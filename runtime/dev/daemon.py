@@ -33,7 +33,7 @@ from runtime.core import signals
 from runtime.core.events import Change, Difference
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import diff, engine, migrator, notify, sync, urls
+from runtime.db import diff, engine, migrator, notify, owner, sync, urls
 from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
@@ -187,7 +187,15 @@ class Daemon:
     # -- run -----------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Start, then watch and reload until cancelled or `stop()`."""
+        """Claim the database, start, then watch and reload until cancelled or `stop()`.
+
+        Raises:
+            DatabaseInUseError: another daemon runs on the database (`runtime.db.owner`).
+        """
+        async with owner.claimed(self.engine):
+            await self._run(task_status)
+
+    async def _run(self, task_status: Any) -> None:
         with notify.publishing(self.engine, self, self.registry):
             await self.start()
             send, receive = anyio.create_memory_object_stream[tuple[set[Path], float]](1000)

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any
 
+from runtime.core.model import UNREGISTERED_MIGRATION
 from runtime.core.registry import DatabaseRegistry
 from runtime.errors import PackageLoadError, Problem, RegistryError, ValidationError
 from runtime.load.packages import PACKAGE_FILE, discover
@@ -96,6 +97,13 @@ _FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 def _interrupted(exc: BaseException) -> bool:
     main = threading.current_thread() is threading.main_thread()
     return isinstance(exc, KeyboardInterrupt) and main
+
+
+def _made_in_package_code(exc: RegistryError) -> bool:
+    # A Migration(...) with wrong arguments fails where the package's code makes it, not
+    # in the registry: its file and line are the useful part.
+    problems = getattr(exc, "problems", ())
+    return bool(problems) and all(p.package == UNREGISTERED_MIGRATION for p in problems)
 
 
 def _reason(exc: BaseException) -> str:
@@ -200,8 +208,12 @@ def load_directory(
             raise PackageLoadError(str(directory / PACKAGE_FILE),
                                    "defines no register(registry) function")
         register(recorder)
-    except RegistryError:
-        raise
+    except RegistryError as exc:
+        if not _made_in_package_code(exc):
+            raise
+        path, line = _error_location(exc, directory)
+        reason = "; ".join(str(p) for p in getattr(exc, "problems", ()))
+        raise PackageLoadError(path, reason, line=line) from exc
     except _FAILURES as exc:
         if _interrupted(exc):
             raise

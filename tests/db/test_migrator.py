@@ -164,7 +164,8 @@ async def test_a_failing_migration_rolls_back_the_whole_run(
         await migrator.migrate(engine, registry.ordered())
 
     assert str(caught.value) == (
-        "c: migration 0002_bad failed at line 2 in `SELECT 1;`: relation \"ydtb_missing\" "
+        "c: migration 0002_bad failed at line 2 in `SELECT * FROM ydtb_missing`: relation "
+        "\"ydtb_missing\" "
         "does not exist (nothing was applied; fix the migration and run again)")
     assert (caught.value.package, caught.value.migration, caught.value.line) == ("c", "0002_bad", 2)
     assert [f["migration"] for f in failures] == ["0002_bad"]
@@ -321,3 +322,23 @@ async def test_the_idempotency_check_catches_migrations_that_cannot_run_twice(
         'a: migration 0002_not_guarded fails when run twice: relation "ydtb_a2" already exists '
         "(guard it so it can run twice: CREATE TABLE IF NOT EXISTS")
     assert "ydtb_a_name_idx1" in str(problems[1])
+
+
+async def test_an_edited_migration_that_cannot_run_twice_says_why(engine: AsyncEngine) -> None:
+    registry = DatabaseRegistry()
+    register(registry, "a", [Migration("0001_a", "CREATE TABLE ydtb_a (id int PRIMARY KEY, "
+                                       "workspace_id varchar(20) NOT NULL)")], "ydtb_a")
+    await migrator.migrate(engine, registry.ordered())
+    register(registry, "a", [Migration("0001_a", "-- edited\nCREATE TABLE ydtb_a (id int "
+                                       "PRIMARY KEY, workspace_id varchar(20) NOT NULL)")],
+             "ydtb_a")
+
+    with pytest.raises(MigrationFailedError) as caught:
+        await migrator.migrate(engine, registry.ordered(), rerun_edited=True)
+
+    assert str(caught.value) == (
+        "a: migration 0001_a failed in `CREATE TABLE ydtb_a (id int PRIMARY KEY, workspace_id "
+        "varchar(20) NOT NULL)`: relation \"ydtb_a\" already exists (it ran before and was "
+        "edited, so it ran again: a migration must run twice without failing; guard it with "
+        "CREATE TABLE IF NOT EXISTS, ADD COLUMN IF NOT EXISTS, CREATE INDEX IF NOT EXISTS, "
+        "DROP ... IF EXISTS)")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
@@ -17,6 +20,7 @@ from support import create_sql, readable, write_package
 from runtime import DependentsExistError, PackageLoadError, ValidationError, signals
 from runtime.db import notify
 from runtime.dev.daemon import Daemon
+from runtime.errors import DatabaseInUseError
 
 Log = list[tuple[str, dict[str, Any]]]
 NAMES = ["package_registered", "package_unregistered", "schema_changed", "validation_failed",
@@ -413,3 +417,25 @@ async def test_a_copied_package_is_refused_until_renamed(
                               and r["error"] is None)
         assert sorted(daemon.registry.packages) == ["@ydtb/core", "notes", "notes2"]
     assert await query(engine, "SELECT package_name FROM ydtb_tools WHERE id = 'jot'") == "notes"
+
+
+async def test_a_second_daemon_on_the_database_is_refused_naming_the_first(
+    engine: AsyncEngine, root: Path, database_url: str
+) -> None:
+    async with running(engine, root):
+        with pytest.raises(DatabaseInUseError) as caught:
+            await Daemon(engine, [root], entry_points=False).run()
+        # As a second terminal sees it: one line, exit 2, naming the running daemon.
+        done = await anyio.run_process(
+            [sys.executable, "-m", "runtime", "dev", "--packages", str(root),
+             "--no-entry-points", "--database-url", database_url], check=False)
+
+    assert f"ydtb-runtime dev pid {os.getpid()} on {socket.gethostname()}" in caught.value.holder
+    said = done.stdout.decode().splitlines()
+    assert done.returncode == 2, said
+    assert said[0].startswith("runtime dev: database ")
+    assert said[1].startswith("error: another dev daemon runs on the database at ")
+    assert len(said) == 2 and f"pid {os.getpid()}" in said[1]
+    # The claim ends with the daemon: a new one starts.
+    async with running(engine, root):
+        pass

@@ -128,12 +128,15 @@ DESTRUCTIVE = [
     pytest.param({"ydtb_notes": ['Column("color", Text)']}, [WITH_COLOR],
                  {"ydtb_notes": []},
                  ["table ydtb_notes: column color in the database but not declared: would run "
-                  "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS color"], DROP_HINT,
-                 id="drop-column"),
+                  "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS color"],
+                 "if a migration made column ydtb_notes.color on purpose, declare it in the "
+                 "schema of notes; otherwise " + DROP_HINT, id="drop-column"),
     pytest.param({"ydtb_notes": [], "ydtb_tags": []}, [NOTES, create_sql("ydtb_tags")],
                  {"ydtb_notes": []},
                  ["table ydtb_tags in the database but not declared: would run DROP TABLE IF "
-                  "EXISTS ydtb_tags"], DROP_HINT, id="drop-table"),
+                  "EXISTS ydtb_tags"],
+                 "if a migration made table ydtb_tags on purpose, declare it in the schema of "
+                 "notes; otherwise " + DROP_HINT, id="drop-table"),
     pytest.param({"ydtb_notes": ['Column("title", String(10))']},
                  [create_sql("ydtb_notes", "title varchar(10)")],
                  {"ydtb_notes": ['Column("title", String(5))']},

@@ -191,3 +191,15 @@ def test_two_directories_registering_one_name_is_an_error_naming_both(root: Path
         f"directory: change package_name in {copy} (a copied package keeps its original's "
         "name), or remove one of them) [Y209]"]
     assert registry.get("notes").source == str(original)
+
+
+def test_a_migration_made_wrong_in_package_code_is_named_with_its_line(root: Path) -> None:
+    package_py = root / "notes/package.py"
+    package_py.write_text("from runtime import Migration\n\n\ndef register(registry):\n"
+                          "    Migration(5, 'SELECT 1')\n")
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert (caught.value.path, caught.value.line) == (str(package_py.resolve()), 5)
+    assert caught.value.reason.startswith("runtime.Migration: id is 5, not a string")
