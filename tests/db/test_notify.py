@@ -91,7 +91,7 @@ async def test_relay_listens_again_after_its_connection_is_terminated(
             notify.publishing(engine, publisher):
         async with anyio.create_task_group() as group:
             group.start_soon(notify.relay, engine)
-            await anyio.sleep(0.3)
+            await listening(engine)
             async with engine.connect() as conn:
                 await (await driver(conn)).execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
@@ -105,3 +105,15 @@ async def test_relay_listens_again_after_its_connection_is_terminated(
 
     assert received[0] == "tags"
     assert "stopped listening on ydtb_runtime" in caplog.text
+
+
+async def listening(engine: AsyncEngine) -> None:
+    """Wait until a connection of this database has run LISTEN (the relay's)."""
+    with anyio.fail_after(10):
+        while True:
+            async with engine.connect() as conn:
+                if await (await driver(conn)).fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND query LIKE 'LISTEN%'"):
+                    return
+            await anyio.sleep(0.05)
