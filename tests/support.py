@@ -8,9 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from runtime.cli import main
 from runtime.console import Console, drift_hint, held
 from runtime.core.events import Change, ChangeKind
+from runtime.db.engine import driver
 
 PACKAGE_PY = '''\
 from pathlib import Path
@@ -117,3 +121,15 @@ def _words(change: Change) -> list[str]:
     if change.kind is ChangeKind.RECONCILED:
         return [f"dev change {change.migration} is now in the migrations"]
     return [f"{'re-ran edited' if change.rerun else 'applied'} {change.migration}"]
+
+
+async def listening(engine: AsyncEngine) -> None:
+    """Wait until a connection to `engine`'s database has run LISTEN (a relay's)."""
+    with anyio.fail_after(10):
+        while True:
+            async with engine.connect() as conn:
+                if await (await driver(conn)).fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND query LIKE 'LISTEN%'"):
+                    return
+            await anyio.sleep(0.05)

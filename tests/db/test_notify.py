@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import listening
 
 from runtime.core import signals
 from runtime.core.events import Change, ChangeKind, Difference
@@ -55,7 +56,7 @@ async def test_relay_resends_what_another_sender_published(engine: AsyncEngine) 
             signals.package_unregistered.connected_to(receiver, sender=notify.CHANNEL):
         async with anyio.create_task_group() as group:
             group.start_soon(notify.relay, engine)
-            await anyio.sleep(0.3)  # the relay's LISTEN runs once it iterates
+            await listening(engine)
             async with engine.connect() as conn:  # garbage on the channel is skipped
                 await (await driver(conn)).execute(
                     "SELECT pg_notify($1, 'not json')", notify.CHANNEL)
@@ -106,14 +107,3 @@ async def test_relay_listens_again_after_its_connection_is_terminated(
     assert received[0] == "tags"
     assert "stopped listening on ydtb_runtime" in caplog.text
 
-
-async def listening(engine: AsyncEngine) -> None:
-    """Wait until a connection of this database has run LISTEN (the relay's)."""
-    with anyio.fail_after(10):
-        while True:
-            async with engine.connect() as conn:
-                if await (await driver(conn)).fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                        "current_database() AND query LIKE 'LISTEN%'"):
-                    return
-            await anyio.sleep(0.05)

@@ -15,7 +15,7 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, readable, write_package
+from support import create_sql, listening, readable, write_package
 
 from runtime import DependentsExistError, PackageLoadError, ValidationError, signals
 from runtime.db import notify
@@ -254,7 +254,7 @@ async def test_changes_are_published_to_other_connections(
 
     async with running(engine, root), anyio.create_task_group() as group:
         await group.start(listen)
-        await anyio.sleep(0.2)  # the listener's LISTEN runs on its first iteration
+        await listening(engine)
         await change(log, lambda: (root / "notes/migrations/0002_x.sql").write_text("SELECT 2;"))
         with anyio.fail_after(5):
             while not events:
