@@ -6,13 +6,17 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from blinker import Signal
 
 from runtime.core import signals
-from runtime.core.events import Change, ChangeKind, Difference, suggested_rename
 from runtime.errors import ProblemsError
+
+if TYPE_CHECKING:
+    # Types only: every command imports this module, and the no-op path answers in
+    # 0.25 s; the event values are imported where events are rendered.
+    from runtime.core.events import Change, Difference
 
 __all__ = [
     "FAILED",
@@ -92,6 +96,8 @@ def drift_hint(package: str, differences: Sequence[Difference]) -> str:
     schema does not declare was most often made by a migration on purpose (the README's
     walkthrough adds a column that way): then the fix is to declare it.
     """
+    from runtime.core.events import suggested_rename
+
     rename = suggested_rename(differences)
     undeclared = [_what(d) for d in differences if d.kind.startswith("remove_")]
     if rename:
@@ -129,6 +135,7 @@ def held(difference: Difference) -> str:
 @contextmanager
 def report_signals(console: Console) -> Iterator[None]:
     """Print a line for each signal while the block runs: the console is just a receiver."""
+    from runtime.core.events import ChangeKind
 
     def applied(_sender: Any, *, package: str, migration: str, duration_ms: float,
                 rerun: bool, **_: Any) -> None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from packaging.version import Version
-
-from runtime.core.plan import Ledger, is_up_to_date
+from runtime.core.recorded import Ledger, is_up_to_date
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+
     from runtime.core.model import Package
 
 __all__ = ["Entry", "Manifest", "Recorded"]
@@ -35,7 +35,7 @@ class Recorded(NamedTuple):
 class Entry:
     """One package of a manifest: what the ledger records of it.
 
-    It has every attribute planning reads of a `Package` (`runtime.core.plan.Planned`).
+    It has every attribute planning reads of a `Package` (`runtime.core.recorded.Planned`).
     """
 
     name: str
@@ -46,6 +46,8 @@ class Entry:
     @cached_property
     def version(self) -> Version:
         """The version, parsed (only asked when the recorded one reads differently)."""
+        from packaging.version import Version  # not on the no-op path: see the module doc
+
         return Version(self.version_text)
 
 
@@ -71,7 +73,7 @@ class Manifest:
     def up_to_date(self, ledger: Ledger) -> bool:
         """Tell whether a full pipeline run of these packages would do nothing.
 
-        The pipeline's own comparison (`runtime.core.plan.is_up_to_date`): every
+        The pipeline's own comparison (`runtime.core.recorded.is_up_to_date`): every
         migration applied with its checksum, every package recorded with its version
         and fingerprint, and no other package recorded (a full run would deactivate its
         tools). Anything else, a pending or edited migration, a downgrade, is for the

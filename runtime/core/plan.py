@@ -9,39 +9,31 @@ declared schema (kind `dev`, id `dev:<fingerprint>`). Those rows are not migrati
 they never make a migration applied, pending or unknown, and are listed on their own
 until a migration takes them over.
 
-One comparison of a package with the ledger (`_compare`) answers both questions asked
-of it: what a run must do (`plan_pending`) and whether it would do nothing
-(`is_up_to_date`, which the load cache's no-op path asks of a manifest, without
-SQLAlchemy: this module imports `runtime.core.model` only for its types).
+The comparison of each package with the ledger is `runtime.core.recorded.compare`, the
+same one the load cache's no-op path asks of a manifest (`is_up_to_date` there).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from packaging.version import InvalidVersion, Version
-
-from runtime.core import graph
-from runtime.core.names import DEV_PREFIX, UNREGISTERED
+from runtime.core.names import DEV_PREFIX
+from runtime.core.recorded import Ledger, Planned, PlannedMigration, compare
+from runtime.core.recorded import unregistered as unregistered_in
 from runtime.errors import Problem
 
 if TYPE_CHECKING:
-    # Only for types: the no-op path (`runtime.db.quick`) plans a manifest with this
-    # module and must not import SQLAlchemy, which `runtime.core.model` does.
+    # Only for types: `runtime.core.model` imports SQLAlchemy.
     from runtime.core.model import Migration, Package
 
 __all__ = [
-    "Ledger",
     "PackageStatus",
     "Plan",
-    "Planned",
-    "PlannedMigration",
     "Step",
     "build_order",
     "dev_change_id",
-    "is_up_to_date",
     "package_status",
     "plan_pending",
     "split_transactions",
@@ -51,55 +43,6 @@ __all__ = [
 def dev_change_id(package: Package) -> str:
     """Return the ledger id of a dev change bringing `package` to its declared schema."""
     return f"{DEV_PREFIX}{package.fingerprint}"
-
-
-@dataclass(frozen=True)
-class Ledger:
-    """What the database says was applied.
-
-    Args:
-        applied: checksum of each applied migration, by `(package, migration id)`.
-        recorded: `(version, schema fingerprint)` of each recorded package, by name.
-        dev: ids of the dev changes applied to each package and not yet taken over by
-            a migration, by name.
-    """
-
-    applied: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    recorded: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    dev: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def applied_ids(self, package: str) -> list[str]:
-        """The ids of the migrations applied for `package`."""
-        return [m for (p, m) in self.applied if p == package]
-
-
-class PlannedMigration(Protocol):
-    """What planning reads of a migration: a `Migration`, or a manifest's entry."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def checksum(self) -> str: ...
-
-
-class Planned(Protocol):
-    """What planning reads of a package: a `Package`, or a manifest's `Entry`."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def version(self) -> Version: ...
-
-    @property
-    def version_text(self) -> str: ...
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    @property
-    def migrations(self) -> Sequence[PlannedMigration]: ...
 
 
 @dataclass(frozen=True)
@@ -149,54 +92,6 @@ def _edited(package: Planned, migration: PlannedMigration, recorded: str) -> Pro
     )
 
 
-def _downgrade(package: Planned, recorded: str) -> Problem | None:
-    try:
-        if package.version >= Version(recorded):
-            return None
-    except InvalidVersion:
-        return None
-    return Problem(
-        package.name, "Y302",
-        f"registered version {package.version} is lower than {recorded} recorded in the "
-        "database", f"register version {recorded} or later; downgrades are not applied",
-    )
-
-
-def _unregistered(ledger: Ledger, registered: Collection[str]) -> tuple[str, ...]:
-    return tuple(sorted(name for name, (_version, fingerprint) in ledger.recorded.items()
-                        if name not in registered and fingerprint != UNREGISTERED))
-
-
-def _compare(
-    package: Planned, ledger: Ledger
-) -> tuple[Problem | None, Sequence[tuple[int, str]], bool]:
-    """Compare one package with the ledger: the one answer planning and the manifest use.
-
-    Returns:
-        A downgrade (and nothing else), or none and each migration not applied as
-        recorded (its index, and the checksum recorded or "" when none is), and whether
-        the package's version or fingerprint differ from the recorded ones.
-    """
-    # The hot loop of a no-op run (300 packages, scripts/bench): locals, and no list
-    # unless a migration differs.
-    name, version = package.name, package.version_text
-    recorded = ledger.recorded.get(name)
-    # Parsing and comparing versions costs more than the rest of a no-op plan
-    # (issue #7); a recorded version that reads the same cannot be a downgrade.
-    if (recorded is not None and recorded[0] != version
-            and (problem := _downgrade(package, recorded[0]))):
-        return problem, (), False
-    applied = ledger.applied.get
-    differing: list[tuple[int, str]] | None = None
-    for index, migration in enumerate(package.migrations):
-        checksum = applied((name, migration.id))
-        if checksum != migration.checksum:
-            if differing is None:
-                differing = []
-            differing.append((index, checksum or ""))
-    return None, differing or (), recorded != (version, package.fingerprint)
-
-
 def plan_pending(
     packages: Sequence[Package],
     ledger: Ledger,
@@ -220,7 +115,7 @@ def plan_pending(
     records: list[Package] = []
     problems: list[Problem] = []
     for package in packages:
-        downgrade, differing, record = _compare(package, ledger)
+        downgrade, differing, record = compare(package, ledger)
         if downgrade is not None:
             problems.append(downgrade)
             continue
@@ -240,24 +135,9 @@ def plan_pending(
     if not complete and not unregistered:
         return Plan(tuple(steps), tuple(records))
     registered = {p.name for p in packages}
-    gone = set(_unregistered(ledger, registered)) if complete else set()
+    gone = set(unregistered_in(ledger, registered)) if complete else set()
     gone |= {name for name in unregistered if name not in registered}
     return Plan(tuple(steps), tuple(records), tuple(sorted(gone)))
-
-
-def is_up_to_date(packages: Iterable[Planned], ledger: Ledger) -> bool:
-    """Tell whether a full run of `packages` would write nothing and report nothing.
-
-    The same comparison as `plan_pending(packages, ledger, complete=True)`, for what
-    is not a `Package`: a manifest's entries (`runtime.core.manifest`), which the no-op
-    path reads without importing SQLAlchemy.
-    """
-    packages = list(packages)
-    for package in packages:
-        downgrade, differing, record = _compare(package, ledger)
-        if downgrade is not None or differing or record:
-            return False
-    return not _unregistered(ledger, {p.name for p in packages})
 
 
 def split_transactions(steps: Iterable[Step]) -> list[list[Step]]:
@@ -324,7 +204,8 @@ def build_order(packages: Iterable[Package], name: str) -> list[Package]:
     That is the core, the package's transitive dependencies found in `packages`, and
     the package itself, in dependency order (the core first, then ties by name).
     """
-    from runtime.core.model import dependency_graph  # SQLAlchemy: see the imports
+    from runtime.core import graph  # see the imports
+    from runtime.core.model import dependency_graph
 
     by_name = {p.name: p for p in packages}
     full = dependency_graph(by_name.values())

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from runtime.core.names import DEV_KIND, LEDGER_TABLE, PACKAGES_TABLE
-from runtime.core.plan import Ledger
+from runtime.core.recorded import Ledger
 
 if TYPE_CHECKING:
     from runtime.core.model import Package

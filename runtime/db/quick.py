@@ -3,7 +3,7 @@
 The CLI asks this before loading anything when the load cache holds the packages'
 manifest (`runtime.load.cache`). The ledger is read by the pipeline's one reader
 (`runtime.db.ledger`) and compared by the pipeline's own comparison
-(`Manifest.up_to_date`, which is `runtime.core.plan.is_up_to_date`). It reads without
+(`Manifest.up_to_date`, which is `runtime.core.recorded.is_up_to_date`). It reads without
 the pipeline's lock: a run holding the lock has not committed its last transaction,
 which writes the package records, so the answer is "up to date" only once a run is
 completely done. Any other answer, or any failure, sends the CLI down the full path,

@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from runtime.core import signals
 from runtime.core.events import Change, ChangeKind, Difference
 from runtime.core.model import Package
-from runtime.core.plan import Ledger, Plan, Step
+from runtime.core.plan import Plan, Step
+from runtime.core.recorded import Ledger
 from runtime.db import ledger, security, tools
 from runtime.db.engine import driver, lost
 from runtime.db.ledger import Kind, LedgerRow

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core.model import Package, dependency_graph
-from runtime.core.plan import Ledger, Plan, Step, plan_pending
+from runtime.core.plan import Plan, Step, plan_pending
+from runtime.core.recorded import Ledger
 from runtime.db import migrator
 from runtime.db.run import MigrationReport, Run
 from runtime.errors import MigrationFailedError

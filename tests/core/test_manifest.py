@@ -11,7 +11,8 @@ from sqlalchemy import Column, Integer
 
 from runtime.core.manifest import Entry, Manifest, Recorded
 from runtime.core.model import Migration, Package
-from runtime.core.plan import Ledger, plan_pending
+from runtime.core.plan import plan_pending
+from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.kit import metadata, workspace_table
 

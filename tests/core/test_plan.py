@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runtime.core.model import Migration, Package
-from runtime.core.plan import Ledger, build_order, dev_change_id, package_status, plan_pending
+from runtime.core.plan import build_order, dev_change_id, package_status, plan_pending
+from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 
 
