@@ -76,7 +76,9 @@ def _loaded(
     sources: cache.Sources | None,
     packages: list[Package] | None,
 ) -> list[Package] | None:
-    for error in [*result.errors, *([problems] if problems else [])]:
+    explained = result.explained(problems.problems) if problems else []
+    for error in [*result.errors, *([type(problems)(explained)] if problems and explained
+                                    else [])]:
         console.error(describe(error))
     if result.errors or problems or packages is None:
         return None

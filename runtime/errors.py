@@ -83,6 +83,8 @@ class Problem:
     #: A command that fixes it, as the CLI's arguments (`("makemigration", "@ydtb/notes")`):
     #: data, which whoever shows the problem spells (`render`).
     command: tuple[str, ...] = ()
+    #: The other package it is about (a missing or unsatisfied dependency), if any.
+    dependency: str | None = None
 
     def __str__(self) -> str:
         return self.render()

@@ -192,6 +192,16 @@ def test_migrate_reports_a_register_that_exits_and_applies_nothing(
                    "sys.exit(0); raise an exception instead (fix the file and save it again)\n")
 
 
+def test_a_cycle_between_packages_is_reported_as_the_cycle_only(packages: Path) -> None:
+    write_package(packages, "notes", name="notes", deps=["tags"], tables={"ydtb_notes": []})
+
+    code, out = run_cli(*args("check", packages))
+
+    assert code == 1
+    assert out == ("error: 1 validation problem:\n  - notes: dependency cycle notes -> tags -> "
+                   "notes (remove one of these dependencies) [Y203]\n")
+
+
 def test_the_module_runs_as_a_process(packages: Path, database_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "runtime", *args("migrate", packages, database_url)],

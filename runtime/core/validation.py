@@ -362,7 +362,7 @@ def _dependency_problems(packages: Mapping[str, Package], package: Package) -> l
         if target is None:
             found.append(Problem(package.name, "Y201", f"depends on '{dep.name}', which is not "
                                  "registered", f"register {dep.name}, or remove it from "
-                                 "dependencies"))
+                                 "dependencies", dependency=dep.name))
         elif not dep.allows(target.version):
             found.append(Problem(package.name, "Y202", f"requires {dep}, but {dep.name} "
                                  f"{target.version} is registered", f"upgrade {dep.name}, or "

@@ -97,6 +97,7 @@ class Daemon:
         self.watching = anyio.Event()
         self._sources: dict[Path, list[str]] = {}
         self._broken: set[Path] = set()  # directories whose packages are left out
+        self._loaded = loader.LoadResult()  # what start-up loaded
         self._stop = anyio.Event()
 
     # -- start ---------------------------------------------------------------------
@@ -137,6 +138,7 @@ class Daemon:
         candidate = self.registry.copy()
         result = await anyio.to_thread.run_sync(functools.partial(
             loader.load_all, self.directories, candidate, entry_points=self.entry_points))
+        self._loaded = result
         for source, error in result.failed.items():
             if source != loader.ENTRY_POINT_GROUP:
                 self._sources[Path(source)] = []
@@ -152,7 +154,9 @@ class Daemon:
         problems = self.registry.problems()
         if not problems:
             return
-        await self._failed(ValidationError(problems))
+        explained = self._loaded.explained(problems)  # not what a load error said already
+        if explained:
+            await self._failed(ValidationError(explained))
         self._hold_out({p.package for p in problems})
 
     def _hold_out(self, names: set[str]) -> None:

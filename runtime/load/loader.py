@@ -157,10 +157,13 @@ class _Recorder:
     and refuses a name another source registered (a copied directory keeps the name of
     the one it was copied from: it must not take that package over)."""
 
-    def __init__(self, registry: DatabaseRegistry, source: str, taken: Sources) -> None:
+    def __init__(
+        self, registry: DatabaseRegistry, source: str, taken: Sources, refused: set[str]
+    ) -> None:
         self._registry = registry
         self._source = source
         self._taken = taken
+        self._refused = refused
         self.names: list[str] = []
 
     def register_database(self, **kwargs: Any) -> Any:
@@ -172,7 +175,12 @@ class _Recorder:
                 str(name), "Y209", f"registered by two sources, {other} and {self._source}",
                 f"a package belongs to one directory: change package_name in {self._source} "
                 "(a copied package keeps its original's name), or remove one of them")])
-        package = self._registry.register_database(**kwargs)
+        try:
+            package = self._registry.register_database(**kwargs)
+        except RegistryError:
+            if isinstance(name, str):
+                self._refused.add(name)
+            raise
         self.names.append(package.name)
         return package
 
@@ -181,7 +189,11 @@ class _Recorder:
 
 
 def load_directory(
-    directory: Path, registry: DatabaseRegistry, *, taken: Sources | None = None
+    directory: Path,
+    registry: DatabaseRegistry,
+    *,
+    taken: Sources | None = None,
+    refused: set[str] | None = None,
 ) -> list[str]:
     """Import a package directory afresh and run its `register(registry)`.
 
@@ -189,6 +201,7 @@ def load_directory(
         directory: the package directory.
         registry: where its packages are registered.
         taken: the packages other sources registered, which this one may not (Y209).
+        refused: where to note the names of packages the registry refused.
 
     Returns:
         The names of the packages it registered.
@@ -199,7 +212,8 @@ def load_directory(
         ValidationError: a package it registered breaks a rule.
     """
     directory = directory.resolve()
-    recorder = _Recorder(registry, str(directory / PACKAGE_FILE), taken or {})
+    recorder = _Recorder(registry, str(directory / PACKAGE_FILE), taken or {},
+                         set() if refused is None else refused)
     root = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', directory.name)}_{next(_generation)}"
     try:
         module = _import_package_module(directory, root)
@@ -227,12 +241,16 @@ def load_directory(
 
 
 def load_entry_points(
-    registry: DatabaseRegistry, group: str = ENTRY_POINT_GROUP, *, taken: Sources | None = None
+    registry: DatabaseRegistry,
+    group: str = ENTRY_POINT_GROUP,
+    *,
+    taken: Sources | None = None,
+    refused: set[str] | None = None,
 ) -> list[str]:
     """Register the installed packages advertised in the entry-point `group`.
 
     Each entry point names a `register(registry)` callable, or a module defining one;
-    `taken` as for `load_directory`.
+    `taken` and `refused` as for `load_directory`.
     """
     names: list[str] = []
     for entry_point in importlib.metadata.entry_points(group=group):
@@ -240,7 +258,8 @@ def load_entry_points(
         try:
             target = entry_point.load()
             register = getattr(target, "register", target)
-            recorder = _Recorder(registry, source, taken or {})
+            recorder = _Recorder(registry, source, taken or {},
+                                 set() if refused is None else refused)
             register(recorder)
         except RegistryError:
             raise
@@ -262,6 +281,15 @@ class LoadResult:
 
     packages: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, RegistryError] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)  # packages the registry refused
+
+    def explained(self, problems: Iterable[Problem]) -> list[Problem]:
+        """Leave out the set's problems that the load errors already explain.
+
+        A package the registry refused (say, for closing a dependency cycle) is reported
+        with its own error; its dependents' "not registered" (Y201) would be untrue.
+        """
+        return [p for p in problems if not (p.code == "Y201" and p.dependency in self.refused)]
 
     @property
     def errors(self) -> list[RegistryError]:
@@ -285,11 +313,12 @@ def load_all(
     result = LoadResult()
     taken: dict[str, str] = {}
     sources: list[tuple[str, Callable[[], list[str]]]] = [
-        (str(directory), functools.partial(load_directory, directory, registry, taken=taken))
+        (str(directory), functools.partial(load_directory, directory, registry, taken=taken,
+                                           refused=result.refused))
         for directory in discover(directories)]
     if entry_points:
         sources.append((ENTRY_POINT_GROUP, functools.partial(
-            load_entry_points, registry, taken=taken)))
+            load_entry_points, registry, taken=taken, refused=result.refused)))
     for source, load in sources:
         try:
             result.packages[source] = names = load()
