@@ -439,3 +439,29 @@ async def test_a_second_daemon_on_the_database_is_refused_naming_the_first(
     # The claim ends with the daemon: a new one starts.
     async with running(engine, root):
         pass
+
+
+@pytest.mark.parametrize("step", [
+    "runtime.load.loader.load_directory", "runtime.db.migrator.migrate",
+    "runtime.db.sync.sync_package", "runtime.core.registry.DatabaseRegistry.adopt",
+], ids=lambda step: step.rpartition(".")[2])
+async def test_a_bug_at_any_step_of_a_reload_is_said_and_the_daemon_goes_on(
+    engine: AsyncEngine, root: Path, log: Log, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    async with running(engine, root) as daemon:
+        monkeypatch.setattr(step, _bug)
+        result = await change(log, lambda: write_package(  # a column: the dev sync runs too
+            root, "notes", name="notes", tables={"ydtb_notes": ['Column("color", Text)']}),
+            until=lambda r: r["error"] is not None)
+        assert "internal error while reloading: RuntimeError('injected')" in str(result["error"])
+        monkeypatch.undo()
+
+        result = await change(log, lambda: (root / "notes/migrations/0002_x.sql").write_text(
+            "SELECT 2;"), until=lambda r: r["error"] is None)
+        assert "notes 0002_x" in result["applied"]
+        assert "color" in await columns(engine, "ydtb_notes")
+        assert "notes" in daemon.registry
+
+
+def _bug(*_args: object, **_kwargs: object) -> None:
+    raise RuntimeError("injected")
