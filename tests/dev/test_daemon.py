@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
@@ -465,3 +467,32 @@ async def test_a_bug_at_any_step_of_a_reload_is_said_and_the_daemon_goes_on(
 
 def _bug(*_args: object, **_kwargs: object) -> None:
     raise RuntimeError("injected")
+
+
+@pytest.mark.parametrize("state", ["idle", "applying"])
+async def test_ctrl_c_stops_the_daemon_within_two_seconds(
+    root: Path, database_url: str, state: str
+) -> None:
+    command = [sys.executable, "-m", "runtime", "dev", "--packages", str(root),
+               "--no-entry-points", "--database-url", database_url]
+    async with await anyio.open_process(command) as process:
+        assert process.stdout is not None
+        seen = b""
+        with anyio.fail_after(30):
+            async for chunk in process.stdout:
+                seen += chunk
+                if b"Ctrl-C to stop" in seen:
+                    break
+        if state == "applying":  # a migration that would hold the database for 30 s
+            (root / "notes/migrations/0002_slow.sql").write_text("SELECT pg_sleep(30);")
+            await anyio.sleep(1)
+        process.send_signal(signal.SIGINT)
+        started = time.perf_counter()
+        with anyio.fail_after(10):
+            code = await process.wait()
+        stopped_in = time.perf_counter() - started
+        rest = b"".join([chunk async for chunk in process.stdout])
+
+    assert code == 0
+    assert b"stopped" in rest
+    assert stopped_in < 2, f"stopped in {stopped_in:.1f} s"
