@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runtime.db.urls import display_url, plain_url
 from runtime.errors import DatabaseInUseError
 
-__all__ = ["CLAIM_ID", "claimed"]
+__all__ = ["CLAIM_ID", "Claim", "claimed"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,25 +46,68 @@ def _name() -> str:
     return f"ydtb-runtime dev pid {os.getpid()} on {socket.gethostname()}"[:_NAME_BYTES]
 
 
+class Claim:
+    """This process's claim on a dev database; `claimed` takes it and lets it go."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._url = engine.url.render_as_string(hide_password=False)
+        self._conn: asyncpg.Connection | None = None
+
+    async def take(self) -> None:
+        """Take the claim on a connection of its own.
+
+        Raises:
+            DatabaseInUseError: another daemon holds it; the error names it.
+        """
+        conn = await asyncpg.connect(plain_url(self._url), timeout=_CONNECT_TIMEOUT,
+                                     server_settings={"application_name": _name()})
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", CLAIM_ID):
+                row = await conn.fetchrow(_HOLDER, CLAIM_ID >> 32, CLAIM_ID & 0xFFFF_FFFF)
+                holder = row[0] if row is not None and row[0] else "another process"
+                since = f", since {row[1]:%Y-%m-%d %H:%M:%S}" if row is not None else ""
+                raise DatabaseInUseError(display_url(self._url), f"{holder}{since}")
+        except BaseException:
+            await _close(conn)
+            raise
+        self._conn = conn
+
+    async def retake(self) -> None:
+        """Take the claim again if its connection went away with the database.
+
+        Raises:
+            DatabaseInUseError: another daemon took the database meanwhile.
+        """
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        await self.release()
+        await self.take()
+        logger.info("claimed %s again", display_url(self._url))
+
+    async def release(self) -> None:
+        """Let the claim go (closing its connection ends the lock)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close(conn)
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=2)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        conn.terminate()  # the server went away with the claim
+
+
 @asynccontextmanager
-async def claimed(engine: AsyncEngine) -> AsyncIterator[None]:
+async def claimed(engine: AsyncEngine) -> AsyncIterator[Claim]:
     """Hold `engine`'s database for this process's dev daemon while the block runs.
 
     Raises:
         DatabaseInUseError: another daemon holds it; the error names it.
     """
-    url = engine.url.render_as_string(hide_password=False)
-    conn = await asyncpg.connect(plain_url(url), timeout=_CONNECT_TIMEOUT,
-                                 server_settings={"application_name": _name()})
+    claim = Claim(engine)
+    await claim.take()
     try:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", CLAIM_ID):
-            row = await conn.fetchrow(_HOLDER, CLAIM_ID >> 32, CLAIM_ID & 0xFFFF_FFFF)
-            holder = row[0] if row is not None and row[0] else "another process"
-            since = f", since {row[1]:%Y-%m-%d %H:%M:%S}" if row is not None else ""
-            raise DatabaseInUseError(display_url(url), f"{holder}{since}")
-        yield
+        yield claim
     finally:
-        try:
-            await conn.close(timeout=2)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-            conn.terminate()  # the server went away with the claim
+        await claim.release()

@@ -38,6 +38,7 @@ from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
 from runtime.errors import (
+    DatabaseInUseError,
     LedgerConflictError,
     MigrationFailedError,
     PackageLoadError,
@@ -98,6 +99,7 @@ class Daemon:
         self._sources: dict[Path, list[str]] = {}
         self._broken: set[Path] = set()  # directories whose packages are left out
         self._loaded = loader.LoadResult()  # what start-up loaded
+        self._claim: owner.Claim | None = None  # held while `run` runs
         self._stop = anyio.Event()
 
     # -- start ---------------------------------------------------------------------
@@ -196,7 +198,7 @@ class Daemon:
         Raises:
             DatabaseInUseError: another daemon runs on the database (`runtime.db.owner`).
         """
-        async with owner.claimed(self.engine):
+        async with owner.claimed(self.engine) as self._claim:
             await self._run(task_status)
 
     async def _run(self, task_status: Any) -> None:
@@ -302,6 +304,11 @@ class Daemon:
                 continue
             await signals.emit_async(signals.database_restored, self, url=url,
                                      down_ms=_ms(started), revived=revived)
+            if self._claim is not None:
+                try:
+                    await self._claim.retake()  # it went away with the connection
+                except DatabaseInUseError as exc:
+                    await self._failed(exc)  # another daemon started meanwhile
             return
 
     async def _reload(self, dirs: set[Path], seen: float, *, quiet: bool = False) -> bool:

@@ -19,6 +19,7 @@ from runtime.config import Settings
 from runtime.core import signals
 from runtime.db import engine as db_engine
 from runtime.dev.daemon import Daemon
+from runtime.errors import DatabaseInUseError
 
 Log = list[tuple[str, dict[str, Any]]]
 
@@ -71,6 +72,9 @@ async def test_terminated_connections_are_replaced_and_the_edit_applied(
         (root / "notes/migrations/0002_x.sql").write_text("SELECT 2;")
 
         await applied(log, "notes 0002_x")
+        # Its claim on the database went with its connections, and was taken again.
+        with pytest.raises(DatabaseInUseError), anyio.fail_after(10):
+            await Daemon(engine, [root], entry_points=False).run()
 
     errors = [kwargs["error"] for name, kwargs in log if name == "reloaded"]
     assert errors == [None]
