@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.cli import main
 from runtime.console import Console, drift_hint, held
+from runtime.core import signals
 from runtime.core.events import Change, ChangeKind
 from runtime.db.engine import driver
+from runtime.dev.daemon import Daemon
 
 PACKAGE_PY = '''\
 from pathlib import Path
@@ -133,3 +136,39 @@ async def listening(engine: AsyncEngine) -> None:
                         "current_database() AND query LIKE 'LISTEN%'"):
                     return
             await anyio.sleep(0.05)
+
+
+@contextmanager
+def signal_log(*names: str) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Record the signals `names` sent in the block, as (name, keywords `readable`)."""
+    entries: list[tuple[str, dict[str, Any]]] = []
+    with ExitStack() as stack:
+        for name in names:
+            def receiver(_sender: object, _name: str = name, **kwargs: Any) -> None:
+                entries.append((_name, readable(_name, kwargs)))
+            stack.enter_context(getattr(signals, name).connected_to(receiver))
+        yield entries
+
+
+def give_tool(directory: Path, tool: str) -> Path:
+    """Make the package in `directory` (from `write_package`) provide the tool `tool`."""
+    package_py = directory / "package.py"
+    package_py.write_text(package_py.read_text().replace(
+        "migrations=load_migrations(", f"tools=[__import__('runtime').Tool({tool!r}, "
+        f"{tool.title()!r})],\n        migrations=load_migrations("))
+    return package_py
+
+
+@asynccontextmanager
+async def running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
+    """Run a dev daemon on the packages of `root` while the block runs, watching."""
+    daemon = Daemon(engine, [root], entry_points=False, debounce_ms=50, step_ms=10)
+    async with anyio.create_task_group() as group:
+        with anyio.fail_after(20):
+            await group.start(daemon.run)
+            await daemon.watching.wait()
+        try:
+            yield daemon
+        finally:
+            daemon.stop()
+            group.cancel_scope.cancel()

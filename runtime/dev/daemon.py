@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -279,13 +280,10 @@ class Daemon:
         a full run, not a reload's partial one, applies whatever it lacks.
         """
         try:
-            await migrator.migrate(self.engine, self.registry.ordered(), rerun_edited=True,
-                                   sender=self)
-        except Exception as exc:
-            if engine.lost(exc):
-                raise _DatabaseLost(exc) from exc
-            if not isinstance(exc, RegistryError):
-                raise
+            with _noticing_loss():
+                await migrator.migrate(self.engine, self.registry.ordered(),
+                                       rerun_edited=True, sender=self)
+        except RegistryError as exc:
             await self._failed(exc)
 
     async def _wait_for_database(self, error: BaseException) -> None:
@@ -316,23 +314,20 @@ class Daemon:
         # package at a time, the first half of a joint change would be refused.
         candidate = self.registry.copy(check_set=False)
         try:
-            sources, changed, removed = await self._load_changed(candidate, sorted(dirs))
-            affected = candidate.closure(*changed) if changed else []
-            # The copy re-checks only what the change touched (the kept set is valid).
-            problems = candidate.problems()
-            if problems:
-                raise ValidationError(problems)
-            packages = [candidate.get(name) for name in affected]
-            report = await migrator.migrate(self.engine, packages, rerun_edited=True,
-                                            partial=True, unregistered=removed, sender=self)
-            edited, migrated = self._changed_schemas(candidate, affected, report)
-            synced = await self._sync(candidate, edited)
-            reconciled = await self._reconcile(candidate, report, synced)
-        except Exception as exc:
-            if engine.lost(exc):
-                raise _DatabaseLost(exc) from exc
-            if not isinstance(exc, RegistryError):
-                raise
+            with _noticing_loss():
+                sources, changed, removed = await self._load_changed(candidate, sorted(dirs))
+                affected = candidate.closure(*changed) if changed else []
+                # The copy re-checks only what the change touched (the kept set is valid).
+                problems = candidate.problems()
+                if problems:
+                    raise ValidationError(problems)
+                packages = [candidate.get(name) for name in affected]
+                report = await migrator.migrate(self.engine, packages, rerun_edited=True,
+                                                partial=True, unregistered=removed, sender=self)
+                edited, migrated = self._changed_schemas(candidate, affected, report)
+                synced = await self._sync(candidate, edited)
+                reconciled = await self._reconcile(candidate, report, synced)
+        except RegistryError as exc:
             if quiet:
                 return False
             self._broken |= dirs
@@ -360,13 +355,10 @@ class Daemon:
         if not names:
             return
         try:
-            synced = await self._sync(self.registry, names)
-            reconciled = await self._reconcile(self.registry, report, synced)
-        except Exception as exc:
-            if engine.lost(exc):
-                raise _DatabaseLost(exc) from exc
-            if not isinstance(exc, RegistryError):
-                raise
+            with _noticing_loss():
+                synced = await self._sync(self.registry, names)
+                reconciled = await self._reconcile(self.registry, report, synced)
+        except RegistryError as exc:
             await self._failed(exc)
             return
         await self._announce(synced)
@@ -479,6 +471,17 @@ def _package_of(error: RegistryError) -> str | None:
         return error.package
     problems: tuple[Problem, ...] = getattr(error, "problems", ())
     return problems[0].package if problems else getattr(error, "package", None)
+
+
+@contextmanager
+def _noticing_loss() -> Iterator[None]:
+    """Raise `_DatabaseLost` for any error that says the database went away."""
+    try:
+        yield
+    except Exception as exc:
+        if engine.lost(exc):
+            raise _DatabaseLost(exc) from exc
+        raise
 
 
 class _DatabaseLost(Exception):

@@ -8,8 +8,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, listening, readable, write_package
+from support import create_sql, give_tool, listening, running, signal_log, write_package
 
-from runtime import DependentsExistError, PackageLoadError, ValidationError, signals
+from runtime import DependentsExistError, PackageLoadError, ValidationError
 from runtime.db import notify
 from runtime.dev.daemon import Daemon
 from runtime.errors import DatabaseInUseError
@@ -32,12 +31,7 @@ NAMES = ["package_registered", "package_unregistered", "schema_changed", "valida
 @pytest.fixture
 def log() -> Iterator[Log]:
     """Every signal sent during the test, as (name, keywords in words: `support.readable`)."""
-    entries: Log = []
-    with ExitStack() as stack:
-        for name in NAMES:
-            def receiver(_sender: object, _name: str = name, **kwargs: Any) -> None:
-                entries.append((_name, readable(_name, kwargs)))
-            stack.enter_context(getattr(signals, name).connected_to(receiver))
+    with signal_log(*NAMES) as entries:
         yield entries
 
 
@@ -47,20 +41,6 @@ def root(tmp_path: Path) -> Path:
     write_package(tmp_path / "packages", "notes", name="notes",
                   tables={"ydtb_notes": []})
     return tmp_path / "packages"
-
-
-@asynccontextmanager
-async def running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
-    daemon = Daemon(engine, [root], entry_points=False, debounce_ms=50, step_ms=10)
-    async with anyio.create_task_group() as group:
-        with anyio.fail_after(20):
-            await group.start(daemon.run)
-            await daemon.watching.wait()
-        try:
-            yield daemon
-        finally:
-            daemon.stop()
-            group.cancel_scope.cancel()
 
 
 async def change(log: Log, edit: Callable[[], object],
@@ -272,10 +252,7 @@ async def test_changes_are_published_to_other_connections(
 async def test_a_removed_package_s_tools_are_deactivated(
     engine: AsyncEngine, root: Path, log: Log
 ) -> None:
-    package_py = root / "notes/package.py"
-    package_py.write_text(package_py.read_text().replace(
-        "migrations=load_migrations(", "tools=[__import__('runtime').Tool('jot', 'Jot')],\n"
-        "        migrations=load_migrations("))
+    give_tool(root / "notes", "jot")
     async with running(engine, root):
         assert await query(engine, "SELECT is_active FROM ydtb_tools WHERE id = 'jot'") is True
         await change(log, lambda: shutil.rmtree(root / "notes"),
@@ -399,10 +376,7 @@ async def test_start_holds_out_a_package_whose_migration_fails(
 async def test_a_copied_package_is_refused_until_renamed(
     engine: AsyncEngine, root: Path, log: Log
 ) -> None:
-    package_py = root / "notes/package.py"
-    package_py.write_text(package_py.read_text().replace(
-        "migrations=load_migrations(", "tools=[__import__('runtime').Tool('jot', 'Jot')],\n"
-        "        migrations=load_migrations("))
+    package_py = give_tool(root / "notes", "jot")
     async with running(engine, root) as daemon:
         result = await change(log, lambda: shutil.copytree(root / "notes", root / "notes2"),
                               until=lambda r: r["error"] is not None)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,9 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import readable, write_package
+from support import running, signal_log, write_package
 
 from runtime.config import Settings
-from runtime.core import signals
 from runtime.db import engine as db_engine
 from runtime.dev.daemon import Daemon
 from runtime.errors import DatabaseInUseError
@@ -26,12 +24,7 @@ Log = list[tuple[str, dict[str, Any]]]
 
 @pytest.fixture
 def log() -> Iterator[Log]:
-    entries: Log = []
-    with ExitStack() as stack:
-        for name in ("reloaded", "database_lost", "database_restored"):
-            def receiver(_sender: object, _name: str = name, **kwargs: Any) -> None:
-                entries.append((_name, readable(_name, kwargs)))
-            stack.enter_context(getattr(signals, name).connected_to(receiver))
+    with signal_log("reloaded", "database_lost", "database_restored") as entries:
         yield entries
 
 
@@ -39,19 +32,6 @@ def log() -> Iterator[Log]:
 def root(tmp_path: Path) -> Path:
     write_package(tmp_path / "packages", "notes", name="notes", tables={"ydtb_notes": []})
     return tmp_path / "packages"
-
-
-@asynccontextmanager
-async def running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
-    daemon = Daemon(engine, [root], entry_points=False)
-    async with anyio.create_task_group() as group:
-        with anyio.fail_after(20):
-            await group.start(daemon.run)
-            await daemon.watching.wait()
-        try:
-            yield daemon
-        finally:
-            group.cancel_scope.cancel()
 
 
 async def applied(log: Log, wanted: str, *, within: float = 60) -> None:
