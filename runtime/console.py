@@ -188,7 +188,8 @@ def report_signals(console: Console) -> Iterator[None]:
         console.line(f"ok {names}: {what}, change seen -> applied in {elapsed_ms:.0f} ms", "ok")
 
     def lost(_sender: Any, *, url: str, error: BaseException, **_: Any) -> None:
-        reason = describe(error).splitlines()[0]
+        # The reason alone: the URL is in this line already, and the fix is to wait.
+        reason = getattr(error, "reason", None) or describe(error).splitlines()[0]
         console.line(f"! the database at {url} went away ({reason}); retrying, and what you "
                      "save meanwhile is applied once it is back", "warn")
 

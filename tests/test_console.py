@@ -10,6 +10,7 @@ from blinker import Signal
 from runtime.console import Console, report_signals
 from runtime.core import signals
 from runtime.core.events import Change, ChangeKind, Difference
+from runtime.errors import DatabaseUnavailableError
 
 
 def printed(*sends: tuple[Signal, dict[str, Any]]) -> list[str]:
@@ -68,3 +69,17 @@ def test_a_drop_and_an_add_are_shown_as_the_rename_they_may_be() -> None:
         "COLUMN body TO text in a migration; otherwise write a migration (python -m runtime "
         "makemigration notes), or restart the dev daemon with --allow-destructive to apply it "
         "to the dev database")
+
+
+def test_a_lost_database_is_one_line_with_its_reason() -> None:
+    url = "postgresql://me@/dev?host=/run/pg"
+    error = DatabaseUnavailableError(url, "the connection was lost during the run: connection "
+                                          "is closed; nothing of the run was kept")
+    assert printed((signals.database_lost, {"url": url, "error": error}),
+                   (signals.database_restored, {"url": url, "down_ms": 1100.0,
+                                                "revived": True})) == [
+        f"! the database at {url} went away (the connection was lost during the run: "
+        "connection is closed; nothing of the run was kept); retrying, and what you save "
+        "meanwhile is applied once it is back",
+        f"the database at {url} is back after 1.1 s; the embedded server was started again",
+    ]

@@ -204,8 +204,8 @@ class Run:
             # the database is as it was; say that, not what the driver tripped on.
             if lost(exc) and not isinstance(exc, DatabaseUnavailableError):
                 url = display_url(engine.url.render_as_string(hide_password=False))
-                raise DatabaseUnavailableError(url, f"the connection was lost during the run "
-                                               f"({_reason(exc)}); nothing of the run was "
+                raise DatabaseUnavailableError(url, f"the connection was lost during the run: "
+                                               f"{_reason(exc)}; nothing of the run was "
                                                "kept") from exc
             raise
 

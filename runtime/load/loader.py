@@ -173,8 +173,8 @@ class _Recorder:
         if other is not None and other != self._source:
             raise ValidationError([Problem(
                 str(name), "Y209", f"registered by two sources, {other} and {self._source}",
-                f"a package belongs to one directory: change package_name in {self._source} "
-                "(a copied package keeps its original's name), or remove one of them")])
+                f"a package belongs to one directory; a copy keeps its original's name: give "
+                f"{self._source} a package_name of its own, or remove one of them")])
         try:
             package = self._registry.register_database(**kwargs)
         except RegistryError:

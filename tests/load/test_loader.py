@@ -188,8 +188,8 @@ def test_two_directories_registering_one_name_is_an_error_naming_both(root: Path
     assert isinstance(error, ValidationError)
     assert [str(p) for p in error.problems] == [
         f"notes: registered by two sources, {original} and {copy} (a package belongs to one "
-        f"directory: change package_name in {copy} (a copied package keeps its original's "
-        "name), or remove one of them) [Y209]"]
+        f"directory; a copy keeps its original's name: give {copy} a package_name of its "
+        "own, or remove one of them) [Y209]"]
     assert registry.get("notes").source == str(original)
 
 
