@@ -86,7 +86,8 @@ def _loaded(
         entry_points = not args.no_entry_points
         path = cache.cache_file(settings.data_dir, settings.packages, entry_points)
         try:
-            cache.store(path, Manifest.of(packages), sources, entry_points=entry_points)
+            cache.store(path, Manifest.of(packages), sources, entry_points=entry_points,
+                        installed=result.installed)
         except OSError as exc:  # a read-only checkout still runs, only slower
             console.line(f"load cache not written: {exc}", "dim")
     return packages

@@ -21,18 +21,24 @@ Fixtures:
   (loading, validation, and migrations that cannot run twice; see `package_report`).
 
 Which packages: `--runtime-packages DIR` (repeatable), else the ini option
-`runtime_packages`, else `packages_dev` under the rootdir; or override the
-`runtime_packages` fixture. Which server: `DATABASE_URL`, else an embedded PostgreSQL
-started the first time a test needs one and stopped at the end of the session. Nothing
-starts unless one of these fixtures is used.
+`runtime_packages`, else `packages_dev` under the rootdir if there is one; or override
+the `runtime_packages` fixture. The installed packages (the `runtime.packages` entry
+points) are loaded too, as `migrate` loads them: a package's own repository, installed
+with `pip install -e .`, needs no setting at all. `--runtime-no-entry-points` (or the
+ini option `runtime_entry_points = false`) leaves them out. Which server:
+`DATABASE_URL`, else an embedded PostgreSQL started the first time a test needs one and
+stopped at the end of the session. Nothing starts unless one of these fixtures is used.
 
 The fixtures are synchronous, so they work under any async test runner: their database
 work runs in its own event loop on a worker thread, and `runtime_engine` keeps no
 connection between uses (a `NullPool`), so it serves whichever loop the test runs in.
+An `async def` test itself needs a runner: pytest-asyncio (`asyncio_mode = auto` in the
+ini file, or `@pytest.mark.asyncio`) or anyio's `@pytest.mark.anyio`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -60,6 +66,7 @@ from runtime.load import loader
 __all__ = ["package_report", "pytest_addoption"]
 
 _INI = "runtime_packages"
+_INI_ENTRY_POINTS = "runtime_entry_points"
 _DEFAULT_DIRECTORY = "packages_dev"
 _T = TypeVar("_T")
 
@@ -71,9 +78,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a directory of packages to load for the runtime_* fixtures "
                          f"(repeatable; default: the ini option {_INI}, else "
                          f"{_DEFAULT_DIRECTORY})")
+    group.addoption("--runtime-no-entry-points", action="store_true", default=False,
+                    help="leave out the installed packages (the 'runtime.packages' entry "
+                         "points)")
     parser.addini(_INI, type="paths", default=[],
                   help="directories of packages to load for the runtime_* fixtures, "
                        "relative to the ini file")
+    parser.addini(_INI_ENTRY_POINTS, type="bool", default=True,
+                  help="load the installed packages (the 'runtime.packages' entry points) "
+                       "too (default: true)")
 
 
 def _run(function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
@@ -83,12 +96,20 @@ def _run(function: Callable[..., Awaitable[_T]], *args: Any) -> _T:
         return pool.submit(anyio.run, function, *args).result()
 
 
-def _load(directories: Sequence[Path], registry: DatabaseRegistry) -> list[str]:
-    """Load every package of `directories` into `registry`; return what went wrong."""
+def _load(
+    directories: Sequence[Path], registry: DatabaseRegistry, *, entry_points: bool
+) -> tuple[loader.LoadResult, list[str]]:
+    """Load the packages of `directories` (and installed ones) into `registry`; return
+    the result and what went wrong."""
     errors = [f"{d}: packages directory does not exist (pass --runtime-packages DIR, or set "
               f"{_INI} in the ini file)" for d in directories if not d.is_dir()]
-    result = loader.load_all(directories, registry, entry_points=False)
-    return errors + [str(error) for error in result.errors]
+    result = loader.load_all(directories, registry, entry_points=entry_points)
+    return result, errors + [str(error) for error in result.errors]
+
+
+def _entry_points(config: pytest.Config) -> bool:
+    return not config.getoption("runtime_no_entry_points") and bool(
+        config.getini(_INI_ENTRY_POINTS))
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -101,7 +122,8 @@ def runtime_packages(pytestconfig: pytest.Config) -> list[Path]:
     if given:
         return [pytestconfig.invocation_params.dir / directory for directory in given]
     configured: list[Path] = pytestconfig.getini(_INI)
-    return configured or [pytestconfig.rootpath / _DEFAULT_DIRECTORY]
+    default = pytestconfig.rootpath / _DEFAULT_DIRECTORY
+    return configured or ([default] if default.is_dir() else [])
 
 
 @pytest.fixture(scope="session")
@@ -116,17 +138,24 @@ def runtime_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 
 @pytest.fixture
-def runtime_registry(runtime_packages: list[Path]) -> DatabaseRegistry:
+def runtime_registry(
+    runtime_packages: list[Path], pytestconfig: pytest.Config
+) -> DatabaseRegistry:
     """A new registry holding the packages under test, validated as a set.
 
     It sends no signals; make a `DatabaseRegistry()` to test receivers.
     """
     registry = DatabaseRegistry(send_signals=False)
-    errors = _load(runtime_packages, registry)
+    _, errors = _load(runtime_packages, registry, entry_points=_entry_points(pytestconfig))
     try:
         registry.ordered()
     except ProblemsError as exc:
         errors.append(str(exc))
+    if len(registry) == 1 and not errors:
+        errors.append(f"no packages found: no {_DEFAULT_DIRECTORY} directory under "
+                      f"{pytestconfig.rootpath} and no installed package (entry point group "
+                      f"{loader.ENTRY_POINT_GROUP}); install yours (pip install -e .), or "
+                      "pass --runtime-packages DIR")
     if errors:
         pytest.fail("cannot load the packages under test:\n" + "\n".join(errors), pytrace=False)
     return registry
@@ -169,7 +198,7 @@ def runtime_engine(runtime_database_url: str) -> AsyncEngine:
 
 @pytest.fixture
 def assert_package_ok(
-    runtime_packages: list[Path], runtime_server_url: str
+    runtime_packages: list[Path], runtime_server_url: str, pytestconfig: pytest.Config
 ) -> Callable[[str | os.PathLike[str]], None]:
     """`assert_package_ok(name_or_directory)`: fail listing every problem of a package.
 
@@ -178,7 +207,9 @@ def assert_package_ok(
 
     def check(package: str | os.PathLike[str]) -> None:
         __tracebackhide__ = True
-        problems = _run(package_report, runtime_server_url, runtime_packages, package)
+        problems = _run(functools.partial(
+            package_report, runtime_server_url, runtime_packages, package,
+            entry_points=_entry_points(pytestconfig)))
         if problems:
             noun = "problem" if len(problems) == 1 else "problems"
             raise AssertionError(f"{package}: {len(problems)} {noun}:\n"
@@ -191,21 +222,32 @@ def assert_package_ok(
 
 
 async def package_report(
-    server_url: str, directories: Sequence[Path], package: str | os.PathLike[str]
+    server_url: str,
+    directories: Sequence[Path],
+    package: str | os.PathLike[str],
+    *,
+    entry_points: bool = False,
 ) -> list[str]:
     """List every problem of one package, each a line; empty when it is sound.
 
-    The packages of `directories` are loaded, then `package`: a registered name, or a
-    package directory (loaded last, so it replaces a package of the same name). Checked:
+    The packages of `directories` (and with `entry_points`, the installed ones) are
+    loaded, then `package`: a registered name, or a package directory (loaded last, so
+    it replaces a package of the same name, unless it was loaded already). Checked:
     loading every directory, the package's own rules and the set rules of the package
     with its dependencies (every `Y1xx` and `Y2xx` code), then, on a scratch database of
     `server_url`, that every migration of it and its dependencies runs twice and that
     they build its declared schema (`Y4xx`).
     """
     registry = DatabaseRegistry(send_signals=False)
-    errors = _load(directories, registry)
+    result, errors = _load(directories, registry, entry_points=entry_points)
+    wanted = Path(package).resolve()
+    loaded = next((names for source, names in result.packages.items()
+                   if source != loader.ENTRY_POINT_GROUP and Path(source).resolve() == wanted),
+                  None)
     if isinstance(package, str) and package in registry:
         names = [package]
+    elif loaded is not None:
+        names = loaded
     elif Path(package).is_dir():
         try:
             names = loader.load_directory(Path(package), registry)

@@ -92,6 +92,22 @@ def write_package(
     return path
 
 
+def install_editable(
+    tmp_path: Path, module: str, *, name: str, entry_point: str | None = None, **kwargs: Any
+) -> tuple[Path, Path]:
+    """Lay out what `pip install -e` leaves: the package's source in `tmp_path/src`, and a
+    `dist-info` naming its entry point in `tmp_path/site`. Put both on `sys.path` (or
+    PYTHONPATH) to install it; returns (site, the package's directory)."""
+    directory = write_package(tmp_path / "src", module, name=name, **kwargs)
+    (directory / "__init__.py").write_text("")
+    info = tmp_path / "site" / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[runtime.packages]\n{module} = {entry_point or module + '.package:register'}\n")
+    return tmp_path / "site", directory
+
+
 def run_cli(*argv: str) -> tuple[int, str]:
     """Run `python -m runtime ARGV` in this process; return its exit code and output."""
     out = io.StringIO()
@@ -160,9 +176,11 @@ def give_tool(directory: Path, tool: str) -> Path:
 
 
 @asynccontextmanager
-async def running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
+async def running(
+    engine: AsyncEngine, root: Path, *, entry_points: bool = False
+) -> AsyncIterator[Daemon]:
     """Run a dev daemon on the packages of `root` while the block runs, watching."""
-    daemon = Daemon(engine, [root], entry_points=False, debounce_ms=50, step_ms=10)
+    daemon = Daemon(engine, [root], entry_points=entry_points, debounce_ms=50, step_ms=10)
     async with anyio.create_task_group() as group:
         with anyio.fail_after(20):
             await group.start(daemon.run)

@@ -7,10 +7,11 @@ session's server, so no second server starts.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from support import create_sql, write_package
+from support import create_sql, install_editable, write_package
 
 from runtime.db.server import EmbeddedServer
 from runtime.testing import package_report
@@ -142,3 +143,44 @@ async def test_package_report_catches_migrations_that_do_not_build_the_schema(
         "notes: its migrations do not build its declared schema: table ydtb_notes: column "
         "color declared but missing (change the schema to match, or write the difference as "
         "a migration: python -m runtime makemigration notes) [Y404]"]
+
+
+def test_a_package_repository_installed_editable_needs_no_setting(
+    pytester: pytest.Pytester, postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The author's repository: the package's source and tests, `pip install -e .` done.
+    monkeypatch.setenv("DATABASE_URL", postgres_server_url)
+    site, directory = install_editable(pytester.path, "acme_notes", name="@acme/notes",
+                                       tables={"ydtb_notes": []})
+    monkeypatch.syspath_prepend(str(pytester.path / "src"))
+    monkeypatch.syspath_prepend(str(site))
+    pytester.makepyfile(test_inner=f'''
+def test_the_installed_package_is_under_test(runtime_registry, runtime_packages):
+    assert runtime_packages == []
+    assert [p.name for p in runtime_registry.ordered()] == ["@ydtb/core", "@acme/notes"]
+
+
+def test_it_is_sound(assert_package_ok):
+    assert_package_ok("@acme/notes")
+    assert_package_ok({str(directory)!r})
+''')
+    try:
+        result = run_inner(pytester)
+    finally:
+        for name in [n for n in sys.modules if n.startswith("acme_notes")]:
+            del sys.modules[name]
+
+    result.assert_outcomes(passed=2)
+
+
+def test_no_packages_at_all_is_said_with_the_fix(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_inner="def test_registry(runtime_registry):\n    pass\n")
+
+    result = run_inner(pytester, "--runtime-no-entry-points")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "cannot load the packages under test:",
+        f"no packages found: no packages_dev directory under {pytester.path} and no installed "
+        "package (entry point group runtime.packages); install yours (pip install -e .), or "
+        "pass --runtime-packages DIR"])

@@ -65,7 +65,8 @@ class Daemon:
         engine: the dev database.
         directories: package directories to load and watch (`packages_dev`).
         registry: the registry to keep current (a new one by default).
-        entry_points: also load installed packages (loaded once, not watched).
+        entry_points: also load installed packages: editable installs are watched and
+            reloaded from their source directories, the rest loaded once.
         debounce_ms, step_ms: how watchfiles groups a burst of saves.
         allow_destructive: also apply schema changes that may lose data (drops, narrower
             types, NOT NULL) to the dev database, instead of explaining them.
@@ -98,6 +99,7 @@ class Daemon:
         #: Set once the watcher is in place: saves from then on are seen.
         self.watching = anyio.Event()
         self._sources: dict[Path, list[str]] = {}
+        self._installed: dict[Path, loader.Installed] = {}  # editable installs, watched
         self._broken: set[Path] = set()  # directories whose packages are left out
         self._loaded = loader.LoadResult()  # what start-up loaded
         self._claim: owner.Claim | None = None  # held while `run` runs
@@ -142,6 +144,7 @@ class Daemon:
         result = await anyio.to_thread.run_sync(functools.partial(
             loader.load_all, self.directories, candidate, entry_points=self.entry_points))
         self._loaded = result
+        self._installed = result.installed
         for source, error in result.failed.items():
             if source != loader.ENTRY_POINT_GROUP:
                 self._sources[Path(source)] = []
@@ -218,8 +221,8 @@ class Daemon:
     async def _watch(self, send: MemoryObjectSendStream[tuple[set[Path], float]]) -> None:
         async with send:
             async for paths in watcher.watch(
-                self.directories, debounce_ms=self.debounce_ms, step_ms=self.step_ms,
-                stop_event=self._stop, ready=self.watching,
+                [*self.directories, *self._installed], debounce_ms=self.debounce_ms,
+                step_ms=self.step_ms, stop_event=self._stop, ready=self.watching,
             ):
                 await send.send((paths, time.perf_counter()))
 
@@ -252,7 +255,7 @@ class Daemon:
             seen: `time.perf_counter()` when the change was seen, for the timing.
         """
         seen = time.perf_counter() if seen is None else seen
-        dirs = {d for p in paths if (d := directory_of(Path(p), self.directories))}
+        dirs = {d for p in paths if (d := self._directory_of(Path(p)))}
         if not dirs:
             return True
         # Directories left out after a failure come along: the change may be what they
@@ -272,6 +275,11 @@ class Daemon:
                 # connection): once the database is back, it is made again.
                 await self._wait_for_database(exc.error)
                 resync = True
+
+    def _directory_of(self, path: Path) -> Path | None:
+        """The package directory `path` belongs to: an editable install's, or a root's child."""
+        installed = next((d for d in self._installed if path.is_relative_to(d)), None)
+        return installed or directory_of(path, self.directories)
 
     async def _resync(self) -> None:
         """Bring a database that was away in step with the last good state.
@@ -378,7 +386,10 @@ class Daemon:
         taken = {name: package.source or name for name, package in self.registry.packages.items()
                  if name not in reloaded}
         for directory in dirs:
-            if is_package(directory):
+            if directory in self._installed:
+                names = await anyio.to_thread.run_sync(functools.partial(
+                    loader.load_installed, self._installed[directory], candidate, taken=taken))
+            elif is_package(directory):
                 names = await anyio.to_thread.run_sync(functools.partial(
                     loader.load_directory, directory, candidate, taken=taken))
             else:

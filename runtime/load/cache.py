@@ -8,7 +8,8 @@ the next `migrate` or `check` uses the manifest while that state holds.
 The state, like make's or ruff's, is each file's size and modification time:
 
 - every file of every package directory that counts (`runtime.load.packages`: a new,
-  edited or deleted file), and which directories hold a `package.py`;
+  edited or deleted file), and which directories hold a `package.py`; the same for the
+  source directories of editable installs the load found (`loader.editable`);
 - every module file the loading process had imported outside the standard library
   (SQLAlchemy, helpers the packages import, this runtime's own code);
 - with entry points, the `sys.path` directories, whose times change when a
@@ -36,7 +37,7 @@ from runtime.load import packages
 
 __all__ = ["Sources", "cache_file", "lookup", "scan", "store"]
 
-_FORMAT = 1
+_FORMAT = 2
 _RACY_NS = 2_000_000_000
 _KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
 _STDLIB = os.path.dirname(os.__file__)
@@ -60,8 +61,9 @@ def cache_file(data_dir: Path, directories: Sequence[Path], entry_points: bool) 
     return data_dir / "cache" / f"load-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def scan(directories: Iterable[Path]) -> Sources:
-    """Stat every file that counts of every package directory under `directories`."""
+def scan(directories: Iterable[Path], installed: Iterable[Path] = ()) -> Sources:
+    """Stat every file that counts of every package directory under `directories`, and
+    of the `installed` package directories."""
     started = time.time_ns()
     files: Stats = {}
     for root in directories:
@@ -69,10 +71,19 @@ def scan(directories: Iterable[Path]) -> Sources:
             files[str(root)] = []  # absent: appearing later changes the state
             continue
         for directory in packages.discover([root]):
-            for item in packages.files(directory):
-                stat = item.stat()
-                files[item.path] = [stat.st_size, stat.st_mtime_ns]
+            _stat_files(directory, files)
+    for directory in installed:
+        if directory.is_dir():
+            _stat_files(directory, files)
+        else:
+            files[str(directory)] = []
     return Sources(files, started)
+
+
+def _stat_files(directory: Path, files: Stats) -> None:
+    for item in packages.files(directory):
+        stat = item.stat()
+        files[item.path] = [stat.st_size, stat.st_mtime_ns]
 
 
 def _digest(path: str) -> str | None:
@@ -124,12 +135,29 @@ def _path_dirs() -> list[str]:
     return sorted({os.path.abspath(p or ".") for p in sys.path if os.path.isdir(p or ".")})
 
 
-def store(path: Path, manifest: Manifest, sources: Sources, *, entry_points: bool) -> None:
-    """Keep `manifest` as what the scanned `sources` register, in `path` (atomically)."""
+def store(
+    path: Path,
+    manifest: Manifest,
+    sources: Sources,
+    *,
+    entry_points: bool,
+    installed: Iterable[Path] = (),
+) -> None:
+    """Keep `manifest` as what the scanned `sources` register, in `path` (atomically).
+
+    Args:
+        installed: the editable installs' directories the load found; their files are
+            scanned now, and nothing is kept if one changed since `sources` were.
+    """
+    kept = sorted(str(d) for d in installed)
+    files = scan((), map(Path, kept)).files
+    if any(stat and stat[1] > sources.scanned_ns for stat in files.values()):
+        return  # saved while loading: which version was read is unknown
     modules = _stat_all(_module_files())
     data = {
         "format": _FORMAT,
-        "packages": _with_racy_hashes(sources.files, sources.scanned_ns),
+        "installed": kept,
+        "packages": _with_racy_hashes({**sources.files, **files}, sources.scanned_ns),
         "modules": _with_racy_hashes(modules, sources.scanned_ns),
         "path": _stat_all(_path_dirs()) if entry_points else {},
         "manifest": manifest.to_json(),
@@ -154,7 +182,8 @@ def lookup(path: Path, directories: Iterable[Path]) -> Manifest | None:
         data = json.loads(path.read_text())
         if data.get("format") != _FORMAT:
             return None
-        if not _same(data["packages"], scan(directories).files):
+        installed = [Path(d) for d in data["installed"]]
+        if not _same(data["packages"], scan(directories, installed).files):
             return None
         for kind in ("modules", "path"):
             if not _same(data[kind], _stat_all(data[kind])):

@@ -5,6 +5,12 @@ siblings relatively (`from .schema import metadata`). Each load imports the dire
 afresh under its own module name, compiled straight from source: a stale `.pyc`
 (same size, same mtime second, as in quick successive saves) can never be picked up,
 and no module state survives a reload.
+
+An installed package whose code lives outside site-packages (an editable install,
+`pip install -e`) is loaded the same way from its source directory, under its own
+import name (so `from ydtb_notes.schema import ...` gets the fresh file too): the daemon
+watches and reloads it like a `packages_dev` one, and `makemigration` writes into it.
+Packages installed into site-packages are imported once, as Python imports them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import importlib.metadata
 import importlib.util
 import itertools
 import re
+import site
 import sys
+import sysconfig
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,11 +40,14 @@ from runtime.load.packages import PACKAGE_FILE, discover
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Installed",
     "LoadResult",
     "Sources",
+    "editable",
     "load_all",
     "load_directory",
     "load_entry_points",
+    "load_installed",
 ]
 
 ENTRY_POINT_GROUP = "runtime.packages"
@@ -60,11 +71,20 @@ def _compiled(path: str, source: bytes) -> CodeType:
     return compile(source, path, "exec", dont_inherit=True)
 
 
+#: Import names of installed packages being loaded from their directories right now.
+_claimed: set[str] = set()
+
+
+def _ours(fullname: str) -> bool:
+    return fullname.startswith(_PREFIX) or any(fullname.startswith(f"{root}.")
+                                               for root in _claimed)
+
+
 class _Finder(importlib.abc.MetaPathFinder):
     """Find the modules of loaded package directories, with `_SourceLoader`."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
-        if not fullname.startswith(_PREFIX) or "." not in fullname or not path:
+        if "." not in fullname or not path or not _ours(fullname):
             return None
         leaf = fullname.rpartition(".")[2]
         for entry in path:
@@ -119,17 +139,19 @@ def _forget(prefix: str) -> None:
         del sys.modules[name]
 
 
-def _error_location(exc: BaseException, directory: Path) -> tuple[str, int | None]:
+def _error_location(
+    exc: BaseException, directory: Path, file: str
+) -> tuple[str, int | None]:
     if isinstance(exc, SyntaxError) and exc.filename:
         return exc.filename, exc.lineno
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if Path(frame.filename).is_relative_to(directory):
             return frame.filename, frame.lineno
-    return str(directory / PACKAGE_FILE), None
+    return file, None
 
 
-def _import_package_module(directory: Path, root: str) -> ModuleType:
-    """Import `directory` as the package `root` and return its `root.package` module."""
+def _import_package(directory: Path, root: str, module: str) -> ModuleType:
+    """Import `directory` as the package `root` and return its module `module`."""
     _install_finder()
     init = directory / "__init__.py"
     if init.is_file():
@@ -144,7 +166,7 @@ def _import_package_module(directory: Path, root: str) -> ModuleType:
     sys.modules[root] = package
     if spec.loader is not None:
         spec.loader.exec_module(package)
-    return importlib.import_module(f"{root}.package")
+    return package if module == root else importlib.import_module(module)
 
 
 #: Which source registered each package: a package directory's `package.py`, or an
@@ -212,32 +234,152 @@ def load_directory(
         ValidationError: a package it registered breaks a rule.
     """
     directory = directory.resolve()
+    root = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', directory.name)}_{next(_generation)}"
     recorder = _Recorder(registry, str(directory / PACKAGE_FILE), taken or {},
                          set() if refused is None else refused)
-    root = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', directory.name)}_{next(_generation)}"
     try:
-        module = _import_package_module(directory, root)
-        register = getattr(module, "register", None)
-        if not callable(register):
-            raise PackageLoadError(str(directory / PACKAGE_FILE),
-                                   "defines no register(registry) function")
-        register(recorder)
-    except RegistryError as exc:
-        if not _made_in_package_code(exc):
-            raise
-        path, line = _error_location(exc, directory)
-        reason = "; ".join(str(p) for p in getattr(exc, "problems", ()))
-        raise PackageLoadError(path, reason, line=line) from exc
-    except _FAILURES as exc:
-        if _interrupted(exc):
-            raise
-        path, line = _error_location(exc, directory)
-        raise PackageLoadError(path, _reason(exc), line=line) from exc
+        _register(recorder, directory, root, f"{root}.package", "register")
     finally:
         # Objects the package defined keep its modules alive as long as they are used;
         # dropping them from sys.modules keeps every reload fresh and memory flat.
         _forget(root)
     return recorder.names
+
+
+def _register(
+    recorder: _Recorder, directory: Path, root: str, module: str, attr: str | None
+) -> None:
+    """Import `module` of `directory` (the package `root`) and call its register."""
+    file = str(directory / PACKAGE_FILE)
+    try:
+        target = _import_package(directory, root, module)
+        file = getattr(target, "__file__", None) or file
+        register = getattr(target, attr or "register", None if attr else target)
+        if not callable(register):
+            raise PackageLoadError(file, f"defines no {attr or 'register'}(registry) function")
+        register(recorder)
+    except RegistryError as exc:
+        if not _made_in_package_code(exc):
+            raise
+        path, line = _error_location(exc, directory, file)
+        reason = "; ".join(str(p) for p in getattr(exc, "problems", ()))
+        raise PackageLoadError(path, reason, line=line) from exc
+    except _FAILURES as exc:
+        if _interrupted(exc):
+            raise
+        path, line = _error_location(exc, directory, file)
+        raise PackageLoadError(path, _reason(exc), line=line) from exc
+
+
+@dataclass(frozen=True)
+class Installed:
+    """An installed package whose code lives outside site-packages (an editable install).
+
+    It is loaded afresh from `directory`, the directory of the import package `package`
+    that holds the entry point's `module`, like a package directory.
+    """
+
+    name: str  # the entry point's
+    value: str  # the entry point's, `module:attr`
+    directory: Path
+    package: str
+    module: str
+    attr: str | None
+
+    @property
+    def source(self) -> str:
+        return f"entry point {self.name} ({self.value})"
+
+
+def _site_directories() -> list[Path]:
+    found = {*site.getsitepackages(), site.getusersitepackages(),
+             sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return [Path(d).resolve() for d in found if d]
+
+
+def _locate(module: str) -> tuple[str, Path] | None:
+    """Find the import package holding `module` and its one directory, importing nothing.
+
+    None when it is a top-level module or a namespace package: no directory is its own.
+    """
+    parts = module.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])
+        package, found = parts[0], spec
+        for index in range(1, len(parts)):
+            locations = list(found.submodule_search_locations or []) if found else []
+            if not locations:
+                break
+            found = importlib.machinery.PathFinder.find_spec(".".join(parts[:index + 1]),
+                                                             locations)
+            if found is not None and found.submodule_search_locations is not None:
+                package, spec = found.name, found
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None or spec.submodule_search_locations is None:
+        return None
+    locations = list(spec.submodule_search_locations)
+    return (package, Path(locations[0]).resolve()) if len(locations) == 1 else None
+
+
+def editable(group: str = ENTRY_POINT_GROUP) -> list[Installed]:
+    """List the entry points of `group` whose package lives outside site-packages.
+
+    One per directory: a second entry point into the same directory is imported once,
+    as an installed package.
+    """
+    sites = _site_directories()
+    found: dict[Path, Installed] = {}
+    for entry_point in importlib.metadata.entry_points(group=group):
+        located = _locate(entry_point.module)
+        if located is None:
+            continue
+        package, directory = located
+        if directory in found or any(directory.is_relative_to(s) for s in sites):
+            continue
+        found[directory] = Installed(entry_point.name, entry_point.value, directory, package,
+                                     entry_point.module, entry_point.attr)
+    return list(found.values())
+
+
+def load_installed(
+    installed: Installed,
+    registry: DatabaseRegistry,
+    *,
+    taken: Sources | None = None,
+    refused: set[str] | None = None,
+) -> list[str]:
+    """Import an editable-installed package afresh from its directory and register it.
+
+    It is imported under its own name, so its absolute imports of itself get the fresh
+    files too; the modules of that name loaded before are put back afterwards. Its
+    packages' source is the file of the entry point's module (`makemigration` writes
+    into the `migrations/` beside it). Arguments and errors as for `load_directory`.
+    """
+    root = installed.package
+    kept = {n: sys.modules.pop(n) for n in [n for n in sys.modules
+                                            if n == root or n.startswith(f"{root}.")]}
+    file = _module_file(installed)
+    recorder = _Recorder(registry, file, taken or {}, set() if refused is None else refused)
+    _claimed.add(root)
+    try:
+        _register(recorder, installed.directory, root, installed.module, installed.attr)
+    finally:
+        _claimed.discard(root)
+        _forget(root)
+        sys.modules.update(kept)
+        parent, _, leaf = root.rpartition(".")
+        if parent in sys.modules and root in kept:
+            setattr(sys.modules[parent], leaf, kept[root])
+    return recorder.names
+
+
+def _module_file(installed: Installed) -> str:
+    leaf = installed.module[len(installed.package):].lstrip(".").replace(".", "/")
+    if not leaf:
+        return str(installed.directory / "__init__.py")
+    as_package = installed.directory / leaf / "__init__.py"
+    return str(as_package if as_package.is_file() else installed.directory / f"{leaf}.py")
 
 
 def load_entry_points(
@@ -246,14 +388,19 @@ def load_entry_points(
     *,
     taken: Sources | None = None,
     refused: set[str] | None = None,
+    skip: Iterable[str] = (),
 ) -> list[str]:
     """Register the installed packages advertised in the entry-point `group`.
 
     Each entry point names a `register(registry)` callable, or a module defining one;
-    `taken` and `refused` as for `load_directory`.
+    `taken` and `refused` as for `load_directory`; `skip` names entry points loaded
+    otherwise (`load_installed`).
     """
     names: list[str] = []
+    skipped = set(skip)
     for entry_point in importlib.metadata.entry_points(group=group):
+        if entry_point.name in skipped:
+            continue
         source = f"entry point {entry_point.name} ({entry_point.value})"
         try:
             target = entry_point.load()
@@ -275,11 +422,12 @@ def load_entry_points(
 class LoadResult:
     """What `load_all` registered, and the errors it met, by source.
 
-    A source is a package directory's path, or `ENTRY_POINT_GROUP` for the installed
-    packages.
+    A source is a package directory's path (an editable install's too), or
+    `ENTRY_POINT_GROUP` for the other installed packages.
     """
 
     packages: dict[str, list[str]] = field(default_factory=dict)
+    installed: dict[Path, Installed] = field(default_factory=dict)  # editable, by directory
     failed: dict[str, RegistryError] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)  # packages the registry refused
 
@@ -312,13 +460,22 @@ def load_all(
     """
     result = LoadResult()
     taken: dict[str, str] = {}
+    found = discover(directories)
     sources: list[tuple[str, Callable[[], list[str]]]] = [
         (str(directory), functools.partial(load_directory, directory, registry, taken=taken,
                                            refused=result.refused))
-        for directory in discover(directories)]
+        for directory in found]
     if entry_points:
+        # An editable install of a directory of `directories` is that package, once.
+        known = {directory.resolve() for directory in found}
+        editables = editable()
+        result.installed = {i.directory: i for i in editables if i.directory not in known}
+        sources.extend((str(directory), functools.partial(
+            load_installed, installed, registry, taken=taken, refused=result.refused))
+            for directory, installed in result.installed.items())
         sources.append((ENTRY_POINT_GROUP, functools.partial(
-            load_entry_points, registry, taken=taken, refused=result.refused)))
+            load_entry_points, registry, taken=taken, refused=result.refused,
+            skip=[i.name for i in editables])))
     for source, load in sources:
         try:
             result.packages[source] = names = load()

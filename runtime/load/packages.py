@@ -91,13 +91,15 @@ def files(directory: Path) -> Iterator[os.DirEntry[str]]:
 
 
 def migrations_directory(source: str | None) -> Path | None:
-    """Return the `migrations/` directory beside a package's `package.py`, if it exists.
+    """Return the `migrations/` directory beside the file that registered a package, if any.
 
     Args:
-        source: where the package was registered from (`Package.source`); packages from
-            an entry point or code have no `package.py`, and so no directory to write to.
+        source: where the package was registered from (`Package.source`): a package
+            directory's `package.py`, or an editable install's module; packages installed
+            into site-packages or registered in code have no file, so no directory to
+            write to.
     """
-    if source is None or Path(source).name != PACKAGE_FILE:
+    if source is None or not source.endswith(".py") or not Path(source).is_file():
         return None
     directory = Path(source).parent / "migrations"
     return directory if directory.is_dir() else None
