@@ -300,7 +300,7 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
                     await daemon.watching.wait()
                 process.settle()
                 names = ", ".join(p for p in daemon.registry.packages if p != "@ydtb/core")
-                dirs = ", ".join(str(d) for d in daemon.directories)
+                dirs = ", ".join(str(d) for d in daemon.watched)
                 console.line(f"watching {dirs} ({names or 'no packages'}); Ctrl-C to stop",
                              "bold")
     return OK

@@ -173,7 +173,13 @@ class PackageLoadError(RegistryError):
     """Raised by the loader when a package's code cannot be imported or registered."""
 
     def __init__(
-        self, path: str, reason: str, *, line: int | None = None, package: str | None = None
+        self,
+        path: str,
+        reason: str,
+        *,
+        line: int | None = None,
+        package: str | None = None,
+        hint: str = "fix the file and save it again",
     ) -> None:
         self.path = path
         self.line = line
@@ -181,7 +187,7 @@ class PackageLoadError(RegistryError):
         self.package = package
         where = f"{path}:{line}" if line else path
         who = f"{package}: " if package else ""
-        super().__init__(f"{who}{where}: {reason} (fix the file and save it again)")
+        super().__init__(f"{who}{where}: {reason} ({hint})")
 
 
 class DatabaseError(RegistryError):

@@ -32,13 +32,15 @@ stopped at the end of the session. Nothing starts unless one of these fixtures i
 The fixtures are synchronous, so they work under any async test runner: their database
 work runs in its own event loop on a worker thread, and `runtime_engine` keeps no
 connection between uses (a `NullPool`), so it serves whichever loop the test runs in.
-An `async def` test itself needs a runner: pytest-asyncio (`asyncio_mode = auto` in the
-ini file, or `@pytest.mark.asyncio`) or anyio's `@pytest.mark.anyio`.
+An `async def` test that uses them needs no async plugin: unless pytest-asyncio, anyio
+or trio runs it (its marker, or `asyncio_mode = auto`), this plugin runs it in an event
+loop of its own. Other async tests need a runner, as usual.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -63,7 +65,7 @@ from runtime.db.urls import to_async_url
 from runtime.errors import ProblemsError, RegistryError
 from runtime.load import loader
 
-__all__ = ["package_report", "pytest_addoption"]
+__all__ = ["package_report", "pytest_addoption", "pytest_pyfunc_call"]
 
 _INI = "runtime_packages"
 _INI_ENTRY_POINTS = "runtime_entry_points"
@@ -110,6 +112,29 @@ def _load(
 def _entry_points(config: pytest.Config) -> bool:
     return not config.getoption("runtime_no_entry_points") and bool(
         config.getini(_INI_ENTRY_POINTS))
+
+
+_RUNNERS = ("asyncio", "anyio", "trio")  # the markers of async test runners
+_FIXTURES = ("runtime_", "assert_package_ok")
+
+
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an `async def` test using these fixtures that no async runner takes.
+
+    The README's `async def test_notes(runtime_engine)` works as written, whether or not
+    the author set up pytest-asyncio; a runner's marker (or its auto mode, which marks
+    every async test) leaves the test to that runner.
+    """
+    function = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(function):
+        return None
+    if any(pyfuncitem.get_closest_marker(runner) for runner in _RUNNERS):
+        return None
+    if not any(name.startswith(_FIXTURES) for name in pyfuncitem.fixturenames):
+        return None
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    anyio.run(functools.partial(function, **arguments))
+    return True
 
 
 # -- fixtures ---------------------------------------------------------------------------

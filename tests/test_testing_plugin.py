@@ -163,6 +163,18 @@ def test_the_installed_package_is_under_test(runtime_registry, runtime_packages)
 def test_it_is_sound(assert_package_ok):
     assert_package_ok("@acme/notes")
     assert_package_ok({str(directory)!r})
+
+
+async def test_an_unmarked_async_test_runs(runtime_engine):
+    # No async plugin here (-p no:asyncio), no marker: the plugin runs it.
+    from sqlalchemy import text
+
+    async with runtime_engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM ydtb_notes"))).scalar() == 0
+
+
+async def test_other_async_tests_are_left_to_pytest():
+    pass
 ''')
     try:
         result = run_inner(pytester)
@@ -170,7 +182,9 @@ def test_it_is_sound(assert_package_ok):
         for name in [n for n in sys.modules if n.startswith("acme_notes")]:
             del sys.modules[name]
 
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["_* test_other_async_tests_are_left_to_pytest _*",
+                                 "async def functions are not natively supported."])
 
 
 def test_no_packages_at_all_is_said_with_the_fix(pytester: pytest.Pytester) -> None:

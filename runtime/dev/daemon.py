@@ -105,6 +105,11 @@ class Daemon:
         self._claim: owner.Claim | None = None  # held while `run` runs
         self._stop = anyio.Event()
 
+    @property
+    def watched(self) -> list[Path]:
+        """The directories watched: the package roots, and each editable install's."""
+        return [*self.directories, *self._installed]
+
     # -- start ---------------------------------------------------------------------
 
     async def start(self) -> MigrationReport:
@@ -221,7 +226,7 @@ class Daemon:
     async def _watch(self, send: MemoryObjectSendStream[tuple[set[Path], float]]) -> None:
         async with send:
             async for paths in watcher.watch(
-                [*self.directories, *self._installed], debounce_ms=self.debounce_ms,
+                self.watched, debounce_ms=self.debounce_ms,
                 step_ms=self.step_ms, stop_event=self._stop, ready=self.watching,
             ):
                 await send.send((paths, time.perf_counter()))

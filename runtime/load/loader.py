@@ -356,6 +356,11 @@ def load_installed(
     packages' source is the file of the entry point's module (`makemigration` writes
     into the `migrations/` beside it). Arguments and errors as for `load_directory`.
     """
+    if not installed.directory.is_dir():
+        raise PackageLoadError(
+            str(installed.directory),
+            f"the source directory of the editable install {installed.source} is gone",
+            hint="put it back, or uninstall its distribution with pip uninstall")
     root = installed.package
     kept = {n: sys.modules.pop(n) for n in [n for n in sys.modules
                                             if n == root or n.startswith(f"{root}.")]}

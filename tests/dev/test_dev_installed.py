@@ -56,6 +56,7 @@ async def test_its_saves_are_applied_like_a_packages_dev_one(
     with signal_log("reloaded") as log:
         async with running(engine, root, entry_points=True) as daemon:
             assert {"notes", "@acme/inst"} <= set(daemon.registry.packages)
+            assert daemon.watched == [root.resolve(), installed.resolve()]
             assert await columns(engine, "ydtb_inst") == ["id", "workspace_id"]
 
             mark = len(log)

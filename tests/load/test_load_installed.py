@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,3 +130,16 @@ def test_migrate_sees_a_migration_added_to_an_editable_install(
 
     assert code == 0, out
     assert "@acme/inst  applied 0002_more" in out
+
+
+def test_a_source_directory_gone_is_said_with_the_fix(installed: Path) -> None:
+    [found] = loader.editable()
+    shutil.rmtree(installed)
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_installed(found, DatabaseRegistry())
+
+    assert str(caught.value) == (
+        f"{installed.resolve()}: the source directory of the editable install entry point "
+        "ydtb_inst (ydtb_inst.package:register) is gone (put it back, or uninstall its "
+        "distribution with pip uninstall)")
