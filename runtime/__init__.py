@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         DatabaseError,
         DatabaseUnavailableError,
         DependentsExistError,
+        IsolationError,
         LedgerConflictError,
         MigrationFailedError,
         PackageLoadError,
@@ -40,6 +41,7 @@ __all__ = [
     "DatabaseRegistry",
     "DatabaseUnavailableError",
     "DependentsExistError",
+    "IsolationError",
     "LedgerConflictError",
     "Migration",
     "MigrationFailedError",
@@ -63,7 +65,7 @@ _HOMES = {
     "DatabaseRegistry": "runtime.core.registry",
     **dict.fromkeys(
         ["DatabaseError", "DatabaseUnavailableError", "DependentsExistError",
-         "LedgerConflictError", "MigrationFailedError", "PackageLoadError",
+         "IsolationError", "LedgerConflictError", "MigrationFailedError", "PackageLoadError",
          "PackageNotFoundError", "Problem", "RegistryError", "UsageError", "ValidationError"],
         "runtime.errors"),
 }

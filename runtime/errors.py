@@ -34,6 +34,7 @@ __all__ = [
     "DatabaseInUseError",
     "DatabaseUnavailableError",
     "DependentsExistError",
+    "IsolationError",
     "LedgerConflictError",
     "MigrationFailedError",
     "PackageLoadError",
@@ -145,6 +146,14 @@ class LedgerConflictError(ProblemsError):
     """
 
     summary = "ledger problems"
+
+
+class IsolationError(ProblemsError):
+    """Raised by the pipeline when a migration built what workspace isolation forbids
+    (Y501-Y504, read from the database: `runtime.core.isolation`). The transaction that
+    ran it was rolled back."""
+
+    summary = "workspace isolation problems in what the migrations built"
 
 
 class PackageNotFoundError(RegistryError, LookupError):

@@ -261,7 +261,7 @@ async def package_report(
     loading every directory, the package's own rules and the set rules of the package
     with its dependencies (every `Y1xx` and `Y2xx` code), then, on a scratch database of
     `server_url`, that every migration of it and its dependencies runs twice and that
-    they build its declared schema (`Y4xx`).
+    they build its declared schema (`Y4xx`) and keep to workspace isolation (`Y5xx`).
     """
     registry = DatabaseRegistry(send_signals=False)
     result, errors = _load(directories, registry, entry_points=entry_points)

@@ -91,6 +91,24 @@ def test_a_failing_migration_exits_1_with_its_location(packages: Path, database_
                    'again)\n')
 
 
+def test_a_migration_breaking_isolation_exits_1_and_applies_nothing(
+    packages: Path, database_url: str
+) -> None:
+    (packages / "tags/migrations/0002_rogue.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS rogue_global (id int PRIMARY KEY, secret text);\n")
+
+    code, out = run_cli(*args("migrate", packages, database_url))
+
+    assert code == 1
+    assert out == (
+        "error: 1 workspace isolation problem in what the migrations built:\n"
+        "  - tags: migration 0002_rogue creates table rogue_global, which its schema does not "
+        "declare (declare rogue_global in its schema.py, prefixed ydtb_ and with a NOT NULL "
+        "workspace_id referencing ydtb_workspaces.id, or take it out of the migration) [Y501]\n")
+    code, out = run_cli(*args("status", packages, database_url))
+    assert "tags        1.0.0    -         0        0001_tags, 0002_rogue" in out
+
+
 def test_status_shows_versions_pending_and_drift(packages: Path, database_url: str) -> None:
     run_cli(*args("migrate", packages, database_url))
     (packages / "tags/migrations/0002_more.sql").write_text("SELECT 2;")

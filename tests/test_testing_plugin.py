@@ -75,7 +75,7 @@ def test_fixtures_give_a_migrated_database_and_check_a_package(
 
     result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines([
-        f"E       AssertionError: {bad}: 4 problems:",
+        f"E       AssertionError: {bad}: 5 problems:",
         "E         - @acme/bad: migration 0002_not_guarded fails when run twice: relation "
         '"ydtb_bad2" already exists (guard it so it can run twice: CREATE TABLE IF NOT '
         "EXISTS, ADD COLUMN IF NOT EXISTS, CREATE INDEX IF NOT EXISTS, DROP ... IF EXISTS) "
@@ -83,6 +83,8 @@ def test_fixtures_give_a_migrated_database_and_check_a_package(
         "E         - @acme/bad: migration 0003_unnamed_index changes the schema when run twice: "
         "index CREATE INDEX ydtb_bad_workspace_id_idx1 ON public.ydtb_bad USING btree "
         "(workspace_id) (guard it *) [[]Y403[]]",
+        "E         - @acme/bad: migration 0002_not_guarded creates table ydtb_bad2, which its "
+        "schema does not declare * [[]Y501[]]",
         # The same checks as `check --db`: the unguarded index is also not declared.
         "E         - @acme/bad: its migrations do not build its declared schema: index "
         "ydtb_bad_workspace_id_idx in the database but not declared (change the schema to "

@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, TypeAlias
 
 from packaging.version import Version
-from sqlalchemy import MetaData, Table
+from sqlalchemy import Enum, MetaData, Table
 
 from runtime.core.schema import CORE_PACKAGE
 from runtime.core.versions import Dependency
@@ -202,6 +202,14 @@ class Package:
     def table_names(self) -> tuple[str, ...]:
         """The names of the tables this package owns."""
         return tuple(t.name for t in self.tables)
+
+    @cached_property
+    def type_names(self) -> tuple[str, ...]:
+        """The names of the enum types its tables' columns declare, which it owns too."""
+        return tuple(dict.fromkeys(
+            column.type.name for table in self.tables for column in table.columns
+            if isinstance(column.type, Enum) and column.type.native_enum
+            and column.type.name))
 
     def migration(self, migration_id: str) -> Migration:
         """Return the migration with this id.

@@ -1,5 +1,5 @@
-"""Checks that need a database: is every migration idempotent, and do the migrations
-build the declared schema?
+"""Checks that need a database: is every migration idempotent, do the migrations build
+the declared schema, and do they keep to workspace isolation (`runtime.core.isolation`)?
 
 Run on a scratch database: each migration is applied, the schema snapshotted, the
 migration applied again, and the schema compared. A migration whose second run fails
@@ -16,6 +16,8 @@ from collections.abc import Collection, Sequence
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.core import isolation
+from runtime.core.isolation import Built
 from runtime.core.model import Package
 from runtime.core.plan import Step
 from runtime.core.schema import CORE_PACKAGE
@@ -54,13 +56,14 @@ async def check_idempotency(engine: AsyncEngine, packages: Sequence[Package]) ->
     first run is reported too, and stops the check of its package.
     """
     problems: list[Problem] = []
+    built: list[Built] = []
     async with engine.connect() as conn:
         raw = await driver(conn)
         for package in packages:
             for migration in package.migrations:
                 step = Step(package, migration)
                 try:
-                    await apply_step(conn, raw, step)
+                    built.extend(await apply_step(conn, raw, step, watch=True))
                 except MigrationFailedError as exc:
                     problems.append(Problem(package.name, "Y401", f"migration {migration.id} "
                                             f"fails on a fresh database: {exc.reason}",
@@ -80,7 +83,14 @@ async def check_idempotency(engine: AsyncEngine, packages: Sequence[Package]) ->
                                             "changes the schema when run twice: "
                                             + "; ".join(changed[:3]), _HINT,
                                             migration=migration.id))
-    return problems
+    return problems + _isolation(built, packages)
+
+
+def _isolation(built: list[Built], packages: Sequence[Package]) -> list[Problem]:
+    """What the migrations built against workspace isolation (Y501-Y504)."""
+    declared = {p.name: (*p.table_names, *p.type_names) for p in packages}
+    owners = {table: p.name for p in packages for table in p.table_names}
+    return isolation.judge(built, declared, owners, core=CORE_PACKAGE)
 
 
 async def check_schemas(

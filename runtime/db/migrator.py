@@ -47,6 +47,7 @@ async def migrate(
     partial: bool = False,
     unregistered: Sequence[str] = (),
     sender: object = None,
+    known: Sequence[Package] = (),
 ) -> MigrationReport:
     """Apply the pending migrations of `packages` and record them.
 
@@ -58,14 +59,19 @@ async def migrate(
         unregistered: packages the caller unregistered, whose tools are deactivated. A
             full run also finds them itself: recorded in the database, not in `packages`.
         sender: the sender of the signals sent (the registry, the daemon).
+        known: the other registered packages (of a partial run), so that a migration
+            touching one of their tables is told whose it is.
 
     Raises:
         LedgerConflictError: an applied migration was edited, or a package downgraded.
         MigrationFailedError: a migration failed; its transaction was rolled back.
         RowLevelSecurityError: a package's tables could not be put under its policy.
+        IsolationError: a migration built what workspace isolation forbids (Y5xx); its
+            transaction was rolled back.
     """
     names = [p.name for p in packages] if partial else None
-    async with Run.open(engine, packages=names, sender=sender) as run:
+    async with Run.open(engine, packages=names, sender=sender,
+                        known=[*known, *packages]) as run:
         plan = plan_pending(packages, run.ledger, rerun_edited=rerun_edited,
                             complete=not partial, unregistered=unregistered)
         if plan.problems:

@@ -10,6 +10,8 @@ dev syncs (`runtime.db.sync`). So one piece of code:
 - runs each step (`run_step`: SQL on the asyncpg connection under SQLAlchemy's, with
   the simple query protocol, so a migration may hold several statements; a Python
   migration gets the SQLAlchemy `AsyncConnection`, inside a savepoint);
+- watches what each step builds (`runtime.db.built`) and refuses, before its
+  transaction commits, what workspace isolation forbids (`runtime.core.isolation`);
 - writes each step's `LedgerRow` in the transaction that ran it, the package records
   and the catalog (tools, row-level security) in the last one;
 - sends `migration_applied` once the transaction holding the migration committed,
@@ -28,16 +30,18 @@ import asyncpg
 import asyncpg.transaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from runtime.core import signals
+from runtime.core import isolation, signals
 from runtime.core.events import Change, ChangeKind, Difference
 from runtime.core.model import Package
 from runtime.core.plan import Plan, Step
 from runtime.core.recorded import Ledger
+from runtime.core.schema import CORE_PACKAGE, core_metadata
 from runtime.db import ledger, security, tools
+from runtime.db.built import Capture, marker
 from runtime.db.engine import driver, lost
 from runtime.db.ledger import Kind, LedgerRow
 from runtime.db.urls import display_url
-from runtime.errors import DatabaseUnavailableError, MigrationFailedError
+from runtime.errors import DatabaseUnavailableError, IsolationError, MigrationFailedError
 
 __all__ = ["LOCK_ID", "MigrationReport", "Run", "run_step"]
 
@@ -159,12 +163,21 @@ class Run:
     """
 
     def __init__(
-        self, conn: AsyncConnection, raw: asyncpg.Connection, recorded: Ledger, sender: object
+        self,
+        conn: AsyncConnection,
+        raw: asyncpg.Connection,
+        recorded: Ledger,
+        sender: object,
+        known: Collection[Package] = (),
     ) -> None:
         self.conn = conn
         self.raw = raw
         self.ledger = recorded
         self.sender = sender
+        self._known = {p.name: p for p in known}  # for whose table it is, in messages
+        self._capture: Capture | None = None  # of the open transaction
+        self._applied: dict[str, Package] = {}  # the packages it ran steps of
+        self._transactional = True
         self._started = time.perf_counter()
         self._committed: list[Change] = []
         self._rows: list[LedgerRow] = []  # of the open transaction
@@ -181,6 +194,7 @@ class Run:
         packages: Collection[str] | None = None,
         read: bool = True,
         sender: object = None,
+        known: Collection[Package] = (),
     ) -> AsyncIterator[Run]:
         """Take the lock on a connection of `engine`, read the ledger, yield the run.
 
@@ -188,6 +202,7 @@ class Run:
             packages: read only these packages' ledger rows (a reload's closure).
             read: read the ledger at all (a dev sync needs only the lock).
             sender: the sender of the signals sent.
+            known: the registered packages, to name whose table a migration touched.
         """
         try:
             async with engine.connect() as conn:
@@ -195,7 +210,7 @@ class Run:
                 await raw.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
                 try:
                     recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
-                    yield cls(conn, raw, recorded, sender)
+                    yield cls(conn, raw, recorded, sender, known)
                 finally:
                     if not raw.is_closed():
                         await raw.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
@@ -221,6 +236,7 @@ class Run:
                 written in a transaction after it.
         """
         self._rows, self._discard = [], False
+        self._capture, self._transactional, self._applied = None, transactional, {}
         tx = self.raw.transaction()
         begun = False
         try:
@@ -236,11 +252,12 @@ class Run:
                 await tx.rollback()
                 self._rows = []
                 return
+            await self._judge()
             await ledger.write_rows(self.raw, self._rows)
             begun = False
             await tx.commit()
         except BaseException as exc:
-            self._rows = []
+            self._rows, self._capture = [], None
             if begun:
                 await _roll_back(tx)
             if isinstance(exc, MigrationFailedError):
@@ -251,6 +268,26 @@ class Run:
         done, self._rows = self._rows, []
         for row in done:
             await self._announce(row)
+
+    async def _capturing(self) -> Capture:
+        if self._capture is None:
+            self._capture = await Capture.start(self.raw, transactional=self._transactional)
+        return self._capture
+
+    async def _judge(self) -> None:
+        """Refuse what the transaction's migrations built against workspace isolation."""
+        if self._capture is None:
+            return
+        built, self._capture = await self._capture.finish(), None
+        applied, self._applied = self._applied, {}
+        declared = {name: (*package.table_names, *package.type_names)
+                    for name, package in applied.items()}
+        owners = {table.name: CORE_PACKAGE for table in core_metadata.sorted_tables}
+        for package in [*self._known.values(), *applied.values()]:
+            owners.update(dict.fromkeys(package.table_names, package.name))
+        problems = isolation.judge(built, declared, owners, core=CORE_PACKAGE)
+        if problems:
+            raise IsolationError(problems)
 
     def discard(self) -> None:
         """Roll the open transaction back when its block ends, without an error."""
@@ -273,9 +310,12 @@ class Run:
         Raises:
             MigrationFailedError: a step failed; the transaction will roll back.
         """
+        capture = await self._capturing()
         for step in steps:
             started = time.perf_counter()
+            await capture.before(step)
             await run_step(self.conn, self.raw, step)
+            await capture.after(step)
             self._record(step, (time.perf_counter() - started) * 1000)
 
     async def apply_together(self, steps: Sequence[Step]) -> bool:
@@ -288,7 +328,16 @@ class Run:
             False when the SQL failed: the transaction is aborted, and `apply` one by one
             names the culprit on a fresh one.
         """
-        script = "\n;\n".join(s for step in steps for s in step.migration.statements or ())
+        capture = await self._capturing()
+        if not capture.triggers:  # the catalog is compared around each migration
+            try:
+                await self.apply(steps)
+            except MigrationFailedError:
+                return False
+            return True
+        # Each migration's SQL is preceded by its marker: what it builds is its own.
+        script = "\n;\n".join([*(s for step in steps for s in (
+            marker(step), *(step.migration.statements or ()))), marker(None)])
         started = time.perf_counter()
         try:
             await self.raw.execute(script)
@@ -303,6 +352,7 @@ class Run:
 
     def _record(self, step: Step, ms: float) -> None:
         package, migration = step.package, step.migration
+        self._applied[package.name] = package
         self._rows.append(LedgerRow(package.name, migration.id, migration.checksum,
                                     package.version_text,
                                     Kind.RERUN if step.rerun else Kind.MIGRATION, ms))
@@ -331,6 +381,8 @@ class Run:
         """
         self._recorded = tuple(p.name for p in plan.records)
         self._unregistered = plan.unregistered
+        if self._capture is not None and self._capture.triggers:
+            await self.raw.execute(marker(None))  # what follows is the run's, no migration's
         await ledger.write_packages(self.raw, plan.records)
         await tools.deactivate_package_tools(self.raw, plan.unregistered)
         await tools.sync_tools(self.raw, plan.records)

@@ -16,9 +16,11 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from runtime.core.isolation import Built
 from runtime.core.model import Package
 from runtime.core.plan import Step, build_order
 from runtime.db import diff, engine
+from runtime.db.built import Capture
 from runtime.db.engine import driver
 from runtime.db.run import run_step
 
@@ -54,14 +56,27 @@ async def scratch_database(server_url: str) -> AsyncIterator[AsyncEngine]:
             await engine.drop_database(server_url, name)
 
 
-async def apply_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -> None:
+async def apply_step(
+    conn: AsyncConnection, raw: asyncpg.Connection, step: Step, *, watch: bool = False
+) -> list[Built]:
     """Run one migration in a transaction of its own (alone, if it is not transactional).
+
+    Args:
+        watch: note what it builds (`runtime.db.built`), and return it.
 
     Raises:
         MigrationFailedError: naming the package, migration, statement and line.
     """
-    async with raw.transaction() if step.migration.transactional else nullcontext():
+    transactional = step.migration.transactional
+    async with raw.transaction() if transactional else nullcontext():
+        if not watch:
+            await run_step(conn, raw, step)
+            return []
+        capture = await Capture.start(raw, transactional=transactional)
+        await capture.before(step)
         await run_step(conn, raw, step)
+        await capture.after(step)
+        return await capture.finish()
 
 
 async def apply_migrations(db: AsyncEngine, packages: Sequence[Package]) -> None:

@@ -40,6 +40,7 @@ from runtime.db.sync import SyncResult
 from runtime.dev import watcher
 from runtime.errors import (
     DatabaseInUseError,
+    IsolationError,
     LedgerConflictError,
     MigrationFailedError,
     PackageLoadError,
@@ -180,15 +181,16 @@ class Daemon:
         """Apply what is pending, holding out each package that cannot be applied.
 
         The dev database is the daemon's: an applied migration edited while it was
-        stopped (a branch switch) is re-run, as a running daemon does. A downgrade (Y302)
-        or a failing migration holds out that package and its dependents, reported, and
-        the rest is applied; a change to them brings them back.
+        stopped (a branch switch) is re-run, as a running daemon does. A downgrade (Y302),
+        a failing migration or one that breaks workspace isolation (Y5xx) holds out that
+        package and its dependents, reported, and the rest is applied; a change to them
+        brings them back.
         """
         while True:
             try:
                 return await migrator.migrate(self.engine, self.registry.ordered(),
                                               rerun_edited=True, sender=self)
-            except LedgerConflictError as exc:
+            except (LedgerConflictError, IsolationError) as exc:
                 failed: set[str] = {p.package for p in exc.problems}
                 await self._failed(exc)
             except MigrationFailedError as exc:
@@ -336,7 +338,8 @@ class Daemon:
                     raise ValidationError(problems)
                 packages = [candidate.get(name) for name in affected]
                 report = await migrator.migrate(self.engine, packages, rerun_edited=True,
-                                                partial=True, unregistered=removed, sender=self)
+                                                partial=True, unregistered=removed, sender=self,
+                                                known=list(candidate.packages.values()))
                 edited, migrated = self._changed_schemas(candidate, affected, report)
                 synced = await self._sync(candidate, edited)
                 reconciled = await self._reconcile(candidate, report, synced)

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import create_sql, give_tool, listening, running, signal_log, write_package
 
-from runtime import DependentsExistError, PackageLoadError, ValidationError
+from runtime import DependentsExistError, IsolationError, PackageLoadError, ValidationError
 from runtime.db import notify
 from runtime.dev.daemon import Daemon
 from runtime.errors import DatabaseInUseError
@@ -179,15 +179,14 @@ async def test_a_failing_migration_is_rolled_back_and_recovers(
 ) -> None:
     migration = root / "notes/migrations/0002_two.sql"
     async with running(engine, root) as daemon:
-        result = await change(log, lambda: migration.write_text(
-            "CREATE TABLE IF NOT EXISTS ydtb_two (id int);\nSELECT * FROM nope;\n"))
+        add = "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS two int;\n"
+        result = await change(log, lambda: migration.write_text(add + "SELECT * FROM nope;\n"))
         assert "notes: migration 0002_two failed at line 2" in str(result["error"])
         assert sent(log, "migration_failed")[-1]["migration"] == "0002_two"
-        assert await query(engine, "SELECT to_regclass('ydtb_two')") is None
+        assert "two" not in await columns(engine, "ydtb_notes")
         assert [m.id for m in daemon.registry.get("notes").migrations] == ["0001_create_ydtb_notes"]
 
-        result = await change(log, lambda: migration.write_text(
-            "CREATE TABLE IF NOT EXISTS ydtb_two (id int);\n"))
+        result = await change(log, lambda: migration.write_text(add))
         assert result["applied"] == ("notes 0002_two",)
 
 
@@ -470,3 +469,36 @@ async def test_ctrl_c_stops_the_daemon_within_two_seconds(
     assert code == 0
     assert b"stopped" in rest
     assert stopped_in < 2, f"stopped in {stopped_in:.1f} s"
+
+
+async def test_a_migration_that_breaks_isolation_is_refused_and_the_state_kept(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    rogue = root / "notes/migrations/0002_rogue.sql"
+    async with running(engine, root) as daemon:
+        result = await change(log, lambda: rogue.write_text(
+            "CREATE TABLE IF NOT EXISTS rogue_global (id int PRIMARY KEY, secret text);\n"))
+        assert isinstance(result["error"], IsolationError)
+        assert [p.code for p in result["error"].problems] == ["Y501"]
+        assert await query(engine, "SELECT to_regclass('rogue_global')") is None
+        assert [m.id for m in daemon.registry.get("notes").migrations] == [
+            "0001_create_ydtb_notes"]
+
+        result = await change(log, lambda: rogue.write_text(
+            "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS secret text;\n"))
+        assert (result["error"], result["applied"]) == (None, ("notes 0002_rogue",))
+
+
+async def test_start_holds_out_a_package_whose_migration_breaks_isolation(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    write_package(root, "tags", name="tags", migrations={
+        "0001_tags.sql": create_sql("ydtb_tags") + "ALTER TABLE ydtb_workspaces ADD COLUMN "
+                                                   "IF NOT EXISTS tag text;\n"})
+    async with running(engine, root) as daemon:
+        assert "notes" in daemon.registry
+        assert "tags" not in daemon.registry
+        [failed] = sent(log, "validation_failed")
+        assert failed["package"] == "tags"
+        assert [p.code for p in failed["error"].problems] == ["Y502"]
+        assert await query(engine, "SELECT to_regclass('ydtb_tags')") is None

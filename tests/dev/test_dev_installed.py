@@ -11,7 +11,7 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, install_editable, run_cli, running, signal_log, write_package
+from support import install_editable, run_cli, running, signal_log, write_package
 
 Log = list[tuple[str, dict[str, Any]]]
 
@@ -60,7 +60,8 @@ async def test_its_saves_are_applied_like_a_packages_dev_one(
             assert await columns(engine, "ydtb_inst") == ["id", "workspace_id"]
 
             mark = len(log)
-            (installed / "migrations/0002_more.sql").write_text(create_sql("ydtb_inst_more"))
+            (installed / "migrations/0002_more.sql").write_text(
+                "CREATE INDEX IF NOT EXISTS ydtb_inst_ws ON ydtb_inst (workspace_id);")
             done = await reloaded_after(log, mark)
             assert (done["error"], done["packages"], done["applied"]) == (
                 None, ("@acme/inst",), ("@acme/inst 0002_more",))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import create_sql, install_editable, run_cli, write_package
+from support import install_editable, run_cli, write_package
 
 from runtime.core.registry import DatabaseRegistry
 from runtime.errors import PackageLoadError
@@ -125,7 +125,8 @@ def test_migrate_sees_a_migration_added_to_an_editable_install(
     assert run_cli(*args)[0] == 0
     assert "unchanged since their last load" in run_cli(*args)[1]  # the load cache holds
 
-    (installed / "migrations/0002_more.sql").write_text(create_sql("ydtb_more"))
+    (installed / "migrations/0002_more.sql").write_text(
+        "CREATE INDEX IF NOT EXISTS ydtb_inst_ws ON ydtb_inst (workspace_id);")
     code, out = run_cli(*args)
 
     assert code == 0, out
