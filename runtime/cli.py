@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from runtime.config import Settings, resolve_settings
-from runtime.console import FAILED, OK, USAGE, Console, describe
+from runtime.console import FAILED, OK, USAGE, Console, crossings, describe
 from runtime.db import urls
 from runtime.errors import (
     DatabaseInUseError,
@@ -53,6 +53,8 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     if args.command == "check":
         console.line(f"ok: {len(manifest.entries)} packages valid "
                      f"({', '.join(manifest.names)}); unchanged since their last load", "ok")
+        for line in crossings(manifest):
+            console.line(line, "warn")
         return OK
     import asyncpg
 

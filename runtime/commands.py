@@ -21,6 +21,7 @@ from runtime.console import (
     PROGRAM,
     Console,
     count,
+    crossings,
     describe,
     report_signals,
     table,
@@ -155,6 +156,8 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
     console.line(f"ok: {len(packages)} packages valid ({names})"
                  + (", every migration idempotent and building its declared schema"
                     if args.db else ""), "ok")
+    for line in crossings(Manifest.of(packages)):
+        console.line(line, "warn")
     return OK
 
 

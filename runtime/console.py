@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
     # 0.25 s; the event values are imported where events are rendered.
     from runtime.core.events import Change, Difference
+    from runtime.core.manifest import Manifest
 
 __all__ = [
     "FAILED",
@@ -25,6 +26,7 @@ __all__ = [
     "USAGE",
     "Console",
     "count",
+    "crossings",
     "describe",
     "drift_hint",
     "held",
@@ -80,6 +82,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return lines
+
+
+def crossings(manifest: Manifest) -> list[str]:
+    """The lines `check` lists for keys that cross workspaces on purpose (Y116)."""
+    return [f"  {entry.name}: crosses workspaces on purpose: {crossing}"
+            for entry in manifest.entries for crossing in entry.crossings]
 
 
 def describe(error: BaseException) -> str:

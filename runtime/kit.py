@@ -23,7 +23,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, MetaData, String, Table
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from runtime.core.model import MIGRATION_ID, Migration, migration_sort_key
@@ -36,6 +44,8 @@ __all__ = [
     "load_migrations",
     "metadata",
     "workspace_column",
+    "workspace_key",
+    "workspace_reference",
     "workspace_table",
 ]
 
@@ -96,6 +106,38 @@ def workspace_table(
         The table, added to `metadata`.
     """
     return Table(name, metadata, workspace_column(), *columns_and_constraints, **table_kwargs)
+
+
+def workspace_key(*columns: str) -> UniqueConstraint:
+    """Return the unique key `(workspace_id, id)` that workspace references point at.
+
+    Put it in a table other tables reference (`workspace_reference`); `columns` are the
+    table's own key, `id` by default.
+    """
+    return UniqueConstraint("workspace_id", *(columns or ("id",)))
+
+
+def workspace_reference(
+    column: str, target: str, *, to: str = "id", ondelete: str | None = None,
+    **kwargs: Any,
+) -> ForeignKeyConstraint:
+    """Return a key from `(workspace_id, column)` to `(workspace_id, to)` of `target`.
+
+    PostgreSQL itself then refuses a row that points at a row of another workspace (rule
+    Y210). The target declares `workspace_key()`. `ondelete="SET NULL"` (or
+    `SET DEFAULT`) acts on `column` alone, keeping `workspace_id` (PostgreSQL 15+).
+
+    Example::
+
+        workspace_table("ydtb_tasks", metadata, Column("id", BigInteger, primary_key=True),
+                        Column("note_id", BigInteger),
+                        workspace_reference("note_id", "ydtb_notes", ondelete="SET NULL"))
+    """
+    if ondelete is not None and ondelete.upper() in ("SET NULL", "SET DEFAULT"):
+        ondelete = f"{ondelete.upper()} ({column})"
+    return ForeignKeyConstraint(["workspace_id", column],
+                                [f"{target}.workspace_id", f"{target}.{to}"],
+                                ondelete=ondelete, **kwargs)
 
 
 class WorkspaceScoped:

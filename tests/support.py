@@ -38,7 +38,17 @@ def register(registry):
 '''
 
 SCHEMA_PY = '''\
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 {tables}
@@ -48,16 +58,29 @@ TABLE = '''
 Table(
     {table!r}, metadata,
     Column("id", Integer, primary_key=True),
-    Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False),
+    Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+           nullable=False),
+    UniqueConstraint("workspace_id", "id"),
     {columns}
 )
 '''
 
 
+#: A `note_id` referencing `ydtb_notes` inside the workspace, as `write_package` columns.
+NOTE_REFERENCE = ['Column("note_id", Integer)',
+                  'ForeignKeyConstraint(["workspace_id", "note_id"], '
+                  '["ydtb_notes.workspace_id", "ydtb_notes.id"])']
+#: The same in SQL, for `create_sql`.
+NOTE_REFERENCE_SQL = ("note_id int", "FOREIGN KEY (workspace_id, note_id) "
+                      "REFERENCES ydtb_notes (workspace_id, id)")
+
+
 def create_sql(table: str, *columns: str) -> str:
     """SQL creating a workspace table like the ones `write_package` declares."""
     body = ",\n    ".join(["id integer PRIMARY KEY",
-                           "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id)",
+                           "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id) "
+                           "ON DELETE CASCADE",
+                           "UNIQUE (workspace_id, id)",
                            *columns])
     return f"CREATE TABLE IF NOT EXISTS {table} (\n    {body}\n);\n"
 

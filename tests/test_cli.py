@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import create_sql, run_cli, write_package
+from support import NOTE_REFERENCE, NOTE_REFERENCE_SQL, create_sql, run_cli, write_package
 
 
 @pytest.fixture
@@ -17,9 +17,8 @@ def packages(tmp_path: Path) -> Path:
     root = tmp_path / "packages"
     write_package(root, "notes", name="notes", tables={"ydtb_notes": []})
     write_package(root, "tags", name="tags", deps=["notes>=1"],
-                  tables={"ydtb_tags": ['Column("note_id", Integer, ForeignKey("ydtb_notes.id"))']},
-                  migrations={"0001_tags.sql": create_sql(
-                      "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")})
+                  tables={"ydtb_tags": NOTE_REFERENCE},
+                  migrations={"0001_tags.sql": create_sql("ydtb_tags", *NOTE_REFERENCE_SQL)})
     return root
 
 
@@ -247,3 +246,22 @@ def test_a_process_keeps_its_exit_code_and_output(packages: Path, valid: bool) -
     else:
         assert done.returncode == 1
         assert "notes: table 'notes' must be prefixed 'ydtb_'" in done.stdout + done.stderr
+
+
+def test_check_lists_the_keys_that_cross_workspaces_with_their_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIME_DATA_DIR", str(tmp_path / "data"))
+    root = tmp_path / "packages"
+    write_package(root, "notes", name="notes", tables={"ydtb_notes": []})
+    write_package(root, "links", name="links", deps=["notes"], tables={"ydtb_links": [
+        'Column("note_id", Integer, ForeignKey("ydtb_notes.id", ondelete="SET NULL", '
+        'info={"cross_workspace": "templates are shared"}))']})
+    listed = "  links: crosses workspaces on purpose: ydtb_links note_id -> ydtb_notes: " \
+             "templates are shared"
+
+    loaded = run_cli("check", "--packages", str(root), "--no-entry-points")
+    cached = run_cli("check", "--packages", str(root), "--no-entry-points")
+
+    assert loaded == (0, "ok: 3 packages valid (@ydtb/core, notes, links)\n" + listed + "\n")
+    assert cached[0] == 0 and cached[1].endswith("last load\n" + listed + "\n")

@@ -43,17 +43,21 @@ def test_basic_has_sql_and_python_migrations(registry: DatabaseRegistry) -> None
     basic = registry.get("@ydtb/basic")
 
     assert [m.id for m in basic.migrations] == [
-        "0001_create_notes", "0002_add_pinned", "0003_backfill_titles"]
+        "0001_create_notes", "0002_add_pinned", "0003_backfill_titles", "0004_workspace_key"]
     assert basic.migrations[2].statements is None
-    assert str(basic.version) == "1.0.0"
+    assert str(basic.version) == "1.1.0"
     assert [str(d) for d in basic.dependencies] == ["@ydtb/core>=1.0"]
 
 
 def test_tasks_reference_notes(registry: DatabaseRegistry) -> None:
     tasks = registry.get("@ydtb/tasks")
-    [fk] = tasks.schema.tables["ydtb_tasks"].c.note_id.foreign_keys
+    [key] = [k for k in tasks.schema.tables["ydtb_tasks"].foreign_key_constraints
+             if k.elements[0].target_fullname.startswith("ydtb_notes.")]
 
-    assert (fk.target_fullname, fk.ondelete) == ("ydtb_notes.id", "SET NULL")
+    # Inside one workspace (Y210), and deleting a note keeps the task's workspace_id.
+    assert [(e.parent.name, e.target_fullname) for e in key.elements] == [
+        ("workspace_id", "ydtb_notes.workspace_id"), ("note_id", "ydtb_notes.id")]
+    assert key.ondelete == "SET NULL (note_id)"
     assert "@ydtb/basic" in tasks.dependency_names
     assert len(tasks.migrations) >= 2
 

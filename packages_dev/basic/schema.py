@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, Identity, Index, Text, false, func
 
 from runtime.kit import metadata as new_metadata
-from runtime.kit import workspace_table
+from runtime.kit import workspace_key, workspace_table
 
 metadata = new_metadata()
 
@@ -22,4 +22,6 @@ notes = workspace_table(
     Index(None, "workspace_id", "created_at"),
     # The pinned notes shown on top of that list.
     Index(None, "workspace_id", "pinned"),
+    # Added by 0004_workspace_key: what tasks reference, inside a workspace.
+    workspace_key(),
 )

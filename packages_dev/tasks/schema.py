@@ -7,7 +7,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Text,
@@ -16,7 +15,7 @@ from sqlalchemy import (
 )
 
 from runtime.kit import metadata as new_metadata
-from runtime.kit import workspace_table
+from runtime.kit import workspace_reference, workspace_table
 
 metadata = new_metadata()
 
@@ -24,14 +23,11 @@ tasks = workspace_table(
     "ydtb_tasks",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    # A task outlives its note: deleting the note only detaches it.
-    Column(
-        "note_id",
-        BigInteger,
-        ForeignKey("ydtb_notes.id", ondelete="SET NULL"),
-        nullable=True,
-        index=True,
-    ),
+    # A task outlives its note: deleting the note only detaches it. The key includes
+    # workspace_id (0003_scope_note_reference), so a task points at its own workspace's
+    # notes only.
+    Column("note_id", BigInteger, nullable=True, index=True),
+    workspace_reference("note_id", "ydtb_notes", ondelete="SET NULL"),
     Column("title", Text, nullable=False),
     Column("done", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

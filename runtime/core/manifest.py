@@ -42,6 +42,8 @@ class Entry:
     version_text: str
     fingerprint: str
     migrations: tuple[Recorded, ...]  # in order
+    #: Its keys that cross workspaces on purpose, in words, for `check` to list.
+    crossings: tuple[str, ...] = ()
 
     @cached_property
     def version(self) -> Version:
@@ -60,9 +62,12 @@ class Manifest:
     @classmethod
     def of(cls, packages: Iterable[Package]) -> Manifest:
         """Describe `packages` (from `DatabaseRegistry.ordered()`)."""
+        from runtime.core.references import crossings  # SQLAlchemy: not on the no-op path
+
         return cls(tuple(
             Entry(p.name, p.version_text, p.fingerprint,
-                  tuple(Recorded(m.id, m.checksum) for m in p.migrations))
+                  tuple(Recorded(m.id, m.checksum) for m in p.migrations),
+                  crossings(p.tables))
             for p in packages))
 
     @property
@@ -83,8 +88,8 @@ class Manifest:
 
     def to_json(self) -> list[Any]:
         """A JSON-ready form; `from_json` reads it back."""
-        return [[e.name, e.version_text, e.fingerprint, [list(m) for m in e.migrations]]
-                for e in self.entries]
+        return [[e.name, e.version_text, e.fingerprint, [list(m) for m in e.migrations],
+                 list(e.crossings)] for e in self.entries]
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
@@ -96,7 +101,8 @@ class Manifest:
         try:
             return cls(tuple(
                 Entry(str(name), str(version), str(fingerprint),
-                      tuple(Recorded(str(i), str(c)) for i, c in migrations))
-                for name, version, fingerprint, migrations in data))
+                      tuple(Recorded(str(i), str(c)) for i, c in migrations),
+                      tuple(map(str, crossings)))
+                for name, version, fingerprint, migrations, crossings in data))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a manifest: {exc}") from exc

@@ -17,7 +17,7 @@ from packaging.version import Version
 from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from runtime.core import ddl, fingerprint, graph
+from runtime.core import ddl, fingerprint, graph, references
 from runtime.core.model import (
     MIGRATION_ID,
     Migration,
@@ -101,6 +101,7 @@ def _table_problems(package: str, table: Table) -> list[Problem]:
         found.append(problem("Y106", f"table '{table.name}' column 'workspace_id' has no foreign "
                              f"key to '{WORKSPACES_TABLE}.id'",
                              f"add ForeignKey('{WORKSPACES_TABLE}.id', ondelete='CASCADE')"))
+    found.extend(references.cascade_problems(package, table))
     return found
 
 
@@ -378,8 +379,20 @@ def _foreign_key_problems(
 ) -> list[Problem]:
     found = []
     allowed = {package.name} | graph.reachable(deps_graph, [package.name])
+
+    def resolve(target: str) -> tuple[str, Table] | None:
+        owner = next(iter(owners.get(target, ())), None)
+        if owner is None or owner not in packages or owner not in allowed:
+            return None  # Y205 or Y206 says what is wrong first
+        tables = packages[owner].schema.tables
+        return (owner, tables[target]) if target in tables else None
+
     for table in package.tables:
-        for target, column, local in ddl.foreign_key_targets(table):
+        found.extend(references.key_problems(package.name, table, resolve))
+        said: set[tuple[str, str]] = set()  # a composite key is reported once, by its column
+        targets = sorted(ddl.foreign_key_targets(table),
+                         key=lambda t: t[2].name == references.WORKSPACE_ID)
+        for target, column, local in targets:
             where = f"table '{table.name}' column '{local.name}' references '{target}.{column}'"
             if target in CORE_TABLES:
                 if column not in core_metadata.tables[target].c:
@@ -388,13 +401,17 @@ def _foreign_key_problems(
                                          "fix the column name", table=table.name))
                 continue
             target_owners = owners.get(target, [])
+            if (target, "owner") in said:
+                continue
             if not target_owners:
+                said.add((target, "owner"))
                 found.append(Problem(package.name, "Y206", f"{where}, which no registered "
                                      "package owns", "fix the name, or register and depend "
                                      "on the package that owns it", table=table.name))
                 continue
             owner = target_owners[0]
             if owner not in allowed:
+                said.add((target, "owner"))
                 found.append(Problem(package.name, "Y205", f"{where}, owned by {owner}, which "
                                      "is not a dependency", f"add '{owner}' to dependencies",
                                      table=table.name))

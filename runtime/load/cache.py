@@ -37,7 +37,7 @@ from runtime.load import packages
 
 __all__ = ["Sources", "cache_file", "lookup", "scan", "store"]
 
-_FORMAT = 2
+_FORMAT = 3
 _RACY_NS = 2_000_000_000
 _KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
 _STDLIB = os.path.dirname(os.__file__)

@@ -1,8 +1,8 @@
 """Seeded synthetic packages in the `packages_dev/` layout, for the benchmark.
 
 Package `i` of N is `@bench/pNNN` in directory `pNNN/`: five workspace tables of 4 to 8
-columns of varied types, one or two indexes each, foreign keys into the tables of 0 to 3
-earlier packages it depends on, and two migrations: `0001_create_tables` and
+columns of varied types, one or two indexes each, keys inside the workspace (Y210) into
+the tables of 0 to 3 earlier packages it depends on, and two migrations: `0001_create_tables` and
 `0002_add_<column>` (a column and an index). `schema.py` declares the shape the
 migrations produce, with the names of `runtime.kit.metadata()`'s naming convention, so
 `verify` in `bench.py` can compare the two on a database.
@@ -65,11 +65,17 @@ class ColumnSpec:
     def sa(self) -> str:
         """The column as `schema.py` declares it."""
         args = [repr(self.name), self.type.sa]
-        if self.references:
-            args.append(f'ForeignKey("{self.references}.id", ondelete="SET NULL")')
         if self.not_null:
             args += ["nullable=False", f"server_default={self.type.default_sa}"]
         return f"Column({', '.join(args)})"
+
+    def key_sa(self, table: str) -> str:
+        """Its key inside the workspace (rule Y210), as `schema.py` declares it."""
+        return (f"workspace_reference({self.name!r}, {self.references!r}, ondelete='SET NULL', "
+                f"name={self.key_name(table)!r})")
+
+    def key_name(self, table: str) -> str:
+        return f"fk_{table}_{self.name}_{self.references}"
 
 
 @dataclass(frozen=True)
@@ -236,8 +242,9 @@ def _create_table(table: TableSpec) -> str:
         f"CONSTRAINT pk_{name} PRIMARY KEY (id)",
         f"CONSTRAINT fk_{name}_workspace_id_ydtb_workspaces FOREIGN KEY (workspace_id) "
         "REFERENCES ydtb_workspaces (id) ON DELETE CASCADE",
-        *(f"CONSTRAINT fk_{name}_{c.name}_{c.references} FOREIGN KEY ({c.name}) "
-          f"REFERENCES {c.references} (id) ON DELETE SET NULL"
+        f"CONSTRAINT uq_{name}_workspace_id_id UNIQUE (workspace_id, id)",
+        *(f"CONSTRAINT {c.key_name(name)} FOREIGN KEY (workspace_id, {c.name}) "
+          f"REFERENCES {c.references} (workspace_id, id) ON DELETE SET NULL ({c.name})"
           for c in table.columns if c.references),
     ]
     body = ",\n    ".join(lines)
@@ -278,7 +285,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from runtime.kit import metadata as new_metadata
-from runtime.kit import workspace_table
+from runtime.kit import workspace_key, workspace_reference, workspace_table
 
 metadata = new_metadata()
 {tables}'''
@@ -297,6 +304,8 @@ def _schema_py(package: PackageSpec) -> str:
     tables = []
     for table in package.tables:
         items = [c.sa() for c in table.columns]
+        items += [c.key_sa(table.name) for c in table.columns if c.references]
+        items += ["workspace_key()"]
         items += [f"Index(None, {', '.join(map(repr, cols))})" for cols in table.indexes]
         tables.append(_TABLE_PY.format(name=table.name, columns=",\n    ".join(items) + ","))
     return _SCHEMA_PY.format(name=package.name, tables="".join(tables))

@@ -11,7 +11,16 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 from runtime.core import signals, validation
 from runtime.core.model import Migration, Package, Tool
@@ -33,15 +42,24 @@ def _workspace_table(metadata: MetaData, name: str, *columns: Any) -> Table:
     )
 
 
+def _reference(local: str, target: str) -> list[Any]:
+    # Between workspace tables, a key includes workspace_id (Y210); to a core table, not.
+    column = local.partition(".")[2]
+    table = target.partition(".")[0]
+    if table.startswith("ydtb_") and table not in ("ydtb_workspaces", "ydtb_tools"):
+        return [Column(column, Integer), ForeignKeyConstraint(
+            ["workspace_id", column], [f"{table}.workspace_id", target])]
+    return [Column(column, Integer, ForeignKey(target, ondelete="CASCADE"))]
+
+
 def _make_schema(*tables: str, fks: Mapping[str, str] | None = None) -> MetaData:
     metadata = MetaData()
     fks = fks or {}
     for name in tables:
-        columns = [
-            Column(local.partition(".")[2], Integer, ForeignKey(target))
-            for local, target in fks.items()
-            if local.partition(".")[0] == name
-        ]
+        columns = [item for local, target in fks.items() if local.partition(".")[0] == name
+                   for item in _reference(local, target)]
+        # What references inside a workspace point at (Y211), from this package or others.
+        columns.append(UniqueConstraint("workspace_id", "id"))
         _workspace_table(metadata, name, *columns)
     return metadata
 

@@ -130,7 +130,8 @@ def test_fingerprint_changes_when_a_type_changes() -> None:
 def test_an_untyped_foreign_key_to_the_core_takes_the_core_column_type() -> None:
     metadata = MetaData()
     table = Table("ydtb_a", metadata, Column("id", Integer, primary_key=True),
-                  Column("workspace_id", ForeignKey("ydtb_workspaces.id"), nullable=False))
+                  Column("workspace_id", ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+          nullable=False))
 
     assert "workspace_id VARCHAR(20) NOT NULL" in ddl.create_statements([table])[0]
 

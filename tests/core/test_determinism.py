@@ -15,7 +15,8 @@ from sqlalchemy import Index, UniqueConstraint, text
 md = MetaData()
 Table("ydtb_things", md,
       Column("id", Integer, primary_key=True),
-      Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False),
+      Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+          nullable=False),
       Column("a", Integer, ForeignKey("ydtb_tools.id")), Column("b", Integer, unique=True),
       Column("c", String(9), index=True), Index("ix_things_ab", "a", "b"),
       Index("ix_things_lower_c", text("lower(c)"), postgresql_where=text("a > 0")),

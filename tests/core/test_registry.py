@@ -303,7 +303,8 @@ async def _up(conn: object) -> None:
 
 
 def _workspace_id() -> Column[str]:
-    return Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False)
+    return Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+          nullable=False)
 
 
 SCHEMA = _schema(_workspace_id())

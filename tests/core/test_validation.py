@@ -120,7 +120,8 @@ def test_a_copy_of_a_core_table_is_a_reference_not_ownership() -> None:
         "ydtb_notes",
         schema,
         id_column(),
-        Column("workspace_id", String(20), ForeignKey(workspaces.c.id), nullable=False),
+        Column("workspace_id", String(20), ForeignKey(workspaces.c.id, ondelete="CASCADE"),
+               nullable=False),
     )
 
     package, problems = build(schema=schema)

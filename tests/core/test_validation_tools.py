@@ -18,7 +18,8 @@ TIMER = Tool("timer", "Timer", "Track time.", "clock")
 def schema(table: str = "ydtb_notes") -> MetaData:
     metadata = MetaData()
     Table(table, metadata, Column("id", Integer, primary_key=True),
-          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False))
+          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+          nullable=False))
     return metadata
 
 

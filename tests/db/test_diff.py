@@ -38,7 +38,8 @@ CREATE TABLE ydtb_notes (
     id integer NOT NULL,
     CONSTRAINT pk_ydtb_notes PRIMARY KEY (id),
     CONSTRAINT fk_ydtb_notes_workspace_id_ydtb_workspaces FOREIGN KEY (workspace_id)
-        REFERENCES ydtb_workspaces (id) ON DELETE CASCADE
+        REFERENCES ydtb_workspaces (id) ON DELETE CASCADE,
+    CONSTRAINT uq_ydtb_notes_workspace_id_id UNIQUE (workspace_id, id)
 );
 CREATE INDEX ix_ydtb_notes_workspace_id ON ydtb_notes (workspace_id);
 """
@@ -50,7 +51,7 @@ def notes(registry: DatabaseRegistry, declare: Declare, sql: str = "") -> Packag
     """Register `notes`: ydtb_notes with the columns `declare` adds, built by NOTES_SQL + sql."""
     metadata = kit.metadata()
     kit.workspace_table("ydtb_notes", metadata, Column("id", Integer, primary_key=True),
-                        *declare(metadata))
+                        kit.workspace_key(), *declare(metadata))
     return registry.register_database(
         package_name="notes", schema=metadata, version="1.0.0",
         migrations=[Migration("0001_notes", up=NOTES_SQL + sql)])
@@ -72,7 +73,8 @@ async def run_twice(engine: AsyncEngine, differences: Sequence[Difference]) -> N
 
 def tags(metadata: MetaData) -> list[Any]:
     kit.workspace_table("ydtb_tags", metadata, Column("id", Integer, primary_key=True),
-                        Column("note_id", Integer, ForeignKey("ydtb_notes.id")))
+                        Column("note_id", Integer),
+                        kit.workspace_reference("note_id", "ydtb_notes"))
     return []
 
 
@@ -200,7 +202,8 @@ async def test_foreign_keys_into_a_dependency_resolve(engine: AsyncEngine) -> No
     notes(registry, lambda md: [])
     metadata = kit.metadata()
     Table("ydtb_tags", metadata, Column("id", Integer, primary_key=True),
-          kit.workspace_column(), Column("note_id", Integer, ForeignKey("ydtb_notes.id")))
+          kit.workspace_column(), Column("note_id", Integer),
+          kit.workspace_reference("note_id", "ydtb_notes"))
     tags_package = registry.register_database(
         package_name="tags", schema=metadata, version="1.0.0", dependencies=["notes"])
     packages = registry.ordered()

@@ -15,6 +15,7 @@ from runtime import (
     LedgerConflictError,
     Migration,
     MigrationFailedError,
+    kit,
     signals,
 )
 from runtime.db import checks, migrator
@@ -26,19 +27,29 @@ from runtime.db.run import MigrationReport
 def schema(*tables: str, fks: dict[str, str] | None = None) -> MetaData:
     metadata = MetaData()
     for name in tables:
-        extra = [Column(c.split(".")[1], Integer, ForeignKey(t))
-                 for c, t in (fks or {}).items() if c.split(".")[0] == name]
+        # Keys between workspace tables include workspace_id (Y210).
+        extra = [item for c, t in (fks or {}).items() if c.split(".")[0] == name
+                 for item in (Column(c.split(".")[1], Integer),
+                              kit.workspace_reference(c.split(".")[1], t.split(".")[0]))]
         Table(name, metadata, Column("id", Integer, primary_key=True),
-              Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"),
-                     nullable=False), *extra)
+              Column("workspace_id", String(20),
+                     ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"), nullable=False),
+              kit.workspace_key(), *extra)
     return metadata
 
 
 def create(table: str, *extra: str) -> str:
     columns = ", ".join(["id int PRIMARY KEY",
-                         "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id)",
+                         "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id) "
+                         "ON DELETE CASCADE", "UNIQUE (workspace_id, id)",
                          *extra])
     return f"CREATE TABLE IF NOT EXISTS {table} ({columns})"
+
+
+def reference(target: str) -> tuple[str, str]:
+    """SQL of `{target}_id`, referencing `ydtb_{target}` inside the workspace."""
+    return (f"{target}_id int", f"FOREIGN KEY (workspace_id, {target}_id) "
+            f"REFERENCES ydtb_{target} (workspace_id, id)")
 
 
 def register(registry: DatabaseRegistry, name: str, migrations: Sequence[Migration],
@@ -52,9 +63,9 @@ def register(registry: DatabaseRegistry, name: str, migrations: Sequence[Migrati
 def registry() -> DatabaseRegistry:
     """Three packages: c depends on b depends on a, with foreign keys along the way."""
     registry = DatabaseRegistry()
-    register(registry, "c", [Migration("0001_c", create("ydtb_c", "b_id int REFERENCES ydtb_b"))],
+    register(registry, "c", [Migration("0001_c", create("ydtb_c", *reference("b"))),],
              "ydtb_c", deps=["b"], fks={"ydtb_c.b_id": "ydtb_b.id"})
-    register(registry, "b", [Migration("0001_b", create("ydtb_b", "a_id int REFERENCES ydtb_a"))],
+    register(registry, "b", [Migration("0001_b", create("ydtb_b", *reference("a"))),],
              "ydtb_b", deps=["a>=1"], fks={"ydtb_b.a_id": "ydtb_a.id"})
     register(registry, "a", [Migration("0001_a", create("ydtb_a"))], "ydtb_a")
     return registry

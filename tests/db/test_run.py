@@ -29,12 +29,13 @@ def test_only_the_run_writes_the_ledger() -> None:
 def _register(registry: DatabaseRegistry, name: str, sql: str) -> None:
     metadata = MetaData()
     Table(f"ydtb_{name}", metadata, Column("id", Integer, primary_key=True),
-          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False))
+          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+          nullable=False))
     registry.register_database(
         package_name=name, schema=metadata, version="1.0.0",
         migrations=[Migration("0001_create", f"CREATE TABLE IF NOT EXISTS ydtb_{name} "
                               "(id int PRIMARY KEY, workspace_id varchar(20) NOT NULL "
-                              f"REFERENCES ydtb_workspaces(id)){sql}")])
+                              f"REFERENCES ydtb_workspaces(id) ON DELETE CASCADE){sql}")])
 
 
 async def _kinds(engine: AsyncEngine) -> dict[tuple[str, str], str]:

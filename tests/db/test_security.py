@@ -20,14 +20,16 @@ from runtime.db.workspace import current_workspace, set_workspace, workspace_con
 from runtime.errors import RowLevelSecurityError
 
 CREATE = ("CREATE TABLE IF NOT EXISTS ydtb_secrets (id int PRIMARY KEY, "
-          "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id), body text)")
+          "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id) ON DELETE CASCADE, "
+          "body text)")
 
 
 def register(registry: DatabaseRegistry, *, rls: bool = True, version: str = "1.0.0",
              migrations: list[str] | None = None) -> None:
     metadata = MetaData()
     Table("ydtb_secrets", metadata, Column("id", Integer, primary_key=True),
-          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False),
+          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+          nullable=False),
           Column("body", String))
     registry.register_database(
         package_name="@t/secrets", schema=metadata, version=version, row_level_security=rls,

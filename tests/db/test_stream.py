@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, event, text
+from sqlalchemy import Column, Integer, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from support import create_sql
+from support import NOTE_REFERENCE_SQL, create_sql
 
-from runtime import DatabaseRegistry, Migration, Package
+from runtime import DatabaseRegistry, Migration, Package, kit
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db.stream import migrate_as_loaded
 from runtime.kit import metadata, workspace_table
@@ -32,18 +32,18 @@ def registry_of_two(*tags_after: Migration) -> DatabaseRegistry:
     registry = DatabaseRegistry(send_signals=False)
     notes = metadata()
     workspace_table("ydtb_notes", notes, Column("id", Integer, primary_key=True),
-                    Column("more", Integer))
+                    Column("more", Integer), kit.workspace_key())
     registry.register_database(
         package_name="notes", schema=notes, version="1.0.0",
         migrations=[Migration("0001_notes", create_sql("ydtb_notes")),
                     Migration("0002_more", "ALTER TABLE ydtb_notes ADD COLUMN more int")])
     tags = metadata()
     workspace_table("ydtb_tags", tags, Column("id", Integer, primary_key=True),
-                    Column("note_id", Integer, ForeignKey("ydtb_notes.id")))
+                    Column("note_id", Integer), kit.workspace_reference("note_id", "ydtb_notes"))
     registry.register_database(
         package_name="tags", schema=tags, version="1.0.0", dependencies=["notes>=1"],
         migrations=[Migration("0001_tags", create_sql(
-            "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")), *tags_after])
+            "ydtb_tags", *NOTE_REFERENCE_SQL)), *tags_after])
     return registry
 
 

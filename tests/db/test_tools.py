@@ -31,9 +31,10 @@ def register(registry: DatabaseRegistry, name: str, tools: Sequence[Tool],
     table = "ydtb_" + name.rpartition("/")[2]
     metadata = MetaData()
     Table(table, metadata, Column("id", Integer, primary_key=True),
-          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id"), nullable=False))
+          Column("workspace_id", String(20), ForeignKey("ydtb_workspaces.id", ondelete="CASCADE"),
+          nullable=False))
     create = (f"CREATE TABLE IF NOT EXISTS {table} (id int PRIMARY KEY, "
-              "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id))")
+              "workspace_id varchar(20) NOT NULL REFERENCES ydtb_workspaces(id) ON DELETE CASCADE)")
     registry.register_database(package_name=name, schema=metadata, version=version,
                                migrations=[Migration("0001_create", create)], tools=tools,
                                **options)

@@ -16,7 +16,16 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, give_tool, listening, running, signal_log, write_package
+from support import (
+    NOTE_REFERENCE,
+    NOTE_REFERENCE_SQL,
+    create_sql,
+    give_tool,
+    listening,
+    running,
+    signal_log,
+    write_package,
+)
 
 from runtime import DependentsExistError, IsolationError, PackageLoadError, ValidationError
 from runtime.db import notify
@@ -101,10 +110,9 @@ async def test_a_new_package_directory_is_registered(
     engine: AsyncEngine, root: Path, tmp_path: Path, log: Log
 ) -> None:
     staged = write_package(tmp_path, "tags", name="tags", deps=["notes"],
-                           tables={"ydtb_tags": ['Column("note_id", Integer, '
-                                                 'ForeignKey("ydtb_notes.id"))']},
+                           tables={"ydtb_tags": NOTE_REFERENCE},
                            migrations={"0001_tags.sql": create_sql(
-                               "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")})
+                               "ydtb_tags", *NOTE_REFERENCE_SQL)})
     async with running(engine, root) as daemon:
         result = await change(log, lambda: shutil.move(staged, root / "tags"),
                               until=lambda r: "tags" in r["packages"])
@@ -139,9 +147,8 @@ async def test_a_dependent_is_revalidated_and_a_breaking_change_refused(
     engine: AsyncEngine, root: Path, log: Log
 ) -> None:
     write_package(root, "tags", name="tags", deps=["notes"],
-                  tables={"ydtb_tags": ['Column("note_id", Integer, ForeignKey("ydtb_notes.id"))']},
-                  migrations={"0001_tags.sql": create_sql(
-                      "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")})
+                  tables={"ydtb_tags": NOTE_REFERENCE},
+                  migrations={"0001_tags.sql": create_sql("ydtb_tags", *NOTE_REFERENCE_SQL)})
     async with running(engine, root) as daemon:
         before = daemon.registry.get("notes")
         schema_py = root / "notes/schema.py"

@@ -10,14 +10,12 @@ import anyio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, write_package
+from support import NOTE_REFERENCE, NOTE_REFERENCE_SQL, create_sql, write_package
 
 from runtime import DatabaseRegistry, LedgerConflictError, MigrationFailedError, signals
 from runtime.db import ledger
 from runtime.db.engine import driver
 from runtime.load.pipeline import _queued, load_and_migrate
-
-FK = 'Column("note_id", Integer, ForeignKey("ydtb_notes.id"))'
 
 
 @pytest.fixture
@@ -26,9 +24,8 @@ def root(tmp_path: Path) -> Path:
     root = tmp_path / "packages"
     write_package(root, "z_notes", name="notes", tables={"ydtb_notes": []})
     write_package(root, "a_tags", name="tags", deps=["notes>=1"],
-                  tables={"ydtb_tags": [FK]},
-                  migrations={"0001_tags.sql": create_sql(
-                      "ydtb_tags", "note_id int REFERENCES ydtb_notes(id)")})
+                  tables={"ydtb_tags": NOTE_REFERENCE},
+                  migrations={"0001_tags.sql": create_sql("ydtb_tags", *NOTE_REFERENCE_SQL)})
     return root
 
 
@@ -71,7 +68,7 @@ async def test_a_second_run_applies_nothing(engine: AsyncEngine, root: Path) -> 
 
 async def test_an_invalid_set_applies_nothing(engine: AsyncEngine, root: Path) -> None:
     # tags references ydtb_notes without depending on notes: found once all have loaded.
-    write_package(root, "a_tags", name="tags", tables={"ydtb_tags": [FK]},
+    write_package(root, "a_tags", name="tags", tables={"ydtb_tags": NOTE_REFERENCE},
                   migrations={"0001_tags.sql": create_sql("ydtb_tags", "note_id int")})
 
     outcome = await run(engine, root)
