@@ -12,7 +12,9 @@ __all__ = [
     "DEV_KIND",
     "DEV_PREFIX",
     "LEDGER_TABLE",
+    "OWNED_TABLES",
     "PACKAGES_TABLE",
+    "TABLES_MIGRATION",
     "UNREGISTERED",
     "WORKSPACES_TABLE",
 ]
@@ -22,6 +24,10 @@ CORE_VERSION = "1.0.0"
 WORKSPACES_TABLE = "ydtb_workspaces"
 LEDGER_TABLE = "ydtb_schema_migrations"
 PACKAGES_TABLE = "ydtb_packages"
+#: The tables each package's schema declared when it was last recorded.
+OWNED_TABLES = "ydtb_package_tables"
+#: The core's migration creating `OWNED_TABLES`.
+TABLES_MIGRATION = "0002_package_tables"
 
 #: The fingerprint `ydtb_packages` records for a package once it is unregistered and its
 #: tools deactivated: a later full run sees it and does not deactivate them again, and a

@@ -1,9 +1,15 @@
-"""The ledger's SQL: `ydtb_schema_migrations` and `ydtb_packages`, read and written here only.
+"""The ledger's SQL: `ydtb_schema_migrations`, `ydtb_packages` and `ydtb_package_tables`,
+read and written here only.
 
 One reader, `read_ledger`, for every question about what was applied: the pipeline's
 plan, `status`, the dev daemon's closure and the load cache's no-op check. The writes
 are called by one caller, `runtime.db.run.Run`, which every way of applying goes
 through (as Django's recorder is the only writer of `django_migrations`).
+
+The tables each package declared are recorded with it (`write_packages`) and read apart
+(`read_tables`): only `status` and `uninstall` ask whose a table was, and a database
+migrated before the core's second migration has no such table yet, which must not
+fail the pipeline's one read.
 
 Talks to the asyncpg connection underneath SQLAlchemy's: the pipeline's statements are
 few, fixed and hot (the no-op run is one ledger read), so they skip the ORM layers. This
@@ -24,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from runtime.core.names import DEV_KIND, LEDGER_TABLE, PACKAGES_TABLE
+from runtime.core.names import DEV_KIND, LEDGER_TABLE, OWNED_TABLES, PACKAGES_TABLE
 from runtime.core.recorded import Ledger
 
 if TYPE_CHECKING:
@@ -35,6 +41,7 @@ __all__ = [
     "LedgerRow",
     "forget_dev_changes",
     "read_ledger",
+    "read_tables",
     "write_packages",
     "write_rows",
 ]
@@ -68,6 +75,13 @@ ON CONFLICT (package) DO UPDATE SET
     version = EXCLUDED.version, schema_fingerprint = EXCLUDED.schema_fingerprint,
     updated_at = now()
 """
+
+_UPSERT_TABLES = f"""
+INSERT INTO {OWNED_TABLES} (package, tables) VALUES ($1, $2)
+ON CONFLICT (package) DO UPDATE SET tables = EXCLUDED.tables
+"""
+
+_READ_TABLES = f"SELECT package, tables FROM {OWNED_TABLES}"
 
 
 class Kind(enum.StrEnum):
@@ -123,10 +137,26 @@ async def write_rows(conn: asyncpg.Connection, rows: Sequence[LedgerRow]) -> Non
 
 
 async def write_packages(conn: asyncpg.Connection, packages: Iterable[Package]) -> None:
-    """Record each package's version and schema fingerprint (`Run` is the one caller)."""
-    rows = [(p.name, p.version_text, p.fingerprint) for p in packages]
-    if rows:
-        await conn.executemany(_UPSERT_PACKAGE, rows)
+    """Record each package's version, schema fingerprint and tables (`Run` is the one caller)."""
+    packages = list(packages)
+    if packages:
+        await conn.executemany(_UPSERT_PACKAGE,
+                               [(p.name, p.version_text, p.fingerprint) for p in packages])
+        await conn.executemany(_UPSERT_TABLES,
+                               [(p.name, sorted(p.table_names)) for p in packages])
+
+
+async def read_tables(conn: asyncpg.Connection) -> dict[str, tuple[str, ...]]:
+    """Read the tables each package declared when it was last recorded, sorted, by name.
+
+    A package recorded before the core's `0002_package_tables` has none: its tables are
+    not known (and none are before that migration ran).
+    """
+    try:
+        rows = await conn.fetch(_READ_TABLES)
+    except asyncpg.UndefinedTableError:
+        return {}
+    return {row[0]: tuple(sorted(row[1])) for row in rows}
 
 
 async def forget_dev_changes(conn: asyncpg.Connection, package: str) -> list[str]:
