@@ -26,12 +26,13 @@ from runtime.console import (
     table,
 )
 from runtime.core import graph
+from runtime.core.leftovers import Leftovers
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
 from runtime.core.plan import PackageStatus, package_status
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import engine, ledger, migrator, urls
+from runtime.db import engine, ledger, leftovers, migrator, urls
 from runtime.errors import PackageNotFoundError, ProblemsError, RegistryError
 from runtime.load import cache, loader, pipeline
 from runtime.load.packages import migrations_directory
@@ -163,19 +164,26 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
     if packages is None:
         return FAILED
     async with engine.open_database(settings) as db, db.connect() as conn:
-        statuses = package_status(packages, await ledger.read_ledger(await engine.driver(conn)))
+        raw = await engine.driver(conn)
+        recorded = await ledger.read_ledger(raw)
+        statuses = package_status(packages, recorded)
         drift = await _schema_drift(conn, packages, statuses)
+        found = await leftovers.read_leftovers(raw, packages, recorded)
     if args.json:
-        console.line(json.dumps([{
+        console.line(json.dumps({"packages": [{
             "package": s.package, "version": s.version, "recorded_version": s.recorded_version,
             "applied": list(s.applied), "pending": list(s.pending), "edited": list(s.edited),
             "unknown": list(s.unknown), "dev": list(s.dev), "up_to_date": s.up_to_date,
             "schema_drift": [{"kind": d.kind, "table": d.table, "name": d.name,
                               "words": d.words, "destructive": d.destructive}
                              for d in drift.get(s.package, [])],
-        } for s in statuses], indent=2))
+        } for s in statuses], "removed": [{
+            "package": r.package, "version": r.version,
+            "tables": None if r.tables is None else list(r.tables), "ledger_rows": r.rows,
+        } for r in found.removed], "unowned_tables": list(found.unowned)}, indent=2))
     else:
         _print_status(console, statuses, drift)
+        _print_leftovers(console, found)
     return FAILED if any(s.edited for s in statuses) or any(drift.values()) else OK
 
 
@@ -214,6 +222,27 @@ def _print_status(
             console.line(f"{console.style(status.package, 'name')}: dev changes not in a "
                          f"migration yet ({', '.join(status.dev)}); write one: "
                          f"{PROGRAM} makemigration {status.package}", "dim")
+
+
+def _print_leftovers(console: Console, found: Leftovers) -> None:
+    """Say what the database holds that no registered package owns, and what to do."""
+    for removed in found.removed:
+        name = console.style(removed.package, "name")
+        if removed.tables is None:
+            what = ("the ledger does not record its tables, as it was recorded before it "
+                    "kept them: look among the tables no package owns")
+        elif removed.tables:
+            what = f"its tables are still in the database: {', '.join(removed.tables)}"
+        else:
+            what = "none of its tables is left"
+        console.line(f"{name} {removed.version or ''}".rstrip() + f": not registered any "
+                     f"more; {what} ({PROGRAM} uninstall {removed.package} --purge to remove "
+                     "its tables and records, or register it again)", "warn")
+    if found.unowned:
+        each = "it" if len(found.unowned) == 1 else "each"
+        console.line(f"{count(len(found.unowned), 'table')} no package owns: "
+                     f"{', '.join(found.unowned)} (declare {each} in a package's schema.py, "
+                     "or drop it)", "warn")
 
 
 async def _graph(args: argparse.Namespace, settings: Settings, console: Console) -> int:

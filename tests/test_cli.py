@@ -107,7 +107,7 @@ def test_status_shows_versions_pending_and_drift(packages: Path, database_url: s
         "tags        1.0.0    1.0.0     1        0002_more  -",
     ]
     code, out = run_cli(*args("status", packages, database_url, "--json"))
-    tags = json.loads(out)[2]
+    tags = json.loads(out)["packages"][2]
     assert (tags["package"], tags["pending"], tags["up_to_date"]) == ("tags", ["0002_more"], False)
 
 

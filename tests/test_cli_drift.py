@@ -51,7 +51,7 @@ def test_status_shows_schema_drift_in_plain_words(root: Path, database_url: str)
         "  table ydtb_notes: column color declared but missing\n"))
     code, out = run("status", "--json", root=root, url=database_url)
     assert code == 1
-    assert json.loads(out)[1]["schema_drift"] == [{
+    assert json.loads(out)["packages"][1]["schema_drift"] == [{
         "kind": "add_column", "table": "ydtb_notes", "name": "color",
         "words": "table ydtb_notes: column color declared but missing", "destructive": False}]
 

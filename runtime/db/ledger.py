@@ -152,11 +152,10 @@ async def read_tables(conn: asyncpg.Connection) -> dict[str, tuple[str, ...]]:
     A package recorded before the core's `0002_package_tables` has none: its tables are
     not known (and none are before that migration ran).
     """
-    try:
-        rows = await conn.fetch(_READ_TABLES)
-    except asyncpg.UndefinedTableError:
+    # Asked first, not caught: a failing statement would abort the caller's transaction.
+    if await conn.fetchval("SELECT to_regclass($1)", OWNED_TABLES) is None:
         return {}
-    return {row[0]: tuple(sorted(row[1])) for row in rows}
+    return {row[0]: tuple(sorted(row[1])) for row in await conn.fetch(_READ_TABLES)}
 
 
 async def forget_dev_changes(conn: asyncpg.Connection, package: str) -> list[str]:
