@@ -15,6 +15,7 @@ __all__ = [
     "OWNED_TABLES",
     "PACKAGES_TABLE",
     "TABLES_MIGRATION",
+    "UNINSTALLED",
     "UNREGISTERED",
     "WORKSPACES_TABLE",
 ]
@@ -33,6 +34,11 @@ TABLES_MIGRATION = "0002_package_tables"
 #: tools deactivated: a later full run sees it and does not deactivate them again, and a
 #: package registered again differs from it, so its run re-records it and its tools.
 UNREGISTERED = "unregistered"
+
+#: The fingerprint of a package `uninstall` took out keeping its data: as `UNREGISTERED`
+#: (its tools deactivated, a registration again differs from it), and said apart by
+#: `status`, as someone chose it.
+UNINSTALLED = "uninstalled"
 
 #: The ledger `kind` of a schema change the dev daemon applied from a declared schema.
 DEV_KIND = "dev"

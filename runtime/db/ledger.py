@@ -19,6 +19,9 @@ either is loaded.
 Rows of kind `dev` are schema changes the dev daemon applied from a declared schema;
 they are read apart from migrations (`Ledger.dev`) and deleted once a migration takes
 them over (`forget_dev_changes`).
+
+`uninstall` marks a package it keeps the data of (`mark_uninstalled`), or deletes every
+row of a package it purges (`forget_package`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from runtime.core.names import DEV_KIND, LEDGER_TABLE, OWNED_TABLES, PACKAGES_TABLE
+from runtime.core.names import DEV_KIND, LEDGER_TABLE, OWNED_TABLES, PACKAGES_TABLE, UNINSTALLED
 from runtime.core.recorded import Ledger
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ __all__ = [
     "Kind",
     "LedgerRow",
     "forget_dev_changes",
+    "forget_package",
+    "mark_uninstalled",
     "read_ledger",
     "read_tables",
     "write_packages",
@@ -82,6 +87,24 @@ ON CONFLICT (package) DO UPDATE SET tables = EXCLUDED.tables
 """
 
 _READ_TABLES = f"SELECT package, tables FROM {OWNED_TABLES}"
+
+# A package known by its migration rows alone (recorded by a runtime that did not record
+# packages) gets a record, with the version of its last migration.
+_MARK_UNINSTALLED = f"""
+INSERT INTO {PACKAGES_TABLE} (package, version, schema_fingerprint)
+SELECT $1::text, coalesce(
+    (SELECT version FROM {PACKAGES_TABLE} WHERE package = $1::text),
+    (SELECT package_version FROM {LEDGER_TABLE} WHERE package = $1::text
+     ORDER BY applied_at DESC LIMIT 1)), '{UNINSTALLED}'
+ON CONFLICT (package) DO UPDATE SET
+    schema_fingerprint = EXCLUDED.schema_fingerprint, updated_at = now()
+"""
+
+_FORGET_PACKAGE = f"""
+WITH migrations AS (DELETE FROM {LEDGER_TABLE} WHERE package = $1),
+     tables AS (DELETE FROM {OWNED_TABLES} WHERE package = $1)
+DELETE FROM {PACKAGES_TABLE} WHERE package = $1
+"""
 
 
 class Kind(enum.StrEnum):
@@ -165,3 +188,20 @@ async def forget_dev_changes(conn: asyncpg.Connection, package: str) -> list[str
         The ids of the rows deleted, sorted.
     """
     return sorted(row[0] for row in await conn.fetch(_FORGET_DEV, package))
+
+
+async def mark_uninstalled(conn: asyncpg.Connection, package: str) -> None:
+    """Record `package` as uninstalled with its data kept (`Run` is the one caller).
+
+    Its version stays, so a downgrade is still refused when it comes back; its migrations
+    stay applied; a registration again differs from the mark, so it is recorded afresh.
+    """
+    await conn.execute(_MARK_UNINSTALLED, package)
+
+
+async def forget_package(conn: asyncpg.Connection, package: str) -> None:
+    """Delete every ledger row of `package`: migrations, dev changes, record and tables.
+
+    `Run` is the one caller, for a purge: registered again, it installs afresh.
+    """
+    await conn.execute(_FORGET_PACKAGE, package)

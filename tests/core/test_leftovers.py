@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runtime.core.leftovers import Leftovers, Removed, find_leftovers
+import pytest
+
+from runtime.core.leftovers import Leftovers, Removed, Uninstall, find_leftovers, plan_uninstall
 from runtime.core.model import Package
 from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_TABLES
+from runtime.errors import UninstallRefusedError
 
 
 def test_each_table_is_listed_once_under_whom_it_was_recorded_for(
@@ -42,3 +45,33 @@ def test_a_database_holding_only_what_is_registered_has_no_leftovers(
 
     assert find_leftovers(registry.ordered(), ledger, {}, {*CORE_TABLES, "ydtb_notes"}) == \
         Leftovers()
+
+
+def test_a_purge_keeps_a_table_another_removed_package_recorded_too(
+    registry: DatabaseRegistry,
+) -> None:
+    core = registry.ordered()
+    ledger = Ledger(applied={("@ydtb/core", m.id): m.checksum for m in core[0].migrations},
+                    recorded={"old": ("1.0.0", "f"), "newer": ("2.0.0", "uninstalled")})
+    tables = {"old": ("ydtb_old", "ydtb_moved"), "newer": ("ydtb_moved",)}
+    found = find_leftovers(core, ledger, tables, {*CORE_TABLES, "ydtb_old", "ydtb_moved"})
+
+    def plan(name: str, purge: bool) -> Uninstall:
+        return plan_uninstall(name, purge=purge, registered=core, ledger=ledger,
+                              leftovers=found, tables=tables)
+
+    assert (plan("old", True).drop, plan("old", True).shared) == (("ydtb_old",), ("ydtb_moved",))
+    assert plan("old", False).drop == () and not plan("old", False).done
+    assert plan("newer", False).done and not plan("newer", True).done
+
+
+def test_uninstall_waits_for_the_ledger_to_be_as_new_as_the_runtime(
+    registry: DatabaseRegistry,
+) -> None:
+    core = registry.ordered()
+    ledger = Ledger(applied={("@ydtb/core", "0001_core_tables"): "c"},
+                    recorded={"old": ("1.0.0", "f")})
+
+    with pytest.raises(UninstallRefusedError, match="run python -m runtime migrate first"):
+        plan_uninstall("old", purge=True, registered=core, ledger=ledger,
+                       leftovers=find_leftovers(core, ledger, {}, set()), tables={})
