@@ -1,5 +1,5 @@
-"""`python -m runtime COMMAND`: migrate, check, status, graph, makemigration (and `dev`,
-the daemon).
+"""`python -m runtime COMMAND`: migrate, check, status, graph, makemigration, uninstall
+(and `dev`, the daemon).
 
 The only module that reads `os.environ` and turns errors into exit codes:
 0 success, 1 validation or migration errors, 2 usage or connection errors.
@@ -118,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
                                help="write a package's schema changes as a migration")
     make.add_argument("package", metavar="PACKAGE", help="the package, e.g. @ydtb/basic")
     make.add_argument("--name", help="the file name after its number (default: derived)")
+    uninstall = commands.add_parser(
+        "uninstall", parents=[common],
+        help="remove a package no longer registered from the database, keeping its data "
+        "unless --purge")
+    uninstall.add_argument("package", metavar="PACKAGE", help="the package, e.g. @ydtb/basic")
+    uninstall.add_argument("--purge", action="store_true",
+                           help="also drop its tables and delete its ledger rows and tools: "
+                           "registered again, it installs afresh")
+    uninstall.add_argument("--plan", action="store_true", help="say what it would do, change "
+                           "nothing")
     return parser
 
 

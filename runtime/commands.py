@@ -27,13 +27,19 @@ from runtime.console import (
     table,
 )
 from runtime.core import graph
+from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
 from runtime.core.plan import PackageStatus, package_status
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import engine, ledger, migrator, urls
-from runtime.errors import PackageNotFoundError, ProblemsError, RegistryError
+from runtime.db import engine, ledger, leftovers, migrator, urls
+from runtime.errors import (
+    PackageNotFoundError,
+    ProblemsError,
+    RegistryError,
+    UninstallRefusedError,
+)
 from runtime.load import cache, loader, pipeline
 from runtime.load.packages import migrations_directory
 
@@ -48,10 +54,17 @@ __all__ = ["COMMANDS", "Command"]
 Command = Callable[[argparse.Namespace, Settings, Console], Coroutine[Any, Any, int]]
 
 
-def _load(args: argparse.Namespace, settings: Settings, console: Console) -> list[Package] | None:
+def _load(
+    args: argparse.Namespace, settings: Settings, console: Console, *,
+    uninstalling: str | None = None,
+) -> list[Package] | None:
     """Load and resolve the packages; print every problem and return None on failure.
 
     A good load is kept in the load cache (`runtime.load.cache`) for the next command.
+
+    Args:
+        uninstalling: the package `uninstall` takes away: registered packages that
+            depend on it refuse it (`UninstallRefusedError`), rather than fail the load.
     """
     # Scanned before loading: a file saved while the load runs is newer than the cache.
     sources = None if args.no_cache else cache.scan(settings.packages)
@@ -65,7 +78,21 @@ def _load(args: argparse.Namespace, settings: Settings, console: Console) -> lis
             packages = registry.ordered()
         except ProblemsError as exc:
             problems = exc
+            if uninstalling is not None:
+                _refuse_dependents(uninstalling, exc)
         return _loaded(args, settings, console, result, problems, sources, packages)
+
+
+def _refuse_dependents(package: str, problems: ProblemsError) -> None:
+    """Refuse to uninstall `package` while registered packages depend on it (Y201)."""
+    dependents = sorted({p.package for p in problems.problems
+                         if p.code == "Y201" and p.dependency == package})
+    if dependents:
+        one = len(dependents) == 1
+        raise UninstallRefusedError(
+            package, f"{', '.join(dependents)} depend{'s' if one else ''} on it",
+            f"take {'it' if one else 'them'} out of the packages too, or drop "
+            f"{'its' if one else 'their'} dependency on {package}, first")
 
 
 def _loaded(
@@ -166,19 +193,27 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
     if packages is None:
         return FAILED
     async with engine.open_database(settings) as db, db.connect() as conn:
-        statuses = package_status(packages, await ledger.read_ledger(await engine.driver(conn)))
+        raw = await engine.driver(conn)
+        recorded = await ledger.read_ledger(raw)
+        statuses = package_status(packages, recorded)
         drift = await _schema_drift(conn, packages, statuses)
+        found = await leftovers.read_leftovers(raw, packages, recorded)
     if args.json:
-        console.line(json.dumps([{
+        console.line(json.dumps({"packages": [{
             "package": s.package, "version": s.version, "recorded_version": s.recorded_version,
             "applied": list(s.applied), "pending": list(s.pending), "edited": list(s.edited),
             "unknown": list(s.unknown), "dev": list(s.dev), "up_to_date": s.up_to_date,
             "schema_drift": [{"kind": d.kind, "table": d.table, "name": d.name,
                               "words": d.words, "destructive": d.destructive}
                              for d in drift.get(s.package, [])],
-        } for s in statuses], indent=2))
+        } for s in statuses], "removed": [{
+            "package": r.package, "version": r.version,
+            "tables": None if r.tables is None else list(r.tables), "ledger_rows": r.rows,
+            "uninstalled": r.uninstalled,
+        } for r in found.removed], "unowned_tables": list(found.unowned)}, indent=2))
     else:
         _print_status(console, statuses, drift)
+        _print_leftovers(console, found)
     return FAILED if any(s.edited for s in statuses) or any(drift.values()) else OK
 
 
@@ -217,6 +252,81 @@ def _print_status(
             console.line(f"{console.style(status.package, 'name')}: dev changes not in a "
                          f"migration yet ({', '.join(status.dev)}); write one: "
                          f"{PROGRAM} makemigration {status.package}", "dim")
+
+
+def _print_leftovers(console: Console, found: Leftovers) -> None:
+    """Say what the database holds that no registered package owns, and what to do."""
+    for removed in found.removed:
+        name = console.style(removed.package, "name")
+        if removed.tables is None:
+            what = ("the ledger does not record its tables, as it was recorded before it "
+                    "kept them: look among the tables no package owns")
+        elif removed.tables:
+            what = f"its tables are still in the database: {', '.join(removed.tables)}"
+        else:
+            what = "none of its tables is left"
+        state = ("uninstalled, its data kept" if removed.uninstalled
+                 else "not registered any more")
+        console.line(f"{name} {removed.version or ''}".rstrip() + f": {state}; {what} "
+                     f"({PROGRAM} uninstall {removed.package} --purge to remove its tables "
+                     "and records, or register it again)",
+                     "dim" if removed.uninstalled else "warn")
+    if found.unowned:
+        each = "it" if len(found.unowned) == 1 else "each"
+        console.line(f"{count(len(found.unowned), 'table')} no package owns: "
+                     f"{', '.join(found.unowned)} (declare {each} in a package's schema.py, "
+                     "or drop it)", "warn")
+
+
+async def _uninstall(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    packages = _load(args, settings, console, uninstalling=args.package)
+    if packages is None:
+        return FAILED
+    async with engine.open_database(settings) as db:
+        plan = await leftovers.uninstall(db, packages, args.package, purge=args.purge,
+                                         apply=not args.plan)
+    _print_uninstall(console, plan, planned=args.plan)
+    return OK
+
+
+def _print_uninstall(console: Console, plan: Uninstall, *, planned: bool) -> None:
+    name = console.style(plan.name, "name")
+    if plan.done:
+        console.line(f"{name} is uninstalled already, its data kept (to drop its tables and "
+                     f"records: {PROGRAM} uninstall {plan.name} --purge)", "ok")
+        return
+    how = "purging it" if plan.purge else "keeping its data"
+    head = f"{name} {plan.removed.version or ''}".rstrip()
+    console.line(f"would uninstall {head}, {how} (--plan: nothing changed):" if planned
+                 else f"uninstalled {head}, {how}:", "dim" if planned else "ok")
+    for line in _purged(plan) if plan.purge else _kept(plan):
+        console.line(f"  {line}")
+
+
+def _purged(plan: Uninstall) -> Iterator[str]:
+    """What a purge does, in words."""
+    if plan.drop:
+        yield f"tables dropped: {', '.join(plan.drop)}"
+    if plan.shared:
+        yield f"tables kept, recorded for another package too: {', '.join(plan.shared)}"
+    if plan.removed.tables is None:
+        yield ("no table dropped: the ledger does not record its tables; drop them among the "
+               f"tables no package owns ({PROGRAM} status lists them)")
+    if plan.tools:
+        yield f"tools deleted, with the workspaces' choices of them: {', '.join(plan.tools)}"
+    yield (f"ledger: its {count(plan.removed.rows, 'ledger row')} and its record deleted, so "
+           "registered again it installs afresh from its first migration")
+
+
+def _kept(plan: Uninstall) -> Iterator[str]:
+    """What uninstalling while keeping the data does, in words."""
+    if plan.removed.tables:
+        yield f"tables kept, with their rows: {', '.join(plan.removed.tables)}"
+    if plan.tools:
+        yield f"tools deactivated, the workspaces' choices of them kept: {', '.join(plan.tools)}"
+    yield (f"ledger: its {count(plan.removed.rows, 'ledger row')} kept, so registered again it "
+           "runs only the migrations it has not run; its record marked uninstalled")
+    yield f"to drop its tables and records too: {PROGRAM} uninstall {plan.name} --purge"
 
 
 async def _graph(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -322,5 +432,5 @@ def _one_error() -> Iterator[None]:
 
 COMMANDS: dict[str, Command] = {
     "migrate": _migrate, "check": _check, "status": _status, "graph": _graph,
-    "makemigration": _makemigration, "dev": _dev,
+    "makemigration": _makemigration, "uninstall": _uninstall, "dev": _dev,
 }

@@ -7,7 +7,9 @@
     │   ├── ValidationError (ValueError) a package or the set of packages breaks a rule
     │   └── LedgerConflictError          the database's ledger disagrees with the packages
     ├── PackageNotFoundError (LookupError)
+    ├── PackageNotRecordedError (LookupError)
     ├── DependentsExistError             unregistering a package others depend on
+    ├── UninstallRefusedError            uninstalling a package still registered, or needed
     ├── PackageLoadError                 importing a package's code failed
     ├── UsageError (ValueError)          a setting that cannot work: a URL, a directory
     ├── WorkspaceNotFoundError (LookupError)
@@ -39,12 +41,14 @@ __all__ = [
     "MigrationFailedError",
     "PackageLoadError",
     "PackageNotFoundError",
+    "PackageNotRecordedError",
     "Problem",
     "ProblemsError",
     "RegistryError",
     "RowLevelSecurityError",
     "ToolInactiveError",
     "ToolNotFoundError",
+    "UninstallRefusedError",
     "UsageError",
     "ValidationError",
     "WorkspaceNotFoundError",
@@ -163,6 +167,35 @@ class PackageNotFoundError(RegistryError, LookupError):
         self.package = package
         hint = f"registered: {', '.join(known)}" if known else "no packages are registered"
         super().__init__(f"{package}: package is not registered ({hint})")
+
+
+class PackageNotRecordedError(RegistryError, LookupError):
+    """Raised by `uninstall` when the database records no package of that name.
+
+    `known` lists those it records and no package registers: the ones it can uninstall.
+    """
+
+    def __init__(self, package: str, known: tuple[str, ...] = ()) -> None:
+        self.package = package
+        self.known = known
+        hint = (f"recorded and registered no more: {', '.join(known)}; check the name" if known
+                else "every package it records is registered: take a package out of the "
+                "packages before uninstalling it")
+        super().__init__(f"{package}: the database records no such package ({hint})")
+
+
+class UninstallRefusedError(RegistryError):
+    """Raised by `uninstall` when the package may not go as asked; nothing was changed.
+
+    It is still registered (the next migrate would install it again), registered packages
+    depend on it, the database holds what depends on its tables, or it is the core.
+    """
+
+    def __init__(self, package: str, reason: str, hint: str) -> None:
+        self.package = package
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{package}: cannot uninstall, {reason} ({hint})")
 
 
 class DependentsExistError(RegistryError):

@@ -60,7 +60,7 @@ def test_migrate_applies_then_finds_nothing_to_do(packages: Path, database_url: 
     assert [line.split(" (")[0] for line in lines[:3]] == [
         "@ydtb/core  applied 0001_core_tables", "notes  applied 0001_create_ydtb_notes",
         "tags  applied 0001_tags"]
-    assert lines[3].startswith("3 migrations applied to 3 packages in ")
+    assert lines[3].startswith("4 migrations applied to 3 packages in ")
 
     code, out = run_cli(*args("migrate", packages, database_url))
     assert code == 0
@@ -119,12 +119,12 @@ def test_status_shows_versions_pending_and_drift(packages: Path, database_url: s
     assert code == 1
     assert out.splitlines() == [
         "PACKAGE     VERSION  RECORDED  APPLIED  PENDING    DRIFT",
-        "@ydtb/core  1.0.0    1.0.0     1        -          -",
+        "@ydtb/core  1.0.0    1.0.0     2        -          -",
         "notes       1.0.0    1.0.0     1        -          0001_create_ydtb_notes edited",
         "tags        1.0.0    1.0.0     1        0002_more  -",
     ]
     code, out = run_cli(*args("status", packages, database_url, "--json"))
-    tags = json.loads(out)[2]
+    tags = json.loads(out)["packages"][2]
     assert (tags["package"], tags["pending"], tags["up_to_date"]) == ("tags", ["0002_more"], False)
 
 
@@ -225,7 +225,7 @@ def test_the_module_runs_as_a_process(packages: Path, database_url: str) -> None
         capture_output=True, text=True, timeout=60)
 
     assert (done.returncode, done.stderr) == (0, "")
-    assert "3 migrations applied to 3 packages" in done.stdout
+    assert "4 migrations applied to 3 packages" in done.stdout
 
 
 @pytest.mark.parametrize("valid", [True, False], ids=["valid", "invalid"])

@@ -45,13 +45,13 @@ def test_status_shows_schema_drift_in_plain_words(root: Path, database_url: str)
 
     assert run("status", root=root, url=database_url) == (1, (
         "PACKAGE     VERSION  RECORDED  APPLIED  PENDING  DRIFT\n"
-        "@ydtb/core  1.0.0    1.0.0     1        -        -\n"
+        "@ydtb/core  1.0.0    1.0.0     2        -        -\n"
         "notes       1.0.0    1.0.0     1        -        1 schema difference\n"
         "notes: the database differs from the declared schema:\n"
         "  table ydtb_notes: column color declared but missing\n"))
     code, out = run("status", "--json", root=root, url=database_url)
     assert code == 1
-    assert json.loads(out)[1]["schema_drift"] == [{
+    assert json.loads(out)["packages"][1]["schema_drift"] == [{
         "kind": "add_column", "table": "ydtb_notes", "name": "color",
         "words": "table ydtb_notes: column color declared but missing", "destructive": False}]
 
@@ -65,7 +65,7 @@ def test_status_lists_dev_changes_and_compares_no_package_with_pending_migration
 
     assert run("status", root=root, url=database_url) == (0, (
         "PACKAGE     VERSION  RECORDED  APPLIED  PENDING     DRIFT\n"
-        "@ydtb/core  1.0.0    1.0.0     1        -           -\n"
+        "@ydtb/core  1.0.0    1.0.0     2        -           -\n"
         f"notes       1.0.0    1.0.0     1        0002_later  {change} not in a migration\n"
         f"notes: dev changes not in a migration yet ({change}); write one: "
         "python -m runtime makemigration notes\n"))

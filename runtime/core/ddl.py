@@ -28,7 +28,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from runtime.core.schema import core_metadata
 
-__all__ = ["create_statements", "fingerprint", "foreign_key_targets"]
+__all__ = ["create_statements", "drop_statement", "fingerprint", "foreign_key_targets"]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -126,6 +126,15 @@ def create_statements(tables: Iterable[Table]) -> list[str]:
             ddl = CreateIndex(index, if_not_exists=True).compile(dialect=_DIALECT)
             statements.append(str(ddl).strip())
     return statements
+
+
+def drop_statement(tables: Iterable[str]) -> str:
+    """Render one `DROP TABLE IF EXISTS` of `tables`, each name quoted where it needs it.
+
+    One statement: PostgreSQL then drops tables that reference each other in any order.
+    """
+    quote = _DIALECT.identifier_preparer.quote
+    return f"DROP TABLE IF EXISTS {', '.join(quote(t) for t in tables)}"
 
 
 def fingerprint(statements: Iterable[str]) -> str:

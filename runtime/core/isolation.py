@@ -77,7 +77,9 @@ def judge(
     own = {package: frozenset(tables) for package, tables in declared.items()}
     problems: list[Problem] = []
     said: set[tuple[str, str]] = set()  # (package, table or object): one problem each
-    for item in built:
+    # Tables first: a table created undeclared is said as such (Y501), not as the DDL of
+    # its index or key on a table the package does not own (Y502).
+    for item in sorted(built, key=lambda item: item.kind != "table"):
         if item.package == core or item.package not in own:
             continue
         problem = _problem(item, own[item.package], owners, core)

@@ -12,7 +12,10 @@ __all__ = [
     "DEV_KIND",
     "DEV_PREFIX",
     "LEDGER_TABLE",
+    "OWNED_TABLES",
     "PACKAGES_TABLE",
+    "TABLES_MIGRATION",
+    "UNINSTALLED",
     "UNREGISTERED",
     "WORKSPACES_TABLE",
 ]
@@ -22,11 +25,20 @@ CORE_VERSION = "1.0.0"
 WORKSPACES_TABLE = "ydtb_workspaces"
 LEDGER_TABLE = "ydtb_schema_migrations"
 PACKAGES_TABLE = "ydtb_packages"
+#: The tables each package's schema declared when it was last recorded.
+OWNED_TABLES = "ydtb_package_tables"
+#: The core's migration creating `OWNED_TABLES`.
+TABLES_MIGRATION = "0002_package_tables"
 
 #: The fingerprint `ydtb_packages` records for a package once it is unregistered and its
 #: tools deactivated: a later full run sees it and does not deactivate them again, and a
 #: package registered again differs from it, so its run re-records it and its tools.
 UNREGISTERED = "unregistered"
+
+#: The fingerprint of a package `uninstall` took out keeping its data: as `UNREGISTERED`
+#: (its tools deactivated, a registration again differs from it), and said apart by
+#: `status`, as someone chose it.
+UNINSTALLED = "uninstalled"
 
 #: The ledger `kind` of a schema change the dev daemon applied from a declared schema.
 DEV_KIND = "dev"

@@ -11,6 +11,10 @@ until a migration takes them over.
 
 The comparison of each package with the ledger is `runtime.core.recorded.compare`, the
 same one the load cache's no-op path asks of a manifest (`is_up_to_date` there).
+
+A package is recorded with the tables it declares. The run that creates the table they
+are recorded in (the core's `0002_package_tables`) records every package it is given,
+so a database migrated before it learns them all at once (`recorded_packages`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runtime.core.names import DEV_PREFIX
+from runtime.core.names import CORE_PACKAGE, DEV_PREFIX, TABLES_MIGRATION
 from runtime.core.recorded import Ledger, Planned, PlannedMigration, compare
 from runtime.core.recorded import unregistered as unregistered_in
 from runtime.errors import Problem
@@ -36,6 +40,7 @@ __all__ = [
     "dev_change_id",
     "package_status",
     "plan_pending",
+    "recorded_packages",
     "split_transactions",
 ]
 
@@ -131,13 +136,26 @@ def plan_pending(
             records.append(package)
     if problems:
         return Plan(problems=tuple(problems))
+    to_record = recorded_packages(steps, records, packages)
     unregistered = tuple(unregistered)
     if not complete and not unregistered:
-        return Plan(tuple(steps), tuple(records))
+        return Plan(tuple(steps), to_record)
     registered = {p.name for p in packages}
     gone = set(unregistered_in(ledger, registered)) if complete else set()
     gone |= {name for name in unregistered if name not in registered}
-    return Plan(tuple(steps), tuple(records), tuple(sorted(gone)))
+    return Plan(tuple(steps), to_record, tuple(sorted(gone)))
+
+
+def recorded_packages(
+    steps: Sequence[Step], records: Sequence[Package], packages: Sequence[Package]
+) -> tuple[Package, ...]:
+    """Return the packages a run of `steps` records: `records`, the changed ones, or all
+    of `packages` when the run creates the table of their tables (see the module doc).
+    """
+    if any(s.migration.id == TABLES_MIGRATION and s.package.name == CORE_PACKAGE
+           for s in steps):
+        return tuple(packages)
+    return tuple(records)
 
 
 def split_transactions(steps: Iterable[Step]) -> list[list[Step]]:

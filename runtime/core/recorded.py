@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from runtime.core.names import UNREGISTERED
+from runtime.core.names import UNINSTALLED, UNREGISTERED
 from runtime.errors import Problem
 
 if TYPE_CHECKING:
@@ -91,10 +91,12 @@ def _downgrade(package: Planned, recorded: str) -> Problem | None:
 def unregistered(ledger: Ledger, registered: Collection[str]) -> tuple[str, ...]:
     """The packages `ledger` records as registered that are not among `registered`, sorted.
 
-    Those already marked `UNREGISTERED` are left out: their tools were deactivated.
+    Those already marked `UNREGISTERED` or `UNINSTALLED` are left out: their tools were
+    deactivated.
     """
     return tuple(sorted(name for name, (_version, fingerprint) in ledger.recorded.items()
-                        if name not in registered and fingerprint != UNREGISTERED))
+                        if name not in registered
+                        and fingerprint not in (UNREGISTERED, UNINSTALLED)))
 
 
 def compare(

@@ -20,7 +20,7 @@ from sqlalchemy import MetaData
 from runtime.core import ddl, graph, signals, validation
 from runtime.core.index import SetIndex
 from runtime.core.model import Migration, Package, Tool
-from runtime.core.schema import CORE_PACKAGE, CORE_VERSION, core_metadata
+from runtime.core.schema import CORE_MIGRATIONS, CORE_PACKAGE, CORE_VERSION, core_metadata
 from runtime.core.versions import parse_version
 from runtime.errors import DependentsExistError, PackageNotFoundError, Problem, ValidationError
 
@@ -33,15 +33,16 @@ _DEFERRED = frozenset({"Y201", "Y206"})
 
 def core_package() -> Package:
     """Build the `@ydtb/core` package: the core tables, with the ledger."""
-    statements = ddl.create_statements(core_metadata.sorted_tables)
+    migrations = tuple(Migration(migration_id, up=ddl.create_statements(tables))
+                       for migration_id, tables in CORE_MIGRATIONS)
     return Package(
         name=CORE_PACKAGE,
         version=parse_version(CORE_VERSION),
         schema=core_metadata,
-        migrations=(Migration("0001_core_tables", up=statements),),
+        migrations=migrations,
         dependencies=(),
         tables=tuple(core_metadata.sorted_tables),
-        fingerprint=ddl.fingerprint(statements),
+        fingerprint=ddl.fingerprint(s for m in migrations for s in m.statements or ()),
     )
 
 

@@ -1,7 +1,9 @@
 """The core schema: workspaces, the tools catalog, and the ledger the pipeline keeps.
 
 The core is itself a package, `@ydtb/core`, always registered: packages depend on it
-by name (`"@ydtb/core>=1.0"`) and its migrations go through the same ledger.
+by name (`"@ydtb/core>=1.0"`) and its migrations go through the same ledger. Those are
+`CORE_MIGRATIONS`, each creating its tables: a table added later is a new migration, so
+a database migrated before keeps its first migration's checksum.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from runtime.core.names import (
     CORE_PACKAGE,
     CORE_VERSION,
     LEDGER_TABLE,
+    OWNED_TABLES,
     PACKAGES_TABLE,
+    TABLES_MIGRATION,
     WORKSPACES_TABLE,
 )
 
 __all__ = [
+    "CORE_MIGRATIONS",
     "CORE_PACKAGE",
     "CORE_TABLES",
     "CORE_VERSION",
@@ -99,6 +104,22 @@ packages = Table(
     Column("version", String(64), nullable=False),
     Column("schema_fingerprint", String(64), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The tables each package's schema declared when the ledger last recorded it: whose a
+# table was once its package is gone (`status`, `uninstall --purge`). No row: recorded
+# before this table existed, its tables are not known (issue #13).
+package_tables = Table(
+    OWNED_TABLES,
+    core_metadata,
+    Column("package", String(214), primary_key=True),
+    Column("tables", ARRAY(Text), nullable=False),
+)
+
+#: The core's migrations, in order: each id and the tables it creates.
+CORE_MIGRATIONS: tuple[tuple[str, tuple[Table, ...]], ...] = (
+    ("0001_core_tables", (workspaces, tools, workspace_tools, ledger, packages)),
+    (TABLES_MIGRATION, (package_tables,)),
 )
 
 CORE_TABLES: frozenset[str] = frozenset(core_metadata.tables)

@@ -14,6 +14,7 @@ dev syncs (`runtime.db.sync`). So one piece of code:
   transaction commits, what workspace isolation forbids (`runtime.core.isolation`);
 - writes each step's `LedgerRow` in the transaction that ran it, the package records
   and the catalog (tools, row-level security) in the last one;
+- uninstalls a removed package (`uninstall`): its records, its tools, its tables;
 - sends `migration_applied` once the transaction holding the migration committed,
   `migration_failed` once it rolled back, and `database_initialized` with the report.
 """
@@ -30,8 +31,9 @@ import asyncpg
 import asyncpg.transaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from runtime.core import isolation, signals
+from runtime.core import ddl, isolation, signals
 from runtime.core.events import Change, ChangeKind, Difference
+from runtime.core.leftovers import Uninstall
 from runtime.core.model import Package
 from runtime.core.plan import Plan, Step
 from runtime.core.recorded import Ledger
@@ -370,6 +372,21 @@ class Run:
         """Delete `package`'s dev changes, which a migration took over."""
         ids = await ledger.forget_dev_changes(self.raw, package)
         return tuple(Change(ChangeKind.RECONCILED, package, change_id) for change_id in ids)
+
+    async def uninstall(self, plan: Uninstall) -> None:
+        """Carry out `plan` in the open transaction: all of it, or nothing.
+
+        Keeping the data, it deactivates the package's tools and marks it uninstalled;
+        purging, it drops its tables, deletes its tools and every ledger row of it.
+        """
+        if not plan.purge:
+            await tools.deactivate_tools(self.raw, [plan.name])
+            await ledger.mark_uninstalled(self.raw, plan.name)
+            return
+        if plan.drop:
+            await self.raw.execute(ddl.drop_statement(plan.drop))
+        await tools.delete_package_tools(self.raw, [plan.name])
+        await ledger.forget_package(self.raw, plan.name)
 
     # -- the end --------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core.model import Package, dependency_graph
-from runtime.core.plan import Plan, Step, plan_pending
+from runtime.core.plan import Plan, Step, plan_pending, recorded_packages
 from runtime.core.recorded import Ledger
 from runtime.db import migrator
 from runtime.db.run import MigrationReport, Run
@@ -97,7 +97,8 @@ class _Feeder:
                                              ledger.dev), complete=True)
         if rest.problems or rest.steps:  # cannot happen once every package was offered
             return None
-        return Plan(tuple(self.steps), rest.records, rest.unregistered)
+        return Plan(tuple(self.steps), recorded_packages(self.steps, rest.records, packages),
+                    rest.unregistered)
 
 
 async def migrate_as_loaded(

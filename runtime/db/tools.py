@@ -12,8 +12,9 @@ Packages declare tools (`register_database(tools=[Tool(...)])`). The pipeline ke
   the packages outside the closure.
 
 An inactive tool keeps its row and the workspaces that enabled it, so nothing is lost
-when its package comes back. A workspace enables and disables active tools through
-`enable_tool` and `disable_tool`; `list_tools` shows the active ones with its choice.
+when its package comes back; `uninstall --purge` deletes them. A workspace enables and
+disables active tools through `enable_tool` and `disable_tool`; `list_tools` shows the
+active ones with its choice.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ from runtime.errors import ToolInactiveError, ToolNotFoundError, WorkspaceNotFou
 __all__ = [
     "WorkspaceTool",
     "deactivate_package_tools",
+    "deactivate_tools",
+    "delete_package_tools",
     "disable_tool",
     "enable_tool",
     "list_tools",
+    "package_tool_ids",
     "sync_tools",
 ]
 
@@ -64,6 +68,10 @@ WHERE package_name = ANY($1::text[]) AND NOT (id = ANY($2::text[])) AND is_activ
 _DEACTIVATE_PACKAGES = f"""
 UPDATE {_TOOLS} SET is_active = false WHERE package_name = ANY($1::text[]) AND is_active
 """
+
+_DELETE_PACKAGES = f"DELETE FROM {_TOOLS} WHERE package_name = ANY($1::text[])"
+
+_PACKAGE_TOOLS = f"SELECT id FROM {_TOOLS} WHERE package_name = $1 ORDER BY id"
 
 _MARK_UNREGISTERED = f"""
 UPDATE {PACKAGES_TABLE} SET schema_fingerprint = '{UNREGISTERED}', updated_at = now()
@@ -156,8 +164,23 @@ async def deactivate_package_tools(raw: asyncpg.Connection, packages: Collection
     if not packages:
         return
     names = sorted(packages)
-    await raw.execute(_DEACTIVATE_PACKAGES, names)
+    await deactivate_tools(raw, names)
     await raw.execute(_MARK_UNREGISTERED, names)
+
+
+async def deactivate_tools(raw: asyncpg.Connection, packages: Collection[str]) -> None:
+    """Deactivate the tools of `packages`, keeping their rows and the workspaces' choices."""
+    await raw.execute(_DEACTIVATE_PACKAGES, sorted(packages))
+
+
+async def delete_package_tools(raw: asyncpg.Connection, packages: Collection[str]) -> None:
+    """Delete the tools of `packages`, and the workspaces' choices of them (a purge)."""
+    await raw.execute(_DELETE_PACKAGES, sorted(packages))
+
+
+async def package_tool_ids(raw: asyncpg.Connection, package: str) -> tuple[str, ...]:
+    """Return the ids of the tools `package` provides or provided, active or not, sorted."""
+    return tuple(row[0] for row in await raw.fetch(_PACKAGE_TOOLS, package))
 
 
 # -- the workspace's side ---------------------------------------------------------------

@@ -41,10 +41,17 @@ def test_a_new_registry_holds_only_the_core(registry: DatabaseRegistry) -> None:
 def test_core_package_creates_every_core_table() -> None:
     core = core_package()
 
-    statements = core.migrations[0].statements or ()
+    statements = [s for m in core.migrations for s in m.statements or ()]
     created = {s.split()[5] for s in statements if s.startswith("CREATE TABLE")}
     assert created == set(CORE_TABLES)
-    assert core.migrations[0].id == "0001_core_tables"
+    assert [m.id for m in core.migrations] == ["0001_core_tables", "0002_package_tables"]
+
+
+def test_the_core_first_migration_reads_as_it_always_did() -> None:
+    # Databases migrated before 0002 recorded this checksum: any other is an edited
+    # migration (Y301) to every one of them. A new core table is a new migration.
+    assert core_package().migrations[0].checksum == (
+        "3ec8c309a3763edf85bd93b4fee805dfdd5ef30344577431d54b64d0139e7f4d")
 
 
 def test_register_then_ordered_puts_the_core_first_then_dependencies(

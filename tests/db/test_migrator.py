@@ -18,7 +18,7 @@ from runtime import (
     kit,
     signals,
 )
-from runtime.db import checks, migrator
+from runtime.db import checks, ledger, migrator
 from runtime.db import engine as db_engine
 from runtime.db.engine import driver
 from runtime.db.run import MigrationReport
@@ -89,7 +89,8 @@ async def test_cold_init_applies_every_package_in_dependency_order(
     report = await migrator.migrate(engine, registry.ordered())
 
     assert [(a.package, a.migration) for a in report.applied] == [
-        ("@ydtb/core", "0001_core_tables"), ("a", "0001_a"), ("b", "0001_b"), ("c", "0001_c")]
+        ("@ydtb/core", "0001_core_tables"), ("@ydtb/core", "0002_package_tables"),
+        ("a", "0001_a"), ("b", "0001_b"), ("c", "0001_c")]
     assert await scalar(engine, "SELECT count(*) FROM ydtb_c") == 0
     assert sorted(await ledger_rows(engine)) == sorted(
         (a.package, a.migration) for a in report.applied)
@@ -142,6 +143,46 @@ async def test_new_migrations_are_applied_alone(
     assert [(a.package, a.migration) for a in report.applied] == [("a", "0002_note")]
     assert report.recorded == ("a",)
     assert await scalar(engine, "SELECT version FROM ydtb_packages WHERE package = 'a'") == "1.1.0"
+
+
+async def recorded_tables(engine: AsyncEngine) -> dict[str, tuple[str, ...]]:
+    async with engine.connect() as conn:
+        return await ledger.read_tables(await driver(conn))
+
+
+async def test_each_package_is_recorded_with_the_tables_it_declares(
+    engine: AsyncEngine, registry: DatabaseRegistry
+) -> None:
+    await migrator.migrate(engine, registry.ordered())
+    register(registry, "a", [Migration("0001_a", create("ydtb_a")),
+                             Migration("0002_more", create("ydtb_a_more"))],
+             "ydtb_a", "ydtb_a_more")
+    await migrator.migrate(engine, registry.ordered())
+
+    tables = await recorded_tables(engine)
+
+    assert {name: tables[name] for name in "abc"} == {
+        "a": ("ydtb_a", "ydtb_a_more"), "b": ("ydtb_b",), "c": ("ydtb_c",)}
+    assert "ydtb_package_tables" in tables["@ydtb/core"]
+
+
+async def test_a_database_migrated_before_tables_were_recorded_learns_them_all(
+    engine: AsyncEngine, registry: DatabaseRegistry
+) -> None:
+    await migrator.migrate(engine, registry.ordered())
+    async with engine.begin() as conn:  # as a runtime before the core's 0002 left it
+        await conn.execute(text("DROP TABLE ydtb_package_tables"))
+        await conn.execute(text("DELETE FROM ydtb_schema_migrations "
+                                "WHERE migration = '0002_package_tables'"))
+    assert await recorded_tables(engine) == {}
+
+    report = await migrator.migrate(engine, registry.ordered())
+
+    assert [(a.package, a.migration) for a in report.applied] == [
+        ("@ydtb/core", "0002_package_tables")]
+    assert set(report.recorded) == {"@ydtb/core", "a", "b", "c"}
+    assert (await recorded_tables(engine))["b"] == ("ydtb_b",)
+    assert not (await migrator.migrate(engine, registry.ordered())).changed
 
 
 async def test_a_migration_arriving_later_with_an_earlier_id_is_applied(
@@ -311,7 +352,8 @@ async def test_signals_report_each_migration_and_the_end_of_the_run(
             signals.database_initialized.connected_to(on_done):
         await migrator.migrate(engine, registry.ordered())
 
-    assert seen == ["@ydtb/core 0001_core_tables", "a 0001_a", "b 0001_b", "c 0001_c", "done 4"]
+    assert seen == ["@ydtb/core 0001_core_tables", "@ydtb/core 0002_package_tables", "a 0001_a",
+                    "b 0001_b", "c 0001_c", "done 5"]
 
 
 async def test_the_idempotency_check_catches_migrations_that_cannot_run_twice(

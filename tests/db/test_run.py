@@ -16,7 +16,8 @@ from runtime.db import ledger, migrator
 from runtime.db.engine import driver
 from runtime.db.run import Run
 
-WRITES = re.compile(r"\b(write_rows|write_packages|forget_dev_changes)\(")
+WRITES = re.compile(
+    r"\b(write_rows|write_packages|forget_dev_changes|mark_uninstalled|forget_package)\(")
 
 
 def test_only_the_run_writes_the_ledger() -> None:

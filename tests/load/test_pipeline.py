@@ -52,7 +52,8 @@ async def test_applies_every_package_dependencies_first(engine: AsyncEngine, roo
 
     assert [p.name for p in outcome.packages] == ["@ydtb/core", "notes", "tags"]
     assert [f"{a.package} {a.migration}" for a in outcome.report.applied] == applied == [
-        "@ydtb/core 0001_core_tables", "notes 0001_create_ydtb_notes", "tags 0001_tags"]
+        "@ydtb/core 0001_core_tables", "@ydtb/core 0002_package_tables",
+        "notes 0001_create_ydtb_notes", "tags 0001_tags"]
     assert outcome.report.recorded == ("@ydtb/core", "notes", "tags")
     async with engine.connect() as conn:
         recorded = await ledger.read_ledger(await driver(conn))
@@ -64,6 +65,23 @@ async def test_a_second_run_applies_nothing(engine: AsyncEngine, root: Path) -> 
     await run(engine, root)
     outcome = await run(engine, root)
     assert (outcome.report.applied, outcome.report.recorded) == ((), ())
+
+
+async def test_a_run_creating_the_table_of_tables_records_every_package(
+    engine: AsyncEngine, root: Path
+) -> None:
+    await run(engine, root)
+    async with engine.begin() as conn:  # as a runtime before the core's 0002 left it
+        await conn.execute(text("DROP TABLE ydtb_package_tables"))
+        await conn.execute(text("DELETE FROM ydtb_schema_migrations "
+                                "WHERE migration = '0002_package_tables'"))
+
+    outcome = await run(engine, root)
+
+    assert [a.migration for a in outcome.report.applied] == ["0002_package_tables"]
+    assert outcome.report.recorded == ("@ydtb/core", "notes", "tags")
+    async with engine.connect() as conn:
+        assert (await ledger.read_tables(await driver(conn)))["tags"] == ("ydtb_tags",)
 
 
 async def test_an_invalid_set_applies_nothing(engine: AsyncEngine, root: Path) -> None:
@@ -111,7 +129,8 @@ async def test_a_migration_outside_a_transaction_runs_on_the_ordinary_path(
     outcome = await run(engine, root)
 
     assert [a.migration for a in outcome.report.applied] == [
-        "0001_core_tables", "0001_create_ydtb_notes", "0002_index", "0001_tags"]
+        "0001_core_tables", "0002_package_tables", "0001_create_ydtb_notes", "0002_index",
+        "0001_tags"]
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT to_regclass('ix_n')"))).scalar() == "ix_n"
 

@@ -1,0 +1,100 @@
+"""What no registered package owns: read for `status`, taken away by `uninstall`.
+
+The tables are those of the `public` schema: ordinary and partitioned tables, not a
+partition (its parent is the table a package declares) nor a table an extension made
+(PostGIS's `spatial_ref_sys`), which are someone else's to manage.
+
+`uninstall` runs under the pipeline's lock, as every run does (`runtime.db.run.Run`):
+it reads the ledger and the tables once the lock is held, plans
+(`runtime.core.leftovers.plan_uninstall`), and carries the plan out in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from runtime.core.leftovers import Leftovers, Uninstall, find_leftovers, plan_uninstall
+from runtime.core.model import Package
+from runtime.core.recorded import Ledger
+from runtime.db import ledger, tools
+from runtime.db.run import Run
+from runtime.errors import UninstallRefusedError
+
+__all__ = ["present_tables", "read_leftovers", "uninstall"]
+
+_PRESENT = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+
+async def present_tables(conn: asyncpg.Connection) -> set[str]:
+    """Return the names of the tables in the database's `public` schema."""
+    return {row[0] for row in await conn.fetch(_PRESENT)}
+
+
+async def read_leftovers(
+    conn: asyncpg.Connection, packages: Sequence[Package], recorded: Ledger
+) -> Leftovers:
+    """Find the removed packages and the unowned tables of the database.
+
+    Args:
+        conn: a connection to it.
+        packages: every registered package, the core included.
+        recorded: its ledger, as read on `conn`.
+    """
+    return find_leftovers(packages, recorded, await ledger.read_tables(conn),
+                          await present_tables(conn))
+
+
+async def uninstall(
+    engine: AsyncEngine,
+    packages: Sequence[Package],
+    name: str,
+    *,
+    purge: bool = False,
+    apply: bool = True,
+) -> Uninstall:
+    """Uninstall the removed package `name` from the database, keeping its data or not.
+
+    Args:
+        packages: every registered package, the core included: `name` must not be one.
+        purge: drop its tables and forget it, rather than keep its data.
+        apply: False to plan only (`--plan`), changing nothing.
+
+    Returns:
+        What it did, or would do.
+
+    Raises:
+        PackageNotRecordedError: the database records no such package.
+        UninstallRefusedError: it is registered, or the core, or the database holds
+            objects depending on its tables (nothing was changed).
+    """
+    async with Run.open(engine) as run:
+        tables = await ledger.read_tables(run.raw)
+        found = find_leftovers(packages, run.ledger, tables, await present_tables(run.raw))
+        plan = plan_uninstall(name, purge=purge, registered=packages, ledger=run.ledger,
+                              leftovers=found, tables=tables,
+                              tools=await tools.package_tool_ids(run.raw, name))
+        if not apply or plan.done:
+            return plan
+        try:
+            async with run.transaction():
+                await run.uninstall(plan)
+        except asyncpg.DependentObjectsStillExistError as exc:
+            raise UninstallRefusedError(
+                name, f"what the database holds depends on its tables: {_detail(exc)}",
+                "uninstall the package owning it with --purge first, or drop it yourself; "
+                "nothing was changed") from exc
+    return plan
+
+
+def _detail(exc: asyncpg.PostgresError) -> str:
+    # PostgreSQL lists each dependent object on a line of its own.
+    detail = getattr(exc, "detail", None) or str(exc)
+    return "; ".join(line.strip() for line in str(detail).splitlines() if line.strip())
