@@ -46,7 +46,8 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     from runtime.load import cache
 
     started = time.perf_counter()
-    path = cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points)
+    path = cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points,
+                            require_rls=settings.require_rls)
     manifest = cache.lookup(path, settings.packages)
     if manifest is None:
         return None
@@ -91,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(for packages whose schema depends on the environment)")
     common.add_argument("--no-entry-points", action="store_true",
                         help="skip installed packages of the 'runtime.packages' entry points")
+    common.add_argument("--require-rls", action="store_true",
+                        help="every package must use row-level security (Y135; default: "
+                             "$RUNTIME_REQUIRE_RLS)")
     parser = argparse.ArgumentParser(
         prog="python -m runtime",
         description="Validate, migrate and watch the database schemas of ydtb packages.",
@@ -197,7 +201,8 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     except SystemExit as exc:
         return int(exc.code or 0) and USAGE
     settings = resolve_settings(database_url=args.database_url, packages=args.packages,
-                                environ=os.environ, project_dir=Path.cwd())
+                                require_rls=args.require_rls, environ=os.environ,
+                                project_dir=Path.cwd())
     try:
         _check_settings(settings, entry_points=not args.no_entry_points)
         return asyncio.run(_until_signalled(_run(args, settings, console)))

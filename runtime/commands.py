@@ -68,7 +68,8 @@ def _load(
     """
     # Scanned before loading: a file saved while the load runs is newer than the cache.
     sources = None if args.no_cache else cache.scan(settings.packages)
-    registry = DatabaseRegistry(send_signals=False)
+    registry = DatabaseRegistry(send_signals=False,
+                                require_row_level_security=settings.require_rls)
     # Until the load cache is stored too: a full collection over what loaded costs 0.5 s.
     with process.loading():
         result = loader.load_all(settings.packages, registry,
@@ -112,7 +113,8 @@ def _loaded(
         return None
     if sources is not None:
         entry_points = not args.no_entry_points
-        path = cache.cache_file(settings.data_dir, settings.packages, entry_points)
+        path = cache.cache_file(settings.data_dir, settings.packages, entry_points,
+                                require_rls=settings.require_rls)
         try:
             cache.store(path, Manifest.of(packages), sources, entry_points=entry_points,
                         installed=result.installed)
@@ -125,7 +127,8 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
     if args.plan:
         return await _print_plan(args, settings, console)
     sources = None if args.no_cache else cache.scan(settings.packages)
-    registry = DatabaseRegistry(send_signals=False)
+    registry = DatabaseRegistry(send_signals=False,
+                                require_row_level_security=settings.require_rls)
     # Until the load cache is stored, as in `_load`.
     with process.loading():
         async with engine.open_database(settings) as db:
@@ -403,7 +406,9 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
     async with engine.open_database(settings) as db:
         url = db.url.render_as_string(hide_password=False)
         console.line(f"runtime dev: database {urls.display_url(url)}", "dim")
-        daemon = Daemon(db, settings.packages, entry_points=not args.no_entry_points,
+        registry = DatabaseRegistry(require_row_level_security=settings.require_rls)
+        daemon = Daemon(db, settings.packages, registry=registry,
+                        entry_points=not args.no_entry_points,
                         debounce_ms=args.debounce, allow_destructive=args.allow_destructive,
                         between_passes=process.collect_young)
         with report_signals(console), _one_error():

@@ -9,6 +9,7 @@ setting             environment            default
 ``database_url``    ``DATABASE_URL``       none: start the embedded server
 ``packages``        (flag only)            ``<project>/packages_dev``
 ``data_dir``        ``RUNTIME_DATA_DIR``   ``<project>/.runtime``
+``require_rls``     ``RUNTIME_REQUIRE_RLS`` off (``1``, ``true``, ``yes``, ``on``)
 ==================  =====================  ===================================
 
 An empty environment variable counts as unset, as `DATABASE_URL=` in a shell or a
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["DATABASE_URL_ENV", "DATA_DIR_ENV", "Settings", "resolve_settings"]
+__all__ = ["DATABASE_URL_ENV", "DATA_DIR_ENV", "REQUIRE_RLS_ENV", "Settings", "resolve_settings"]
 
 DATABASE_URL_ENV = "DATABASE_URL"
 DATA_DIR_ENV = "RUNTIME_DATA_DIR"
+REQUIRE_RLS_ENV = "RUNTIME_REQUIRE_RLS"
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 _NO_ENVIRONMENT: Mapping[str, str] = MappingProxyType({})
 
@@ -38,11 +41,13 @@ class Settings:
         database_url: A `postgresql://` URL, or None to use the embedded server.
         packages: Directories the dev loader imports packages from, absolute.
         data_dir: Directory for the embedded server's data and other local state, absolute.
+        require_rls: The platform's policy that every package uses row-level security.
     """
 
     database_url: str | None
     packages: tuple[Path, ...]
     data_dir: Path
+    require_rls: bool = False
 
 
 def resolve_settings(
@@ -50,6 +55,7 @@ def resolve_settings(
     database_url: str | None = None,
     packages: Sequence[str | Path] | None = None,
     data_dir: str | Path | None = None,
+    require_rls: bool = False,
     environ: Mapping[str, str] = _NO_ENVIRONMENT,
     project_dir: Path | None = None,
 ) -> Settings:
@@ -59,6 +65,7 @@ def resolve_settings(
         database_url: The `--database-url` flag, if given.
         packages: The `--packages` flags, if given.
         data_dir: The `--data-dir` flag, if given.
+        require_rls: The `--require-rls` flag.
         environ: The environment to read; the CLI passes `os.environ`.
         project_dir: Base of the defaults and of relative paths; the current directory
             when None (read at call time, not at import).
@@ -71,6 +78,8 @@ def resolve_settings(
         database_url=_database_url(database_url, environ),
         packages=_packages(packages, base),
         data_dir=_data_dir(data_dir, environ, base),
+        require_rls=require_rls
+        or (_from_environ(environ, REQUIRE_RLS_ENV) or "").lower() in _TRUE,
     )
 
 

@@ -18,7 +18,10 @@ Fixtures:
 - `runtime_database_url`: a database made for the test, migrated, dropped after it;
 - `runtime_engine`: an `AsyncEngine` on it;
 - `assert_package_ok(name_or_directory)`: fails listing every problem of a package
-  (loading, validation, and migrations that cannot run twice; see `package_report`).
+  (loading, validation, and migrations that cannot run twice; see `package_report`);
+- `assert_workspaces_isolated(name)`: fails unless, through an ordinary role, no read,
+  update, delete or insert crosses from one workspace into another in the package's
+  tables (`runtime.db.proof`; it holds with `row_level_security=True`).
 
 Which packages: `--runtime-packages DIR` (repeatable), else the ini option
 `runtime_packages`, else `packages_dev` under the rootdir if there is one; or override
@@ -58,7 +61,7 @@ from runtime.core import graph
 from runtime.core.model import Package, dependency_graph
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import checks, migrator
+from runtime.db import checks, migrator, proof
 from runtime.db.engine import create_database, create_engine, drop_database
 from runtime.db.server import EmbeddedServer
 from runtime.db.urls import to_async_url
@@ -168,9 +171,11 @@ def runtime_registry(
 ) -> DatabaseRegistry:
     """A new registry holding the packages under test, validated as a set.
 
-    It sends no signals; make a `DatabaseRegistry()` to test receivers.
+    It sends no signals; make a `DatabaseRegistry()` to test receivers. With
+    `RUNTIME_REQUIRE_RLS` set, a package without row-level security is a problem (Y135).
     """
-    registry = DatabaseRegistry(send_signals=False)
+    policy = resolve_settings(environ=os.environ).require_rls
+    registry = DatabaseRegistry(send_signals=False, require_row_level_security=policy)
     _, errors = _load(runtime_packages, registry, entry_points=_entry_points(pytestconfig))
     try:
         registry.ordered()
@@ -239,6 +244,35 @@ def assert_package_ok(
             noun = "problem" if len(problems) == 1 else "problems"
             raise AssertionError(f"{package}: {len(problems)} {noun}:\n"
                                  + "\n".join(f"  - {p}" for p in problems))
+
+    return check
+
+
+@pytest.fixture
+def assert_workspaces_isolated(
+    runtime_registry: DatabaseRegistry, runtime_server_url: str
+) -> Callable[[str], None]:
+    """`assert_workspaces_isolated(name)`: fail unless the package keeps workspaces apart.
+
+    With a row of two workspaces in each of its tables, a role that is neither superuser
+    nor `BYPASSRLS`, scoped to one workspace, may not read, update, delete, insert or
+    move a row across to the other (`runtime.db.proof`). It holds for a package with
+    `row_level_security=True`.
+    """
+
+    def check(name: str) -> None:
+        __tracebackhide__ = True
+        if name not in runtime_registry:
+            raise AssertionError(f"{name}: not a package under test (registered: "
+                                 f"{', '.join(p.name for p in runtime_registry)})")
+        try:
+            crossed = _run(proof.prove_isolation, runtime_server_url,
+                           runtime_registry.ordered(), name)
+        except ValueError as exc:  # a column no value can be made up for
+            raise AssertionError(f"{name}: cannot prove isolation: {exc}") from None
+        if crossed:
+            raise AssertionError(f"{name}: workspaces are not isolated:\n"
+                                 + "\n".join(f"  - {line}" for line in crossed))
 
     return check
 

@@ -265,3 +265,23 @@ def test_check_lists_the_keys_that_cross_workspaces_with_their_reason(
 
     assert loaded == (0, "ok: 3 packages valid (@ydtb/core, notes, links)\n" + listed + "\n")
     assert cached[0] == 0 and cached[1].endswith("last load\n" + listed + "\n")
+
+
+def test_row_level_security_can_be_required_by_flag_or_environment(
+    packages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIME_DATA_DIR", str(tmp_path / "data"))
+    command = ["check", "--packages", str(packages), "--no-entry-points"]
+    assert run_cli(*command)[0] == 0  # and cached, without the policy
+
+    by_flag = run_cli(*command, "--require-rls")
+    monkeypatch.setenv("RUNTIME_REQUIRE_RLS", "yes")
+    by_environment = run_cli(*command)
+
+    assert by_flag == by_environment
+    code, out = by_flag
+    assert code == 1
+    assert out.splitlines()[1:] == [
+        f"  - {name}: row-level security is required by the platform (--require-rls, "
+        "RUNTIME_REQUIRE_RLS), and the package does not opt in (register it with "
+        "row_level_security=True) [Y135]" for name in ("notes", "tags")]

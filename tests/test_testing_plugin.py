@@ -200,3 +200,38 @@ def test_no_packages_at_all_is_said_with_the_fix(pytester: pytest.Pytester) -> N
         f"no packages found: no packages_dev directory under {pytester.path} and no installed "
         "package (entry point group runtime.packages); install yours (pip install -e .), or "
         "pass --runtime-packages DIR"])
+
+
+def test_isolation_is_proved_with_rows_and_row_level_security_can_be_required(
+    pytester: pytest.Pytester, postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", postgres_server_url)
+    safe = write_package(pytester.path / "pkgs", "safe", name="@acme/safe")
+    give_rls = safe / "package.py"
+    give_rls.write_text(give_rls.read_text().replace(
+        "migrations=load_migrations(", "row_level_security=True,\n        "
+        "migrations=load_migrations("))
+    write_package(pytester.path / "pkgs", "open", name="@acme/open")
+    pytester.makeini("[pytest]\nruntime_packages = pkgs\n")
+    pytester.makepyfile(test_inner='''
+def test_safe(assert_workspaces_isolated):
+    assert_workspaces_isolated("@acme/safe")
+
+
+def test_open(assert_workspaces_isolated):
+    assert_workspaces_isolated("@acme/open")
+''')
+
+    result = run_inner(pytester)
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "E       AssertionError: @acme/open: workspaces are not isolated:",
+        "E         - ydtb_open: a session of one workspace reads another workspace's rows "
+        "(register the package with row_level_security=True)"])
+
+    monkeypatch.setenv("RUNTIME_REQUIRE_RLS", "1")
+    result = run_inner(pytester, "-k", "safe")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*@acme/open: row-level security is required by the platform*"
+                                 "[[]Y135[]]"])

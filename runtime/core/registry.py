@@ -61,12 +61,21 @@ class DatabaseRegistry:
         check_set: False to check each registration's own rules only, leaving the rules
             across packages to whoever validates the whole change at the end (the dev
             daemon, loading several packages that change together).
+        require_row_level_security: the platform's policy that every package opts in to
+            row-level security; one that does not is a problem of the set (Y135).
     """
 
-    def __init__(self, *, send_signals: bool = True, check_set: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        send_signals: bool = True,
+        check_set: bool = True,
+        require_row_level_security: bool = False,
+    ) -> None:
         self._index = _CORE_INDEX
         self._send_signals = send_signals
         self._check_set = check_set
+        self.require_row_level_security = require_row_level_security
         self._lock = threading.RLock()
         # The set's problems by package, for every package not in _stale (a registry
         # that does not check its set leaves what a change affected to be checked later).
@@ -111,7 +120,8 @@ class DatabaseRegistry:
         Args:
             check_set: see `DatabaseRegistry`.
         """
-        clone = DatabaseRegistry(send_signals=False, check_set=check_set)
+        clone = DatabaseRegistry(send_signals=False, check_set=check_set,
+                                 require_row_level_security=self.require_row_level_security)
         with self._lock:
             clone._take(self)
         return clone
@@ -120,7 +130,10 @@ class DatabaseRegistry:
         """Check the whole set: missing dependencies, versions, cycles, ownership, keys."""
         with self._lock:
             self._refresh()
-            return validation.merge_problems(self._problems[n] for n in sorted(self._problems))
+            found = validation.merge_problems(self._problems[n] for n in sorted(self._problems))
+            if self.require_row_level_security:
+                found += validation.policy_problems(self._index.packages.values())
+            return found
 
     def ordered(self) -> list[Package]:
         """Resolve the whole set and return it in dependency order, dependencies first.

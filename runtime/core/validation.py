@@ -37,6 +37,7 @@ __all__ = [
     "check_set",
     "cycle_problem",
     "merge_problems",
+    "policy_problems",
     "table_owners",
     "tool_owners",
 ]
@@ -439,6 +440,14 @@ def check_set(
     checked = [check_member(packages, name, owners, providers, deps_graph)
                for name in sorted(packages if names is None else names)]
     return merge_problems(checked)
+
+
+def policy_problems(packages: Iterable[Package]) -> list[Problem]:
+    """Y135: under the platform's policy, every package opts in to row-level security."""
+    return [Problem(p.name, "Y135", "row-level security is required by the platform "
+                    "(--require-rls, RUNTIME_REQUIRE_RLS), and the package does not opt in",
+                    "register it with row_level_security=True")
+            for p in packages if p.name != CORE_PACKAGE and not p.row_level_security]
 
 
 def cycle_problem(cycle: list[str]) -> Problem:

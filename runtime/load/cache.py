@@ -54,11 +54,16 @@ class Sources:
     scanned_ns: int
 
 
-def cache_file(data_dir: Path, directories: Sequence[Path], entry_points: bool) -> Path:
-    """Where the cache of loading `directories` (and entry points, or not) is kept."""
+def cache_file(
+    data_dir: Path, directories: Sequence[Path], entry_points: bool, *,
+    require_rls: bool = False,
+) -> Path:
+    """Where the cache of loading `directories` (and entry points, or not) is kept; a
+    policy that changes what is valid (`require_rls`, Y135) has its own."""
     key = json.dumps([_FORMAT, sys.version, sys.executable, entry_points,
-                      [str(d) for d in directories]])
-    return data_dir / "cache" / f"load-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+                      [str(d) for d in directories], require_rls])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return data_dir / "cache" / f"load-{digest}.json"
 
 
 def scan(directories: Iterable[Path], installed: Iterable[Path] = ()) -> Sources:
