@@ -32,12 +32,16 @@ __all__ = ["Capture", "marker"]
 _SEP = "\x1f"  # between package and migration in `ydtb.migration`
 _SUFFIX = f"_{os.getpid()}"
 
-_SETUP = f"""
-CREATE TEMP TABLE IF NOT EXISTS ydtb_runtime_built (
+# Made once per session (temporary objects outlive a transaction that commits): the
+# table the triggers write to, their functions, and `finish`, which drops the triggers
+# and returns what they noted with the table each object belongs to, read while it
+# still exists, in one round trip.
+_SESSION = f"""
+CREATE TEMP TABLE ydtb_runtime_built (
     n serial, migration text, command text, kind text, identity text, objid oid,
-    dropped boolean) ON COMMIT DROP;
-CREATE OR REPLACE FUNCTION pg_temp.ydtb_runtime_ddl() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+    dropped boolean) ON COMMIT DELETE ROWS;
+CREATE FUNCTION pg_temp.ydtb_runtime_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $f$
 BEGIN
     IF coalesce(current_setting('ydtb.migration', true), '') = '' THEN RETURN; END IF;
     INSERT INTO pg_temp.ydtb_runtime_built (migration, command, kind, identity, objid, dropped)
@@ -45,9 +49,9 @@ BEGIN
            c.object_identity, c.objid, false
     FROM pg_event_trigger_ddl_commands() c
     WHERE NOT c.in_extension AND c.object_identity IS NOT NULL;
-END $$;
-CREATE OR REPLACE FUNCTION pg_temp.ydtb_runtime_drop() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+END $f$;
+CREATE FUNCTION pg_temp.ydtb_runtime_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $f$
 BEGIN
     IF coalesce(current_setting('ydtb.migration', true), '') = '' THEN RETURN; END IF;
     INSERT INTO pg_temp.ydtb_runtime_built (migration, command, kind, identity, objid, dropped)
@@ -55,44 +59,54 @@ BEGIN
            d.objid, true
     FROM pg_event_trigger_dropped_objects() d
     WHERE d.original AND NOT d.is_temporary AND d.object_identity IS NOT NULL;
-END $$;
+END $f$;
+CREATE FUNCTION pg_temp.ydtb_runtime_finish()
+RETURNS TABLE (migration text, command text, kind text, identity text, tbl text)
+LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM set_config('ydtb.migration', '', true);
+    DROP EVENT TRIGGER ydtb_runtime_ddl{_SUFFIX};
+    DROP EVENT TRIGGER ydtb_runtime_drop{_SUFFIX};
+    RETURN QUERY SELECT b.migration, b.command, b.kind, b.identity, CASE
+        WHEN b.dropped THEN NULL
+        WHEN b.kind = 'table' THEN (SELECT c.oid::regclass::text FROM pg_class c
+                                    WHERE c.oid = b.objid)
+        WHEN b.kind = 'index' THEN (SELECT i.indrelid::regclass::text FROM pg_index i
+                                    WHERE i.indexrelid = b.objid)
+        WHEN b.kind = 'sequence' THEN (SELECT d.refobjid::regclass::text FROM pg_depend d
+                                       WHERE d.classid = 'pg_class'::regclass
+                                       AND d.objid = b.objid
+                                       AND d.refclassid = 'pg_class'::regclass
+                                       AND d.deptype IN ('a', 'i') LIMIT 1)
+        WHEN b.kind = 'table constraint' THEN (SELECT c.conrelid::regclass::text
+                                               FROM pg_constraint c WHERE c.oid = b.objid)
+        WHEN b.kind = 'trigger' THEN (SELECT t.tgrelid::regclass::text FROM pg_trigger t
+                                      WHERE t.oid = b.objid)
+        WHEN b.kind = 'policy' THEN (SELECT p.polrelid::regclass::text FROM pg_policy p
+                                     WHERE p.oid = b.objid)
+        WHEN b.kind = 'rule' THEN (SELECT r.ev_class::regclass::text FROM pg_rewrite r
+                                   WHERE r.oid = b.objid)
+        WHEN b.kind = 'table column' THEN (SELECT c.oid::regclass::text FROM pg_class c
+                                           WHERE c.oid = b.objid)
+        END
+    FROM pg_temp.ydtb_runtime_built b ORDER BY b.n;
+END $f$;
+"""
+
+# Per transaction: the session's objects if this session has none yet, and the triggers.
+_SETUP = f"""
+DO $do$ BEGIN
+    IF to_regprocedure('pg_temp.ydtb_runtime_finish()') IS NULL THEN
+        EXECUTE $s${_SESSION}$s$;
+    END IF;
+END $do$;
 CREATE EVENT TRIGGER ydtb_runtime_ddl{_SUFFIX} ON ddl_command_end
     EXECUTE FUNCTION pg_temp.ydtb_runtime_ddl();
 CREATE EVENT TRIGGER ydtb_runtime_drop{_SUFFIX} ON sql_drop
     EXECUTE FUNCTION pg_temp.ydtb_runtime_drop();
 """
 
-_TEARDOWN = f"""
-SELECT set_config('ydtb.migration', '', true);
-DROP EVENT TRIGGER ydtb_runtime_ddl{_SUFFIX};
-DROP EVENT TRIGGER ydtb_runtime_drop{_SUFFIX};
-"""
-
-# The table each noted object belongs to, read while it still exists.
-_READ = """
-SELECT b.migration, b.command, b.kind, b.identity, CASE
-    WHEN b.dropped THEN NULL
-    WHEN b.kind = 'table' THEN (SELECT c.oid::regclass::text FROM pg_class c
-                                WHERE c.oid = b.objid)
-    WHEN b.kind = 'index' THEN (SELECT i.indrelid::regclass::text FROM pg_index i
-                                WHERE i.indexrelid = b.objid)
-    WHEN b.kind = 'sequence' THEN (SELECT d.refobjid::regclass::text FROM pg_depend d
-                                   WHERE d.classid = 'pg_class'::regclass AND d.objid = b.objid
-                                   AND d.refclassid = 'pg_class'::regclass
-                                   AND d.deptype IN ('a', 'i') LIMIT 1)
-    WHEN b.kind = 'table constraint' THEN (SELECT c.conrelid::regclass::text
-                                           FROM pg_constraint c WHERE c.oid = b.objid)
-    WHEN b.kind = 'trigger' THEN (SELECT t.tgrelid::regclass::text FROM pg_trigger t
-                                  WHERE t.oid = b.objid)
-    WHEN b.kind = 'policy' THEN (SELECT p.polrelid::regclass::text FROM pg_policy p
-                                 WHERE p.oid = b.objid)
-    WHEN b.kind = 'rule' THEN (SELECT r.ev_class::regclass::text FROM pg_rewrite r
-                               WHERE r.oid = b.objid)
-    WHEN b.kind = 'table column' THEN (SELECT c.oid::regclass::text FROM pg_class c
-                                       WHERE c.oid = b.objid)
-    END
-FROM pg_temp.ydtb_runtime_built b ORDER BY b.n
-"""
+_FINISH = "SELECT * FROM pg_temp.ydtb_runtime_finish()"
 
 _USER = """n.nspname NOT IN ('pg_catalog', 'information_schema')
     AND n.nspname NOT LIKE 'pg\\_%'"""
@@ -170,27 +184,39 @@ def marker(step: Step | None) -> str:
 
 @dataclass
 class Capture:
-    """What the migrations run on `raw` build, from `start` until `finish`."""
+    """What the migrations run on `raw` build, from the first `before` until `finish`."""
 
     raw: asyncpg.Connection
     triggers: bool
+    _set_up: bool = False
     _catalog: Catalog | None = None
     _found: list[Built] | None = None
 
     @classmethod
-    async def start(cls, raw: asyncpg.Connection, *, transactional: bool = True) -> Capture:
-        """Start watching, in the open transaction (`transactional`) or without one."""
-        superuser = transactional and bool(await raw.fetchval(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
-        if superuser:
-            await raw.execute(_SETUP)
-        return cls(raw, superuser, _found=[])
+    def start(cls, raw: asyncpg.Connection, *, transactional: bool = True) -> Capture:
+        """Watch the open transaction (`transactional`), or migrations without one.
+
+        The server says at connection whether the role is a superuser (`is_superuser`,
+        a reported parameter): no round trip to ask.
+        """
+        superuser = getattr(raw.get_settings(), "is_superuser", "off") == "on"
+        return cls(raw, transactional and superuser, _found=[])
+
+    @property
+    def watching(self) -> bool:
+        """Whether the triggers are in place: a migration's marker is set."""
+        return self.triggers and self._set_up
+
+    def begin(self, step: Step) -> str:
+        """SQL to run just before `step`: the triggers the first time, then its marker."""
+        setup, self._set_up = ("" if self._set_up else _SETUP), True
+        return setup + marker(step)
 
     async def before(self, step: Step) -> None:
         """Note that `step` runs next."""
         if self.triggers:
-            await self.raw.execute(marker(step))
-        else:
+            await self.raw.execute(self.begin(step))
+        elif self._catalog is None:  # else what the last step left, read after it
             self._catalog = await _read_catalog(self.raw)
 
     async def after(self, step: Step) -> None:
@@ -199,15 +225,14 @@ class Capture:
             return
         now = await _read_catalog(self.raw)
         self._found.extend(_compared(step, self._catalog, now))
-        self._catalog = None
+        self._catalog = now
 
     async def finish(self) -> list[Built]:
         """Stop watching (dropping the triggers) and return what was built, in order."""
         found = list(self._found or [])
-        if self.triggers:
-            rows = await self.raw.fetch(_READ)
-            await self.raw.execute(_TEARDOWN)
-            found.extend(_noted(rows))
+        if self.triggers and self._set_up:
+            found.extend(_noted(await self.raw.fetch(_FINISH)))
+            self._set_up = False
         return found
 
 

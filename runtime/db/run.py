@@ -271,9 +271,9 @@ class Run:
         for row in done:
             await self._announce(row)
 
-    async def _capturing(self) -> Capture:
+    def _capturing(self) -> Capture:
         if self._capture is None:
-            self._capture = await Capture.start(self.raw, transactional=self._transactional)
+            self._capture = Capture.start(self.raw, transactional=self._transactional)
         return self._capture
 
     async def _judge(self) -> None:
@@ -312,7 +312,7 @@ class Run:
         Raises:
             MigrationFailedError: a step failed; the transaction will roll back.
         """
-        capture = await self._capturing()
+        capture = self._capturing()
         for step in steps:
             started = time.perf_counter()
             await capture.before(step)
@@ -330,7 +330,7 @@ class Run:
             False when the SQL failed: the transaction is aborted, and `apply` one by one
             names the culprit on a fresh one.
         """
-        capture = await self._capturing()
+        capture = self._capturing()
         if not capture.triggers:  # the catalog is compared around each migration
             try:
                 await self.apply(steps)
@@ -339,7 +339,7 @@ class Run:
             return True
         # Each migration's SQL is preceded by its marker: what it builds is its own.
         script = "\n;\n".join([*(s for step in steps for s in (
-            marker(step), *(step.migration.statements or ()))), marker(None)])
+            capture.begin(step), *(step.migration.statements or ()))), marker(None)])
         started = time.perf_counter()
         try:
             await self.raw.execute(script)
@@ -398,8 +398,9 @@ class Run:
         """
         self._recorded = tuple(p.name for p in plan.records)
         self._unregistered = plan.unregistered
-        if self._capture is not None and self._capture.triggers:
-            await self.raw.execute(marker(None))  # what follows is the run's, no migration's
+        # The migrations are done: what they built is judged now, and the DDL that
+        # follows (row-level security) is the run's, no migration's.
+        await self._judge()
         await ledger.write_packages(self.raw, plan.records)
         await tools.deactivate_package_tools(self.raw, plan.unregistered)
         await tools.sync_tools(self.raw, plan.records)

@@ -72,7 +72,7 @@ async def apply_step(
         if not watch:
             await run_step(conn, raw, step)
             return []
-        capture = await Capture.start(raw, transactional=transactional)
+        capture = Capture.start(raw, transactional=transactional)
         await capture.before(step)
         await run_step(conn, raw, step)
         await capture.after(step)
