@@ -47,8 +47,8 @@ def cascade_problems(package: str, table: Table) -> list[Problem]:
             found.append(Problem(
                 package, "Y115", f"table '{table.name}' key {_columns(key)} into "
                 f"{WORKSPACES_TABLE} is ON DELETE {_action(key) or 'NO ACTION'}: deleting a "
-                "workspace would stop at its rows", "declare it ondelete='CASCADE' "
-                "(runtime.kit.workspace_table does)", table=table.name))
+                "workspace would stop at its rows", "declare it ondelete='CASCADE', as "
+                "runtime.kit.workspace_table does", table=table.name))
     return found
 
 
@@ -82,8 +82,8 @@ def key_problems(package: str, table: Table, resolve: Resolve) -> list[Problem]:
             local = next(iter(c for c in pairs if c != WORKSPACE_ID), "id")
             found.append(problem(
                 "Y210", "leaves workspace_id out: a row of one workspace could point at a "
-                "row of another", f"reference (workspace_id, {local}) -> (workspace_id, "
-                f"{pairs.get(local, 'id')}) with runtime.kit.workspace_reference({local!r}, "
+                "row of another", f"key workspace_id and {local} together onto workspace_id "
+                f"and {pairs.get(local, 'id')} with runtime.kit.workspace_reference({local!r}, "
                 f"{target_name!r}), or, if it must cross workspaces, say why with "
                 f"info={{{CROSS_WORKSPACE!r}: '...'}} and ondelete='SET NULL'"))
             continue
