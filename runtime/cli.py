@@ -81,6 +81,25 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
     return await COMMANDS[args.command](args, settings, console)
 
 
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("ydtb-runtime")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--packages", action="append", metavar="DIR",
@@ -92,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
                         "(for packages whose schema depends on the environment)")
     common.add_argument("--no-entry-points", action="store_true",
                         help="skip installed packages of the 'runtime.packages' entry points")
+    common.add_argument("--lock-timeout", type=_duration, metavar="SECONDS",
+                        help="how long a statement may wait for a lock before the run "
+                             "backs off and retries (default: $RUNTIME_LOCK_TIMEOUT, else "
+                             "5; 0: wait forever)")
+    common.add_argument("--statement-timeout", type=_duration, metavar="SECONDS",
+                        help="how long one statement may run (default: "
+                             "$RUNTIME_STATEMENT_TIMEOUT, else no limit)")
     common.add_argument("--require-rls", action="store_true",
                         help="every package must use row-level security (Y135; default: "
                              "$RUNTIME_REQUIRE_RLS)")
@@ -101,9 +127,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 validation or migration errors, 2 usage or "
                "connection errors. The database is --database-url, else $DATABASE_URL, "
                "else an embedded PostgreSQL kept in .runtime/.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
     migrate.add_argument("--plan", action="store_true", help="print the SQL, change nothing")
+    migrate.add_argument("--lock-retries", type=int, default=3, metavar="N",
+                         help="run again, after a growing pause, up to N times when a "
+                              "migration times out waiting for a lock (default: 3)")
+    migrate.add_argument("--wait", type=_duration, metavar="SECONDS",
+                         help="give up after waiting this long for another run's lock "
+                              "(default: wait as long as it takes, naming the holder)")
     check = commands.add_parser("check", parents=[common], help="validate the packages")
     check.add_argument("--db", action="store_true",
                        help="also check, on a scratch database, that migrations are "
@@ -200,9 +233,16 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and USAGE
-    settings = resolve_settings(database_url=args.database_url, packages=args.packages,
-                                require_rls=args.require_rls, environ=os.environ,
-                                project_dir=Path.cwd())
+    try:
+        settings = resolve_settings(
+            database_url=args.database_url, packages=args.packages,
+            require_rls=args.require_rls, lock_timeout=args.lock_timeout,
+            statement_timeout=args.statement_timeout,
+            application_name=f"ydtb-runtime {args.command}", environ=os.environ,
+            project_dir=Path.cwd())
+    except ValueError as exc:
+        console.error(f"{exc} (give a number of seconds, 0 for none)")
+        return USAGE
     try:
         _check_settings(settings, entry_points=not args.no_entry_points)
         return asyncio.run(_until_signalled(_run(args, settings, console)))

@@ -24,6 +24,7 @@ from runtime.console import (
     crossings,
     describe,
     report_signals,
+    report_waiting,
     table,
 )
 from runtime.core import graph
@@ -132,8 +133,10 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
     # Until the load cache is stored, as in `_load`.
     with process.loading():
         async with engine.open_database(settings) as db:
-            outcome = await pipeline.load_and_migrate(db, settings.packages, registry,
-                                                      entry_points=not args.no_entry_points)
+            with report_waiting(console):
+                outcome = await pipeline.load_and_migrate(
+                    db, settings.packages, registry, entry_points=not args.no_entry_points,
+                    wait=args.wait, lock_retries=args.lock_retries)
         packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
                            outcome.packages)
     report = outcome.report

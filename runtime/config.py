@@ -10,6 +10,8 @@ setting             environment            default
 ``packages``        (flag only)            ``<project>/packages_dev``
 ``data_dir``        ``RUNTIME_DATA_DIR``   ``<project>/.runtime``
 ``require_rls``     ``RUNTIME_REQUIRE_RLS`` off (``1``, ``true``, ``yes``, ``on``)
+``lock_timeout``    ``RUNTIME_LOCK_TIMEOUT`` 5 seconds (``0``: wait forever)
+``statement_timeout`` ``RUNTIME_STATEMENT_TIMEOUT`` none
 ==================  =====================  ===================================
 
 An empty environment variable counts as unset, as `DATABASE_URL=` in a shell or a
@@ -28,6 +30,12 @@ __all__ = ["DATABASE_URL_ENV", "DATA_DIR_ENV", "REQUIRE_RLS_ENV", "Settings", "r
 DATABASE_URL_ENV = "DATABASE_URL"
 DATA_DIR_ENV = "RUNTIME_DATA_DIR"
 REQUIRE_RLS_ENV = "RUNTIME_REQUIRE_RLS"
+LOCK_TIMEOUT_ENV = "RUNTIME_LOCK_TIMEOUT"
+STATEMENT_TIMEOUT_ENV = "RUNTIME_STATEMENT_TIMEOUT"
+#: How long a statement of a run may wait for a lock: long enough for an ordinary
+#: transaction to end, short enough that the queries queued behind the waiting ALTER
+#: TABLE (which takes its place in the lock queue) do not take the application down.
+DEFAULT_LOCK_TIMEOUT = 5.0
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 _NO_ENVIRONMENT: Mapping[str, str] = MappingProxyType({})
@@ -48,6 +56,18 @@ class Settings:
     packages: tuple[Path, ...]
     data_dir: Path
     require_rls: bool = False
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT
+    statement_timeout: float | None = None
+    application_name: str = "ydtb-runtime"
+
+    def server_settings(self) -> dict[str, str]:
+        """The session settings of every connection the runtime opens."""
+        found = {"application_name": self.application_name}
+        if self.lock_timeout:
+            found["lock_timeout"] = f"{round(self.lock_timeout * 1000)}ms"
+        if self.statement_timeout:
+            found["statement_timeout"] = f"{round(self.statement_timeout * 1000)}ms"
+        return found
 
 
 def resolve_settings(
@@ -56,6 +76,9 @@ def resolve_settings(
     packages: Sequence[str | Path] | None = None,
     data_dir: str | Path | None = None,
     require_rls: bool = False,
+    lock_timeout: float | None = None,
+    statement_timeout: float | None = None,
+    application_name: str = "ydtb-runtime",
     environ: Mapping[str, str] = _NO_ENVIRONMENT,
     project_dir: Path | None = None,
 ) -> Settings:
@@ -66,6 +89,9 @@ def resolve_settings(
         packages: The `--packages` flags, if given.
         data_dir: The `--data-dir` flag, if given.
         require_rls: The `--require-rls` flag.
+        lock_timeout, statement_timeout: The `--lock-timeout` and `--statement-timeout`
+            flags, in seconds (0: none).
+        application_name: How its connections are named in `pg_stat_activity`.
         environ: The environment to read; the CLI passes `os.environ`.
         project_dir: Base of the defaults and of relative paths; the current directory
             when None (read at call time, not at import).
@@ -80,7 +106,32 @@ def resolve_settings(
         data_dir=_data_dir(data_dir, environ, base),
         require_rls=require_rls
         or (_from_environ(environ, REQUIRE_RLS_ENV) or "").lower() in _TRUE,
+        lock_timeout=_seconds(lock_timeout, environ, LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT),
+        statement_timeout=_seconds(statement_timeout, environ, STATEMENT_TIMEOUT_ENV, None),
+        application_name=application_name,
     )
+
+
+def _seconds(
+    flag: float | None, environ: Mapping[str, str], name: str, default: float | None
+) -> float | None:
+    """A duration in seconds from the flag, then `environ[name]`; 0 means none.
+
+    Raises:
+        ValueError: the environment's value is not a number of seconds.
+    """
+    if flag is not None:
+        return flag or None
+    text = _from_environ(environ, name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number of seconds") from None
+    if value < 0:
+        raise ValueError(f"{name}={text!r} is negative")
+    return value or None
 
 
 def _from_environ(environ: Mapping[str, str], name: str) -> str | None:

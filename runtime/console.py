@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 from blinker import Signal
 
 from runtime.core import signals
-from runtime.errors import ProblemsError
+from runtime.errors import LockTimeoutError, ProblemsError
 
 if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
     # 0.25 s; the event values are imported where events are rendered.
-    from runtime.core.events import Change, Difference
+    from runtime.core.events import Change, Difference, LockHolder
     from runtime.core.manifest import Manifest
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "drift_hint",
     "held",
     "report_signals",
+    "report_waiting",
     "table",
 ]
 
@@ -211,10 +212,40 @@ def report_signals(console: Console) -> Iterator[None]:
         (signals.package_unregistered, unregistered), (signals.reloaded, reloaded),
         (signals.schema_changed, changed), (signals.schema_drift, drift),
         (signals.database_lost, lost), (signals.database_restored, restored),
+        (signals.run_waiting, _waiting(console)),
     ]
     with ExitStack() as stack:
         for signal, receiver in receivers:
             stack.enter_context(signal.connected_to(receiver))
+        yield
+
+
+def _waiting(console: Console) -> Callable[..., None]:
+    def waiting(_sender: Any, *, holder: LockHolder | None, **_: Any) -> None:
+        from runtime.db.run import describe_holder  # the words of the run's own message
+
+        console.line(f"waiting for the pipeline's lock, held by {describe_holder(holder)}: "
+                     "another migrate, or the dev daemon, is applying", "warn")
+
+    return waiting
+
+
+def _retrying(console: Console) -> Callable[..., None]:
+    def retrying(_sender: Any, *, error: LockTimeoutError, attempt: int, retries: int,
+                 delay_s: float, **_: Any) -> None:
+        console.line(f"! {error.package}: migration {error.migration} waited longer than "
+                     f"lock_timeout for {error.waited_for}; rolled back, running again in "
+                     f"{delay_s:.0f} s (retry {attempt} of {retries})", "warn")
+
+    return retrying
+
+
+@contextmanager
+def report_waiting(console: Console) -> Iterator[None]:
+    """Say, while the block runs, when a run waits for another run's lock, or backs off
+    after a lock timeout to run again."""
+    with signals.run_waiting.connected_to(_waiting(console)), \
+            signals.migration_retrying.connected_to(_retrying(console)):
         yield
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "DependentsExistError",
     "IsolationError",
     "LedgerConflictError",
+    "LockTimeoutError",
     "MigrationFailedError",
     "PackageLoadError",
     "PackageNotFoundError",
@@ -46,6 +47,7 @@ __all__ = [
     "ProblemsError",
     "RegistryError",
     "RowLevelSecurityError",
+    "RunLockedError",
     "ToolInactiveError",
     "ToolNotFoundError",
     "UninstallRefusedError",
@@ -150,6 +152,16 @@ class LedgerConflictError(ProblemsError):
     """
 
     summary = "ledger problems"
+
+
+class RunLockedError(RegistryError):
+    """Raised when a run gave up waiting for the pipeline's lock (`--wait`)."""
+
+    def __init__(self, waited_s: float, holder: str) -> None:
+        self.waited_s = waited_s
+        super().__init__(f"another run holds the pipeline's lock on this database: {holder}; "
+                         f"gave up after {waited_s:.0f} s (wait longer with --wait SECONDS, "
+                         "or let that run finish)")
 
 
 class IsolationError(ProblemsError):
@@ -305,6 +317,20 @@ class MigrationFailedError(DatabaseError):
             shown = f" in `{code[0].strip()[:120]}`"
         super().__init__(f"{package}: migration {migration} failed{where}{shown}: {reason} "
                          f"({hint})")
+
+
+class LockTimeoutError(MigrationFailedError):
+    """A migration waited longer than `lock_timeout` for a lock; its transaction was
+    rolled back. `waited_for` says which lock and who held it, when it was seen."""
+
+    def __init__(self, package: str, migration: str, waited_for: str, *,
+                 statement: str | None = None) -> None:
+        self.waited_for = waited_for
+        super().__init__(package, migration,
+                         f"it waited longer than lock_timeout for {waited_for}",
+                         statement=statement,
+                         hint="nothing was applied; run again once they finish, or raise "
+                              "--lock-timeout")
 
 
 class RowLevelSecurityError(DatabaseError):

@@ -13,7 +13,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Change", "ChangeKind", "Difference", "suggested_rename"]
+__all__ = ["Change", "ChangeKind", "Difference", "LockHolder", "LockWait", "suggested_rename"]
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A session holding a lock another waits for, as `pg_stat_activity` shows it.
+
+    Attributes:
+        pid: its server process id.
+        application_name: what it calls itself (`ydtb-runtime migrate`, an app's name).
+        state: `active`, `idle in transaction`, ...
+        since: when its current transaction began (else its state), ISO 8601.
+    """
+
+    pid: int
+    application_name: str
+    state: str
+    since: str
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """What a statement waited for: a lock on `relation` in `mode`, held by `holders`."""
+
+    relation: str
+    mode: str
+    holders: tuple[LockHolder, ...]
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,12 @@ __all__ = [
     "emit_async",
     "migration_applied",
     "migration_failed",
+    "migration_retrying",
     "owned_by",
     "package_registered",
     "package_unregistered",
     "reloaded",
+    "run_waiting",
     "schema_changed",
     "schema_drift",
     "validation_failed",
@@ -88,6 +90,11 @@ A migration failed; its transaction was rolled back.
 Sender: the pipeline's run. Keywords: package (str), migration (str), error
 (MigrationFailedError).""")
 
+migration_retrying: NamedSignal = _signals.signal("migration_retrying", doc="""\
+A run timed out waiting for a lock, rolled back, and will run again after a backoff.
+Sender: the pipeline's caller. Keywords: error (LockTimeoutError: package, migration,
+waited_for), attempt (int: this retry's number), retries (int), delay_s (float).""")
+
 database_initialized: NamedSignal = _signals.signal("database_initialized", doc="""\
 A pipeline run finished (it may have had nothing to do).
 Sender: the pipeline's run. Keywords: report (`runtime.db.run.MigrationReport`).""")
@@ -101,6 +108,11 @@ database_restored: NamedSignal = _signals.signal("database_restored", doc="""\
 The dev daemon's database answers again after `database_lost`.
 Sender: the daemon. Keywords: url (str, password hidden), down_ms (float), revived
 (bool: the daemon started the embedded server again).""")
+
+run_waiting: NamedSignal = _signals.signal("run_waiting", doc="""\
+A run has waited a second for the pipeline's lock, which another run holds.
+Sender: the pipeline's run. Keywords: holder (`runtime.core.events.LockHolder` or None
+when it let go meanwhile), waited_s (float).""")
 
 reloaded: NamedSignal = _signals.signal("reloaded", doc="""\
 The dev daemon finished handling a change on disk, successfully or not.

@@ -9,7 +9,7 @@ hidden from the URL it names.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -107,18 +107,25 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     return cast(asyncpg.Connection, raw.driver_connection)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, server_settings: Mapping[str, str] | None = None) -> AsyncEngine:
     """Create an async engine on `url` (any PostgreSQL URL; the driver is added).
 
     The pool is modest: a dev process runs a few tasks, and a test session opens an
     engine per test database on a server capped at 200 connections.
+
+    Args:
+        server_settings: session settings sent when each connection opens (its
+            `application_name`, `lock_timeout`): no round trip of their own.
     """
+    connect_args: dict[str, object] = {"timeout": _CONNECT_TIMEOUT}
+    if server_settings:
+        connect_args["server_settings"] = dict(server_settings)
     return create_async_engine(
         to_async_url(url),
         pool_size=5,
         max_overflow=5,
         pool_pre_ping=False,
-        connect_args={"timeout": _CONNECT_TIMEOUT},
+        connect_args=connect_args,
     )
 
 
@@ -156,7 +163,7 @@ async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
         # Not abandoned on cancel: a server started behind our back would outlive us.
         url = await anyio.to_thread.run_sync(server.start)
     try:
-        engine = create_engine(url)
+        engine = create_engine(url, server_settings=settings.server_settings())
         if server is not None:
             _SERVERS[id(engine)] = server
         try:

@@ -16,18 +16,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.core import signals
 from runtime.core.model import Package
 from runtime.core.plan import Plan, plan_pending, split_transactions
 from runtime.db import ledger
 from runtime.db.engine import driver
 from runtime.db.run import MigrationReport, Run
-from runtime.errors import LedgerConflictError
+from runtime.errors import LedgerConflictError, LockTimeoutError
 
 __all__ = ["migrate", "read_plan"]
 
 logger = logging.getLogger(__name__)
+
+_BACKOFF_FIRST, _BACKOFF_MOST = 1.0, 30.0  # seconds before running again after a lock timeout
 
 
 async def read_plan(
@@ -48,6 +52,8 @@ async def migrate(
     unregistered: Sequence[str] = (),
     sender: object = None,
     known: Sequence[Package] = (),
+    wait: float | None = None,
+    lock_retries: int = 0,
 ) -> MigrationReport:
     """Apply the pending migrations of `packages` and record them.
 
@@ -61,17 +67,50 @@ async def migrate(
         sender: the sender of the signals sent (the registry, the daemon).
         known: the other registered packages (of a partial run), so that a migration
             touching one of their tables is told whose it is.
+        wait: seconds to wait for another run's lock before giving up (`RunLockedError`);
+            None waits as long as it takes.
+        lock_retries: how many times to run again, after a backoff of 1 s, 2 s, 4 s...,
+            when a migration times out waiting for a lock (`LockTimeoutError`): the run
+            rolled back, so the application's queries queued behind it go on meanwhile.
 
     Raises:
         LedgerConflictError: an applied migration was edited, or a package downgraded.
         MigrationFailedError: a migration failed; its transaction was rolled back.
+        LockTimeoutError: a migration waited for a lock too long, every time.
         RowLevelSecurityError: a package's tables could not be put under its policy.
         IsolationError: a migration built what workspace isolation forbids (Y5xx); its
             transaction was rolled back.
     """
+    for attempt in range(lock_retries + 1):
+        try:
+            return await _migrate(engine, packages, rerun_edited=rerun_edited,
+                                  partial=partial, unregistered=unregistered, sender=sender,
+                                  known=known, wait=wait)
+        except LockTimeoutError as exc:
+            if attempt == lock_retries:
+                raise
+            delay = min(_BACKOFF_FIRST * 2 ** attempt, _BACKOFF_MOST)
+            await signals.emit_async(signals.migration_retrying, sender, error=exc,
+                                     attempt=attempt + 1, retries=lock_retries,
+                                     delay_s=delay)
+            await anyio.sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def _migrate(
+    engine: AsyncEngine,
+    packages: Sequence[Package],
+    *,
+    rerun_edited: bool,
+    partial: bool,
+    unregistered: Sequence[str],
+    sender: object,
+    known: Sequence[Package],
+    wait: float | None,
+) -> MigrationReport:
     names = [p.name for p in packages] if partial else None
     async with Run.open(engine, packages=names, sender=sender,
-                        known=[*known, *packages]) as run:
+                        known=[*known, *packages], wait=wait) as run:
         plan = plan_pending(packages, run.ledger, rerun_edited=rerun_edited,
                             complete=not partial, unregistered=unregistered)
         if plan.problems:

@@ -27,25 +27,40 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 import asyncpg
 import asyncpg.transaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core import ddl, isolation, signals
-from runtime.core.events import Change, ChangeKind, Difference
+from runtime.core.events import Change, ChangeKind, Difference, LockHolder, LockWait
 from runtime.core.leftovers import Uninstall
 from runtime.core.model import Package
 from runtime.core.plan import Plan, Step
 from runtime.core.recorded import Ledger
 from runtime.core.schema import CORE_PACKAGE, core_metadata
-from runtime.db import ledger, security, tools
+from runtime.db import ledger, locks, security, tools
 from runtime.db.built import Capture, marker
 from runtime.db.engine import driver, lost
 from runtime.db.ledger import Kind, LedgerRow
 from runtime.db.urls import display_url
-from runtime.errors import DatabaseUnavailableError, IsolationError, MigrationFailedError
+from runtime.errors import (
+    DatabaseUnavailableError,
+    IsolationError,
+    LockTimeoutError,
+    MigrationFailedError,
+    RunLockedError,
+)
 
-__all__ = ["LOCK_ID", "MigrationReport", "Run", "run_step"]
+__all__ = [
+    "LOCK_ID",
+    "MigrationReport",
+    "Run",
+    "describe_holder",
+    "describe_wait",
+    "lock_holder",
+    "run_step",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +189,7 @@ class Run:
     ) -> None:
         self.conn = conn
         self.raw = raw
+        self.engine: AsyncEngine | None = None  # set by `open`: the lock watcher's
         self.ledger = recorded
         self.sender = sender
         self._known = {p.name: p for p in known}  # for whose table it is, in messages
@@ -197,6 +213,7 @@ class Run:
         read: bool = True,
         sender: object = None,
         known: Collection[Package] = (),
+        wait: float | None = None,
     ) -> AsyncIterator[Run]:
         """Take the lock on a connection of `engine`, read the ledger, yield the run.
 
@@ -205,14 +222,19 @@ class Run:
             read: read the ledger at all (a dev sync needs only the lock).
             sender: the sender of the signals sent.
             known: the registered packages, to name whose table a migration touched.
+            wait: give up after this many seconds waiting for the lock another run
+                holds (`RunLockedError`); None waits as long as it takes. After a
+                second of waiting, `run_waiting` names the holder.
         """
         try:
             async with engine.connect() as conn:
                 raw = await driver(conn)
-                await raw.execute("SELECT pg_advisory_lock($1)", LOCK_ID)
+                await _take_lock(raw, sender, wait)
                 try:
                     recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
-                    yield cls(conn, raw, recorded, sender, known)
+                    run = cls(conn, raw, recorded, sender, known)
+                    run.engine = engine
+                    yield run
                 finally:
                     if not raw.is_closed():
                         await raw.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
@@ -241,11 +263,16 @@ class Run:
         self._capture, self._transactional, self._applied = None, transactional, {}
         tx = self.raw.transaction()
         begun = False
+        watch = locks.Watch()
         try:
             if transactional:
                 await tx.start()
                 begun = True
-            yield
+            if self.engine is None:
+                yield
+            else:
+                async with locks.watching(self.engine, self.raw.get_server_pid()) as watch:
+                    yield
             if not begun:
                 await tx.start()
                 begun = True
@@ -262,10 +289,16 @@ class Run:
             self._rows, self._capture = [], None
             if begun:
                 await _roll_back(tx)
-            if isinstance(exc, MigrationFailedError):
+            error = exc
+            if isinstance(exc, MigrationFailedError) and _timed_out(exc):
+                error = LockTimeoutError(exc.package, exc.migration, describe_wait(watch.last),
+                                         statement=exc.statement)
+            if isinstance(error, MigrationFailedError):
                 await signals.emit_async(signals.migration_failed, self.sender,
-                                         package=exc.package, migration=exc.migration,
-                                         error=exc)
+                                         package=error.package, migration=error.migration,
+                                         error=error)
+            if error is not exc:
+                raise error from exc
             raise
         done, self._rows = self._rows, []
         for row in done:
@@ -418,6 +451,72 @@ class Run:
                                  self._unregistered)
         await signals.emit_async(signals.database_initialized, self.sender, report=report)
         return report
+
+
+# The lock key split as pg_locks shows a bigint advisory key: high and low 32 bits.
+_HOLDER = """
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+       date_trunc('second', coalesce(a.xact_start, a.state_change, a.backend_start))::text
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2
+  AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())
+"""
+_SAY_AFTER = 1.0  # seconds of waiting before the holder is named
+
+
+async def _take_lock(raw: asyncpg.Connection, sender: object, wait: float | None) -> None:
+    """Take the pipeline's lock, polling: a blocking pg_advisory_lock could neither say
+    who holds it nor give up, and `lock_timeout` would cut it short."""
+    take = "SELECT pg_try_advisory_lock($1)"
+    if await raw.fetchval(take, LOCK_ID):
+        return
+    started, delay, said = time.monotonic(), 0.05, False
+    while True:
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+        if await raw.fetchval(take, LOCK_ID):
+            return
+        waited = time.monotonic() - started
+        if waited >= _SAY_AFTER and not said:
+            said = True
+            await signals.emit_async(signals.run_waiting, sender,
+                                     holder=await lock_holder(raw), waited_s=waited)
+        if wait is not None and waited >= wait:
+            holder = await lock_holder(raw)
+            raise RunLockedError(waited, describe_holder(holder))
+
+
+async def lock_holder(raw: asyncpg.Connection) -> LockHolder | None:
+    """The session holding the pipeline's lock, if any does."""
+    row = await raw.fetchrow(_HOLDER, LOCK_ID >> 32, LOCK_ID & 0xFFFF_FFFF)
+    return LockHolder(*row) if row else None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Tell whether a lock timeout (SQLSTATE 55P03) caused `exc`, however wrapped."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "55P03":
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def describe_wait(wait: LockWait | None) -> str:
+    """A lock wait in words, for messages."""
+    if wait is None:
+        return "a lock (who held it was not seen)"
+    holders = ", ".join(describe_holder(h) for h in wait.holders) or "a session now gone"
+    return f"{wait.mode} on {wait.relation}, held by {holders}"
+
+
+def describe_holder(holder: LockHolder | None) -> str:
+    """A lock holder in words, for messages."""
+    if holder is None:
+        return "a session that let go meanwhile"
+    name = holder.application_name or "an unnamed client"
+    return f"pid {holder.pid} ({name}, {holder.state or 'state unknown'} since {holder.since})"
 
 
 async def _roll_back(tx: asyncpg.transaction.Transaction) -> None:

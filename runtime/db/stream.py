@@ -107,6 +107,8 @@ async def migrate_as_loaded(
     resolve: Callable[[], Sequence[Package] | None],
     *,
     sender: object = None,
+    wait: float | None = None,
+    lock_retries: int = 0,
 ) -> MigrationReport | None:
     """Apply packages as they arrive, then commit once the whole set is resolved.
 
@@ -117,6 +119,8 @@ async def migrate_as_loaded(
         resolve: called once `arrivals` ends: the whole set in dependency order, the
             core first (`DatabaseRegistry.ordered()`), or None when it is invalid.
         sender: the sender of the signals sent.
+        wait, lock_retries: as for `migrator.migrate`, whose run takes over when the
+            streamed one breaks (a lock timeout included).
 
     Returns:
         What the run did; None when `resolve` gave None, and nothing was applied.
@@ -124,7 +128,7 @@ async def migrate_as_loaded(
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` raises them.
     """
-    async with Run.open(engine, sender=sender) as run:
+    async with Run.open(engine, sender=sender, wait=wait) as run:
         feeder = _Feeder(run)
         async with run.transaction():
             async for packages in arrivals:
@@ -138,5 +142,6 @@ async def migrate_as_loaded(
     if ordered is None:
         return None
     if plan is None:
-        return await migrator.migrate(engine, ordered, sender=sender)
+        return await migrator.migrate(engine, ordered, sender=sender, wait=wait,
+                                      lock_retries=lock_retries)
     return await run.report()

@@ -65,6 +65,8 @@ async def load_and_migrate(
     *,
     entry_points: bool = True,
     sender: object = None,
+    wait: float | None = None,
+    lock_retries: int = 0,
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
@@ -114,9 +116,12 @@ async def load_and_migrate(
         async with anyio.create_task_group() as group:
             group.start_soon(anyio.to_thread.run_sync, load)
             outcome.report = await stream.migrate_as_loaded(engine, arrivals(), resolve,
-                                                            sender=sender)
+                                                            sender=sender, wait=wait,
+                                                            lock_retries=lock_retries)
     except BaseExceptionGroup as failed:
         # The loader collects its errors, so one task failed: raise its error as
         # `migrator.migrate` would, not wrapped in a group callers must unpack.
         raise failed.exceptions[0] from None
+    finally:
+        receive.close()  # unread when the run failed before it (its lock, say)
     return outcome

@@ -94,7 +94,7 @@ async def test_a_no_op_run_is_still_one_ledger_read(
     finally:
         await watched.dispose()
 
-    reads = [q for q in queries if "pg_advisory" not in q]
+    reads = [q for q in queries if "advisory" not in q]
     assert not report.changed
     assert len(reads) == 1 and "ydtb_schema_migrations" in reads[0]
 
