@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.cli import main
@@ -129,6 +132,30 @@ def install_editable(
     (info / "entry_points.txt").write_text(
         f"[runtime.packages]\n{module} = {entry_point or module + '.package:register'}\n")
     return tmp_path / "site", directory
+
+
+@contextmanager
+def editable_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, *, name: str, **kwargs: Any
+) -> Iterator[Path]:
+    """`install_editable`, on `sys.path` while the block runs, its modules forgotten after;
+    yields the package's directory."""
+    site, directory = install_editable(tmp_path, module, name=name, **kwargs)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        yield directory
+    finally:
+        for loaded in [n for n in sys.modules if n == module or n.startswith(f"{module}.")]:
+            del sys.modules[loaded]
+
+
+async def columns(engine: AsyncEngine, table: str) -> list[str]:
+    """The column names of `table` in the database, sorted."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT column_name FROM information_schema.columns "
+                                       "WHERE table_name = :t ORDER BY 1"), {"t": table})
+        return [r[0] for r in rows]
 
 
 def run_cli(*argv: str) -> tuple[int, str]:

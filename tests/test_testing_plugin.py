@@ -7,11 +7,10 @@ session's server, so no second server starts.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from support import create_sql, install_editable, write_package
+from support import create_sql, editable_install, write_package
 
 from runtime.db.server import EmbeddedServer
 from runtime.testing import package_report
@@ -152,11 +151,9 @@ def test_a_package_repository_installed_editable_needs_no_setting(
 ) -> None:
     # The author's repository: the package's source and tests, `pip install -e .` done.
     monkeypatch.setenv("DATABASE_URL", postgres_server_url)
-    site, directory = install_editable(pytester.path, "acme_notes", name="@acme/notes",
-                                       tables={"ydtb_notes": []})
-    monkeypatch.syspath_prepend(str(pytester.path / "src"))
-    monkeypatch.syspath_prepend(str(site))
-    pytester.makepyfile(test_inner=f'''
+    with editable_install(pytester.path, monkeypatch, "acme_notes", name="@acme/notes",
+                          tables={"ydtb_notes": []}) as directory:
+        pytester.makepyfile(test_inner=f'''
 def test_the_installed_package_is_under_test(runtime_registry, runtime_packages):
     assert runtime_packages == []
     assert [p.name for p in runtime_registry.ordered()] == ["@ydtb/core", "@acme/notes"]
@@ -178,11 +175,7 @@ async def test_an_unmarked_async_test_runs(runtime_engine):
 async def test_other_async_tests_are_left_to_pytest():
     pass
 ''')
-    try:
         result = run_inner(pytester)
-    finally:
-        for name in [n for n in sys.modules if n.startswith("acme_notes")]:
-            del sys.modules[name]
 
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["_* test_other_async_tests_are_left_to_pytest _*",

@@ -315,9 +315,11 @@ class Run:
             return
         built, self._capture = await self._capture.finish(), None
         applied, self._applied = self._applied, {}
+        if not built:  # most reloads: a data migration, or DDL run again to no effect
+            return
         declared = {name: (*package.table_names, *package.type_names)
                     for name, package in applied.items()}
-        owners = {table.name: CORE_PACKAGE for table in core_metadata.sorted_tables}
+        owners = dict.fromkeys(core_metadata.tables, CORE_PACKAGE)
         for package in [*self._known.values(), *applied.values()]:
             owners.update(dict.fromkeys(package.table_names, package.name))
         problems = isolation.judge(built, declared, owners, core=CORE_PACKAGE)

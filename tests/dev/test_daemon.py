@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import (
     NOTE_REFERENCE,
     NOTE_REFERENCE_SQL,
+    columns,
     create_sql,
     give_tool,
     listening,
@@ -72,13 +73,6 @@ def sent(log: Log, name: str) -> list[dict[str, Any]]:
 async def query(engine: AsyncEngine, sql: str) -> Any:
     async with engine.connect() as conn:
         return (await conn.execute(text(sql))).scalar()
-
-
-async def columns(engine: AsyncEngine, table: str) -> list[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT column_name FROM information_schema.columns "
-                                       "WHERE table_name = :t ORDER BY 1"), {"t": table})
-        return [r[0] for r in rows]
 
 
 async def test_start_applies_the_packages_on_disk(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import install_editable, run_cli, running, signal_log, write_package
+from support import columns, editable_install, run_cli, running, signal_log, write_package
 
 Log = list[tuple[str, dict[str, Any]]]
 
@@ -19,13 +17,9 @@ Log = list[tuple[str, dict[str, Any]]]
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """`ydtb_inst` (package `@acme/inst`, table `ydtb_inst`), installed editable."""
-    site, directory = install_editable(tmp_path, "ydtb_inst", name="@acme/inst",
-                                       tables={"ydtb_inst": []})
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
-    monkeypatch.syspath_prepend(str(site))
-    yield directory
-    for name in [n for n in sys.modules if n == "ydtb_inst" or n.startswith("ydtb_inst.")]:
-        del sys.modules[name]
+    with editable_install(tmp_path, monkeypatch, "ydtb_inst", name="@acme/inst",
+                          tables={"ydtb_inst": []}) as directory:
+        yield directory
 
 
 @pytest.fixture
@@ -41,13 +35,6 @@ async def reloaded_after(log: Log, mark: int) -> dict[str, Any]:
             if found:
                 return found[0]
             await anyio.sleep(0.01)
-
-
-async def columns(engine: AsyncEngine, table: str) -> list[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT column_name FROM information_schema.columns "
-                                       "WHERE table_name = :t ORDER BY 1"), {"t": table})
-        return [r[0] for r in rows]
 
 
 async def test_its_saves_are_applied_like_a_packages_dev_one(

@@ -14,9 +14,8 @@ from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, readable, write_package
+from support import columns, create_sql, readable, write_package
 
 from runtime import signals
 from runtime.core.events import Change, ChangeKind
@@ -55,13 +54,6 @@ async def started(engine: AsyncEngine, root: Path, **kwargs: Any) -> Daemon:
     daemon = Daemon(engine, [root], entry_points=False, **kwargs)
     await daemon.start()
     return daemon
-
-
-async def columns(engine: AsyncEngine, table: str) -> list[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT column_name FROM information_schema.columns "
-                                       "WHERE table_name = :t ORDER BY 1"), {"t": table})
-        return [r[0] for r in rows]
 
 
 async def dev_rows(engine: AsyncEngine) -> dict[str, tuple[str, ...]]:

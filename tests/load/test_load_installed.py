@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import install_editable, run_cli, write_package
+from support import editable_install, run_cli, write_package
 
 from runtime.core.registry import DatabaseRegistry
 from runtime.errors import PackageLoadError
@@ -20,13 +20,9 @@ from runtime.load.packages import migrations_directory
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """`ydtb_inst` (package `@acme/inst`), installed editable; yields its directory."""
-    site, directory = install_editable(tmp_path, "ydtb_inst", name="@acme/inst",
-                                       tables={"ydtb_inst": []})
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
-    monkeypatch.syspath_prepend(str(site))
-    yield directory
-    for name in [n for n in sys.modules if n == "ydtb_inst" or n.startswith("ydtb_inst.")]:
-        del sys.modules[name]
+    with editable_install(tmp_path, monkeypatch, "ydtb_inst", name="@acme/inst",
+                          tables={"ydtb_inst": []}) as directory:
+        yield directory
 
 
 def test_an_editable_install_is_found_with_its_directory(installed: Path) -> None:
@@ -77,12 +73,10 @@ def test_each_load_reads_the_files_afresh_even_through_absolute_imports(
 def test_an_install_of_a_packages_directory_is_that_package_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    site, directory = install_editable(tmp_path, "notes", name="@acme/notes")
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
-    monkeypatch.syspath_prepend(str(site))
     registry = DatabaseRegistry()
 
-    result = loader.load_all([tmp_path / "src"], registry)  # `--packages src`
+    with editable_install(tmp_path, monkeypatch, "notes", name="@acme/notes") as directory:
+        result = loader.load_all([tmp_path / "src"], registry)  # `--packages src`
 
     assert result.errors == []
     assert result.packages == {str(directory): ["@acme/notes"], loader.ENTRY_POINT_GROUP: []}
