@@ -5,7 +5,10 @@
     RegistryError
     ├── ProblemsError                    carries a list of Problem, reported all at once
     │   ├── ValidationError (ValueError) a package or the set of packages breaks a rule
-    │   └── LedgerConflictError          the database's ledger disagrees with the packages
+    │   ├── LedgerConflictError          the database's ledger disagrees with the packages
+    │   └── IsolationError               a migration built what workspace isolation forbids
+    ├── RunLockedError                   another run held the pipeline's lock too long
+    ├── SqlSyntaxError (ValueError)      PostgreSQL's parser refuses a migration's SQL
     ├── PackageNotFoundError (LookupError)
     ├── PackageNotRecordedError (LookupError)
     ├── DependentsExistError             unregistering a package others depend on
@@ -19,6 +22,7 @@
         ├── DatabaseUnavailableError     the server cannot be reached or started
         ├── DatabaseInUseError           another dev daemon runs on the database
         ├── MigrationFailedError         a migration raised; its transaction was rolled back
+        │   └── LockTimeoutError         a migration waited for a lock longer than allowed
         └── RowLevelSecurityError        a package's tables could not be put under its policy
 
 Exceptions carry fields and build their own message, so call sites stay one line and
@@ -48,6 +52,7 @@ __all__ = [
     "RegistryError",
     "RowLevelSecurityError",
     "RunLockedError",
+    "SqlSyntaxError",
     "ToolInactiveError",
     "ToolNotFoundError",
     "UninstallRefusedError",
@@ -170,6 +175,27 @@ class IsolationError(ProblemsError):
     ran it was rolled back."""
 
     summary = "workspace isolation problems in what the migrations built"
+
+
+class SqlSyntaxError(RegistryError, ValueError):
+    """Raised by `runtime.core.sql` when PostgreSQL's parser refuses SQL text.
+
+    `package`, `migration` and `line` say where, once the caller knows them (`located`).
+    """
+
+    def __init__(
+        self, reason: str, *, line: int | None = None, package: str | None = None,
+        migration: str | None = None,
+    ) -> None:
+        self.reason, self.line, self.package, self.migration = reason, line, package, migration
+        where = ", ".join(x for x in (package, migration and f"migration {migration}",
+                                      line and f"line {line}") if x)
+        super().__init__(f"{where + ': ' if where else ''}the SQL does not parse: {reason} "
+                         "(fix the statement; PostgreSQL's own parser reads it)")
+
+    def located(self, package: str, migration: str) -> SqlSyntaxError:
+        """Return this error naming the package and migration it is in."""
+        return SqlSyntaxError(self.reason, line=self.line, package=package, migration=migration)
 
 
 class PackageNotFoundError(RegistryError, LookupError):

@@ -32,7 +32,7 @@ import asyncpg
 import asyncpg.transaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from runtime.core import ddl, isolation, signals
+from runtime.core import ddl, isolation, signals, sql
 from runtime.core.events import Change, ChangeKind, Difference, LockHolder, LockWait
 from runtime.core.leftovers import Uninstall
 from runtime.core.model import Package
@@ -50,6 +50,7 @@ from runtime.errors import (
     LockTimeoutError,
     MigrationFailedError,
     RunLockedError,
+    SqlSyntaxError,
 )
 
 __all__ = [
@@ -155,15 +156,49 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
             raise MigrationFailedError(step.package.name, migration.id, _reason(exc),
                                        hint=_hint(step)) from exc
         return
-    for statement in statements:
+    for statement, first_line in _units(step):
         try:
             await raw.execute(statement)
         except asyncpg.PostgresError as exc:
             if lost(exc):
                 raise
             failing, line = _failing(statement, exc)
+            line = line + first_line - 1 if line else (first_line if failing else None)
             raise MigrationFailedError(step.package.name, migration.id, _reason(exc),
-                                       statement=failing, line=line, hint=_hint(step)) from exc
+                                       statement=failing, line=line,
+                                       hint=_hint(step) or _halfway(step, statement)) from exc
+
+
+def _units(step: Step) -> list[tuple[str, int]]:
+    """Return what to send for `step`, one query each, with the line each starts on.
+
+    A transactional script goes whole: one round trip. A `no-transaction` one goes
+    statement by statement, split by PostgreSQL's own parser, because the server runs a
+    multi-statement query as one implicit transaction, which `CREATE INDEX
+    CONCURRENTLY` refuses.
+    """
+    texts = step.migration.statements or ()
+    if step.migration.transactional:
+        return [(text, 1) for text in texts]
+    units: list[tuple[str, int]] = []
+    for text in texts:
+        try:
+            units.extend((s.text, s.line) for s in sql.parse(text))
+        except SqlSyntaxError:
+            units.append((text, 1))  # the server names the syntax error and its line
+    return units
+
+
+def _halfway(step: Step, statement: str) -> str | None:
+    """Say what a failed `no-transaction` migration left: the statements before it stay."""
+    if step.migration.transactional:
+        return None
+    units = [text for text, _ in _units(step)]
+    if len(units) < 2 or units.index(statement) == 0:
+        return None
+    return (f"the {units.index(statement)} statement(s) before it ran and stay, outside any "
+            "transaction; no ledger row was written, so the whole migration runs again next "
+            "time: make each statement idempotent, as CREATE INDEX CONCURRENTLY IF NOT EXISTS")
 
 
 def _hint(step: Step) -> str | None:

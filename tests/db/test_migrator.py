@@ -322,6 +322,47 @@ async def test_a_non_transactional_migration_runs_after_the_ones_before_commit(
         engine, "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_a_name'") == 1
 
 
+async def test_a_non_transactional_script_runs_statement_by_statement(engine: AsyncEngine) -> None:
+    # As one query, PostgreSQL runs the two statements in one implicit transaction, which
+    # CREATE INDEX CONCURRENTLY refuses: "cannot run inside a transaction block".
+    registry = DatabaseRegistry()
+    register(registry, "a", [
+        Migration("0001_a", create("ydtb_a", "name text", "note text")),
+        Migration("0002_indexes", "-- runtime: no-transaction\n"
+                  "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_a_name ON ydtb_a (name);\n"
+                  "/* a semicolon; in a comment */\n"
+                  "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_a_note ON ydtb_a (note);\n",
+                  transactional=False),
+    ], "ydtb_a")
+
+    await migrator.migrate(engine, registry.ordered())
+
+    assert await scalar(engine, "SELECT count(*) FROM pg_indexes "
+                        "WHERE indexname IN ('ix_a_name', 'ix_a_note')") == 2
+
+
+async def test_a_non_transactional_script_failing_halfway_says_what_stays(
+    engine: AsyncEngine,
+) -> None:
+    registry = DatabaseRegistry()
+    register(registry, "a", [
+        Migration("0001_a", create("ydtb_a", "name text")),
+        Migration("0002_indexes", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_a_name "
+                  "ON ydtb_a (name);\n\nCREATE INDEX CONCURRENTLY ix_a_nope ON ydtb_a (nope);",
+                  transactional=False),
+    ], "ydtb_a")
+
+    with pytest.raises(MigrationFailedError) as caught:
+        await migrator.migrate(engine, registry.ordered())
+
+    assert caught.value.line == 3
+    assert "the 1 statement(s) before it ran and stay" in str(caught.value)
+    assert await scalar(engine, "SELECT count(*) FROM pg_indexes "
+                        "WHERE indexname = 'ix_a_name'") == 1
+    assert await scalar(engine, "SELECT count(*) FROM ydtb_schema_migrations "
+                        "WHERE migration = '0002_indexes'") == 0
+
+
 async def test_two_pipelines_at_once_apply_each_migration_exactly_once(
     database_url: str, registry: DatabaseRegistry
 ) -> None:
