@@ -1,8 +1,9 @@
 """`python -m runtime COMMAND`: migrate, check, status, graph, makemigration, uninstall
 (and `dev`, the daemon).
 
-The only module that reads `os.environ` and turns errors into exit codes:
-0 success, 1 validation or migration errors, 2 usage or connection errors.
+The only module that reads `os.environ`, configures logging and turns errors into exit
+codes: 0 success, 1 validation or migration errors, 2 usage or connection errors, 128 +
+the signal when stopped by one (130 Ctrl-C, 143 SIGTERM; the daemon exits 0).
 
 A `migrate` or `check` of packages unchanged since they last loaded is answered from
 the load cache (`runtime.load.cache`) before SQLAlchemy or a package is imported: that
@@ -25,7 +26,16 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from runtime.config import Settings, resolve_settings
-from runtime.console import FAILED, OK, USAGE, Console, crossings, describe
+from runtime.console import (
+    FAILED,
+    OK,
+    PROGRAM,
+    USAGE,
+    Console,
+    check_document,
+    crossings,
+    summary,
+)
 from runtime.db import urls
 from runtime.errors import (
     DatabaseInUseError,
@@ -35,7 +45,10 @@ from runtime.errors import (
 )
 from runtime.load import packages
 
-__all__ = ["exit_now", "main"]
+__all__ = ["SCRIPT", "exit_now", "main", "script"]
+
+#: The console script installed with the package, equivalent to `python -m runtime`.
+SCRIPT = "ydtb-runtime"
 
 
 async def _from_cache(args: argparse.Namespace, settings: Settings, console: Console) -> int | None:
@@ -52,6 +65,9 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     if manifest is None:
         return None
     if args.command == "check":
+        if console.json:
+            console.document(check_document(console, manifest, cached=True))
+            return OK
         console.line(f"ok: {len(manifest.entries)} packages valid "
                      f"({', '.join(manifest.names)}); unchanged since their last load", "ok")
         for line in crossings(manifest):
@@ -66,9 +82,13 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
             return None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RegistryError):
         return None  # the full run says what is wrong, in its own words
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if console.json:
+        console.document(summary(console, ok=True, applied=0, packages=len(manifest.entries),
+                                 changed=0, duration_ms=round(elapsed_ms, 3)))
+        return OK
     console.line(f"nothing to apply: {len(manifest.entries)} packages up to date "
-                 f"({(time.perf_counter() - started) * 1000:.1f} ms, unchanged since their "
-                 "last load)", "ok")
+                 f"({elapsed_ms:.1f} ms, unchanged since their last load)", "ok")
     return OK
 
 
@@ -100,8 +120,13 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what runs to stderr: -v for INFO, -vv for DEBUG")
+    common.add_argument("--log-level", type=str.upper, metavar="LEVEL",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log at this level to stderr (DEBUG, INFO, WARNING, ERROR)")
     common.add_argument("--packages", action="append", metavar="DIR",
                         help="a directory of packages (default: packages_dev; repeatable)")
     common.add_argument("--database-url", metavar="URL",
@@ -121,15 +146,21 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--require-rls", action="store_true",
                         help="every package must use row-level security (Y135; default: "
                              "$RUNTIME_REQUIRE_RLS)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true",
+                         help="machine-readable output on stdout (README: JSON output); "
+                              "words for people go to stderr")
     parser = argparse.ArgumentParser(
-        prog="python -m runtime",
+        prog=program,
         description="Validate, migrate and watch the database schemas of ydtb packages.",
         epilog="Exit codes: 0 success, 1 validation or migration errors, 2 usage or "
-               "connection errors. The database is --database-url, else $DATABASE_URL, "
-               "else an embedded PostgreSQL kept in .runtime/.")
+               "connection errors, 130 interrupted by Ctrl-C, 143 by SIGTERM. The database "
+               "is --database-url, else $DATABASE_URL, else an embedded PostgreSQL kept in "
+               ".runtime/.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
+    migrate = commands.add_parser("migrate", parents=[common, as_json],
+                                  help="apply pending migrations")
     migrate.add_argument("--plan", action="store_true", help="print the SQL, change nothing")
     migrate.add_argument("--lock-retries", type=int, default=3, metavar="N",
                          help="run again, after a growing pause, up to N times when a "
@@ -137,13 +168,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--wait", type=_duration, metavar="SECONDS",
                          help="give up after waiting this long for another run's lock "
                               "(default: wait as long as it takes, naming the holder)")
-    check = commands.add_parser("check", parents=[common], help="validate the packages")
+    check = commands.add_parser("check", parents=[common, as_json],
+                                help="validate the packages")
     check.add_argument("--db", action="store_true",
                        help="also check, on a scratch database, that migrations are "
                        "idempotent and build the declared schema")
-    status = commands.add_parser("status", parents=[common], help="packages against the ledger")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    graph_cmd = commands.add_parser("graph", parents=[common], help="the dependency graph")
+    commands.add_parser("status", parents=[common, as_json], help="packages against the ledger")
+    graph_cmd = commands.add_parser("graph", parents=[common, as_json],
+                                    help="the dependency graph")
     graph_cmd.add_argument("--format", choices=["text", "mermaid", "dot"], default="text")
     dev = commands.add_parser("dev", parents=[common], help="the hot-reload dev daemon")
     dev.add_argument("--debounce", type=int, default=50, metavar="MS",
@@ -168,21 +200,61 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stopped(Exception):
+    """The command was asked to stop by a signal; `signum` says which."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
 async def _until_signalled(command: Coroutine[Any, Any, int]) -> int:
-    # SIGTERM and SIGHUP stop the command like Ctrl-C does, so its `finally` blocks run
-    # and an embedded server it started is stopped, not left behind.
+    # SIGTERM and SIGHUP stop the command as Ctrl-C does, by cancelling it, so that its
+    # `finally` blocks run and an embedded server it started is stopped, not left behind.
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, task.cancel)
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    # SIGINT too: a process started in the background by a script inherits SIGINT
+    # ignored, and Python then leaves it so; a deploy tool's interrupt must still stop it.
+    for signum in _STOPPING:
+        loop.add_signal_handler(signum, stop, signum)
     try:
         return await command
     except asyncio.CancelledError:
-        raise KeyboardInterrupt from None
+        raise _Stopped(received[0] if received else signal.SIGINT) from None
     finally:
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in _STOPPING:
             loop.remove_signal_handler(signum)
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Send the library's log records to stderr at the level asked for (none by default).
+
+    Only the CLI configures logging: an application embedding `runtime` keeps its own.
+    """
+    level = args.log_level or {0: None, 1: "INFO"}.get(args.verbose, "DEBUG")
+    if level is None:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("runtime")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def _program(argv0: str) -> str:
+    """How the user ran this CLI, for the commands that messages spell out."""
+    name = Path(argv0).name
+    return name if name in (SCRIPT, f"{SCRIPT}.exe") else PROGRAM
 
 
 def _check_settings(settings: Settings, *, entry_points: bool) -> None:
@@ -226,13 +298,27 @@ def _installed() -> bool:
     return bool(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
-def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
-    """Run a command line; return its exit code."""
+def main(
+    argv: Sequence[str] | None = None, *, console: Console | None = None,
+    program: str | None = None,
+) -> int:
+    """Run a command line; return its exit code.
+
+    Args:
+        argv: the arguments after the program's name (default: `sys.argv[1:]`).
+        console: where output goes.
+        program: how the user ran this CLI, as messages spell commands (default: from
+            `sys.argv[0]`: `ydtb-runtime` for the console script, else `python -m runtime`).
+    """
     console = console or Console()
+    console.program = program or _program(sys.argv[0])
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(console.program).parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and USAGE
+    _configure_logging(args)
+    if getattr(args, "json", False):
+        console.use_json()
     try:
         settings = resolve_settings(
             database_url=args.database_url, packages=args.packages,
@@ -247,14 +333,38 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         _check_settings(settings, entry_points=not args.no_entry_points)
         return asyncio.run(_until_signalled(_run(args, settings, console)))
     except (UsageError, DatabaseUnavailableError, DatabaseInUseError) as exc:
-        console.error(describe(exc))
-        return USAGE
+        return _failed(console, exc, USAGE)
     except RegistryError as exc:
-        console.error(describe(exc))
-        return FAILED
+        return _failed(console, exc, FAILED)
     except KeyboardInterrupt:
-        console.line("stopped", "dim")
-        return OK
+        return _stopped(console, args.command, signal.SIGINT)
+    except _Stopped as stopped:
+        return _stopped(console, args.command, stopped.signum)
+
+
+def _failed(console: Console, error: RegistryError, code: int) -> int:
+    """Report the error that ended the command, in JSON too when asked; return `code`."""
+    console.failure(error)
+    if console.json:
+        console.document(summary(console, ok=False, error=type(error).__name__,
+                                 exit_code=code))
+    return code
+
+
+def _stopped(console: Console, command: str, signum: int) -> int:
+    """Say the command stopped; exit 128 + the signal, as shells do, but for the daemon,
+    for which being asked to stop is how it ends."""
+    console.line("stopped", "dim")
+    code = OK if command == "dev" else 128 + signum
+    if console.json:
+        console.document(summary(console, ok=False, error="stopped",
+                                 signal=signal.Signals(signum).name, exit_code=code))
+    return code
+
+
+def script() -> NoReturn:
+    """The console script `ydtb-runtime`, the same as `python -m runtime`."""
+    exit_now(main(program=SCRIPT))
 
 
 def exit_now(code: int) -> NoReturn:

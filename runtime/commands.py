@@ -7,7 +7,6 @@ what it cannot answer lands here, with SQLAlchemy and the packages imported.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,24 +17,26 @@ from runtime.config import Settings
 from runtime.console import (
     FAILED,
     OK,
-    PROGRAM,
     Console,
+    check_document,
     count,
     crossings,
-    describe,
+    problem_json,
+    report_progress,
     report_signals,
-    report_waiting,
+    summary,
     table,
 )
 from runtime.core import graph
 from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
-from runtime.core.plan import PackageStatus, package_status
+from runtime.core.plan import PackageStatus, Step, package_status
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import engine, ledger, leftovers, migrator, urls
 from runtime.errors import (
+    LedgerConflictError,
     PackageNotFoundError,
     ProblemsError,
     RegistryError,
@@ -109,7 +110,7 @@ def _loaded(
     explained = result.explained(problems.problems) if problems else []
     for error in [*result.errors, *([type(problems)(explained)] if problems and explained
                                     else [])]:
-        console.error(describe(error))
+        console.failure(error)
     if result.errors or problems or packages is None:
         return None
     if sources is not None:
@@ -133,7 +134,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
     # Until the load cache is stored, as in `_load`.
     with process.loading():
         async with engine.open_database(settings) as db:
-            with report_waiting(console):
+            with report_progress(console):
                 outcome = await pipeline.load_and_migrate(
                     db, settings.packages, registry, entry_points=not args.no_entry_points,
                     wait=args.wait, lock_retries=args.lock_retries)
@@ -141,13 +142,17 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
                            outcome.packages)
     report = outcome.report
     if packages is None or report is None:
+        if console.json:
+            console.document(summary(console, ok=False))
         return FAILED
-    for name, items in report.by_package().items():
-        done = ", ".join(f"{i.migration} ({i.duration_ms:.1f} ms)" for i in items)
-        console.line(f"{console.style(name, 'name')}  applied {done}")
-    if report.applied:
-        console.line(f"{len(report.applied)} migrations applied to "
-                     f"{len(report.by_package())} packages in {report.duration_ms:.0f} ms", "ok")
+    if console.json:
+        console.document(summary(console, ok=True, applied=len(report.applied),
+                                 packages=len(packages), changed=len(report.by_package()),
+                                 duration_ms=round(report.duration_ms, 3)))
+    elif report.applied:
+        console.line(f"{count(len(report.applied), 'migration')} applied to "
+                     f"{count(len(report.by_package()), 'package')} in "
+                     f"{report.duration_ms:.0f} ms", "ok")
     else:
         console.line(f"nothing to apply: {len(packages)} packages up to date "
                      f"({report.duration_ms:.1f} ms)", "ok")
@@ -157,25 +162,42 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
 async def _print_plan(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     packages = _load(args, settings, console)
     if packages is None:
+        if console.json:
+            console.document({"ok": False, "steps": [], "errors": console.errors,
+                              "problems": [problem_json(p) for p in console.problems]})
         return FAILED
     async with engine.open_database(settings) as db:
         plan = await migrator.read_plan(db, packages)
     if plan.problems:
-        raise ProblemsError(plan.problems)
+        raise LedgerConflictError(plan.problems)
+    if console.json:
+        console.document({"ok": True, "steps": [{
+            "package": step.package.name, "migration": step.migration.id,
+            "rerun": step.rerun, "transactional": step.migration.transactional,
+            "statements": list(step.migration.statements or ()) or None,
+            "python": None if step.migration.statements is not None else _python(step),
+        } for step in plan.steps], "errors": [], "problems": []})
+        return OK
     for step in plan.steps:
         console.line(f"-- {step.package.name} {step.migration.id}", "dim")
-        for statement in step.migration.statements or (
-                f"-- python: {getattr(step.migration.up, '__qualname__', '?')} "
-                f"({step.migration.source or 'inline'})",):
+        for statement in step.migration.statements or (f"-- python: {_python(step)}",):
             console.line(statement.rstrip().rstrip(";") + ";")
     if not plan.steps:
         console.line("-- nothing to apply", "dim")
     return OK
 
 
+def _python(step: Step) -> str:
+    """Name a Python migration's function and where it is, for a plan."""
+    migration = step.migration
+    return f"{getattr(migration.up, '__qualname__', '?')} ({migration.source or 'inline'})"
+
+
 async def _check(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     packages = _load(args, settings, console)
     if packages is None:
+        if console.json:
+            console.document(check_document(console, None))
         return FAILED
     if args.db:
         from runtime.db import checks, scratch  # alembic: only for the commands that diff
@@ -183,13 +205,19 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
         async with engine.open_database(settings) as db:
             problems = await checks.check_migrations(scratch.server_url(db), packages)
         if problems:
-            console.error(describe(ProblemsError(problems)))
+            console.failure(ProblemsError(problems))
+            if console.json:
+                console.document(check_document(console, Manifest.of(packages), db=True))
             return FAILED
+    manifest = Manifest.of(packages)
+    if console.json:
+        console.document(check_document(console, manifest, db=args.db))
+        return OK
     names = ", ".join(p.name for p in packages)
     console.line(f"ok: {len(packages)} packages valid ({names})"
                  + (", every migration idempotent and building its declared schema"
                     if args.db else ""), "ok")
-    for line in crossings(Manifest.of(packages)):
+    for line in crossings(manifest):
         console.line(line, "warn")
     return OK
 
@@ -204,8 +232,8 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
         statuses = package_status(packages, recorded)
         drift = await _schema_drift(conn, packages, statuses)
         found = await leftovers.read_leftovers(raw, packages, recorded)
-    if args.json:
-        console.line(json.dumps({"packages": [{
+    if console.json:
+        console.document({"packages": [{
             "package": s.package, "version": s.version, "recorded_version": s.recorded_version,
             "applied": list(s.applied), "pending": list(s.pending), "edited": list(s.edited),
             "unknown": list(s.unknown), "dev": list(s.dev), "up_to_date": s.up_to_date,
@@ -216,7 +244,7 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
             "package": r.package, "version": r.version,
             "tables": None if r.tables is None else list(r.tables), "ledger_rows": r.rows,
             "uninstalled": r.uninstalled,
-        } for r in found.removed], "unowned_tables": list(found.unowned)}, indent=2))
+        } for r in found.removed], "unowned_tables": list(found.unowned)})
     else:
         _print_status(console, statuses, drift)
         _print_leftovers(console, found)
@@ -257,7 +285,7 @@ def _print_status(
         if status.dev:
             console.line(f"{console.style(status.package, 'name')}: dev changes not in a "
                          f"migration yet ({', '.join(status.dev)}); write one: "
-                         f"{PROGRAM} makemigration {status.package}", "dim")
+                         f"{console.program} makemigration {status.package}", "dim")
 
 
 def _print_leftovers(console: Console, found: Leftovers) -> None:
@@ -274,8 +302,8 @@ def _print_leftovers(console: Console, found: Leftovers) -> None:
         state = ("uninstalled, its data kept" if removed.uninstalled
                  else "not registered any more")
         console.line(f"{name} {removed.version or ''}".rstrip() + f": {state}; {what} "
-                     f"({PROGRAM} uninstall {removed.package} --purge to remove its tables "
-                     "and records, or register it again)",
+                     f"({console.program} uninstall {removed.package} --purge to remove its "
+                     "tables and records, or register it again)",
                      "dim" if removed.uninstalled else "warn")
     if found.unowned:
         each = "it" if len(found.unowned) == 1 else "each"
@@ -299,17 +327,17 @@ def _print_uninstall(console: Console, plan: Uninstall, *, planned: bool) -> Non
     name = console.style(plan.name, "name")
     if plan.done:
         console.line(f"{name} is uninstalled already, its data kept (to drop its tables and "
-                     f"records: {PROGRAM} uninstall {plan.name} --purge)", "ok")
+                     f"records: {console.program} uninstall {plan.name} --purge)", "ok")
         return
     how = "purging it" if plan.purge else "keeping its data"
     head = f"{name} {plan.removed.version or ''}".rstrip()
     console.line(f"would uninstall {head}, {how} (--plan: nothing changed):" if planned
                  else f"uninstalled {head}, {how}:", "dim" if planned else "ok")
-    for line in _purged(plan) if plan.purge else _kept(plan):
+    for line in _purged(plan, console.program) if plan.purge else _kept(plan, console.program):
         console.line(f"  {line}")
 
 
-def _purged(plan: Uninstall) -> Iterator[str]:
+def _purged(plan: Uninstall, program: str) -> Iterator[str]:
     """What a purge does, in words."""
     if plan.drop:
         yield f"tables dropped: {', '.join(plan.drop)}"
@@ -317,14 +345,14 @@ def _purged(plan: Uninstall) -> Iterator[str]:
         yield f"tables kept, recorded for another package too: {', '.join(plan.shared)}"
     if plan.removed.tables is None:
         yield ("no table dropped: the ledger does not record its tables; drop them among the "
-               f"tables no package owns ({PROGRAM} status lists them)")
+               f"tables no package owns ({program} status lists them)")
     if plan.tools:
         yield f"tools deleted, with the workspaces' choices of them: {', '.join(plan.tools)}"
     yield (f"ledger: its {count(plan.removed.rows, 'ledger row')} and its record deleted, so "
            "registered again it installs afresh from its first migration")
 
 
-def _kept(plan: Uninstall) -> Iterator[str]:
+def _kept(plan: Uninstall, program: str) -> Iterator[str]:
     """What uninstalling while keeping the data does, in words."""
     if plan.removed.tables:
         yield f"tables kept, with their rows: {', '.join(plan.removed.tables)}"
@@ -332,7 +360,7 @@ def _kept(plan: Uninstall) -> Iterator[str]:
         yield f"tools deactivated, the workspaces' choices of them kept: {', '.join(plan.tools)}"
     yield (f"ledger: its {count(plan.removed.rows, 'ledger row')} kept, so registered again it "
            "runs only the migrations it has not run; its record marked uninstalled")
-    yield f"to drop its tables and records too: {PROGRAM} uninstall {plan.name} --purge"
+    yield f"to drop its tables and records too: {program} uninstall {plan.name} --purge"
 
 
 async def _graph(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -340,7 +368,16 @@ async def _graph(args: argparse.Namespace, settings: Settings, console: Console)
     if packages is None:
         return FAILED
     edges = [(p.name, d) for p in packages for d in p.dependency_names]
-    if args.format == "mermaid":
+    if console.json:
+        order = graph.dependency_order({p.name: p.dependency_names for p in packages})
+        by_name = {p.name: p for p in packages}
+        console.document({"packages": [{
+            "name": name, "version": by_name[name].version_text,
+            "dependencies": [{"name": d.name, "specifier": str(d.specifier)}
+                             for d in by_name[name].dependencies],
+            "tables": sorted(by_name[name].table_names),
+        } for name in order]})
+    elif args.format == "mermaid":
         ids = {p.name: f"p{i}" for i, p in enumerate(packages)}
         console.line("graph TD")
         for p in packages:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
 from blinker import Signal
 
 from runtime.core import signals
-from runtime.errors import LockTimeoutError, ProblemsError
+from runtime.errors import PROGRAM as _PROGRAM
+from runtime.errors import LockTimeoutError, Problem, ProblemsError
 
 if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
@@ -25,21 +30,26 @@ __all__ = [
     "PROGRAM",
     "USAGE",
     "Console",
+    "check_document",
     "count",
     "crossings",
     "describe",
     "drift_hint",
     "held",
+    "problem_json",
+    "report_progress",
     "report_signals",
     "report_waiting",
+    "summary",
     "table",
 ]
 
 #: Exit codes: success; validation or migration errors; usage or connection errors.
 OK, FAILED, USAGE = 0, 1, 2
 
-#: How this CLI is run, as messages spell its commands.
-PROGRAM = "python -m runtime"
+#: How this CLI is run, as messages spell its commands, unless it was run otherwise
+#: (`Console.program`).
+PROGRAM = _PROGRAM
 
 _STYLES = {"ok": "32", "warn": "33", "error": "31;1", "dim": "2", "bold": "1", "name": "36"}
 
@@ -47,16 +57,37 @@ _STYLES = {"ok": "32", "warn": "33", "error": "31;1", "dim": "2", "bold": "1", "
 class Console:
     """Write lines to a stream, styled when it is a terminal and NO_COLOR is unset.
 
+    With `json`, the stream carries JSON only (`document`, one per line), and the lines
+    for people go to `err`; the errors reported are kept (`errors`, `problems`) for the
+    command's JSON answer.
+
     Args:
         stream: where lines go (stdout by default).
         color: force colours on or off; None decides from the stream.
+        program: how the user ran the CLI, as hints spell commands.
+        err: where lines for people go in JSON mode (stderr by default).
     """
 
-    def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, color: bool | None = None,
+        program: str = PROGRAM, err: TextIO | None = None,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.err = err
         if color is None:
             color = self.stream.isatty() and "NO_COLOR" not in os.environ
         self.color = color
+        #: How the user ran the CLI, as hints spell commands (`ydtb-runtime migrate`).
+        self.program = program
+        self.json = False
+        self.errors: list[str] = []
+        self.problems: list[Problem] = []
+        self._status = ""  # the progress line at the bottom of a terminal, if shown
+        self._lock = threading.RLock()  # a progress ticker writes from its own thread
+
+    def use_json(self) -> None:
+        """Keep the stream for JSON documents; lines for people go to `err` from now on."""
+        self.json, self.color = True, False
 
     def style(self, text: str, style: str) -> str:
         """Wrap `text` in the ANSI code of `style` when colours are on."""
@@ -66,12 +97,38 @@ class Console:
 
     def line(self, text: str = "", style: str | None = None) -> None:
         """Write one line, flushed at once so a daemon's output is live."""
-        print(self.style(text, style) if style else text, file=self.stream, flush=True)
+        stream = (self.err or sys.stderr) if self.json else self.stream
+        with self._lock:
+            if self._status:
+                stream.write("\r\x1b[K")
+            print(self.style(text, style) if style else text, file=stream, flush=True)
+            if self._status:
+                self.status(self._status)
 
     def error(self, text: str) -> None:
         """Write an error line (its first line styled, the rest as is)."""
+        self.errors.append(text)
         head, _, rest = text.partition("\n")
         self.line(self.style("error: ", "error") + head + ("\n" + rest if rest else ""))
+
+    def failure(self, error: BaseException) -> None:
+        """Report `error` in words, keeping its problems for a JSON answer."""
+        if isinstance(error, ProblemsError):
+            self.problems.extend(error.problems)
+        self.error(describe(error, self.program))
+
+    def document(self, value: object) -> None:
+        """Write `value` as one line of JSON on the stream."""
+        print(json.dumps(value, default=str), file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        """Show `text` as the bottom line of a terminal, replaced by the next one; "" clears."""
+        if self.json or not self.stream.isatty() or not (text or self._status):
+            return
+        with self._lock:
+            self.stream.write(f"\r\x1b[K{text}" if text else "\r\x1b[K")
+            self.stream.flush()
+            self._status = text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -91,14 +148,19 @@ def crossings(manifest: Manifest) -> list[str]:
             for entry in manifest.entries for crossing in entry.crossings]
 
 
-def describe(error: BaseException) -> str:
-    """Put an error into words for people, commands spelled as this CLI runs them."""
+def describe(error: BaseException, program: str = PROGRAM) -> str:
+    """Put an error into words for people, commands spelled as `program` runs them.
+
+    Problems carry their commands as data; other errors spell them `python -m runtime`
+    in their message, which is respelled here, the one place that renders errors.
+    """
     if isinstance(error, ProblemsError):
-        return error.render(PROGRAM)
-    return str(error)
+        return error.render(program)
+    text = str(error)
+    return text if program == PROGRAM else text.replace(f"{PROGRAM} ", f"{program} ")
 
 
-def drift_hint(package: str, differences: Sequence[Difference]) -> str:
+def drift_hint(package: str, differences: Sequence[Difference], program: str = PROGRAM) -> str:
     """Say how to proceed with differences the dev daemon held back.
 
     A rename is shown as the migration to write. Something in the database that the
@@ -118,7 +180,7 @@ def drift_hint(package: str, differences: Sequence[Difference]) -> str:
     else:
         first = ""
     them = "it" if sum(d.destructive for d in differences) == 1 else "them"
-    return (f"{first}write a migration ({PROGRAM} makemigration {package}), or restart "
+    return (f"{first}write a migration ({program} makemigration {package}), or restart "
             f"the dev daemon with --allow-destructive to apply {them} to the dev database")
 
 
@@ -153,7 +215,7 @@ def report_signals(console: Console) -> Iterator[None]:
                      f"({duration_ms:.1f} ms)")
 
     def failed(_sender: Any, *, error: Exception, **_: Any) -> None:
-        console.error(describe(error))
+        console.error(describe(error, console.program))
 
     def registered(_sender: Any, *, package: str, version: str, replaced: bool,
                    **_: Any) -> None:
@@ -181,7 +243,7 @@ def report_signals(console: Console) -> Iterator[None]:
                      "may lose data:", "warn")
         for difference in differences:
             console.line(f"    {held(difference)}")
-        console.line(f"  {drift_hint(package, differences)}", "warn")
+        console.line(f"  {drift_hint(package, differences, console.program)}", "warn")
 
     def reloaded(_sender: Any, *, packages: tuple[str, ...], applied: tuple[Change, ...],
                  elapsed_ms: float, error: Exception | None, **_: Any) -> None:
@@ -198,7 +260,7 @@ def report_signals(console: Console) -> Iterator[None]:
 
     def lost(_sender: Any, *, url: str, error: BaseException, **_: Any) -> None:
         # The reason alone: the URL is in this line already, and the fix is to wait.
-        reason = getattr(error, "reason", None) or describe(error).splitlines()[0]
+        reason = getattr(error, "reason", None) or describe(error, console.program).splitlines()[0]
         console.line(f"! the database at {url} went away ({reason}); retrying, and what you "
                      "save meanwhile is applied once it is back", "warn")
 
@@ -221,8 +283,14 @@ def report_signals(console: Console) -> Iterator[None]:
 
 
 def _waiting(console: Console) -> Callable[..., None]:
-    def waiting(_sender: Any, *, holder: LockHolder | None, **_: Any) -> None:
+    def waiting(_sender: Any, *, holder: LockHolder | None, waited_s: float = 0,
+                **_: Any) -> None:
         from runtime.db.run import describe_holder  # the words of the run's own message
+
+        if console.json:
+            console.document({"event": "waiting", "waited_s": waited_s,
+                              "holder": None if holder is None else asdict(holder)})
+            return
 
         console.line(f"waiting for the pipeline's lock, held by {describe_holder(holder)}: "
                      "another migrate, or the dev daemon, is applying", "warn")
@@ -233,6 +301,11 @@ def _waiting(console: Console) -> Callable[..., None]:
 def _retrying(console: Console) -> Callable[..., None]:
     def retrying(_sender: Any, *, error: LockTimeoutError, attempt: int, retries: int,
                  delay_s: float, **_: Any) -> None:
+        if console.json:
+            console.document({"event": "retrying", "package": error.package,
+                              "migration": error.migration, "waited_for": error.waited_for,
+                              "attempt": attempt, "retries": retries, "delay_s": delay_s})
+            return
         console.line(f"! {error.package}: migration {error.migration} waited longer than "
                      f"lock_timeout for {error.waited_for}; rolled back, running again in "
                      f"{delay_s:.0f} s (retry {attempt} of {retries})", "warn")
@@ -247,6 +320,104 @@ def report_waiting(console: Console) -> Iterator[None]:
     with signals.run_waiting.connected_to(_waiting(console)), \
             signals.migration_retrying.connected_to(_retrying(console)):
         yield
+
+
+class _Progress:
+    """What `report_progress` shows: a line per migration as it runs, with its time."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.perf_counter()
+        self.seen: set[tuple[str, str]] = set()
+        self.packages: set[str] = set()
+        self.last = ""
+
+    def ran(self, _sender: Any, *, package: str, migration: str, duration_ms: float,
+            rerun: bool, **_: Any) -> None:
+        if (package, migration) in self.seen:  # run again after a rollback: shown once
+            return
+        self.seen.add((package, migration))
+        self.packages.add(package)
+        if self.console.json:
+            self.console.document({"event": "ran", "package": package, "migration": migration,
+                                   "duration_ms": round(duration_ms, 3), "rerun": rerun})
+            return
+        again = " (edited, run again)" if rerun else ""
+        self.console.line(f"{self.console.style(package, 'name')}  {migration}{again} "
+                          f"({duration_ms:.1f} ms)")
+        self.last = f"{package} {migration}"
+        self.show()
+
+    def applied(self, _sender: Any, *, package: str, migration: str, duration_ms: float,
+                rerun: bool, **_: Any) -> None:
+        if self.console.json:
+            self.console.document({"event": "applied", "package": package,
+                                   "migration": migration,
+                                   "duration_ms": round(duration_ms, 3), "rerun": rerun})
+
+    def show(self) -> None:
+        elapsed = time.perf_counter() - self.started
+        if elapsed < _PROGRESS_AFTER_S or self.console.json:
+            return
+        last = f" (last: {self.last})" if self.last else ""
+        self.console.status(f"applying: {count(len(self.packages), 'package')}, "
+                            f"{count(len(self.seen), 'migration')}, {elapsed:.1f} s{last}")
+
+    def tick(self, stop: threading.Event) -> None:
+        """Keep the progress line's clock going while a long migration runs."""
+        while not stop.wait(_TICK_S):
+            self.show()
+
+
+_PROGRESS_AFTER_S = 1.0  # a short run shows no progress line
+_TICK_S = 0.25
+
+
+@contextmanager
+def report_progress(console: Console) -> Iterator[None]:
+    """Show a run as it goes: a line per package with its migrations' times, and on a
+    terminal, after a second, a progress line whose clock keeps going; in JSON mode an
+    event per migration run and per migration applied.
+    """
+    progress = _Progress(console)
+    stop = threading.Event()
+    ticker = None
+    if not console.json and console.stream.isatty():
+        ticker = threading.Thread(target=progress.tick, args=(stop,), daemon=True)
+        ticker.start()
+    try:
+        with signals.migration_ran.connected_to(progress.ran), \
+                signals.migration_applied.connected_to(progress.applied), \
+                report_waiting(console):
+            yield
+    finally:
+        stop.set()
+        if ticker is not None:
+            ticker.join()
+        console.status("")
+
+
+def check_document(console: Console, manifest: Manifest | None, *, db: bool = False,
+                   cached: bool = False) -> dict[str, object]:
+    """What `check --json` prints: the packages checked, and every problem found."""
+    ok = manifest is not None and not console.errors
+    return {"ok": ok, "database_checked": db, "cached": cached,
+            "packages": [] if manifest is None else [
+                {"name": e.name, "version": e.version_text,
+                 "crossings": list(e.crossings)} for e in manifest.entries],
+            "errors": console.errors, "problems": [problem_json(p) for p in console.problems]}
+
+
+def summary(console: Console, *, ok: bool, **fields: object) -> dict[str, object]:
+    """The last JSON document of a command: how it ended, and the errors it reported."""
+    return {"event": "summary", "ok": ok, **fields,
+            "errors": console.errors, "problems": [problem_json(p) for p in console.problems]}
+
+
+def problem_json(problem: Problem) -> dict[str, object]:
+    """A problem as JSON: its fields, and its words as people read them (`text`)."""
+    return {**asdict(problem), "command": list(problem.command),
+            "text": problem.render(PROGRAM)}
 
 
 def count(n: int, noun: str) -> str:

@@ -62,7 +62,7 @@ def test_a_new_migration_is_applied(packages: Path, database_url: str) -> None:
 
     code, out = run_cli(*args("migrate", packages, database_url))
 
-    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "notes  applied 0002_more")
+    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "notes  0002_more")
 
 
 async def execute(url: str, statement: str) -> None:
@@ -80,7 +80,7 @@ def test_a_database_behind_the_cache_gets_the_full_run(packages: Path, database_
     code, out = run_cli(*args("migrate", packages, database_url))
 
     assert code == 0
-    assert out.splitlines()[0].split(" (")[0] == "notes  applied 0001_create_ydtb_notes"
+    assert out.splitlines()[0].split(" (")[0] == "notes  0001_create_ydtb_notes"
 
 
 def test_an_edited_applied_migration_is_still_refused(packages: Path, database_url: str) -> None:

@@ -250,7 +250,7 @@ def test_purge_drops_the_tables_and_the_records_and_a_reinstall_is_a_first_insta
     put_back_tags(installed)
     code, out = run("migrate", installed, database_url)
 
-    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "tags  applied 0001_tags")
+    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "tags  0001_tags")
     assert snapshot(database_url)[4:] == (["tagger true"], [], [0])  # a new, empty table
 
 

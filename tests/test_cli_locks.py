@@ -107,7 +107,7 @@ def test_a_lock_held_by_the_application_times_out_retries_and_names_the_holder(
 
     session.execute("COMMIT")
     code, out = migrate(packages, database_url)
-    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "notes  applied 0002_add_body")
+    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "notes  0002_add_body")
 
 
 def test_a_run_waiting_for_another_run_names_it_and_can_give_up(

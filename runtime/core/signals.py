@@ -40,6 +40,7 @@ __all__ = [
     "emit_async",
     "migration_applied",
     "migration_failed",
+    "migration_ran",
     "migration_retrying",
     "owned_by",
     "package_registered",
@@ -84,6 +85,12 @@ migration_applied: NamedSignal = _signals.signal("migration_applied", doc="""\
 One migration was applied and recorded in the ledger; its transaction committed.
 Sender: the pipeline's run. Keywords: package (str), migration (str), duration_ms
 (float), rerun (bool: an edited migration re-run by the dev daemon).""")
+
+migration_ran: NamedSignal = _signals.signal("migration_ran", doc="""\
+One migration ran in its run's open transaction, not committed yet: `migration_applied`
+follows when it commits, `migration_failed` if it rolls back. For showing progress.
+Sender: the pipeline's run. Keywords: package (str), migration (str), duration_ms
+(float), rerun (bool).""")
 
 migration_failed: NamedSignal = _signals.signal("migration_failed", doc="""\
 A migration failed; its transaction was rolled back.

@@ -78,9 +78,12 @@ async def uninstall(
     async with Run.open(engine) as run:
         tables = await ledger.read_tables(run.raw)
         found = find_leftovers(packages, run.ledger, tables, await present_tables(run.raw))
+        try:
+            tool_ids = await tools.package_tool_ids(run.raw, name)
+        except asyncpg.UndefinedTableError:  # the core was never migrated: the plan says so
+            tool_ids = ()
         plan = plan_uninstall(name, purge=purge, registered=packages, ledger=run.ledger,
-                              leftovers=found, tables=tables,
-                              tools=await tools.package_tool_ids(run.raw, name))
+                              leftovers=found, tables=tables, tools=tool_ids)
         if not apply or plan.done:
             return plan
         try:

@@ -163,7 +163,10 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
             if lost(exc):
                 raise
             failing, line = _failing(statement, exc)
-            line = line + first_line - 1 if line else (first_line if failing else None)
+            if line:
+                line += first_line - 1
+            elif failing and not migration.transactional:  # split: where its statement is
+                line = first_line
             raise MigrationFailedError(step.package.name, migration.id, _reason(exc),
                                        statement=failing, line=line,
                                        hint=_hint(step) or _halfway(step, statement)) from exc
@@ -267,6 +270,9 @@ class Run:
                 await _take_lock(raw, sender, wait)
                 try:
                     recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
+                    logger.info("took the pipeline's lock (backend pid %d); the ledger "
+                                "records %d migrations", raw.get_server_pid(),
+                                len(recorded.applied))
                     run = cls(conn, raw, recorded, sender, known)
                     run.engine = engine
                     yield run
@@ -320,6 +326,7 @@ class Run:
             await ledger.write_rows(self.raw, self._rows)
             begun = False
             await tx.commit()
+            logger.info("committed %d migrations", len(self._rows))
         except BaseException as exc:
             self._rows, self._capture = [], None
             if begun:
@@ -384,6 +391,7 @@ class Run:
         """
         capture = self._capturing()
         for step in steps:
+            logger.debug("running %s %s", step.package.name, step.migration.id)
             started = time.perf_counter()
             await capture.before(step)
             await run_step(self.conn, self.raw, step)
@@ -428,6 +436,8 @@ class Run:
         self._rows.append(LedgerRow(package.name, migration.id, migration.checksum,
                                     package.version_text,
                                     Kind.RERUN if step.rerun else Kind.MIGRATION, ms))
+        signals.emit(signals.migration_ran, self.sender, package=package.name,
+                     migration=migration.id, duration_ms=ms, rerun=step.rerun)
 
     def record_dev(
         self, package: Package, change_id: str, checksum: str, differences: Sequence[Difference],
