@@ -102,7 +102,7 @@ async def migrate(
                 raise
             delay = min(_BACKOFF_FIRST * 2 ** attempt, _BACKOFF_MOST)
             await signals.emit_async(signals.migration_retrying, sender, error=exc,
-                                     attempt=attempt + 1, retries=lock_retries,
+                                     wait=exc.wait, attempt=attempt + 1, retries=lock_retries,
                                      delay_s=delay)
             await anyio.sleep(delay)
     raise AssertionError("unreachable")  # the loop returns or raises

@@ -18,7 +18,8 @@ dev syncs (`runtime.db.sync`). So one piece of code:
   or each package's own);
 - uninstalls a removed package (`uninstall`): its records, its tools, its tables;
 - sends `migration_applied` once the transaction holding the migration committed,
-  `migration_failed` once it rolled back, and `database_initialized` with the report.
+  `migration_failed` once it rolled back (a lock timeout aside: the caller retries it),
+  and `database_initialized` with the report.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ __all__ = [
     "describe_wait",
     "lock_holder",
     "run_step",
+    "timed_out",
 ]
 
 logger = logging.getLogger(__name__)
@@ -333,12 +335,13 @@ class Run:
             if begun:
                 await _roll_back(tx)
             error = exc
-            if isinstance(exc, MigrationFailedError) and _timed_out(exc):
+            if isinstance(exc, MigrationFailedError) and timed_out(exc):
                 error = LockTimeoutError(exc.package, exc.migration, describe_wait(watch.last),
                                          statement=exc.statement, wait=watch.last)
             if isinstance(error, MigrationFailedError) and self._committed:
                 error = error.keeping(len(self._committed))
-            if isinstance(error, MigrationFailedError):
+            # A lock timeout is the caller's to retry, or to raise once it gives up.
+            if isinstance(error, MigrationFailedError) and not isinstance(error, LockTimeoutError):
                 await signals.emit_async(signals.migration_failed, self.sender,
                                          package=error.package, migration=error.migration,
                                          error=error)
@@ -558,7 +561,7 @@ async def lock_holder(raw: asyncpg.Connection) -> LockHolder | None:
     return LockHolder(*row) if row else None
 
 
-def _timed_out(exc: BaseException) -> bool:
+def timed_out(exc: BaseException) -> bool:
     """Tell whether a lock timeout (SQLSTATE 55P03) caused `exc`, however wrapped."""
     seen: BaseException | None = exc
     while seen is not None:
