@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import asyncpg
 import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import create_sql
 
-from runtime import DatabaseRegistry, Migration, MigrationFailedError, kit
+from runtime import DatabaseRegistry, Migration, MigrationFailedError, kit, signals
 from runtime.config import TransactionMode
 from runtime.db import migrator
+from runtime.db.engine import create_engine
+from runtime.db.urls import plain_url
 
 CORE = ["@ydtb/core:0001_core_tables", "@ydtb/core:0002_package_tables"]
 
@@ -128,3 +131,38 @@ async def test_a_migration_failing_after_nothing_committed_says_nothing_was_appl
 
     with pytest.raises(MigrationFailedError, match=r"\(nothing was applied; fix the migration"):
         await migrator.migrate(engine, registry.ordered(), transaction=TransactionMode.ALL)
+
+
+
+async def test_a_lock_retry_goes_on_from_what_committed_and_reports_it_all(
+    database_url: str,
+) -> None:
+    registry = DatabaseRegistry()
+    _register(registry, "a", [Migration("0001_a", create_sql("ydtb_a"))])
+    engine = create_engine(database_url, server_settings={"lock_timeout": "500ms"})
+    app = await asyncpg.connect(plain_url(database_url))
+    try:
+        await migrator.migrate(engine, registry.ordered())
+        _register(registry, "b", [Migration("0001_b", create_sql("ydtb_b"))], ["a"])
+        _register(registry, "z", [Migration("0001_z", create_sql("ydtb_z")),
+                                  Migration("0002_reads_a", "SELECT count(*) FROM ydtb_a")], ["b"])
+        tx = app.transaction()
+        await tx.start()
+        await app.execute("LOCK TABLE ydtb_a IN ACCESS EXCLUSIVE MODE")
+
+        async def let_go(_sender: object, **_: object) -> None:
+            await tx.rollback()
+
+        with signals.migration_retrying.connected_to(let_go):
+            report = await migrator.migrate(engine, registry.ordered(), lock_retries=1,
+                                            transaction=TransactionMode.PACKAGE)
+        transactions = await _transactions(engine)
+    finally:
+        await app.close()
+        await engine.dispose()
+
+    # b committed before z timed out; z on the run again: the report has them both.
+    assert [f"{c.package}:{c.migration}" for c in report.applied] == [
+        "b:0001_b", "z:0001_z", "z:0002_reads_a"]
+    assert report.recorded == ("b", "z")
+    assert transactions[-2:] == [{"b:0001_b", "+b"}, {"z:0001_z", "z:0002_reads_a", "+z"}]
