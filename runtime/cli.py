@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from runtime.config import Settings, resolve_settings
+from runtime.config import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEV_LOCK_TIMEOUT,
+    Settings,
+    TransactionMode,
+    resolve_settings,
+)
 from runtime.console import (
     FAILED,
     OK,
@@ -139,7 +145,7 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     common.add_argument("--lock-timeout", type=_duration, metavar="SECONDS",
                         help="how long a statement may wait for a lock before the run "
                              "backs off and retries (default: $RUNTIME_LOCK_TIMEOUT, else "
-                             "5; 0: wait forever)")
+                             "5, 1 for dev; 0: wait forever)")
     common.add_argument("--statement-timeout", type=_duration, metavar="SECONDS",
                         help="how long one statement may run (default: "
                              "$RUNTIME_STATEMENT_TIMEOUT, else no limit)")
@@ -168,6 +174,9 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     migrate.add_argument("--wait", type=_duration, metavar="SECONDS",
                          help="give up after waiting this long for another run's lock "
                               "(default: wait as long as it takes, naming the holder)")
+    migrate.add_argument("--transaction", choices=[m.value for m in TransactionMode],
+                         help="commit the whole run at once, each package, or each migration "
+                              "(default: $RUNTIME_TRANSACTION, else all)")
     check = commands.add_parser("check", parents=[common, as_json],
                                 help="validate the packages")
     check.add_argument("--db", action="store_true",
@@ -324,10 +333,13 @@ def main(
             database_url=args.database_url, packages=args.packages,
             require_rls=args.require_rls, lock_timeout=args.lock_timeout,
             statement_timeout=args.statement_timeout,
+            transaction=getattr(args, "transaction", None),
+            default_lock_timeout=DEV_LOCK_TIMEOUT if args.command == "dev"
+            else DEFAULT_LOCK_TIMEOUT,
             application_name=f"ydtb-runtime {args.command}", environ=os.environ,
             project_dir=Path.cwd())
     except ValueError as exc:
-        console.error(f"{exc} (give a number of seconds, 0 for none)")
+        console.error(str(exc))  # it names the variable, its value and what to give
         return USAGE
     try:
         _check_settings(settings, entry_points=not args.no_entry_points)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime import process
-from runtime.config import Settings
+from runtime.config import Settings, TransactionMode
 from runtime.console import (
     FAILED,
     OK,
@@ -31,7 +31,7 @@ from runtime.core import graph
 from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
-from runtime.core.plan import PackageStatus, Step, package_status
+from runtime.core.plan import PackageStatus, Plan, Step, package_status, split_transactions
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import engine, ledger, leftovers, migrator, urls
@@ -137,7 +137,8 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
             with report_progress(console):
                 outcome = await pipeline.load_and_migrate(
                     db, settings.packages, registry, entry_points=not args.no_entry_points,
-                    wait=args.wait, lock_retries=args.lock_retries)
+                    wait=args.wait, lock_retries=args.lock_retries,
+                    transaction=settings.transaction)
         packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
                            outcome.packages)
     report = outcome.report
@@ -159,31 +160,57 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
     return OK
 
 
+_MODES = {
+    TransactionMode.ALL: "the run commits as one, or not at all",
+    TransactionMode.PACKAGE: "each package commits with its record, in order",
+    TransactionMode.MIGRATION: "each migration commits on its own",
+}
+
+
+def _unit_words(unit: Plan) -> str:
+    """What a transaction of a plan does besides its migrations, for `migrate --plan`."""
+    words = [] if unit.transactional else ["outside a transaction, statement by statement"]
+    if unit.records:
+        words.append(f"records {', '.join(p.name for p in unit.records)}")
+    if unit.unregistered:
+        words.append(f"deactivates the tools of {', '.join(unit.unregistered)}")
+    return f": {'; '.join(words)}" if words else ""
+
+
 async def _print_plan(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     packages = _load(args, settings, console)
     if packages is None:
         if console.json:
-            console.document({"ok": False, "steps": [], "errors": console.errors,
+            console.document({"ok": False, "transactions": [], "errors": console.errors,
                               "problems": [problem_json(p) for p in console.problems]})
         return FAILED
     async with engine.open_database(settings) as db:
         plan = await migrator.read_plan(db, packages)
     if plan.problems:
         raise LedgerConflictError(plan.problems)
+    units = split_transactions(plan, settings.transaction)
     if console.json:
-        console.document({"ok": True, "steps": [{
-            "package": step.package.name, "migration": step.migration.id,
-            "rerun": step.rerun, "transactional": step.migration.transactional,
-            "statements": list(step.migration.statements or ()) or None,
-            "python": None if step.migration.statements is not None else _python(step),
-        } for step in plan.steps], "errors": [], "problems": []})
+        console.document({"ok": True, "transaction": str(settings.transaction), "transactions": [{
+            "records": [p.name for p in unit.records], "steps": [{
+                "package": step.package.name, "migration": step.migration.id,
+                "rerun": step.rerun, "transactional": step.migration.transactional,
+                "statements": list(step.migration.statements or ()) or None,
+                "python": None if step.migration.statements is not None else _python(step),
+            } for step in unit.steps]} for unit in units], "errors": [], "problems": []})
         return OK
-    for step in plan.steps:
-        console.line(f"-- {step.package.name} {step.migration.id}", "dim")
-        for statement in step.migration.statements or (f"-- python: {_python(step)}",):
-            console.line(statement.rstrip().rstrip(";") + ";")
     if not plan.steps:
         console.line("-- nothing to apply", "dim")
+    if units:
+        console.line(f"-- --transaction {settings.transaction}: {_MODES[settings.transaction]}, "
+                     f"{count(len(units), 'transaction')}", "dim")
+    for number, unit in enumerate(units, 1):
+        console.line(f"-- transaction {number}{_unit_words(unit)}", "dim")
+        for step in unit.steps:
+            console.line(f"-- {step.package.name} {step.migration.id}", "dim")
+            for statement in step.migration.statements or (
+                    f"-- python: {getattr(step.migration.up, '__qualname__', '?')} "
+                    f"({step.migration.source or 'inline'})",):
+                console.line(statement.rstrip().rstrip(";") + ";")
     return OK
 
 

@@ -21,7 +21,7 @@ from runtime.errors import LockTimeoutError, Problem, ProblemsError
 if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
     # 0.25 s; the event values are imported where events are rendered.
-    from runtime.core.events import Change, Difference, LockHolder
+    from runtime.core.events import Change, Difference, LockHolder, LockWait
     from runtime.core.manifest import Manifest
 
 __all__ = [
@@ -275,6 +275,7 @@ def report_signals(console: Console) -> Iterator[None]:
         (signals.schema_changed, changed), (signals.schema_drift, drift),
         (signals.database_lost, lost), (signals.database_restored, restored),
         (signals.run_waiting, _waiting(console)),
+        (signals.migration_retrying, _retrying(console)),
     ]
     with ExitStack() as stack:
         for signal, receiver in receivers:
@@ -299,16 +300,19 @@ def _waiting(console: Console) -> Callable[..., None]:
 
 
 def _retrying(console: Console) -> Callable[..., None]:
-    def retrying(_sender: Any, *, error: LockTimeoutError, attempt: int, retries: int,
-                 delay_s: float, **_: Any) -> None:
+    def retrying(_sender: Any, *, error: LockTimeoutError, wait: LockWait | None, attempt: int,
+                 retries: int, delay_s: float, **_: Any) -> None:
+        from runtime.db.run import describe_wait  # the words of the run's own message
+
         if console.json:
             console.document({"event": "retrying", "package": error.package,
-                              "migration": error.migration, "waited_for": error.waited_for,
+                              "migration": error.migration, "waited_for": describe_wait(wait),
+                              "wait": None if wait is None else asdict(wait),
                               "attempt": attempt, "retries": retries, "delay_s": delay_s})
             return
         console.line(f"! {error.package}: migration {error.migration} waited longer than "
-                     f"lock_timeout for {error.waited_for}; rolled back, running again in "
-                     f"{delay_s:.0f} s (retry {attempt} of {retries})", "warn")
+                     f"lock_timeout for {describe_wait(wait)}; rolled back, running again "
+                     f"in {delay_s:.0f} s (retry {attempt} of {retries})", "warn")
 
     return retrying
 

@@ -316,8 +316,12 @@ class DatabaseInUseError(DatabaseError):
 class MigrationFailedError(DatabaseError):
     """Raised by the pipeline when a migration fails; its transaction was rolled back.
 
-    `statement` is the SQL that failed (when known) and `line` its line within it.
+    `statement` is the SQL that failed (when known) and `line` its line within it;
+    `kept` counts the migrations the run committed before it, which stay (transaction
+    modes `package` and `migration`, or a `no-transaction` migration before it).
     """
+
+    _fix = "fix the migration and run again"
 
     def __init__(
         self,
@@ -328,13 +332,16 @@ class MigrationFailedError(DatabaseError):
         statement: str | None = None,
         line: int | None = None,
         hint: str | None = None,
+        kept: int = 0,
     ) -> None:
         self.package = package
         self.migration = migration
         self.reason = reason
         self.statement = statement
         self.line = line
-        self.hint = hint = hint or "nothing was applied; fix the migration and run again"
+        self.kept = kept
+        self._given_hint = hint
+        self.hint = hint = _kept_hint(hint, kept, self._fix)
         where = f" at line {line}" if line else ""
         shown = ""
         code = [s for s in (statement or "").strip().splitlines()
@@ -344,19 +351,43 @@ class MigrationFailedError(DatabaseError):
         super().__init__(f"{package}: migration {migration} failed{where}{shown}: {reason} "
                          f"({hint})")
 
+    def keeping(self, kept: int) -> MigrationFailedError:
+        """The same failure, saying that the `kept` migrations committed before it stay."""
+        return MigrationFailedError(self.package, self.migration, self.reason,
+                                    statement=self.statement, line=self.line,
+                                    hint=self._given_hint, kept=kept)
+
+
+def _kept_hint(hint: str | None, kept: int, fix: str) -> str:
+    """What a failure left, then the fix: nothing, or the migrations committed before it."""
+    if not kept:
+        return hint or f"nothing was applied; {fix}"
+    before = (f"the {kept} migration{'s' if kept != 1 else ''} committed before it stay, "
+              "recorded in the ledger")
+    return f"{before}; {hint or fix}"
+
 
 class LockTimeoutError(MigrationFailedError):
     """A migration waited longer than `lock_timeout` for a lock; its transaction was
-    rolled back. `waited_for` says which lock and who held it, when it was seen."""
+    rolled back. `waited_for` says which lock and who held it, when it was seen; `wait`
+    is the same as values, for receivers of signals: a `runtime.core.events.LockWait`
+    (typed `object` here, the layer below it), None when it was not seen."""
+
+    _fix = "run again once they finish, or raise --lock-timeout"
 
     def __init__(self, package: str, migration: str, waited_for: str, *,
-                 statement: str | None = None) -> None:
+                 statement: str | None = None, wait: object = None,
+                 kept: int = 0) -> None:
         self.waited_for = waited_for
+        self.wait = wait
         super().__init__(package, migration,
                          f"it waited longer than lock_timeout for {waited_for}",
-                         statement=statement,
-                         hint="nothing was applied; run again once they finish, or raise "
-                              "--lock-timeout")
+                         statement=statement, kept=kept)
+
+    def keeping(self, kept: int) -> LockTimeoutError:
+        """The same lock timeout, saying that the `kept` migrations before it stay."""
+        return LockTimeoutError(self.package, self.migration, self.waited_for,
+                                statement=self.statement, wait=self.wait, kept=kept)
 
 
 class RowLevelSecurityError(DatabaseError):

@@ -74,7 +74,9 @@ def test_migrate_plan_prints_the_sql_and_changes_nothing(
     code, out = run_cli(*args("migrate", packages, database_url, "--plan"))
 
     assert code == 0
-    assert out.splitlines()[0] == "-- @ydtb/core 0001_core_tables"
+    assert out.splitlines()[:3] == [
+        "-- --transaction all: the run commits as one, or not at all, 1 transaction",
+        "-- transaction 1: records @ydtb/core, notes, tags", "-- @ydtb/core 0001_core_tables"]
     assert "-- tags 0001_tags\nCREATE TABLE IF NOT EXISTS ydtb_tags (" in out
     code, out = run_cli(*args("status", packages, database_url))
     assert "notes       1.0.0    -         0        0001_create_ydtb_notes" in out

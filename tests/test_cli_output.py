@@ -116,8 +116,9 @@ def test_graph_json_lists_packages_in_dependency_order(packages: Path) -> None:
 def test_plan_json_lists_the_pending_steps(packages: Path, database_url: str) -> None:
     code, [document] = cli("migrate", packages, database_url, "--plan")
 
-    assert code == 0
-    step = document["steps"][-1]
+    assert (code, document["transaction"], len(document["transactions"])) == (0, "all", 1)
+    assert document["transactions"][0]["records"] == ["@ydtb/core", "notes", "tags"]
+    step = document["transactions"][0]["steps"][-1]
     assert (step["package"], step["migration"], step["transactional"], step["python"]) == (
         "tags", "0001_tags", True, None)
     assert step["statements"][0].startswith("CREATE TABLE IF NOT EXISTS ydtb_tags")
@@ -175,6 +176,20 @@ def wait_until_sleeping(process: subprocess.Popen[str], url: str) -> None:
     while not sleeping(url):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_a_long_migrate_says_what_it_applied_while_it_runs(
+    packages: Path, database_url: str
+) -> None:
+    # Migration by migration, each is shown once it ran, before the next one runs.
+    process = start(add_slow(packages), database_url, "migrate", "--transaction", "migration")
+    try:
+        wait_until_sleeping(process, database_url)
+        seen = "".join(lines_until(process, "tags  0001_tags"))
+        assert "tags  0001_tags" in seen
+        assert sleeping(database_url), "the lines came only once the slow migration ended"
+    finally:
+        stop(process)
 
 
 @pytest.mark.parametrize(("signum", "command", "code"), [

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from runtime.config import Settings, resolve_settings
+from runtime.config import DEV_LOCK_TIMEOUT, Settings, TransactionMode, resolve_settings
 
 PROJECT = Path("/work/project")
 FLAG_URL = "postgresql://flag@db/app"
@@ -52,6 +52,17 @@ ENV_URL = "postgresql://env@db/app"
             (PROJECT / "pkgs", Path("/abs/more")),
             id="packages-flag-relative-and-absolute",
         ),
+        pytest.param({}, {}, "transaction", TransactionMode.ALL, id="transaction-default-all"),
+        pytest.param({}, {"RUNTIME_TRANSACTION": "Package"}, "transaction",
+                     TransactionMode.PACKAGE, id="transaction-env"),
+        pytest.param({"transaction": "migration"}, {"RUNTIME_TRANSACTION": "package"},
+                     "transaction", TransactionMode.MIGRATION, id="transaction-flag-beats-env"),
+        pytest.param({}, {}, "lock_timeout", 5.0, id="lock-timeout-default"),
+        pytest.param({"default_lock_timeout": DEV_LOCK_TIMEOUT}, {}, "lock_timeout", 1.0,
+                     id="lock-timeout-dev-default"),
+        pytest.param({"default_lock_timeout": DEV_LOCK_TIMEOUT},
+                     {"RUNTIME_LOCK_TIMEOUT": "3"}, "lock_timeout", 3.0,
+                     id="lock-timeout-env-beats-dev-default"),
     ],
 )  # fmt: skip
 def test_setting_is_resolved_flag_then_environment_then_default(
@@ -79,3 +90,14 @@ def test_settings_are_frozen() -> None:
 
     with pytest.raises(AttributeError):
         settings.database_url = FLAG_URL  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    pytest.param({"RUNTIME_TRANSACTION": "each"}, "RUNTIME_TRANSACTION='each' is not a "
+                 "transaction mode; give one of all, package, migration", id="transaction"),
+    pytest.param({"RUNTIME_LOCK_TIMEOUT": "soon"}, "RUNTIME_LOCK_TIMEOUT='soon' is not a "
+                 "number of seconds; give a number of seconds, 0 for none", id="seconds"),
+])  # fmt: skip
+def test_a_bad_environment_value_says_what_to_give(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(") + "$"):
+        resolve_settings(environ=environ, project_dir=PROJECT)

@@ -20,9 +20,10 @@ so a database migrated before it learns them all at once (`recorded_packages`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from runtime.config import TransactionMode
 from runtime.core.names import CORE_PACKAGE, DEV_PREFIX, TABLES_MIGRATION
 from runtime.core.recorded import Ledger, Planned, PlannedMigration, compare
 from runtime.core.recorded import unregistered as unregistered_in
@@ -80,6 +81,11 @@ class Plan:
     def empty(self) -> bool:
         """Nothing to run, record or deactivate: a run would write nothing."""
         return not self.steps and not self.records and not self.unregistered
+
+    @property
+    def transactional(self) -> bool:
+        """Whether its steps may run in a transaction: none is `no-transaction`."""
+        return all(s.migration.transactional for s in self.steps)
 
     def pending(self, package: str) -> list[str]:
         """The ids of the migrations this plan runs for `package`."""
@@ -158,11 +164,48 @@ def recorded_packages(
     return tuple(records)
 
 
-def split_transactions(steps: Iterable[Step]) -> list[list[Step]]:
-    """Group steps into transactions: runs of transactional steps, and each other one alone."""
+def split_transactions(plan: Plan, mode: TransactionMode = TransactionMode.ALL) -> list[Plan]:
+    """Cut `plan` into the transactions a run commits one after the other, in order.
+
+    Each is a plan of its own: the steps it runs, the packages it records, the
+    unregistered packages whose tools it deactivates. A `no-transaction` step is always
+    alone (its ledger row is written just after it); the steps between run together in
+    modes `all` and `package`, each alone in mode `migration`. A package's record goes
+    with its last step, so a package is recorded in the transaction that completes it:
+
+    - `all`: the whole plan, the records with the last step;
+    - `package`: each package's steps and record, in the plan's order; packages with
+      only a record to write (a schema edited with no migration) come after;
+    - `migration`: as `package`, each step on its own.
+
+    The unregistered packages go with the last transaction, or one of their own.
+    """
+    scopes: dict[str | None, tuple[list[Step], list[Package]]] = {}
+    for step in plan.steps:
+        scopes.setdefault(_scope(step.package, mode), ([], []))[0].append(step)
+    for package in plan.records:
+        scopes.setdefault(_scope(package, mode), ([], []))[1].append(package)
+    units: list[Plan] = []
+    for steps, records in scopes.values():
+        groups = _groups(steps, alone=mode is TransactionMode.MIGRATION) or [[]]
+        units.extend(Plan(tuple(group)) for group in groups[:-1])
+        units.append(Plan(tuple(groups[-1]), tuple(records)))
+    if plan.unregistered:
+        last = units.pop() if units else Plan()
+        units.append(replace(last, unregistered=plan.unregistered))
+    return units
+
+
+def _scope(package: Package, mode: TransactionMode) -> str | None:
+    return None if mode is TransactionMode.ALL else package.name
+
+
+def _groups(steps: Iterable[Step], *, alone: bool) -> list[list[Step]]:
+    """Runs of transactional steps (each step alone if `alone`); a `no-transaction` one alone."""
     groups: list[list[Step]] = []
     for step in steps:
-        if step.migration.transactional and groups and groups[-1][-1].migration.transactional:
+        if (not alone and step.migration.transactional and groups
+                and groups[-1][-1].migration.transactional):
             groups[-1].append(step)
         else:
             groups.append([step])

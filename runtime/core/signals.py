@@ -93,14 +93,18 @@ Sender: the pipeline's run. Keywords: package (str), migration (str), duration_m
 (float), rerun (bool).""")
 
 migration_failed: NamedSignal = _signals.signal("migration_failed", doc="""\
-A migration failed; its transaction was rolled back.
+A migration failed; its transaction was rolled back. Not sent for a lock timeout, which
+the pipeline's caller retries (`migration_retrying`) and raises once it gives up.
 Sender: the pipeline's run. Keywords: package (str), migration (str), error
 (MigrationFailedError).""")
 
 migration_retrying: NamedSignal = _signals.signal("migration_retrying", doc="""\
-A run timed out waiting for a lock, rolled back, and will run again after a backoff.
-Sender: the pipeline's caller. Keywords: error (LockTimeoutError: package, migration,
-waited_for), attempt (int: this retry's number), retries (int), delay_s (float).""")
+A run timed out waiting for a lock, rolled back, and will run again after a backoff
+(the dev daemon: or at once, on the next save).
+Sender: the pipeline's caller (`migrate`'s, or the dev daemon). Keywords: error
+(LockTimeoutError: package, migration), wait (`runtime.core.events.LockWait` or None
+when it was not seen: the table, the lock mode, the sessions holding it), attempt (int:
+this retry's number), retries (int), delay_s (float).""")
 
 database_initialized: NamedSignal = _signals.signal("database_initialized", doc="""\
 A pipeline run finished (it may have had nothing to do).

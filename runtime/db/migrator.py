@@ -1,14 +1,16 @@
 """The init pipeline: apply every package's pending migrations, recorded in the ledger.
 
 `migrate` plans from the ledger read under the lock (`runtime.core.plan`) and feeds the
-plan to one `Run` (`runtime.db.run`) in as few transactions as it can: all
-transactional migrations in one, each non-transactional one (`CREATE INDEX
-CONCURRENTLY`) alone after the ones before it are committed. A failing migration
-leaves the database as it was before its transaction.
+plan to one `Run` (`runtime.db.run`) in the transactions its mode asks
+(`split_transactions`): in mode `all`, as few as it can (every transactional migration
+in one, each non-transactional one, `CREATE INDEX CONCURRENTLY`, alone after the ones
+before it are committed); in mode `package`, each package's own, in dependency order; in
+mode `migration`, one per migration. A failing migration leaves the database as it was
+before its transaction: what earlier transactions committed stays, recorded.
 
-The last transaction, which records the packages, also brings the tools catalog and
-row-level security in step with the packages the run recorded or migrated: a run with
-nothing to apply or record (one ledger read) touches neither.
+The transaction that records a package (in mode `all` the last one; else the one with
+its last migration) also brings the tools catalog and row-level security in step with
+it: a run with nothing to apply or record (one ledger read) touches neither.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.config import TransactionMode
 from runtime.core import signals
 from runtime.core.model import Package
 from runtime.core.plan import Plan, plan_pending, split_transactions
@@ -54,6 +57,7 @@ async def migrate(
     known: Sequence[Package] = (),
     wait: float | None = None,
     lock_retries: int = 0,
+    transaction: TransactionMode = TransactionMode.ALL,
 ) -> MigrationReport:
     """Apply the pending migrations of `packages` and record them.
 
@@ -72,26 +76,33 @@ async def migrate(
         lock_retries: how many times to run again, after a backoff of 1 s, 2 s, 4 s...,
             when a migration times out waiting for a lock (`LockTimeoutError`): the run
             rolled back, so the application's queries queued behind it go on meanwhile.
+            The run again starts after what committed (modes `package`, `migration`).
+        transaction: what commits together: the whole run, each package, or each
+            migration (`TransactionMode`).
 
     Raises:
         LedgerConflictError: an applied migration was edited, or a package downgraded.
-        MigrationFailedError: a migration failed; its transaction was rolled back.
+        MigrationFailedError: a migration failed; its transaction was rolled back, the
+            ones before it (modes `package`, `migration`) stay committed.
         LockTimeoutError: a migration waited for a lock too long, every time.
         RowLevelSecurityError: a package's tables could not be put under its policy.
         IsolationError: a migration built what workspace isolation forbids (Y5xx); its
             transaction was rolled back.
     """
+    runs: list[Run] = []  # each attempt's: what the failed ones committed is reported too
     for attempt in range(lock_retries + 1):
         try:
-            return await _migrate(engine, packages, rerun_edited=rerun_edited,
-                                  partial=partial, unregistered=unregistered, sender=sender,
-                                  known=known, wait=wait)
+            await _migrate(engine, packages, rerun_edited=rerun_edited, partial=partial,
+                           unregistered=unregistered, sender=sender, known=known, wait=wait,
+                           transaction=transaction, runs=runs)
+            # Reported once the lock is released: a receiver may start a run of its own.
+            return await runs[-1].report(earlier=runs[:-1])
         except LockTimeoutError as exc:
             if attempt == lock_retries:
                 raise
             delay = min(_BACKOFF_FIRST * 2 ** attempt, _BACKOFF_MOST)
             await signals.emit_async(signals.migration_retrying, sender, error=exc,
-                                     attempt=attempt + 1, retries=lock_retries,
+                                     wait=exc.wait, attempt=attempt + 1, retries=lock_retries,
                                      delay_s=delay)
             await anyio.sleep(delay)
     raise AssertionError("unreachable")  # the loop returns or raises
@@ -107,22 +118,19 @@ async def _migrate(
     sender: object,
     known: Sequence[Package],
     wait: float | None,
-) -> MigrationReport:
+    transaction: TransactionMode,
+    runs: list[Run],
+) -> None:
     names = [p.name for p in packages] if partial else None
     async with Run.open(engine, packages=names, sender=sender,
                         known=[*known, *packages], wait=wait) as run:
+        runs.append(run)
         plan = plan_pending(packages, run.ledger, rerun_edited=rerun_edited,
                             complete=not partial, unregistered=unregistered)
         if plan.problems:
             raise LedgerConflictError(plan.problems)
-        groups = split_transactions(plan.steps)
-        for index, group in enumerate(groups):
-            async with run.transaction(transactional=group[0].migration.transactional):
-                await run.apply(group)
-                if index == len(groups) - 1:
-                    await run.record(plan)
-        if not groups and not plan.empty:
-            async with run.transaction():
-                await run.record(plan)
-    # Reported once the lock is released: a receiver may start a run of its own.
-    return await run.report()
+        for unit in split_transactions(plan, transaction):
+            async with run.transaction(transactional=unit.transactional):
+                if unit.steps:
+                    await run.apply(unit.steps)
+                run.record(unit)

@@ -12,11 +12,14 @@ dev syncs (`runtime.db.sync`). So one piece of code:
   migration gets the SQLAlchemy `AsyncConnection`, inside a savepoint);
 - watches what each step builds (`runtime.db.built`) and refuses, before its
   transaction commits, what workspace isolation forbids (`runtime.core.isolation`);
-- writes each step's `LedgerRow` in the transaction that ran it, the package records
-  and the catalog (tools, row-level security) in the last one;
+- writes each step's `LedgerRow` in the transaction that ran it, and the package
+  records and the catalog (tools, row-level security) in the one the caller asks to
+  `record` them (`runtime.core.plan.split_transactions` decides which: the last one,
+  or each package's own);
 - uninstalls a removed package (`uninstall`): its records, its tools, its tables;
 - sends `migration_applied` once the transaction holding the migration committed,
-  `migration_failed` once it rolled back, and `database_initialized` with the report.
+  `migration_failed` once it rolled back (a lock timeout aside: the caller retries it),
+  and `database_initialized` with the report.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ __all__ = [
     "describe_wait",
     "lock_holder",
     "run_step",
+    "timed_out",
 ]
 
 logger = logging.getLogger(__name__)
@@ -163,10 +167,10 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
             if lost(exc):
                 raise
             failing, line = _failing(statement, exc)
-            if line:
+            if not line:  # a lone statement without a position: where it starts, if not 1
+                line = first_line if failing and first_line > 1 else None
+            else:
                 line += first_line - 1
-            elif failing and not migration.transactional:  # split: where its statement is
-                line = first_line
             raise MigrationFailedError(step.package.name, migration.id, _reason(exc),
                                        statement=failing, line=line,
                                        hint=_hint(step) or _halfway(step, statement)) from exc
@@ -239,6 +243,7 @@ class Run:
         self._rows: list[LedgerRow] = []  # of the open transaction
         self._recorded: tuple[str, ...] = ()
         self._unregistered: tuple[str, ...] = ()
+        self._to_record: Plan | None = None  # by the open transaction
         self._discard = False
 
     @classmethod
@@ -300,7 +305,7 @@ class Run:
                 (`CREATE INDEX CONCURRENTLY`): it runs alone, and its ledger row is
                 written in a transaction after it.
         """
-        self._rows, self._discard = [], False
+        self._rows, self._discard, self._to_record = [], False, None
         self._capture, self._transactional, self._applied = None, transactional, {}
         tx = self.raw.transaction()
         begun = False
@@ -320,22 +325,27 @@ class Run:
             if self._discard:
                 begun = False
                 await tx.rollback()
-                self._rows = []
+                self._rows, self._to_record = [], None
                 return
             await self._judge()
             await ledger.write_rows(self.raw, self._rows)
+            if self._to_record is not None:
+                await self._write_records(self._to_record)
             begun = False
             await tx.commit()
             logger.info("committed %d migrations", len(self._rows))
         except BaseException as exc:
-            self._rows, self._capture = [], None
+            self._rows, self._capture, self._to_record = [], None, None
             if begun:
                 await _roll_back(tx)
             error = exc
-            if isinstance(exc, MigrationFailedError) and _timed_out(exc):
+            if isinstance(exc, MigrationFailedError) and timed_out(exc):
                 error = LockTimeoutError(exc.package, exc.migration, describe_wait(watch.last),
-                                         statement=exc.statement)
-            if isinstance(error, MigrationFailedError):
+                                         statement=exc.statement, wait=watch.last)
+            if isinstance(error, MigrationFailedError) and self._committed:
+                error = error.keeping(len(self._committed))
+            # A lock timeout is the caller's to retry, or to raise once it gives up.
+            if isinstance(error, MigrationFailedError) and not isinstance(error, LockTimeoutError):
                 await signals.emit_async(signals.migration_failed, self.sender,
                                          package=error.package, migration=error.migration,
                                          error=error)
@@ -343,6 +353,10 @@ class Run:
                 raise error from exc
             raise
         done, self._rows = self._rows, []
+        if self._to_record is not None:
+            recorded, self._to_record = self._to_record, None
+            self._recorded += tuple(p.name for p in recorded.records)
+            self._unregistered += recorded.unregistered
         for row in done:
             await self._announce(row)
 
@@ -470,32 +484,46 @@ class Run:
 
     # -- the end --------------------------------------------------------------------
 
-    async def record(self, plan: Plan) -> None:
-        """Record the packages of `plan`, and bring tools and row-level security in step.
+    def record(self, plan: Plan) -> None:
+        """Record the packages of `plan` as the open transaction commits, with its ledger
+        rows, and bring tools and row-level security in step.
 
-        Call it in the run's last transaction: with nothing to record or deactivate, it
-        writes nothing.
+        Written after the migrations of the transaction ran and were judged (a
+        `no-transaction` one's included), so the record and the rows commit together.
+        With nothing to record or deactivate, it writes nothing.
         """
-        self._recorded = tuple(p.name for p in plan.records)
-        self._unregistered = plan.unregistered
-        # The migrations are done: what they built is judged now, and the DDL that
-        # follows (row-level security) is the run's, no migration's.
-        await self._judge()
+        self._to_record = plan
+
+    async def _write_records(self, plan: Plan) -> None:
+        """Write what `record` asked, in the open transaction.
+
+        Raises:
+            RowLevelSecurityError: a table could not be put under its package's policy.
+        """
         await ledger.write_packages(self.raw, plan.records)
         await tools.deactivate_package_tools(self.raw, plan.unregistered)
         await tools.sync_tools(self.raw, plan.records)
         # A migrated package without row-level security has no policy to take off unless
         # it was just turned off, which changes its fingerprint and so records it: only
-        # opted-in ones are read (a catalog query per run saved, scripts/bench).
+        # opted-in ones are read (a catalog query per run saved, scripts/bench). The
+        # DDL is the run's, no migration's: the transaction's migrations were judged.
         touched = ({s.package.name: s.package for s in plan.steps if s.package.row_level_security}
                    | {p.name: p for p in plan.records})
         await security.sync_row_level_security(self.raw, touched.values())
 
-    async def report(self) -> MigrationReport:
-        """Return what the run committed, and send `database_initialized` with it."""
-        report = MigrationReport(tuple(self._committed), self._recorded,
-                                 (time.perf_counter() - self._started) * 1000,
-                                 self._unregistered)
+    async def report(self, earlier: Sequence[Run] = ()) -> MigrationReport:
+        """Return what the run committed, and send `database_initialized` with it.
+
+        Args:
+            earlier: runs of the same call that committed part of it before they failed
+                (a lock timeout in mode `package`): the report is of them all.
+        """
+        runs = [*earlier, self]
+        report = MigrationReport(
+            tuple(c for run in runs for c in run._committed),
+            tuple(n for run in runs for n in run._recorded),
+            (time.perf_counter() - runs[0]._started) * 1000,
+            tuple(n for run in runs for n in run._unregistered))
         await signals.emit_async(signals.database_initialized, self.sender, report=report)
         return report
 
@@ -540,7 +568,7 @@ async def lock_holder(raw: asyncpg.Connection) -> LockHolder | None:
     return LockHolder(*row) if row else None
 
 
-def _timed_out(exc: BaseException) -> bool:
+def timed_out(exc: BaseException) -> bool:
     """Tell whether a lock timeout (SQLSTATE 55P03) caused `exc`, however wrapped."""
     seen: BaseException | None = exc
     while seen is not None:

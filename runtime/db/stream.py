@@ -15,6 +15,10 @@ else met on the way (a migration that fails, or must run outside a transaction, 
 edited migration, a downgrade) rolls back what was streamed and runs the ordinary
 pipeline (`migrator.migrate`) on the resolved set, which applies or reports it as
 always: a failing migration may only be explained by a problem of the whole set.
+
+Only mode `all` streams: in modes `package` and `migration` a package commits as soon
+as it is applied, which must wait for the whole set to be valid. So the packages load
+first, then the ordinary pipeline applies them in that mode.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.config import TransactionMode
 from runtime.core.model import Package, dependency_graph
 from runtime.core.plan import Plan, Step, plan_pending, recorded_packages
 from runtime.core.recorded import Ledger
@@ -109,6 +114,7 @@ async def migrate_as_loaded(
     sender: object = None,
     wait: float | None = None,
     lock_retries: int = 0,
+    transaction: TransactionMode = TransactionMode.ALL,
 ) -> MigrationReport | None:
     """Apply packages as they arrive, then commit once the whole set is resolved.
 
@@ -121,6 +127,7 @@ async def migrate_as_loaded(
         sender: the sender of the signals sent.
         wait, lock_retries: as for `migrator.migrate`, whose run takes over when the
             streamed one breaks (a lock timeout included).
+        transaction: what commits together; only `all` streams (see the module doc).
 
     Returns:
         What the run did; None when `resolve` gave None, and nothing was applied.
@@ -128,6 +135,14 @@ async def migrate_as_loaded(
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` raises them.
     """
+    if transaction is not TransactionMode.ALL:
+        async for _ in arrivals:
+            pass  # loading goes on in its thread; nothing is applied before it is valid
+        ordered = resolve()
+        if ordered is None:
+            return None
+        return await migrator.migrate(engine, ordered, sender=sender, wait=wait,
+                                      lock_retries=lock_retries, transaction=transaction)
     async with Run.open(engine, sender=sender, wait=wait) as run:
         feeder = _Feeder(run)
         async with run.transaction():
@@ -138,7 +153,7 @@ async def migrate_as_loaded(
             if plan is None:
                 run.discard()
             else:
-                await run.record(plan)
+                run.record(plan)
     if ordered is None:
         return None
     if plan is None:

@@ -34,7 +34,7 @@ from runtime.core.plan import Step, dev_change_id
 from runtime.db import ledger, scratch
 from runtime.db.diff import compare
 from runtime.db.engine import driver
-from runtime.db.run import Run, run_step
+from runtime.db.run import Run, run_step, timed_out
 from runtime.errors import MigrationFailedError, Problem, ProblemsError, RegistryError
 
 __all__ = ["SyncResult", "reconcile", "sync_package"]
@@ -109,6 +109,8 @@ async def _apply(run: Run, package: Package, differences: Sequence[Difference]) 
         try:
             await run_step(run.conn, run.raw, step)
         except MigrationFailedError as exc:
+            if timed_out(exc):
+                raise  # the run says whose lock it waited for: not the schema's fault
             raise ProblemsError([Problem(
                 package.name, "Y405",
                 f"cannot apply to the dev database: {difference.words}: "

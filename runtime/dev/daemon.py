@@ -14,6 +14,13 @@ changes did (`makemigration` wrote it) takes them over: their ledger rows go.
 
 The work of one reload grows with the changed packages' closure (their dependents),
 never with the number of packages loaded.
+
+A reload never hangs behind an application's open transaction: the CLI gives the
+daemon's connections a short `lock_timeout` (`runtime.config.DEV_LOCK_TIMEOUT`, 1 s), and
+a reload whose migration or dev sync times out waiting for a lock is rolled back, says
+who blocks it (`migration_retrying`, with the lock and its holders) and runs again after
+a growing pause (1 s, 2 s, 4 s... at most 10 s, 8 times), or at once when a file is
+saved meanwhile. Then it gives up and says so; the next save tries again.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from runtime.errors import (
     DatabaseInUseError,
     IsolationError,
     LedgerConflictError,
+    LockTimeoutError,
     MigrationFailedError,
     PackageLoadError,
     Problem,
@@ -57,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 _COMPARE_CHUNK = 10  # packages compared with the database in one pass at start-up
 _RETRY_FIRST, _RETRY_MOST = 0.1, 2.0  # seconds between tries while the database is away
+_BLOCKED_FIRST, _BLOCKED_MOST = 1.0, 10.0  # seconds before a reload blocked by a lock retries
+_BLOCKED_RETRIES = 8  # about a minute: then it waits for the next save
+#: How many times start-up runs again after a lock timeout, backing off as `migrate` does.
+_START_LOCK_RETRIES = 3
 
 
 class Daemon:
@@ -105,6 +117,7 @@ class Daemon:
         self._loaded = loader.LoadResult()  # what start-up loaded
         self._claim: owner.Claim | None = None  # held while `run` runs
         self._stop = anyio.Event()
+        self._blocked: LockTimeoutError | None = None  # why the last reload must run again
 
     @property
     def watched(self) -> list[Path]:
@@ -189,7 +202,8 @@ class Daemon:
         while True:
             try:
                 return await migrator.migrate(self.engine, self.registry.ordered(),
-                                              rerun_edited=True, sender=self)
+                                              rerun_edited=True, sender=self,
+                                              lock_retries=_START_LOCK_RETRIES)
             except (LedgerConflictError, IsolationError) as exc:
                 failed: set[str] = {p.package for p in exc.problems}
                 await self._failed(exc)
@@ -235,7 +249,13 @@ class Daemon:
 
     async def _work(self, receive: MemoryObjectReceiveStream[tuple[set[Path], float]]) -> None:
         async with receive:
-            async for paths, seen in receive:
+            retry: tuple[set[Path], float] | None = None  # a reload blocked by a lock
+            attempt = 0
+            while True:
+                try:
+                    paths, seen = await self._next(receive, retry, attempt)
+                except anyio.EndOfStream:
+                    return
                 # Saves that arrived while the last reload ran are handled together.
                 while True:
                     try:
@@ -246,11 +266,50 @@ class Daemon:
                 try:
                     await self.reload(paths, seen=seen)
                 except Exception as exc:  # a bug: said, and the daemon keeps watching
+                    self._blocked = None
                     logger.exception("reloading %s failed", sorted(map(str, paths)))
                     error = RegistryError(f"internal error while reloading: {exc!r}; the "
                                           "last good state is kept (please report it)")
                     await signals.emit_async(signals.reloaded, self, packages=(), applied=(),
                                              elapsed_ms=_ms(seen), error=error)
+                retry, attempt = await self._retry_blocked(paths, seen, attempt)
+
+    @staticmethod
+    async def _next(
+        receive: MemoryObjectReceiveStream[tuple[set[Path], float]],
+        retry: tuple[set[Path], float] | None,
+        attempt: int,
+    ) -> tuple[set[Path], float]:
+        """The next save; with a blocked reload, that reload once its pause is over, or
+        at once with the next save, which may be what unblocks it.
+
+        Raises:
+            anyio.EndOfStream: the watcher stopped.
+        """
+        if retry is None:
+            return await receive.receive()
+        with anyio.move_on_after(_backoff(attempt - 1)):
+            paths, _ = await receive.receive()
+            return retry[0] | paths, retry[1]
+        return retry
+
+    async def _retry_blocked(
+        self, paths: set[Path], seen: float, attempt: int
+    ) -> tuple[tuple[set[Path], float] | None, int]:
+        """After a reload: if a lock blocked it, say who holds it and plan its retry, or
+        give up after `_BLOCKED_RETRIES` and say that; return the retry and its number."""
+        error, self._blocked = self._blocked, None
+        if error is None:
+            return None, 0
+        if attempt >= _BLOCKED_RETRIES:
+            await self._failed(error)
+            await signals.emit_async(signals.reloaded, self, packages=(), applied=(),
+                                     elapsed_ms=_ms(seen), error=error)
+            return None, 0
+        await signals.emit_async(signals.migration_retrying, self, error=error, wait=error.wait,
+                                 attempt=attempt + 1, retries=_BLOCKED_RETRIES,
+                                 delay_s=_backoff(attempt))
+        return (paths, seen), attempt + 1
 
     # -- reload --------------------------------------------------------------------
 
@@ -297,7 +356,8 @@ class Daemon:
         try:
             with _noticing_loss():
                 await migrator.migrate(self.engine, self.registry.ordered(),
-                                       rerun_edited=True, sender=self)
+                                       rerun_edited=True, sender=self,
+                                       lock_retries=_START_LOCK_RETRIES)
         except RegistryError as exc:
             await self._failed(exc)
 
@@ -347,6 +407,9 @@ class Daemon:
             if quiet:
                 return False
             self._broken |= dirs
+            if isinstance(exc, LockTimeoutError):
+                self._blocked = exc  # `_work` says who blocks it, and runs it again
+                return False
             await self._failed(exc)
             await signals.emit_async(signals.reloaded, self, packages=(), applied=(),
                                      elapsed_ms=_ms(seen), error=exc)
@@ -479,7 +542,8 @@ class Daemon:
 
     async def _failed(self, error: RegistryError) -> None:
         package = _package_of(error)
-        if not isinstance(error, MigrationFailedError):  # the pipeline sent migration_failed
+        # The pipeline sent migration_failed, for any failure but a lock timeout.
+        if not isinstance(error, MigrationFailedError) or isinstance(error, LockTimeoutError):
             await signals.emit_async(signals.validation_failed, self, package=package,
                                      error=error)
         logger.debug("reload failed: %s", error)
@@ -509,6 +573,11 @@ class _DatabaseLost(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before retry `attempt + 1` of a reload blocked by a lock: 1, 2, 4... 10."""
+    return float(min(_BLOCKED_FIRST * 2 ** attempt, _BLOCKED_MOST))
 
 
 def _ms(since: float) -> float:

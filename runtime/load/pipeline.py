@@ -21,6 +21,7 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.config import TransactionMode
 from runtime.core import signals
 from runtime.core.model import Package
 from runtime.core.registry import DatabaseRegistry
@@ -67,11 +68,16 @@ async def load_and_migrate(
     sender: object = None,
     wait: float | None = None,
     lock_retries: int = 0,
+    transaction: TransactionMode = TransactionMode.ALL,
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
     It changes nothing of the process: a caller that owns it (the CLI) may tune the
     garbage collector and the switch interval around the call (`runtime.process`).
+
+    Args:
+        wait, lock_retries, transaction: as for `migrator.migrate`; in modes other than
+            `all` the packages are applied once all are loaded and valid.
 
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` does.
@@ -117,7 +123,8 @@ async def load_and_migrate(
             group.start_soon(anyio.to_thread.run_sync, load)
             outcome.report = await stream.migrate_as_loaded(engine, arrivals(), resolve,
                                                             sender=sender, wait=wait,
-                                                            lock_retries=lock_retries)
+                                                            lock_retries=lock_retries,
+                                                            transaction=transaction)
     except BaseExceptionGroup as failed:
         # The loader collects its errors, so one task failed: raise its error as
         # `migrator.migrate` would, not wrapped in a group callers must unpack.
