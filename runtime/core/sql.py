@@ -2,29 +2,42 @@
 
 One home for parsing migration SQL: the pipeline splits a `no-transaction` script into its
 statements with `split` (PostgreSQL runs a multi-statement query as one implicit
-transaction, which `CREATE INDEX CONCURRENTLY` refuses), and the safety lint reads the
-parse trees that `parse` returns.
+transaction, which `CREATE INDEX CONCURRENTLY` refuses), and the safety lint
+(`runtime.core.lint`) reads the parse trees that `parse` returns, the comments before
+each statement (where a migration silences a rule), and the statements a PL/pgSQL `DO`
+block runs (`block`), as `makemigration` writes its guarded `ALTER TABLE`s.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pglast import parser
+from pglast import ast, parser
 
 from runtime.errors import SqlSyntaxError
 
-__all__ = ["Statement", "parse", "split"]
+__all__ = ["Statement", "block", "parse", "split"]
+
+_COMMENTS = ("SQL_COMMENT", "C_COMMENT")
 
 
 @dataclass(frozen=True)
 class Statement:
-    """One statement of a script: its text, the line it starts on (1-based), its parse tree."""
+    """One statement of a script: its text, the line it starts on (1-based), its parse tree.
+
+    Attributes:
+        start: where its first token is in the script (a character offset).
+        comments: the comments between the previous statement and its end, in order.
+    """
 
     text: str
     line: int
     tree: Any = None
+    start: int = 0
+    comments: tuple[str, ...] = ()
 
 
 def parse(script: str) -> tuple[Statement, ...]:
@@ -35,17 +48,21 @@ def parse(script: str) -> tuple[Statement, ...]:
     """
     try:
         raw = parser.parse_sql(script)
+        tokens = parser.scan(script)
     except parser.ParseError as exc:
         reason, location = (*exc.args, None, None)[:2]  # pglast: (message, offset)
         line = script.count("\n", 0, location) + 1 if isinstance(location, int) else None
         raise SqlSyntaxError(str(reason or exc), line=line) from exc
+    comments = [(t.start, script[t.start:t.end + 1]) for t in tokens if t.name in _COMMENTS]
     statements = []
     for item in raw:
         start = item.stmt_location or 0
         end = start + item.stmt_len if item.stmt_len else len(script)
         text = script[start:end].strip()
         line = script.count("\n", 0, start) + 1 + _leading_newlines(script[start:end])
-        statements.append(Statement(text, line, item.stmt))
+        mine = tuple(c for offset, c in comments if offset < end)
+        comments = comments[len(mine):]
+        statements.append(Statement(text, line, item.stmt, start, mine))
     return tuple(statements)
 
 
@@ -56,6 +73,87 @@ def split(script: str) -> tuple[str, ...]:
         SqlSyntaxError: PostgreSQL's parser refuses the script.
     """
     return tuple(s.text for s in parse(script))
+
+
+def block(statement: Statement) -> tuple[Statement, ...]:
+    """Return the SQL statements a PL/pgSQL `DO` block runs, lines counted in its script.
+
+    Read are the statements it runs as written (`ALTER TABLE ...;`, at any depth of
+    `IF`, loops and nested blocks) and those it runs with `EXECUTE` of a string constant;
+    an `EXECUTE` of a string built at run time (`format(...)`) cannot be read. Anything
+    but a `DO` block in PL/pgSQL has none.
+
+    Raises:
+        SqlSyntaxError: PL/pgSQL's parser refuses the block; `line` says where.
+    """
+    tree = statement.tree
+    if not isinstance(tree, ast.DoStmt):
+        return ()
+    options = {d.defname: d for d in tree.args or ()}
+    language = options.get("language")
+    body = options.get("as")
+    if body is None or (language is not None and language.arg.sval != "plpgsql"):
+        return ()
+    code = body.arg.sval
+    first_line = statement.line + _body_offset_lines(statement, body.arg_location)
+    tag = next(f"$ydtb_{n}$" for n in range(len(code) + 1) if f"$ydtb_{n}$" not in code)
+    function = f"CREATE FUNCTION pg_temp.ydtb_lint() RETURNS void LANGUAGE plpgsql AS {tag}" \
+               f"{code}{tag}"
+    try:
+        tree_json = json.loads(parser.parse_plpgsql_json(function))
+    except parser.ParseError as exc:
+        raise SqlSyntaxError(f"the DO block does not parse: {exc.args[0]}",
+                             line=statement.line) from exc
+    found: list[Statement] = []
+    for lineno, text in _executed(tree_json):
+        try:
+            inner = parse(text)
+        except SqlSyntaxError:
+            continue  # PL/pgSQL variables in odd places: not SQL the lint can read
+        found.extend(Statement(s.text, first_line + lineno + s.line - 2, s.tree, 0,
+                               s.comments) for s in inner)
+    return tuple(found)
+
+
+def _body_offset_lines(statement: Statement, location: int | None) -> int:
+    """Count the lines of `statement` before the text of its `DO` body."""
+    if location is None:
+        return 0
+    offset = location - statement.start
+    return statement.text.count("\n", 0, max(offset, 0))
+
+
+def _executed(node: Any) -> Iterator[tuple[int, str]]:
+    """Yield (line in the body, SQL) of each statement a PL/pgSQL parse tree runs."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _executed(item)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "PLpgSQL_stmt_execsql":
+            yield value.get("lineno", 1), value["sqlstmt"]["PLpgSQL_expr"]["query"]
+        elif key == "PLpgSQL_stmt_dynexecute":
+            text = _constant(value["query"]["PLpgSQL_expr"]["query"])
+            if text is not None:
+                yield value.get("lineno", 1), text
+        else:
+            yield from _executed(value)
+
+
+def _constant(expression: str) -> str | None:
+    """Return the value of a SQL string constant (`'...'`, `$$...$$`), else None."""
+    try:
+        [raw] = parser.parse_sql(f"SELECT {expression}")
+    except (parser.ParseError, ValueError):
+        return None
+    statement: Any = raw.stmt
+    [target] = statement.targetList or (None,)
+    value = getattr(target, "val", None)
+    if isinstance(value, ast.A_Const) and isinstance(value.val, ast.String):
+        return str(value.val.sval)
+    return None
 
 
 def _leading_newlines(text: str) -> int:
