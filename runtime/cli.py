@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from runtime.config import Settings, resolve_settings
-from runtime.console import FAILED, OK, USAGE, Console, crossings, describe
+from runtime.console import FAILED, OK, USAGE, Console, crossings, describe, report_lint
 from runtime.db import urls
 from runtime.errors import (
     DatabaseInUseError,
@@ -52,11 +52,15 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     if manifest is None:
         return None
     if args.command == "check":
+        lints = manifest.lints
+        if lints is None:
+            return None  # loaded by another command, not linted: `check` lints and keeps it
         console.line(f"ok: {len(manifest.entries)} packages valid "
                      f"({', '.join(manifest.names)}); unchanged since their last load", "ok")
         for line in crossings(manifest):
             console.line(line, "warn")
-        return OK
+        found = report_lint(console, lints, strict=args.strict)
+        return FAILED if args.strict and found else OK
     import asyncpg
 
     from runtime.db import quick
@@ -129,7 +133,11 @@ def _parser() -> argparse.ArgumentParser:
                "else an embedded PostgreSQL kept in .runtime/.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
+    strict = argparse.ArgumentParser(add_help=False)
+    strict.add_argument("--strict", action="store_true",
+                        help="lint findings are errors: exit 1 (and migrate applies nothing)")
+    migrate = commands.add_parser("migrate", parents=[common, strict],
+                                  help="apply pending migrations")
     migrate.add_argument("--plan", action="store_true", help="print the SQL, change nothing")
     migrate.add_argument("--lock-retries", type=int, default=3, metavar="N",
                          help="run again, after a growing pause, up to N times when a "
@@ -137,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--wait", type=_duration, metavar="SECONDS",
                          help="give up after waiting this long for another run's lock "
                               "(default: wait as long as it takes, naming the holder)")
-    check = commands.add_parser("check", parents=[common], help="validate the packages")
+    check = commands.add_parser("check", parents=[common, strict],
+                                help="validate the packages and lint their migrations")
     check.add_argument("--db", action="store_true",
                        help="also check, on a scratch database, that migrations are "
                        "idempotent and build the declared schema")

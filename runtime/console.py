@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
     # 0.25 s; the event values are imported where events are rendered.
     from runtime.core.events import Change, Difference, LockHolder
+    from runtime.core.lint import Finding, PackageLint
     from runtime.core.manifest import Manifest
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "describe",
     "drift_hint",
     "held",
+    "report_lint",
     "report_signals",
     "report_waiting",
     "table",
@@ -89,6 +91,41 @@ def crossings(manifest: Manifest) -> list[str]:
     """The lines `check` lists for keys that cross workspaces on purpose (Y116)."""
     return [f"  {entry.name}: crosses workspaces on purpose: {crossing}"
             for entry in manifest.entries for crossing in entry.crossings]
+
+
+def report_lint(console: Console, lints: Sequence[PackageLint], *, strict: bool,
+                pending: bool = False) -> int:
+    """Print what the safety lint found, as warnings (errors with --strict); return how many.
+
+    Each finding on one line: where, the statement, what is wrong, the fix and how to
+    silence it. Packages with Python migrations get one line each, saying those were not
+    read.
+    """
+    findings = [f for lint in lints for f in lint.findings]
+    if findings:
+        what = "the pending migrations" if pending else "migrations"
+        head = (f"{count(len(findings), 'lint finding')} in {what}: statements that lock or "
+                "rewrite a table holding rows, or break the code deployed with it")
+        console.line(console.style("error: " if strict else "warning: ",
+                                   "error" if strict else "warn") + head)
+        for finding in findings:
+            console.line(f"  - {_finding(finding)}")
+    for lint in lints:
+        if lint.python:
+            console.line(f"{lint.package}: not linted, Python migrations are not read: "
+                         f"{', '.join(lint.python)}", "dim")
+    return len(findings)
+
+
+def _finding(finding: Finding) -> str:
+    """One finding in words: `pkg: migration m, line 5: STATEMENT: what (fix) [code]`."""
+    where = ", ".join(x for x in (f"migration {finding.migration}",
+                                  finding.line and f"line {finding.line}") if x)
+    statement = f"{finding.statement}: " if finding.statement else ""
+    silence = "" if finding.code in ("Y530", "Y531") else \
+        f"; or silence it: -- runtime: allow {finding.code} and why"
+    return (f"{finding.package}: {where}: {statement}{finding.message} ({finding.fix}"
+            f"{silence}) [{finding.code}]")
 
 
 def describe(error: BaseException) -> str:

@@ -25,18 +25,55 @@ migration that drops or renames a table or column of the recorded version.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runtime.core import sql
-from runtime.core.lint_rules import CODES, Hit, Schema, judge
 from runtime.errors import Problem, SqlSyntaxError
 
 if TYPE_CHECKING:
-    from runtime.core.model import Migration
+    # The parser (pglast: 0.11 s to import) only where migrations are read: the load
+    # cache's answer to `check` shows stored findings with this module alone.
+    from runtime.core import sql
+    from runtime.core.lint_rules import Hit, Schema
+    from runtime.core.model import Migration, Package
+    from runtime.core.plan import Step
 
-__all__ = ["CODES", "Finding", "PackageLint", "lint_package", "major_problems"]
+__all__ = [
+    "CODES",
+    "Finding",
+    "PackageLint",
+    "lint_all",
+    "lint_package",
+    "lint_steps",
+    "major_problems",
+]
+
+#: Every lint code, with what it is about, as the README's table says it.
+CODES: dict[str, str] = {
+    "Y510": "CREATE INDEX without CONCURRENTLY",
+    "Y511": "DROP INDEX without CONCURRENTLY",
+    "Y512": "REINDEX without CONCURRENTLY",
+    "Y513": "a column type change that rewrites the table",
+    "Y514": "SET NOT NULL without a validated NOT NULL or CHECK constraint",
+    "Y515": "a foreign key added without NOT VALID",
+    "Y516": "a check constraint added without NOT VALID",
+    "Y517": "a new column filled row by row: volatile default, identity, serial, stored",
+    "Y518": "a new NOT NULL column without a default",
+    "Y519": "PRIMARY KEY or UNIQUE added without USING INDEX",
+    "Y520": "an exclusion constraint added",
+    "Y521": "a statement that rewrites the table",
+    "Y522": "LOCK TABLE",
+    "Y523": "DETACH PARTITION without CONCURRENTLY",
+    "Y524": "a statement that cannot run in a transaction, in a transactional migration",
+    "Y525": "DROP TABLE",
+    "Y526": "DROP COLUMN",
+    "Y527": "RENAME of a table",
+    "Y528": "RENAME of a column",
+    "Y530": "a silence comment without a reason, or naming no lint code",
+    "Y531": "SQL the lint cannot read",
+}
+
 
 _SILENCE = re.compile(r"^(?:--|/\*)\s*runtime:\s*allow\b(?P<rest>.*?)(?:\*/)?\s*$", re.DOTALL)
 _CODE = re.compile(r"[Yy]\d{3}\b")
@@ -106,6 +143,8 @@ def lint_package(
         pending: None to judge each migration alone (no database); else the ids of the
             pending ones, judged as one run.
     """
+    from runtime.core.lint_rules import Schema
+
     schema = Schema()
     findings: list[Finding] = []
     breaking: list[Finding] = []
@@ -130,10 +169,17 @@ def lint_package(
     return PackageLint(package, tuple(findings), tuple(breaking), tuple(python))
 
 
+def lint_all(packages: Sequence[Package]) -> list[PackageLint]:
+    """Lint every migration of `packages`, each judged alone (`check`, no database)."""
+    return [lint_package(p.name, p.migrations) for p in packages]
+
+
 def _lint_migration(
     package: str, migration: Migration, schema: Schema
 ) -> Iterator[tuple[Finding, Hit | None]]:
     """Yield each finding of `migration` with its hit; a silenced one has code ""."""
+    from runtime.core import sql
+
     texts = migration.statements or ()
     lines = isinstance(migration.up, str)  # a list of texts: no line in a file
     for text in texts:
@@ -163,6 +209,9 @@ def _judged(
     statement: sql.Statement, schema: Schema, transactional: bool
 ) -> Iterator[tuple[sql.Statement, Hit | SqlSyntaxError]]:
     """Judge `statement`, and the statements of its `DO` block (always in a transaction)."""
+    from runtime.core import sql
+    from runtime.core.lint_rules import judge
+
     for hit in judge(statement.tree, schema, transactional=transactional):
         yield statement, hit
     try:
@@ -243,3 +292,32 @@ def major_problems(lint: PackageLint, version: str, recorded: str | None) -> lis
                     f"{recorded} recorded in the database declared, and version {version} "
                     "keeps its major version", fix, table=f.table, migration=f.migration)
             for f in lint.breaking]
+
+
+def lint_steps(
+    steps: Sequence[Step], recorded: Mapping[str, tuple[str, str]]
+) -> tuple[list[PackageLint], list[Problem]]:
+    """Lint the pending migrations of a run, package by package, as one run.
+
+    Args:
+        steps: the run's steps (`runtime.core.plan.Plan.steps`).
+        recorded: the ledger's `(version, fingerprint)` of each recorded package.
+
+    Returns:
+        What the lint found in each package with pending migrations, and the Y303
+        problems (`major_problems`) that refuse the run.
+    """
+    pending: dict[str, set[str]] = {}
+    packages = {}
+    for step in steps:
+        pending.setdefault(step.package.name, set()).add(step.migration.id)
+        packages[step.package.name] = step.package
+    lints, problems = [], []
+    for name, ids in pending.items():
+        package = packages[name]
+        lint = lint_package(name, package.migrations, pending=ids)
+        lints.append(lint)
+        before = recorded.get(name)
+        problems.extend(major_problems(lint, package.version_text,
+                                       before[0] if before else None))
+    return lints, problems

@@ -24,32 +24,7 @@ from pglast import ast
 from pglast.enums import AlterTableType as At
 from pglast.enums import ConstrType, NullTestType, ObjectType
 
-__all__ = ["CODES", "Hit", "Schema", "judge"]
-
-#: Every lint code, with what it is about, as the README's table says it.
-CODES: dict[str, str] = {
-    "Y510": "CREATE INDEX without CONCURRENTLY",
-    "Y511": "DROP INDEX without CONCURRENTLY",
-    "Y512": "REINDEX without CONCURRENTLY",
-    "Y513": "a column type change that rewrites the table",
-    "Y514": "SET NOT NULL without a validated NOT NULL or CHECK constraint",
-    "Y515": "a foreign key added without NOT VALID",
-    "Y516": "a check constraint added without NOT VALID",
-    "Y517": "a new column filled row by row: volatile default, identity, serial, stored",
-    "Y518": "a new NOT NULL column without a default",
-    "Y519": "PRIMARY KEY or UNIQUE added without USING INDEX",
-    "Y520": "an exclusion constraint added",
-    "Y521": "a statement that rewrites the table",
-    "Y522": "LOCK TABLE",
-    "Y523": "DETACH PARTITION without CONCURRENTLY",
-    "Y524": "a statement that cannot run in a transaction, in a transactional migration",
-    "Y525": "DROP TABLE",
-    "Y526": "DROP COLUMN",
-    "Y527": "RENAME of a table",
-    "Y528": "RENAME of a column",
-    "Y530": "a silence comment without a reason, or naming no lint code",
-    "Y531": "SQL the lint cannot read",
-}
+__all__ = ["Hit", "Schema", "judge"]
 
 _NO_TRANSACTION = "alone in a migration marked `-- runtime: no-transaction`"
 
@@ -197,8 +172,8 @@ def _reindex(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
 def _rewrite(table: str | None, what: str) -> Hit:
     return Hit("Y521", table, f"{what} rewrites {table or 'tables'} holding an ACCESS "
                "EXCLUSIVE lock, which blocks reads and writes until it ends",
-               "leave it out of migrations: run pg_repack (or REPACK CONCURRENTLY from "
-               "PostgreSQL 19) in a maintenance window")
+               "leave it out of migrations: run pg_repack, or REPACK CONCURRENTLY from "
+               "PostgreSQL 19, in a maintenance window")
 
 
 def _vacuum(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
@@ -345,8 +320,8 @@ def _add_column(column: Any, table: str, schema: Schema) -> Iterator[Hit]:
     if filled:
         yield Hit("Y517", table, f"adds column {table}.{name} with {filled}: PostgreSQL "
                   "computes it for every row, rewriting the table under an ACCESS "
-                  "EXCLUSIVE lock", "add the column without it (or with a constant "
-                  "default), set the default for new rows with ALTER COLUMN ... SET "
+                  "EXCLUSIVE lock", "add the column without it, or with a constant "
+                  "default, set the default for new rows with ALTER COLUMN ... SET "
                   "DEFAULT, then backfill in batches"
                   + ("; or make it VIRTUAL, as PostgreSQL 18 does by default"
                      if generated is not None else ""), column=name)
@@ -458,9 +433,10 @@ def _add_constraint(constraint: Any, table: str, schema: Schema,
         target = _name(constraint.pktable)
         yield Hit("Y515", table, f"adds foreign key {name} and checks every row of {table} "
                   f"holding SHARE ROW EXCLUSIVE locks on {table} and {target}, which block "
-                  "their writes", "add it NOT VALID (a new column first, the key apart), "
-                  f"then in a later migration ALTER TABLE {table} VALIDATE CONSTRAINT "
-                  f"{name}, which lets writes go on", column=column)
+                  "their writes", ("add the column without REFERENCES, then " if column
+                                   else "") + "add the key NOT VALID, then in a later "
+                  f"migration ALTER TABLE {table} VALIDATE CONSTRAINT {name}, which lets "
+                  "writes go on", column=column)
     elif kind == ConstrType.CONSTR_CHECK:
         yield Hit("Y516", table, f"adds check constraint {name} and checks every row of "
                   f"{table} holding an ACCESS EXCLUSIVE lock", "add it NOT VALID, then in a "

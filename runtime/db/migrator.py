@@ -14,20 +14,25 @@ nothing to apply or record (one ledger read) touches neither.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core import signals
 from runtime.core.model import Package
-from runtime.core.plan import Plan, plan_pending, split_transactions
+from runtime.core.plan import Plan, Step, plan_pending, split_transactions
+from runtime.core.recorded import Ledger
 from runtime.db import ledger
 from runtime.db.engine import driver
 from runtime.db.run import MigrationReport, Run
 from runtime.errors import LedgerConflictError, LockTimeoutError
 
-__all__ = ["migrate", "read_plan"]
+__all__ = ["Vet", "migrate", "read_plan"]
+
+#: Asked of the steps a run is about to apply, with the ledger, before it applies them;
+#: raising refuses the run (`migrate` lints them: `runtime.core.lint`).
+Vet = Callable[[Sequence[Step], Ledger], None]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ async def migrate(
     known: Sequence[Package] = (),
     wait: float | None = None,
     lock_retries: int = 0,
+    vet: Vet | None = None,
 ) -> MigrationReport:
     """Apply the pending migrations of `packages` and record them.
 
@@ -72,6 +78,8 @@ async def migrate(
         lock_retries: how many times to run again, after a backoff of 1 s, 2 s, 4 s...,
             when a migration times out waiting for a lock (`LockTimeoutError`): the run
             rolled back, so the application's queries queued behind it go on meanwhile.
+        vet: asked of the pending steps, under the lock and before any is applied;
+            what it raises ends the run with nothing applied.
 
     Raises:
         LedgerConflictError: an applied migration was edited, or a package downgraded.
@@ -85,7 +93,7 @@ async def migrate(
         try:
             return await _migrate(engine, packages, rerun_edited=rerun_edited,
                                   partial=partial, unregistered=unregistered, sender=sender,
-                                  known=known, wait=wait)
+                                  known=known, wait=wait, vet=vet)
         except LockTimeoutError as exc:
             if attempt == lock_retries:
                 raise
@@ -107,6 +115,7 @@ async def _migrate(
     sender: object,
     known: Sequence[Package],
     wait: float | None,
+    vet: Vet | None,
 ) -> MigrationReport:
     names = [p.name for p in packages] if partial else None
     async with Run.open(engine, packages=names, sender=sender,
@@ -115,6 +124,8 @@ async def _migrate(
                             complete=not partial, unregistered=unregistered)
         if plan.problems:
             raise LedgerConflictError(plan.problems)
+        if vet is not None:
+            vet(plan.steps, run.ledger)
         groups = split_transactions(plan.steps)
         for index, group in enumerate(groups):
             async with run.transaction(transactional=group[0].migration.transactional):

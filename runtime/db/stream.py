@@ -40,6 +40,7 @@ class _Feeder:
     """Feeds a run each package once it and its dependencies have arrived."""
 
     run: Run
+    vet: migrator.Vet | None = None
     done: dict[str, Package] = field(default_factory=dict)
     waiting: dict[str, Package] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
@@ -70,6 +71,8 @@ class _Feeder:
         if plan.problems or any(not s.migration.transactional for s in plan.steps):
             self.broken = True
             return
+        if self.vet is not None:
+            self.vet(plan.steps, self.run.ledger)
         # Runs of SQL migrations go as one script; a Python migration runs on its own.
         for python, group in itertools.groupby(
                 plan.steps, key=lambda step: step.migration.statements is None):
@@ -109,6 +112,7 @@ async def migrate_as_loaded(
     sender: object = None,
     wait: float | None = None,
     lock_retries: int = 0,
+    vet: migrator.Vet | None = None,
 ) -> MigrationReport | None:
     """Apply packages as they arrive, then commit once the whole set is resolved.
 
@@ -121,6 +125,8 @@ async def migrate_as_loaded(
         sender: the sender of the signals sent.
         wait, lock_retries: as for `migrator.migrate`, whose run takes over when the
             streamed one breaks (a lock timeout included).
+        vet: as for `migrator.migrate`, asked of each batch of packages before it is
+            applied: what it raises rolls back all that was streamed.
 
     Returns:
         What the run did; None when `resolve` gave None, and nothing was applied.
@@ -129,7 +135,7 @@ async def migrate_as_loaded(
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` raises them.
     """
     async with Run.open(engine, sender=sender, wait=wait) as run:
-        feeder = _Feeder(run)
+        feeder = _Feeder(run, vet)
         async with run.transaction():
             async for packages in arrivals:
                 await feeder.offer(packages)
@@ -143,5 +149,5 @@ async def migrate_as_loaded(
         return None
     if plan is None:
         return await migrator.migrate(engine, ordered, sender=sender, wait=wait,
-                                      lock_retries=lock_retries)
+                                      lock_retries=lock_retries, vet=vet)
     return await run.report()

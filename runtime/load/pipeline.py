@@ -26,6 +26,7 @@ from runtime.core.model import Package
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import stream
+from runtime.db.migrator import Vet
 from runtime.db.run import MigrationReport
 from runtime.errors import ProblemsError
 from runtime.load import loader
@@ -67,14 +68,19 @@ async def load_and_migrate(
     sender: object = None,
     wait: float | None = None,
     lock_retries: int = 0,
+    vet: Vet | None = None,
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
     It changes nothing of the process: a caller that owns it (the CLI) may tune the
     garbage collector and the switch interval around the call (`runtime.process`).
 
+    Args:
+        vet: asked of the pending steps before they are applied (`migrator.migrate`).
+
     Raises:
-        MigrationFailedError, LedgerConflictError: as `migrator.migrate` does.
+        MigrationFailedError, LedgerConflictError: as `migrator.migrate` does, and what
+            `vet` raises.
     """
     outcome = Outcome()
     send, receive = anyio.create_memory_object_stream[Sequence[Package]](math.inf)
@@ -117,7 +123,8 @@ async def load_and_migrate(
             group.start_soon(anyio.to_thread.run_sync, load)
             outcome.report = await stream.migrate_as_loaded(engine, arrivals(), resolve,
                                                             sender=sender, wait=wait,
-                                                            lock_retries=lock_retries)
+                                                            lock_retries=lock_retries,
+                                                            vet=vet)
     except BaseExceptionGroup as failed:
         # The loader collects its errors, so one task failed: raise its error as
         # `migrator.migrate` would, not wrapped in a group callers must unpack.
