@@ -104,8 +104,10 @@ def judge(tree: Any, schema: Schema, *, transactional: bool) -> list[Hit]:
             `DO` block's, which always is).
     """
     rule = _RULES.get(type(tree))
-    hits = list(rule(tree, schema, transactional)) if rule else []
-    return [h for h in hits if h.code == "Y524" or not schema.exempt(h.table)]
+    # Each hit is judged as it is made, before the rule learns what the statement did
+    # (a table renamed is new under its new name only after).
+    return [h for h in (rule(tree, schema, transactional) if rule else ())
+            if h.code == "Y524" or not schema.exempt(h.table)]
 
 
 def _name(node: Any) -> str:
@@ -361,15 +363,27 @@ def _change_type(cmd: Any, table: str, schema: Schema) -> Iterator[Hit]:
     new = _type_of(cmd.def_.typeName)
     old = schema.types.get((table, cmd.name))
     schema.types[(table, cmd.name)] = new
-    if cmd.def_.raw_default is None and _safe_change(old, new):
+    if _plain_using(cmd, new) and _safe_change(old, new):
         return
     was = f" from {_shown_type(old)}" if old else ""
     yield Hit("Y513", table, f"changes the type of {table}.{cmd.name}{was} to "
               f"{_shown_type(new)}: PostgreSQL rewrites the table and its indexes holding an "
               "ACCESS EXCLUSIVE lock, and deployed code reading the column may break",
               "add a column of the new type, write both, backfill in batches, move the "
-              "readers, then drop the old one; widening varchar(n) to text or to a longer "
+              "readers, then drop the old one; widening varchar to text or to a longer "
               "varchar, or numeric to more digits, needs no rewrite", column=cmd.name)
+
+
+def _plain_using(cmd: Any, new: ColumnType) -> bool:
+    """Tell whether a type change has no `USING`, or only `USING col::new_type`, which
+    PostgreSQL reads as no `USING` at all."""
+    using = cmd.def_.raw_default
+    if using is None:
+        return True
+    fields = getattr(using.arg, "fields", None) if isinstance(using, ast.TypeCast) else None
+    return (isinstance(using, ast.TypeCast) and isinstance(using.arg, ast.ColumnRef)
+            and [getattr(f, "sval", None) for f in fields or ()] == [cmd.name]
+            and _type_of(using.typeName) == new)
 
 
 def _shown_type(column_type: ColumnType | None) -> str:
@@ -421,7 +435,11 @@ def _learn_constraint(constraint: Any, table: str, schema: Schema) -> None:
 def _add_constraint(constraint: Any, table: str, schema: Schema,
                     column: str | None = None) -> Iterator[Hit]:
     kind = constraint.contype
-    name = constraint.conname or "(unnamed)"
+    # An unnamed constraint is shown with the name PostgreSQL gives it, more or less.
+    columns = [str(k.sval) for k in constraint.fk_attrs or constraint.keys or ()] or \
+        [column or ""]
+    suffix = {ConstrType.CONSTR_FOREIGN: "fkey", ConstrType.CONSTR_CHECK: "check"}.get(kind)
+    name = constraint.conname or "_".join([table, *filter(None, columns), suffix or "key"])
     if kind == ConstrType.CONSTR_NOTNULL and not constraint.skip_validation:
         key = _not_null_column(constraint)
         if key is not None:
@@ -445,6 +463,7 @@ def _add_constraint(constraint: Any, table: str, schema: Schema,
     elif kind in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE) \
             and not constraint.indexname:
         what = "PRIMARY KEY" if kind == ConstrType.CONSTR_PRIMARY else "UNIQUE"
+        name = constraint.conname or (f"{table}_pkey" if what == "PRIMARY KEY" else name)
         yield Hit("Y519", table, f"adds {what} constraint {name}, building its index "
                   f"holding an ACCESS EXCLUSIVE lock on {table}, which blocks reads and "
                   "writes until it is built", f"CREATE UNIQUE INDEX CONCURRENTLY "
