@@ -212,7 +212,7 @@ def _judged(
     from runtime.core import sql
     from runtime.core.lint_rules import judge
 
-    for hit in judge(statement.tree, schema, transactional=transactional):
+    for hit in judge(statement, schema, transactional=transactional):
         yield statement, hit
     try:
         inner = sql.block(statement)
@@ -220,7 +220,7 @@ def _judged(
         yield statement, exc
         return
     for each in inner:
-        for hit in judge(each.tree, schema, transactional=True):
+        for hit in judge(each, schema, transactional=True):
             yield each, hit
 
 

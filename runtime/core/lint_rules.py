@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pglast import ast
 from pglast.enums import AlterTableType as At
 from pglast.enums import ConstrType, NullTestType, ObjectType
+
+if TYPE_CHECKING:
+    from runtime.core.sql import Statement
 
 __all__ = ["Hit", "Schema", "judge"]
 
@@ -94,20 +97,29 @@ class Schema:
         return table is not None and table in self.new
 
 
-def judge(tree: Any, schema: Schema, *, transactional: bool) -> list[Hit]:
-    """Return what `tree` does that a rule flags, then learn what it built into `schema`.
+def judge(statement: Statement, schema: Schema, *, transactional: bool) -> list[Hit]:
+    """Return what `statement` does that a rule flags, then learn what it built into `schema`.
 
     Args:
-        tree: a statement's parse tree (`runtime.core.sql.Statement.tree`).
+        statement: from `runtime.core.sql.parse`.
         schema: what the statements before it built; updated.
         transactional: the statement runs inside a transaction (its migration's, or a
             `DO` block's, which always is).
     """
-    rule = _RULES.get(type(tree))
+    if statement.kind in _LEARNED:
+        # Read from the JSON tree: most of a migration is CREATE TABLE, whose pglast
+        # nodes would cost ten times the parse (`Statement.tree`).
+        _LEARNED[statement.kind](statement.node, schema)
+        return []
+    if statement.kind in _JSON:
+        hits = _JSON[statement.kind](statement.node, schema, transactional)
+    elif statement.kind in _RULES:
+        hits = _RULES[statement.kind](statement.tree, schema, transactional)
+    else:
+        return []
     # Each hit is judged as it is made, before the rule learns what the statement did
     # (a table renamed is new under its new name only after).
-    return [h for h in (rule(tree, schema, transactional) if rule else ())
-            if h.code == "Y524" or not schema.exempt(h.table)]
+    return [h for h in hits if h.code == "Y524" or not schema.exempt(h.table)]
 
 
 def _name(node: Any) -> str:
@@ -127,15 +139,16 @@ def _in_transaction(what: str, transactional: bool) -> Iterator[Hit]:
                   "migration runs in one", f"put it {_NO_TRANSACTION}, outside any DO block")
 
 
-def _index(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    table = _name(tree.relation)
-    if tree.idxname:
-        schema.indexes[tree.idxname] = table
-    if tree.concurrent:
+def _index(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    """CREATE INDEX, read from its JSON tree (`_JSON`)."""
+    table, name = str(node["relation"]["relname"]), node.get("idxname")
+    if name:
+        schema.indexes[name] = table
+    if node.get("concurrent"):
         yield from _in_transaction("CREATE INDEX CONCURRENTLY", transactional)
         return
-    unique = "UNIQUE " if tree.unique else ""
-    yield Hit("Y510", table, f"builds index {tree.idxname or '(unnamed)'} while holding a "
+    unique = "UNIQUE " if node.get("unique") else ""
+    yield Hit("Y510", table, f"builds index {name or 'without a name'} while holding a "
               f"SHARE lock on {table}, which blocks every write to it until the build ends",
               f"CREATE {unique}INDEX CONCURRENTLY, {_NO_TRANSACTION}")
 
@@ -223,26 +236,42 @@ def _rename(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
             schema.types[(table, tree.newname)] = old
 
 
-def _create(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    table = _name(tree.relation)
+def _created(table: str, schema: Schema) -> None:
     if table not in schema.built:  # `IF NOT EXISTS` of a table built before: not new
         schema.new.add(table)
         schema.built.add(table)
-    for element in tree.tableElts or ():
-        if isinstance(element, ast.ColumnDef) and element.colname:
-            schema.types[(table, element.colname)] = _type_of(element.typeName)
-        elif isinstance(element, ast.Constraint):
-            _learn_constraint(element, table, schema)
-    return iter(())
 
 
-def _create_as(tree: Any, schema: Schema,
-               transactional: bool) -> Iterator[Hit]:
-    table = _name(tree.into.rel)
-    if table not in schema.built:
-        schema.new.add(table)
-        schema.built.add(table)
-    return iter(())
+def _create(node: Any, schema: Schema) -> None:
+    """Learn a CREATE TABLE from its JSON tree: the table, its columns' types, and the
+    columns a constraint proves hold no null."""
+    table = str(node["relation"]["relname"])
+    _created(table, schema)
+    for element in node.get("tableElts", ()):
+        column = element.get("ColumnDef")
+        if column is not None:
+            names = [n["String"]["sval"] for n in column["typeName"].get("names", ())]
+            mods = tuple(int(m["A_Const"]["ival"].get("ival", 0))
+                         for m in column["typeName"].get("typmods", ())
+                         if "ival" in m.get("A_Const", {}))
+            schema.types[(table, column["colname"])] = (str(names[-1]), mods)
+            if any(c["Constraint"]["contype"] == "CONSTR_NOTNULL"
+                   for c in column.get("constraints", ())):
+                schema.proven.add((table, column["colname"]))
+        constraint = element.get("Constraint", {})
+        test = constraint.get("raw_expr", {}).get("NullTest", {})
+        fields = test.get("arg", {}).get("ColumnRef", {}).get("fields", ())
+        if (constraint.get("contype") == "CONSTR_CHECK" and len(fields) == 1
+                and test.get("nulltesttype") == "IS_NOT_NULL" and "String" in fields[0]):
+            key = (table, str(fields[0]["String"]["sval"]))
+            if constraint.get("skip_validation"):
+                schema.checks[constraint.get("conname", "")] = key
+            else:
+                schema.proven.add(key)
+
+
+def _create_as(node: Any, schema: Schema) -> None:
+    _created(str(node["into"]["rel"]["relname"]), schema)
 
 
 def _alter(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
@@ -476,9 +505,10 @@ def _add_constraint(constraint: Any, table: str, schema: Schema,
                   "maintenance window")
 
 
-_RULES: dict[type, Any] = {
-    ast.IndexStmt: _index, ast.DropStmt: _drop, ast.ReindexStmt: _reindex,
-    ast.VacuumStmt: _vacuum, ast.ClusterStmt: _cluster, ast.LockStmt: _lock,
-    ast.RenameStmt: _rename, ast.CreateStmt: _create, ast.CreateTableAsStmt: _create_as,
-    ast.AlterTableStmt: _alter,
+_RULES: dict[str, Any] = {
+    "DropStmt": _drop, "ReindexStmt": _reindex,
+    "VacuumStmt": _vacuum, "ClusterStmt": _cluster, "LockStmt": _lock,
+    "RenameStmt": _rename, "AlterTableStmt": _alter,
 }
+_LEARNED: dict[str, Any] = {"CreateStmt": _create, "CreateTableAsStmt": _create_as}
+_JSON: dict[str, Any] = {"IndexStmt": _index}  # the most common statement after CREATE TABLE

@@ -8,10 +8,10 @@ SQLAlchemy). No I/O here, and no SQLAlchemy either: this module is imported on t
 
 An entry also keeps what the safety lint found in the package's migrations, each judged
 alone (`runtime.core.lint`), so that `check` answered from the cache shows the same
-findings without reading a migration. Linting costs about 4 ms a package (pglast builds
-Python objects for every node), so it is done by `check` only: a manifest from
-another command's load has none, and `runtime.load.cache` keeps the lint of an
-unchanged package from the manifest it replaces.
+findings without reading a migration. Linting costs about 1 ms a package (0.28 s at
+N = 300), so it is done by `check` only: a manifest from another command's load has
+none, and `runtime.load.cache` keeps the lint of an unchanged package from the
+manifest it replaces.
 """
 
 from __future__ import annotations
