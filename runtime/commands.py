@@ -197,7 +197,7 @@ def _vetter(console: Console, *, strict: bool) -> Callable[[Sequence[Step], Ledg
     def vet(steps: Sequence[Step], recorded: Ledger) -> None:
         fresh = [s for s in steps if (s.package.name, s.migration.id) not in vetted]
         vetted.update((s.package.name, s.migration.id) for s in fresh)
-        lints, problems = lint_steps(fresh, recorded.recorded)
+        lints, problems = lint_steps(fresh, recorded)
         found = report_lint(console, lints, strict=strict, pending=True)
         if problems:
             raise LedgerConflictError(problems)
@@ -216,7 +216,7 @@ async def _print_plan(args: argparse.Namespace, settings: Settings, console: Con
     plan = plan_pending(packages, recorded, complete=True)
     if plan.problems:
         raise ProblemsError(plan.problems)
-    lints, problems = lint_steps(plan.steps, recorded.recorded)
+    lints, problems = lint_steps(plan.steps, recorded)
     found = report_lint(console, lints, strict=args.strict, pending=True)
     if problems:
         raise LedgerConflictError(problems)
@@ -244,7 +244,7 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
             async with db.connect() as conn:
                 recorded = await ledger.read_ledger(await engine.driver(conn))
         # What the next `migrate` would refuse: a breaking change without a new major.
-        problems += lint_steps(plan_pending(packages, recorded).steps, recorded.recorded)[1]
+        problems += lint_steps(plan_pending(packages, recorded).steps, recorded)[1]
         if problems:
             console.error(describe(ProblemsError(problems)))
             return FAILED

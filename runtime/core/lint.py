@@ -25,7 +25,7 @@ migration that drops or renames a table or column of the recorded version.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from runtime.core.lint_rules import Hit, Schema
     from runtime.core.model import Migration, Package
     from runtime.core.plan import Step
+    from runtime.core.recorded import Ledger
 
 __all__ = [
     "CODES",
@@ -294,30 +295,36 @@ def major_problems(lint: PackageLint, version: str, recorded: str | None) -> lis
             for f in lint.breaking]
 
 
-def lint_steps(
-    steps: Sequence[Step], recorded: Mapping[str, tuple[str, str]]
-) -> tuple[list[PackageLint], list[Problem]]:
+def lint_steps(steps: Sequence[Step], ledger: Ledger) -> tuple[list[PackageLint], list[Problem]]:
     """Lint the pending migrations of a run, package by package, as one run.
+
+    A package the run installs afresh (the ledger records none of its migrations) is not
+    read: every table it touches, its own (Y502), is created by the run, so nothing
+    could be found but what would fail the run anyway. So a fresh install of N = 300
+    packages parses nothing.
 
     Args:
         steps: the run's steps (`runtime.core.plan.Plan.steps`).
-        recorded: the ledger's `(version, fingerprint)` of each recorded package.
+        ledger: what the database recorded: which packages have migrations applied,
+            and the version recorded for each.
 
     Returns:
-        What the lint found in each package with pending migrations, and the Y303
-        problems (`major_problems`) that refuse the run.
+        What the lint found in each package read, and the Y303 problems
+        (`major_problems`) that refuse the run.
     """
+    installed = {package for package, _migration in ledger.applied}
     pending: dict[str, set[str]] = {}
     packages = {}
     for step in steps:
-        pending.setdefault(step.package.name, set()).add(step.migration.id)
-        packages[step.package.name] = step.package
+        if step.package.name in installed:
+            pending.setdefault(step.package.name, set()).add(step.migration.id)
+            packages[step.package.name] = step.package
     lints, problems = [], []
     for name, ids in pending.items():
         package = packages[name]
         lint = lint_package(name, package.migrations, pending=ids)
         lints.append(lint)
-        before = recorded.get(name)
+        before = ledger.recorded.get(name)
         problems.extend(major_problems(lint, package.version_text,
                                        before[0] if before else None))
     return lints, problems
