@@ -8,13 +8,22 @@ PostgreSQL 18 proves squawk wrong (tests/db/test_lint_rewrites.py shows it on a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
 
-from runtime.core.lint import CODES, Finding, PackageLint, lint_package, major_problems
-from runtime.core.model import Migration
+from runtime.core.lint import (
+    CODES,
+    Finding,
+    PackageLint,
+    lint_package,
+    lint_steps,
+    major_problems,
+)
+from runtime.core.model import Migration, Package
+from runtime.core.plan import Step
+from runtime.core.recorded import Ledger
 
 NO_TRANSACTION = "-- runtime: no-transaction\n"
 
@@ -378,3 +387,21 @@ def test_no_fix_nests_parentheses() -> None:
 
     assert {f.code for f in found} >= {"Y510", "Y513", "Y515", "Y519", "Y521", "Y527"}
     assert [f.fix for f in found if "(" in f.fix] == []
+
+
+def test_a_run_reads_the_packages_it_upgrades_not_those_it_installs_afresh(
+        register: Callable[..., Package]) -> None:
+    notes = register("notes", "ydtb_notes", version="1.1.0", migrations=[
+        Migration("0001_create", "CREATE TABLE ydtb_notes (id int, body text);"),
+        Migration("0002_drop", "ALTER TABLE ydtb_notes DROP COLUMN body;")])
+    steps = [Step(notes, m) for m in notes.migrations]
+    upgraded = Ledger(applied={("notes", "0001_create"): notes.migrations[0].checksum},
+                      recorded={"notes": ("1.0.0", "f")})
+
+    assert lint_steps(steps, Ledger()) == ([], [])
+    lints, problems = lint_steps(steps[1:], upgraded)
+
+    assert [(f.code, f.migration) for lint in lints for f in lint.findings] == [
+        ("Y526", "0002_drop")]
+    assert [(p.code, p.migration, p.table) for p in problems] == [
+        ("Y303", "0002_drop", "ydtb_notes")]
