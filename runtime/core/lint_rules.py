@@ -37,9 +37,9 @@ _NO_TRANSACTION = "alone in a migration marked `-- runtime: no-transaction`"
 # new column is written into every row (a rewrite).
 _VOLATILE = frozenset({
     "array_sample", "array_shuffle", "clock_timestamp", "currval", "gen_random_uuid",
-    "lastval", "nextval", "pg_backend_pid", "random", "random_normal", "set_config", "setval",
-    "statement_timestamp", "timeofday", "txid_current", "uuidv4", "uuidv7", "pg_current_xact_id",
-    "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "gen_random_bytes", "gen_salt",
+    "lastval", "nextval", "random", "random_normal", "set_config", "setval", "timeofday",
+    "uuidv4", "uuidv7", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4",
+    "gen_random_bytes", "gen_salt",
 })
 _SERIAL = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
 _TYPE_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint", "bool": "boolean",
