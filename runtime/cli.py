@@ -40,6 +40,7 @@ from runtime.console import (
     Console,
     check_document,
     crossings,
+    report_lint,
     summary,
 )
 from runtime.db import urls
@@ -71,14 +72,19 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     if manifest is None:
         return None
     if args.command == "check":
+        lints = manifest.lints
+        if lints is None:
+            return None  # loaded by another command, not linted: `check` lints and keeps it
         if console.json:
-            console.document(check_document(console, manifest, cached=True))
-            return OK
+            failed = bool(args.strict and report_lint(console, lints, strict=args.strict))
+            console.document(check_document(console, manifest, cached=True, failed=failed))
+            return FAILED if failed else OK
         console.line(f"ok: {len(manifest.entries)} packages valid "
                      f"({', '.join(manifest.names)}); unchanged since their last load", "ok")
         for line in crossings(manifest):
             console.line(line, "warn")
-        return OK
+        found = report_lint(console, lints, strict=args.strict)
+        return FAILED if args.strict and found else OK
     import asyncpg
 
     from runtime.db import quick
@@ -165,7 +171,10 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
                ".runtime/.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    migrate = commands.add_parser("migrate", parents=[common, as_json],
+    strict = argparse.ArgumentParser(add_help=False)
+    strict.add_argument("--strict", action="store_true",
+                        help="lint findings are errors: exit 1 (and migrate applies nothing)")
+    migrate = commands.add_parser("migrate", parents=[common, as_json, strict],
                                   help="apply pending migrations")
     migrate.add_argument("--plan", action="store_true", help="print the SQL, change nothing")
     migrate.add_argument("--lock-retries", type=int, default=3, metavar="N",
@@ -177,8 +186,8 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     migrate.add_argument("--transaction", choices=[m.value for m in TransactionMode],
                          help="commit the whole run at once, each package, or each migration "
                               "(default: $RUNTIME_TRANSACTION, else all)")
-    check = commands.add_parser("check", parents=[common, as_json],
-                                help="validate the packages")
+    check = commands.add_parser("check", parents=[common, as_json, strict],
+                                help="validate the packages and lint their migrations")
     check.add_argument("--db", action="store_true",
                        help="also check, on a scratch database, that migrations are "
                        "idempotent and build the declared schema")

@@ -7,8 +7,9 @@ what it cannot answer lands here, with SQLAlchemy and the packages imported.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from runtime.console import (
     count,
     crossings,
     problem_json,
+    report_lint,
     report_progress,
     report_signals,
     summary,
@@ -29,18 +31,28 @@ from runtime.console import (
 )
 from runtime.core import graph
 from runtime.core.leftovers import Leftovers, Uninstall
+from runtime.core.lint import lint_all, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
-from runtime.core.plan import PackageStatus, Plan, Step, package_status, split_transactions
+from runtime.core.plan import (
+    PackageStatus,
+    Plan,
+    Step,
+    package_status,
+    plan_pending,
+    split_transactions,
+)
+from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import engine, ledger, leftovers, migrator, urls
+from runtime.db import engine, ledger, leftovers, urls
 from runtime.errors import (
     LedgerConflictError,
     PackageNotFoundError,
     ProblemsError,
     RegistryError,
     UninstallRefusedError,
+    UnsafeMigrationError,
 )
 from runtime.load import cache, loader, pipeline
 from runtime.load.packages import migrations_directory
@@ -68,6 +80,16 @@ def _load(
         uninstalling: the package `uninstall` takes away: registered packages that
             depend on it refuse it (`UninstallRefusedError`), rather than fail the load.
     """
+    loaded = _load_manifest(args, settings, console, uninstalling=uninstalling)
+    return None if loaded is None else loaded[0]
+
+
+def _load_manifest(
+    args: argparse.Namespace, settings: Settings, console: Console, *,
+    uninstalling: str | None = None, lint: bool = False,
+) -> tuple[list[Package], Manifest] | None:
+    """Load as `_load` does; also return the manifest kept in the load cache, with what
+    the safety lint found in every migration when `lint` (`check`)."""
     # Scanned before loading: a file saved while the load runs is newer than the cache.
     sources = None if args.no_cache else cache.scan(settings.packages)
     registry = DatabaseRegistry(send_signals=False,
@@ -83,7 +105,12 @@ def _load(
             problems = exc
             if uninstalling is not None:
                 _refuse_dependents(uninstalling, exc)
-        return _loaded(args, settings, console, result, problems, sources, packages)
+        packages = _loaded(args, settings, console, result, problems, sources, packages)
+        if packages is None:
+            return None
+        manifest = Manifest.of(packages, lint_all(packages) if lint else ())
+        _store(args, settings, console, manifest, sources, result)
+        return packages, manifest
 
 
 def _refuse_dependents(package: str, problems: ProblemsError) -> None:
@@ -107,22 +134,31 @@ def _loaded(
     sources: cache.Sources | None,
     packages: list[Package] | None,
 ) -> list[Package] | None:
+    """Print the errors of a load; return the packages, or None when it failed."""
     explained = result.explained(problems.problems) if problems else []
     for error in [*result.errors, *([type(problems)(explained)] if problems and explained
                                     else [])]:
         console.failure(error)
     if result.errors or problems or packages is None:
         return None
-    if sources is not None:
-        entry_points = not args.no_entry_points
-        path = cache.cache_file(settings.data_dir, settings.packages, entry_points,
-                                require_rls=settings.require_rls)
-        try:
-            cache.store(path, Manifest.of(packages), sources, entry_points=entry_points,
-                        installed=result.installed)
-        except OSError as exc:  # a read-only checkout still runs, only slower
-            console.line(f"load cache not written: {exc}", "dim")
     return packages
+
+
+def _store(
+    args: argparse.Namespace, settings: Settings, console: Console, manifest: Manifest,
+    sources: cache.Sources | None, result: loader.LoadResult,
+) -> None:
+    """Keep a good load's manifest in the load cache for the next command."""
+    if sources is None:
+        return
+    entry_points = not args.no_entry_points
+    path = cache.cache_file(settings.data_dir, settings.packages, entry_points,
+                            require_rls=settings.require_rls)
+    try:
+        cache.store(path, manifest, sources, entry_points=entry_points,
+                    installed=result.installed)
+    except OSError as exc:  # a read-only checkout still runs, only slower
+        console.line(f"load cache not written: {exc}", "dim")
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -138,9 +174,11 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
                 outcome = await pipeline.load_and_migrate(
                     db, settings.packages, registry, entry_points=not args.no_entry_points,
                     wait=args.wait, lock_retries=args.lock_retries,
-                    transaction=settings.transaction)
+                    transaction=settings.transaction, vet=_vetter(console, strict=args.strict))
         packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
                            outcome.packages)
+        if packages is not None:
+            _store(args, settings, console, Manifest.of(packages), sources, outcome.load)
     report = outcome.report
     if packages is None or report is None:
         if console.json:
@@ -177,6 +215,27 @@ def _unit_words(unit: Plan) -> str:
     return f": {'; '.join(words)}" if words else ""
 
 
+def _vetter(console: Console, *, strict: bool) -> Callable[[Sequence[Step], Ledger], None]:
+    """Return what `migrate` asks of the steps it is about to apply, before it applies
+    them: it prints what the safety lint finds in them, and refuses the run (raises)
+    on a Y303 problem, or on any finding with `--strict`. Each step is vetted once: a
+    run that falls back from streaming to the ordinary pipeline offers them again.
+    """
+    vetted: set[tuple[str, str]] = set()
+
+    def vet(steps: Sequence[Step], recorded: Ledger) -> None:
+        fresh = [s for s in steps if (s.package.name, s.migration.id) not in vetted]
+        vetted.update((s.package.name, s.migration.id) for s in fresh)
+        lints, problems = lint_steps(fresh, recorded)
+        found = report_lint(console, lints, strict=strict, pending=True)
+        if problems:
+            raise LedgerConflictError(problems)
+        if strict and found:
+            raise UnsafeMigrationError(found)
+
+    return vet
+
+
 async def _print_plan(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     packages = _load(args, settings, console)
     if packages is None:
@@ -184,20 +243,28 @@ async def _print_plan(args: argparse.Namespace, settings: Settings, console: Con
             console.document({"ok": False, "transactions": [], "errors": console.errors,
                               "problems": [problem_json(p) for p in console.problems]})
         return FAILED
-    async with engine.open_database(settings) as db:
-        plan = await migrator.read_plan(db, packages)
+    async with engine.open_database(settings) as db, db.connect() as conn:
+        recorded = await ledger.read_ledger(await engine.driver(conn))
+    plan = plan_pending(packages, recorded, complete=True)
     if plan.problems:
         raise LedgerConflictError(plan.problems)
+    lints, problems = lint_steps(plan.steps, recorded)
+    found = report_lint(console, lints, strict=args.strict, pending=True)
+    if problems:
+        raise LedgerConflictError(problems)
+    failed = bool(args.strict and found)
     units = split_transactions(plan, settings.transaction)
     if console.json:
-        console.document({"ok": True, "transaction": str(settings.transaction), "transactions": [{
+        console.document({"ok": not failed, "transaction": str(settings.transaction),
+                          "transactions": [{
             "records": [p.name for p in unit.records], "steps": [{
                 "package": step.package.name, "migration": step.migration.id,
                 "rerun": step.rerun, "transactional": step.migration.transactional,
                 "statements": list(step.migration.statements or ()) or None,
                 "python": None if step.migration.statements is not None else _python(step),
-            } for step in unit.steps]} for unit in units], "errors": [], "problems": []})
-        return OK
+            } for step in unit.steps]} for unit in units],
+            "lint": [asdict(f) for f in console.findings], "errors": [], "problems": []})
+        return FAILED if failed else OK
     if not plan.steps:
         console.line("-- nothing to apply", "dim")
     if units:
@@ -207,11 +274,9 @@ async def _print_plan(args: argparse.Namespace, settings: Settings, console: Con
         console.line(f"-- transaction {number}{_unit_words(unit)}", "dim")
         for step in unit.steps:
             console.line(f"-- {step.package.name} {step.migration.id}", "dim")
-            for statement in step.migration.statements or (
-                    f"-- python: {getattr(step.migration.up, '__qualname__', '?')} "
-                    f"({step.migration.source or 'inline'})",):
+            for statement in step.migration.statements or (f"-- python: {_python(step)}",):
                 console.line(statement.rstrip().rstrip(";") + ";")
-    return OK
+    return FAILED if failed else OK
 
 
 def _python(step: Step) -> str:
@@ -221,32 +286,39 @@ def _python(step: Step) -> str:
 
 
 async def _check(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    packages = _load(args, settings, console)
-    if packages is None:
+    loaded = _load_manifest(args, settings, console, lint=True)
+    if loaded is None:
         if console.json:
             console.document(check_document(console, None))
         return FAILED
+    packages, manifest = loaded
     if args.db:
         from runtime.db import checks, scratch  # alembic: only for the commands that diff
 
         async with engine.open_database(settings) as db:
             problems = await checks.check_migrations(scratch.server_url(db), packages)
+            async with db.connect() as conn:
+                recorded = await ledger.read_ledger(await engine.driver(conn))
+        # What the next `migrate` would refuse: a breaking change without a new major.
+        problems += lint_steps(plan_pending(packages, recorded).steps, recorded)[1]
         if problems:
             console.failure(ProblemsError(problems))
             if console.json:
-                console.document(check_document(console, Manifest.of(packages), db=True))
+                console.document(check_document(console, manifest, db=True))
             return FAILED
-    manifest = Manifest.of(packages)
     if console.json:
-        console.document(check_document(console, manifest, db=args.db))
-        return OK
+        found = report_lint(console, manifest.lints or [], strict=args.strict)
+        failed = bool(args.strict and found)
+        console.document(check_document(console, manifest, db=args.db, failed=failed))
+        return FAILED if failed else OK
     names = ", ".join(p.name for p in packages)
     console.line(f"ok: {len(packages)} packages valid ({names})"
                  + (", every migration idempotent and building its declared schema"
                     if args.db else ""), "ok")
     for line in crossings(manifest):
         console.line(line, "warn")
-    return OK
+    found = report_lint(console, manifest.lints or [], strict=args.strict)
+    return FAILED if args.strict and found else OK
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:

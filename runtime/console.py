@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
     # 0.25 s; the event values are imported where events are rendered.
     from runtime.core.events import Change, Difference, LockHolder, LockWait
+    from runtime.core.lint import Finding, PackageLint
     from runtime.core.manifest import Manifest
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "drift_hint",
     "held",
     "problem_json",
+    "report_lint",
     "report_progress",
     "report_signals",
     "report_waiting",
@@ -82,6 +84,7 @@ class Console:
         self.json = False
         self.errors: list[str] = []
         self.problems: list[Problem] = []
+        self.findings: list[Finding] = []  # of the safety lint
         self._status = ""  # the progress line at the bottom of a terminal, if shown
         self._lock = threading.RLock()  # a progress ticker writes from its own thread
 
@@ -146,6 +149,46 @@ def crossings(manifest: Manifest) -> list[str]:
     """The lines `check` lists for keys that cross workspaces on purpose (Y116)."""
     return [f"  {entry.name}: crosses workspaces on purpose: {crossing}"
             for entry in manifest.entries for crossing in entry.crossings]
+
+
+def report_lint(console: Console, lints: Sequence[PackageLint], *, strict: bool,
+                pending: bool = False) -> int:
+    """Print what the safety lint found, as warnings (errors with --strict); return how many.
+
+    Each finding on one line: where, the statement, what is wrong, the fix and how to
+    silence it. Packages with Python migrations get one line each, saying those were not
+    read.
+    """
+    findings = [f for lint in lints for f in lint.findings]
+    if console.json:
+        console.findings.extend(findings)
+        if pending:  # migrate: an event each, before anything is applied
+            for finding in findings:
+                console.document({"event": "lint", **asdict(finding)})
+    if findings:
+        what = "the pending migrations" if pending else "migrations"
+        head = (f"{count(len(findings), 'lint finding')} in {what}: statements that lock or "
+                "rewrite a table holding rows, or break the code deployed with it")
+        console.line(console.style("error: " if strict else "warning: ",
+                                   "error" if strict else "warn") + head)
+        for finding in findings:
+            console.line(f"  - {_finding(finding)}")
+    for lint in lints:
+        if lint.python:
+            console.line(f"{lint.package}: not linted, Python migrations are not read: "
+                         f"{', '.join(lint.python)}", "dim")
+    return len(findings)
+
+
+def _finding(finding: Finding) -> str:
+    """One finding in words: `pkg: migration m, line 5: STATEMENT: what (fix) [code]`."""
+    where = ", ".join(x for x in (f"migration {finding.migration}",
+                                  finding.line and f"line {finding.line}") if x)
+    statement = f"{finding.statement}: " if finding.statement else ""
+    silence = "" if finding.code in ("Y530", "Y531") else \
+        f"; or silence it: -- runtime: allow {finding.code} and why"
+    return (f"{finding.package}: {where}: {statement}{finding.message} ({finding.fix}"
+            f"{silence}) [{finding.code}]")
 
 
 def describe(error: BaseException, program: str = PROGRAM) -> str:
@@ -402,20 +445,26 @@ def report_progress(console: Console) -> Iterator[None]:
 
 
 def check_document(console: Console, manifest: Manifest | None, *, db: bool = False,
-                   cached: bool = False) -> dict[str, object]:
-    """What `check --json` prints: the packages checked, and every problem found."""
-    ok = manifest is not None and not console.errors
+                   cached: bool = False, failed: bool = False) -> dict[str, object]:
+    """What `check --json` prints: the packages checked, every problem and lint finding.
+
+    Args:
+        failed: the check failed for another reason (lint findings with --strict).
+    """
+    ok = manifest is not None and not console.errors and not failed
     return {"ok": ok, "database_checked": db, "cached": cached,
             "packages": [] if manifest is None else [
                 {"name": e.name, "version": e.version_text,
                  "crossings": list(e.crossings)} for e in manifest.entries],
-            "errors": console.errors, "problems": [problem_json(p) for p in console.problems]}
+            "errors": console.errors, "problems": [problem_json(p) for p in console.problems],
+            "lint": [asdict(f) for f in console.findings]}
 
 
 def summary(console: Console, *, ok: bool, **fields: object) -> dict[str, object]:
     """The last JSON document of a command: how it ended, and the errors it reported."""
     return {"event": "summary", "ok": ok, **fields,
-            "errors": console.errors, "problems": [problem_json(p) for p in console.problems]}
+            "errors": console.errors, "problems": [problem_json(p) for p in console.problems],
+            "lint": [asdict(f) for f in console.findings]}
 
 
 def problem_json(problem: Problem) -> dict[str, object]:

@@ -8,6 +8,7 @@
     │   ├── LedgerConflictError          the database's ledger disagrees with the packages
     │   └── IsolationError               a migration built what workspace isolation forbids
     ├── RunLockedError                   another run held the pipeline's lock too long
+    ├── UnsafeMigrationError             --strict, and the lint found a pending migration unsafe
     ├── SqlSyntaxError (ValueError)      PostgreSQL's parser refuses a migration's SQL
     ├── PackageNotFoundError (LookupError)
     ├── PackageNotRecordedError (LookupError)
@@ -56,6 +57,7 @@ __all__ = [
     "ToolInactiveError",
     "ToolNotFoundError",
     "UninstallRefusedError",
+    "UnsafeMigrationError",
     "UsageError",
     "ValidationError",
     "WorkspaceNotFoundError",
@@ -167,6 +169,18 @@ class RunLockedError(RegistryError):
         super().__init__(f"another run holds the pipeline's lock on this database: {holder}; "
                          f"gave up after {waited_s:.0f} s (wait longer with --wait SECONDS, "
                          "or let that run finish)")
+
+
+class UnsafeMigrationError(RegistryError):
+    """Raised by `migrate --strict` before a pending migration the safety lint flags runs
+    (`runtime.core.lint`); the findings were shown already, and nothing was applied."""
+
+    def __init__(self, findings: int) -> None:
+        self.findings = findings
+        noun = "finding" if findings == 1 else "findings"
+        super().__init__(f"refused by --strict: {findings} lint {noun} in the pending "
+                         "migrations, nothing applied (rewrite each as its fix says, or "
+                         "silence it with a comment: -- runtime: allow CODE and why)")
 
 
 class IsolationError(ProblemsError):

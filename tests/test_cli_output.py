@@ -54,7 +54,7 @@ def test_migrate_json_is_an_event_per_migration_then_a_summary(
     assert all(isinstance(e["duration_ms"], float) for e in events if e["event"] == "applied")
     assert events[-1] | {"duration_ms": 0} == {
         "event": "summary", "ok": True, "applied": 4, "packages": 3, "changed": 3,
-        "duration_ms": 0, "errors": [], "problems": []}
+        "duration_ms": 0, "errors": [], "problems": [], "lint": []}
 
     code, events = cli("migrate", packages, database_url)  # the load cache answers
 
@@ -73,6 +73,28 @@ def test_a_failing_migrate_ends_its_json_with_the_error(packages: Path, database
         False, "MigrationFailedError", 1)
     assert events[-1]["errors"][0].startswith("tags: migration 0002_bad failed")
     assert not [e for e in events if e["event"] == "applied"]
+
+
+def test_lint_findings_are_in_the_json_of_migrate_and_check(
+    packages: Path, database_url: str
+) -> None:
+    assert cli("migrate", packages, database_url)[0] == 0
+    (packages / "notes/migrations/0002_index.sql").write_text(
+        "CREATE INDEX ix_notes_id ON ydtb_notes (id);")
+
+    code, events = cli("migrate", packages, database_url, "--strict")
+
+    lint = [e for e in events if e["event"] == "lint"]
+    assert (code, [(e["code"], e["migration"], e["table"]) for e in lint]) == (
+        1, [("Y510", "0002_index", "ydtb_notes")])
+    assert events[-1]["lint"] == [{k: v for k, v in lint[0].items() if k != "event"}]
+    assert not [e for e in events if e["event"] == "applied"]
+
+    code, [document] = cli("check", packages, None)
+
+    assert (code, document["ok"], [f["code"] for f in document["lint"]]) == (0, True, ["Y510"])
+    code, [document] = cli("check", packages, None, "--strict")  # from the load cache
+    assert (code, document["ok"], document["cached"]) == (1, False, True)
 
 
 def test_check_json_is_one_document_with_each_problem(packages: Path) -> None:

@@ -16,7 +16,7 @@ it: a run with nothing to apply or record (one ledger read) touches neither.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,13 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runtime.config import TransactionMode
 from runtime.core import signals
 from runtime.core.model import Package
-from runtime.core.plan import Plan, plan_pending, split_transactions
+from runtime.core.plan import Plan, Step, plan_pending, split_transactions
+from runtime.core.recorded import Ledger
 from runtime.db import ledger
 from runtime.db.engine import driver
 from runtime.db.run import MigrationReport, Run
 from runtime.errors import LedgerConflictError, LockTimeoutError
 
-__all__ = ["migrate", "read_plan"]
+__all__ = ["Vet", "migrate", "read_plan"]
+
+#: Asked of the steps a run is about to apply, with the ledger, before it applies them;
+#: raising refuses the run (`migrate` lints them: `runtime.core.lint`).
+Vet = Callable[[Sequence[Step], Ledger], None]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ async def migrate(
     wait: float | None = None,
     lock_retries: int = 0,
     transaction: TransactionMode = TransactionMode.ALL,
+    vet: Vet | None = None,
 ) -> MigrationReport:
     """Apply the pending migrations of `packages` and record them.
 
@@ -79,6 +85,8 @@ async def migrate(
             The run again starts after what committed (modes `package`, `migration`).
         transaction: what commits together: the whole run, each package, or each
             migration (`TransactionMode`).
+        vet: asked of the pending steps, under the lock and before any is applied;
+            what it raises ends the run with nothing applied.
 
     Raises:
         LedgerConflictError: an applied migration was edited, or a package downgraded.
@@ -94,7 +102,7 @@ async def migrate(
         try:
             await _migrate(engine, packages, rerun_edited=rerun_edited, partial=partial,
                            unregistered=unregistered, sender=sender, known=known, wait=wait,
-                           transaction=transaction, runs=runs)
+                           transaction=transaction, runs=runs, vet=vet)
             # Reported once the lock is released: a receiver may start a run of its own.
             return await runs[-1].report(earlier=runs[:-1])
         except LockTimeoutError as exc:
@@ -120,6 +128,7 @@ async def _migrate(
     wait: float | None,
     transaction: TransactionMode,
     runs: list[Run],
+    vet: Vet | None,
 ) -> None:
     names = [p.name for p in packages] if partial else None
     async with Run.open(engine, packages=names, sender=sender,
@@ -129,6 +138,8 @@ async def _migrate(
                             complete=not partial, unregistered=unregistered)
         if plan.problems:
             raise LedgerConflictError(plan.problems)
+        if vet is not None:
+            vet(plan.steps, run.ledger)
         for unit in split_transactions(plan, transaction):
             async with run.transaction(transactional=unit.transactional):
                 if unit.steps:

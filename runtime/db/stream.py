@@ -45,6 +45,7 @@ class _Feeder:
     """Feeds a run each package once it and its dependencies have arrived."""
 
     run: Run
+    vet: migrator.Vet | None = None
     done: dict[str, Package] = field(default_factory=dict)
     waiting: dict[str, Package] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
@@ -75,6 +76,8 @@ class _Feeder:
         if plan.problems or any(not s.migration.transactional for s in plan.steps):
             self.broken = True
             return
+        if self.vet is not None:
+            self.vet(plan.steps, self.run.ledger)
         # Runs of SQL migrations go as one script; a Python migration runs on its own.
         for python, group in itertools.groupby(
                 plan.steps, key=lambda step: step.migration.statements is None):
@@ -115,6 +118,7 @@ async def migrate_as_loaded(
     wait: float | None = None,
     lock_retries: int = 0,
     transaction: TransactionMode = TransactionMode.ALL,
+    vet: migrator.Vet | None = None,
 ) -> MigrationReport | None:
     """Apply packages as they arrive, then commit once the whole set is resolved.
 
@@ -128,6 +132,8 @@ async def migrate_as_loaded(
         wait, lock_retries: as for `migrator.migrate`, whose run takes over when the
             streamed one breaks (a lock timeout included).
         transaction: what commits together; only `all` streams (see the module doc).
+        vet: as for `migrator.migrate`, asked of each batch of packages before it is
+            applied: what it raises rolls back all that was streamed.
 
     Returns:
         What the run did; None when `resolve` gave None, and nothing was applied.
@@ -142,9 +148,10 @@ async def migrate_as_loaded(
         if ordered is None:
             return None
         return await migrator.migrate(engine, ordered, sender=sender, wait=wait,
-                                      lock_retries=lock_retries, transaction=transaction)
+                                      lock_retries=lock_retries, transaction=transaction,
+                                      vet=vet)
     async with Run.open(engine, sender=sender, wait=wait) as run:
-        feeder = _Feeder(run)
+        feeder = _Feeder(run, vet)
         async with run.transaction():
             async for packages in arrivals:
                 await feeder.offer(packages)
@@ -158,5 +165,5 @@ async def migrate_as_loaded(
         return None
     if plan is None:
         return await migrator.migrate(engine, ordered, sender=sender, wait=wait,
-                                      lock_retries=lock_retries)
+                                      lock_retries=lock_retries, vet=vet)
     return await run.report()

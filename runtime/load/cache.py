@@ -3,7 +3,9 @@
 Loading imports every package, and SQLAlchemy with them: seconds at N = 300 packages,
 for a `migrate` that then finds nothing to do (scripts/bench). So after each good load
 the CLI stores the set's `Manifest` beside the state of everything the load read, and
-the next `migrate` or `check` uses the manifest while that state holds.
+the next `migrate` or `check` uses the manifest while that state holds. The lint's
+findings, which only `check` computes, are carried over from the manifest replaced, for
+each package whose migrations did not change.
 
 The state, like make's or ruff's, is each file's size and modification time:
 
@@ -37,7 +39,7 @@ from runtime.load import packages
 
 __all__ = ["Sources", "cache_file", "lookup", "scan", "store"]
 
-_FORMAT = 3
+_FORMAT = 4  # 4: manifest entries keep the lint's findings
 _RACY_NS = 2_000_000_000
 _KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
 _STDLIB = os.path.dirname(os.__file__)
@@ -154,6 +156,8 @@ def store(
         installed: the editable installs' directories the load found; their files are
             scanned now, and nothing is kept if one changed since `sources` were.
     """
+    if manifest.lints is None:
+        manifest = manifest.with_lints_of(_stored(path) or Manifest(()))
     kept = sorted(str(d) for d in installed)
     files = scan((), map(Path, kept)).files
     if any(stat and stat[1] > sources.scanned_ns for stat in files.values()):
@@ -179,6 +183,15 @@ def _prune(directory: Path) -> None:
     files = sorted(directory.glob("load-*.json"), key=lambda p: p.stat().st_mtime_ns)
     for old in files[:-_KEPT]:
         old.unlink(missing_ok=True)
+
+
+def _stored(path: Path) -> Manifest | None:
+    """The manifest `path` holds, changed sources or not; None if it holds none."""
+    try:
+        data = json.loads(path.read_text())
+        return Manifest.from_json(data["manifest"]) if data.get("format") == _FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def lookup(path: Path, directories: Iterable[Path]) -> Manifest | None:

@@ -27,6 +27,7 @@ from runtime.core.model import Package
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import stream
+from runtime.db.migrator import Vet
 from runtime.db.run import MigrationReport
 from runtime.errors import ProblemsError
 from runtime.load import loader
@@ -69,6 +70,7 @@ async def load_and_migrate(
     wait: float | None = None,
     lock_retries: int = 0,
     transaction: TransactionMode = TransactionMode.ALL,
+    vet: Vet | None = None,
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
@@ -78,9 +80,11 @@ async def load_and_migrate(
     Args:
         wait, lock_retries, transaction: as for `migrator.migrate`; in modes other than
             `all` the packages are applied once all are loaded and valid.
+        vet: asked of the pending steps before they are applied (`migrator.migrate`).
 
     Raises:
-        MigrationFailedError, LedgerConflictError: as `migrator.migrate` does.
+        MigrationFailedError, LedgerConflictError: as `migrator.migrate` does, and what
+            `vet` raises.
     """
     outcome = Outcome()
     send, receive = anyio.create_memory_object_stream[Sequence[Package]](math.inf)
@@ -124,7 +128,8 @@ async def load_and_migrate(
             outcome.report = await stream.migrate_as_loaded(engine, arrivals(), resolve,
                                                             sender=sender, wait=wait,
                                                             lock_retries=lock_retries,
-                                                            transaction=transaction)
+                                                            transaction=transaction,
+                                                            vet=vet)
     except BaseExceptionGroup as failed:
         # The loader collects its errors, so one task failed: raise its error as
         # `migrator.migrate` would, not wrapped in a group callers must unpack.

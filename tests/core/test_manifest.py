@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Column, Integer
 
+from runtime.core.lint import Finding, PackageLint
 from runtime.core.manifest import Entry, Manifest, Recorded
 from runtime.core.model import Migration, Package
 from runtime.core.plan import plan_pending
@@ -135,3 +137,30 @@ def test_the_cached_answer_is_the_plan_s(ledger: Ledger) -> None:
     cached = Manifest.from_json(json.loads(json.dumps(Manifest.of(PACKAGES).to_json())))
 
     assert cached.up_to_date(ledger) == (not plan.problems and plan.empty)
+
+
+LINT = PackageLint("notes", (Finding("Y510", "notes", "0002_b", 3, "CREATE INDEX i ON t (c)",
+                                     "t", "builds index i", "CREATE INDEX CONCURRENTLY"),),
+                   python=("0003_c",))
+
+
+def test_the_lint_of_each_entry_round_trips_through_json() -> None:
+    linted = Manifest(tuple(replace(e, lint=LINT if e.name == "notes" else
+                                    PackageLint(e.name)) for e in MANIFEST.entries))
+
+    cached = Manifest.from_json(json.loads(json.dumps(linted.to_json())))
+
+    assert cached == linted
+    assert cached.lints == [PackageLint("@ydtb/core"), LINT]
+    assert Manifest.from_json(json.loads(json.dumps(MANIFEST.to_json()))).lints is None
+
+
+def test_a_manifest_not_linted_takes_the_lint_of_unchanged_packages_only() -> None:
+    linted = Manifest(tuple(replace(e, lint=PackageLint(e.name)) for e in MANIFEST.entries))
+    edited = Manifest((MANIFEST.entries[0], replace(MANIFEST.entries[1], migrations=(
+        Recorded("0001_a", "c1"), Recorded("0002_b", "edited")))))
+
+    assert MANIFEST.with_lints_of(linted) == linted
+    assert edited.with_lints_of(linted).lints is None
+    assert [e.lint for e in edited.with_lints_of(linted).entries] == [
+        PackageLint("@ydtb/core"), None]

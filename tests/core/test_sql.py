@@ -38,3 +38,21 @@ def test_a_script_that_does_not_parse_names_its_line() -> None:
 
 def test_an_empty_script_has_no_statements() -> None:
     assert sql.split("-- nothing but a comment\n") == ()
+
+
+def test_each_statement_has_the_comments_before_it_even_after_non_ascii_text() -> None:
+    statements = sql.parse("SELECT 'é';  -- ü one\n/* two */\nSELECT 2; -- three\nSELECT 3")
+
+    assert [(s.kind, s.line, s.comments) for s in statements] == [
+        ("SelectStmt", 1, ()), ("SelectStmt", 3, ("-- ü one", "/* two */")),
+        ("SelectStmt", 4, ("-- three",))]
+
+
+def test_block_gives_the_statements_a_do_block_runs_with_their_lines() -> None:
+    [do] = sql.parse("-- header\nDO $body$\nBEGIN\n  IF true THEN\n    ALTER TABLE t ADD c int;"
+                     "\n  END IF;\n  EXECUTE 'DROP INDEX i';\n  EXECUTE format('x');\nEND\n"
+                     "$body$;")
+
+    assert [(s.kind, s.line, s.text) for s in sql.block(do)] == [
+        ("AlterTableStmt", 5, "ALTER TABLE t ADD c int"), ("DropStmt", 7, "DROP INDEX i")]
+    assert sql.block(sql.parse("SELECT 1")[0]) == ()
