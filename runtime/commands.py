@@ -23,11 +23,12 @@ from runtime.console import (
     count,
     crossings,
     describe,
+    distribution_plan,
     report_signals,
     report_waiting,
     table,
 )
-from runtime.core import graph
+from runtime.core import citus, graph
 from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
@@ -36,6 +37,7 @@ from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import engine, ledger, leftovers, migrator, urls
 from runtime.errors import (
+    CitusProblemsError,
     PackageNotFoundError,
     ProblemsError,
     RegistryError,
@@ -185,13 +187,31 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
         if problems:
             console.error(describe(ProblemsError(problems)))
             return FAILED
+    placements: tuple[citus.Placement, ...] = ()
+    if args.citus:
+        tables = citus.tables_of(packages)
+        found = citus.problems(tables)
+        if found:
+            console.error(describe(CitusProblemsError(found)))
+            return FAILED
+        placements = citus.plan(tables)
     names = ", ".join(p.name for p in packages)
     console.line(f"ok: {len(packages)} packages valid ({names})"
                  + (", every migration idempotent and building its declared schema"
-                    if args.db else ""), "ok")
+                    if args.db else "") + _citus_ready(placements), "ok")
     for line in crossings(Manifest.of(packages)):
         console.line(line, "warn")
     return OK
+
+
+def _citus_ready(placements: tuple[citus.Placement, ...]) -> str:
+    """The end of `check --citus`'s line: how many tables Citus would take, and how."""
+    if not placements:
+        return ""
+    kinds = [p.kind for p in placements]
+    return (f", ready for Citus: {count(kinds.count(citus.Kind.DISTRIBUTED), 'table')} "
+            f"distributed by workspace_id, {count(kinds.count(citus.Kind.REFERENCE), 'table')} "
+            "copied to every node (graph --citus prints the plan)")
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -340,7 +360,10 @@ async def _graph(args: argparse.Namespace, settings: Settings, console: Console)
     if packages is None:
         return FAILED
     edges = [(p.name, d) for p in packages for d in p.dependency_names]
-    if args.format == "mermaid":
+    if args.citus:  # raises CitusProblemsError, said as a list of problems, exit 1
+        for line in distribution_plan(citus.plan(citus.tables_of(packages))):
+            console.line(line)
+    elif args.format == "mermaid":
         ids = {p.name: f"p{i}" for i, p in enumerate(packages)}
         console.line("graph TD")
         for p in packages:

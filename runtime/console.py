@@ -16,6 +16,7 @@ from runtime.errors import LockTimeoutError, ProblemsError
 if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
     # 0.25 s; the event values are imported where events are rendered.
+    from runtime.core.citus import Placement
     from runtime.core.events import Change, Difference, LockHolder
     from runtime.core.manifest import Manifest
 
@@ -28,6 +29,7 @@ __all__ = [
     "count",
     "crossings",
     "describe",
+    "distribution_plan",
     "drift_hint",
     "held",
     "report_signals",
@@ -89,6 +91,23 @@ def crossings(manifest: Manifest) -> list[str]:
     """The lines `check` lists for keys that cross workspaces on purpose (Y116)."""
     return [f"  {entry.name}: crosses workspaces on purpose: {crossing}"
             for entry in manifest.entries for crossing in entry.crossings]
+
+
+def distribution_plan(placements: Sequence[Placement]) -> list[str]:
+    """The lines `graph --citus` prints: the SQL distributing each table, with its package."""
+    lines = ["-- Distribute the registry with Citus, by workspace_id: run it once on the "
+             "coordinator, after migrate."]
+    lines += [f"{p.statement}  -- {p.package}" for p in placements if p.statement]
+    first = next((p.table for p in placements if p.kind.value == "distributed"), None)
+    if first:
+        lines.append(f"-- A table added later joins the group of {first}: "
+                     f"create_distributed_table('<table>', 'workspace_id', "
+                     f"colocate_with => '{first}')")
+    local = [p.table for p in placements if p.statement is None]
+    if local:
+        lines.append(f"-- {', '.join(local)} stay local to the coordinator: only runtime "
+                     "reads them, where it runs")
+    return lines
 
 
 def describe(error: BaseException) -> str:
