@@ -27,7 +27,10 @@ of each, several from the documentation.
 - Y703: so do its exclusion constraints, with the `=` operator (same check in table.c).
 - Y704: a key between distributed tables pairs `workspace_id` with `workspace_id`
   (develop/reference_ddl.rst: "between two colocated distributed tables when the key
-  includes the distribution column"; expected/multi_foreign_key.out), which
+  includes the distribution column"; expected/multi_foreign_key.out: "Foreign keys are
+  supported in two cases, either in between two colocated tables including partition
+  column in the same ordinal in the both tables or from distributed to reference
+  tables"), which
   `references.key_problems` asks too (Y210), except of a key that crosses workspaces on
   purpose (Y116): Citus refuses those.
 - Y705: a key whose columns include `workspace_id` is neither `ON DELETE SET NULL` nor

@@ -8,6 +8,7 @@ tests (citusdata/citus src/test/regress/expected), renamed to `ydtb_` tables wit
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,20 @@ def test_a_key_that_crosses_workspaces_on_purpose_is_refused_by_citus() -> None:
         f"{PACKAGE}: table 'ydtb_ads' key template_id -> ydtb_templates leaves out "
         "workspace_id, which Citus refuses between distributed tables: a key stays on one "
         "node; it crosses workspaces on purpose: templates are shared (")
+
+
+@pytest.mark.parametrize(("columns", "code"), [
+    pytest.param(["workspace_id", "campaign_id"], None, id="workspace-id-onto-workspace-id"),
+    # expected/multi_foreign_key.out: "column list are in incorrect order".
+    pytest.param(["campaign_id", "workspace_id"], "Y704", id="workspace-id-onto-id"),
+])
+def test_a_key_pairs_workspace_id_with_workspace_id(columns: list[str], code: str | None) -> None:
+    metadata = schema()
+    table("ydtb_campaigns", metadata, kit.workspace_key())
+    table("ydtb_ads", metadata, Column("campaign_id", BigInteger), ForeignKeyConstraint(
+        columns, ["ydtb_campaigns.workspace_id", "ydtb_campaigns.id"]))
+
+    assert codes(metadata) == ([code] if code else [])
 
 
 @pytest.mark.parametrize(("ondelete", "onupdate", "codes_"), [
@@ -364,3 +379,12 @@ def test_the_example_packages_are_ready_and_planned_in_key_order() -> None:
     ]
     assert [p.kind for p in plan] == [Kind.REFERENCE] * 3 + [Kind.DISTRIBUTED] * 3 + \
         [Kind.LOCAL] * 3
+
+
+def test_every_rule_is_in_the_readme_code_table() -> None:
+    source = (Path(citus.__file__)).read_text()
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
+
+    rules = sorted(set(re.findall(r'"(Y7\d\d)"', source)))
+    assert rules == [f"Y7{n:02}" for n in range(1, 11)]
+    assert [code for code in rules if f"\n| {code} | " not in readme] == []
