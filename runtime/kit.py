@@ -138,7 +138,8 @@ def workspace_reference(
 
     PostgreSQL itself then refuses a row that points at a row of another workspace (rule
     Y210). The target declares `workspace_key()`. `ondelete="SET NULL"` (or
-    `SET DEFAULT`) acts on `column` alone, keeping `workspace_id` (PostgreSQL 15+).
+    `SET DEFAULT`) acts on `column` alone, keeping `workspace_id` (PostgreSQL 15+);
+    Citus refuses either on a key holding `workspace_id` (Y705, `check --citus`).
 
     Example::
 
