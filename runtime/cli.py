@@ -61,7 +61,8 @@ SCRIPT = "ydtb-runtime"
 async def _from_cache(args: argparse.Namespace, settings: Settings, console: Console) -> int | None:
     """Answer `migrate` or `check` from the load cache; None when it must run for real."""
     if (args.command not in ("migrate", "check") or args.no_cache
-            or getattr(args, "plan", False) or getattr(args, "db", False)):
+            or getattr(args, "plan", False) or getattr(args, "db", False)
+            or getattr(args, "citus", False)):
         return None
     from runtime.load import cache
 
@@ -191,10 +192,16 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     check.add_argument("--db", action="store_true",
                        help="also check, on a scratch database, that migrations are "
                        "idempotent and build the declared schema")
+    check.add_argument("--citus", action="store_true",
+                       help="also check that Citus can distribute the schema by "
+                       "workspace_id (Y701-Y710)")
     commands.add_parser("status", parents=[common, as_json], help="packages against the ledger")
     graph_cmd = commands.add_parser("graph", parents=[common, as_json],
                                     help="the dependency graph")
     graph_cmd.add_argument("--format", choices=["text", "mermaid", "dot"], default="text")
+    graph_cmd.add_argument("--citus", action="store_true",
+                           help="print the SQL distributing the tables with Citus, in "
+                           "dependency order, instead of the graph")
     dev = commands.add_parser("dev", parents=[common], help="the hot-reload dev daemon")
     dev.add_argument("--debounce", type=int, default=50, metavar="MS",
                      help="group saves closer than this into one reload (default 50)")

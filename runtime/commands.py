@@ -22,6 +22,8 @@ from runtime.console import (
     check_document,
     count,
     crossings,
+    distribution_plan,
+    placement_json,
     problem_json,
     report_lint,
     report_progress,
@@ -29,7 +31,7 @@ from runtime.console import (
     summary,
     table,
 )
-from runtime.core import graph
+from runtime.core import citus, graph
 from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.lint import lint_all, lint_steps
 from runtime.core.manifest import Manifest
@@ -47,6 +49,7 @@ from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import engine, ledger, leftovers, urls
 from runtime.errors import (
+    CitusProblemsError,
     LedgerConflictError,
     PackageNotFoundError,
     ProblemsError,
@@ -306,19 +309,40 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
             if console.json:
                 console.document(check_document(console, manifest, db=True))
             return FAILED
+    try:
+        placements = citus.plan(citus.tables_of(packages)) if args.citus else ()
+    except CitusProblemsError as exc:
+        if not console.json:
+            raise  # said as a list of problems, exit 1
+        console.failure(exc)
+        console.document(check_document(console, manifest, db=args.db))
+        return FAILED
     if console.json:
         found = report_lint(console, manifest.lints or [], strict=args.strict)
         failed = bool(args.strict and found)
-        console.document(check_document(console, manifest, db=args.db, failed=failed))
+        document = check_document(console, manifest, db=args.db, failed=failed)
+        if args.citus:
+            document["citus"] = [placement_json(p) for p in placements]
+        console.document(document)
         return FAILED if failed else OK
     names = ", ".join(p.name for p in packages)
     console.line(f"ok: {len(packages)} packages valid ({names})"
                  + (", every migration idempotent and building its declared schema"
-                    if args.db else ""), "ok")
+                    if args.db else "") + _citus_ready(placements), "ok")
     for line in crossings(manifest):
         console.line(line, "warn")
     found = report_lint(console, manifest.lints or [], strict=args.strict)
     return FAILED if args.strict and found else OK
+
+
+def _citus_ready(placements: tuple[citus.Placement, ...]) -> str:
+    """The end of `check --citus`'s line: how many tables Citus would take, and how."""
+    if not placements:
+        return ""
+    kinds = [p.kind for p in placements]
+    return (f", ready for Citus: {count(kinds.count(citus.Kind.DISTRIBUTED), 'table')} "
+            f"distributed by workspace_id, {count(kinds.count(citus.Kind.REFERENCE), 'table')} "
+            "copied to every node (graph --citus prints the plan)")
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -467,7 +491,14 @@ async def _graph(args: argparse.Namespace, settings: Settings, console: Console)
     if packages is None:
         return FAILED
     edges = [(p.name, d) for p in packages for d in p.dependency_names]
-    if console.json:
+    if args.citus:  # raises CitusProblemsError, said as a list of problems, exit 1
+        placements = citus.plan(citus.tables_of(packages))
+        if console.json:
+            console.document({"citus": [placement_json(p) for p in placements]})
+        else:
+            for line in distribution_plan(placements):
+                console.line(line)
+    elif console.json:
         order = graph.dependency_order({p.name: p.dependency_names for p in packages})
         by_name = {p.name: p for p in packages}
         console.document({"packages": [{

@@ -21,6 +21,7 @@ from runtime.errors import LockTimeoutError, Problem, ProblemsError
 if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
     # 0.25 s; the event values are imported where events are rendered.
+    from runtime.core.citus import Placement
     from runtime.core.events import Change, Difference, LockHolder, LockWait
     from runtime.core.lint import Finding, PackageLint
     from runtime.core.manifest import Manifest
@@ -35,8 +36,10 @@ __all__ = [
     "count",
     "crossings",
     "describe",
+    "distribution_plan",
     "drift_hint",
     "held",
+    "placement_json",
     "problem_json",
     "report_lint",
     "report_progress",
@@ -189,6 +192,30 @@ def _finding(finding: Finding) -> str:
         f"; or silence it: -- runtime: allow {finding.code} and why"
     return (f"{finding.package}: {where}: {statement}{finding.message} ({finding.fix}"
             f"{silence}) [{finding.code}]")
+
+
+def placement_json(placement: Placement) -> dict[str, object]:
+    """A step of the Citus distribution plan as JSON, with its SQL (None: stays local)."""
+    return {"package": placement.package, "table": placement.table,
+            "kind": placement.kind.value, "colocate_with": placement.colocate_with,
+            "column": placement.column, "statement": placement.statement}
+
+
+def distribution_plan(placements: Sequence[Placement]) -> list[str]:
+    """The lines `graph --citus` prints: the SQL distributing each table, with its package."""
+    lines = ["-- Distribute the registry with Citus, by workspace_id: run it once on the "
+             "coordinator, after migrate."]
+    lines += [f"{p.statement}  -- {p.package}" for p in placements if p.statement]
+    first = next((p.table for p in placements if p.kind.value == "distributed"), None)
+    if first:
+        lines.append(f"-- A table added later joins the group of {first}: "
+                     f"create_distributed_table('<table>', 'workspace_id', "
+                     f"colocate_with => '{first}')")
+    local = [p.table for p in placements if p.statement is None]
+    if local:
+        lines.append(f"-- {', '.join(local)} stay local to the coordinator: only runtime "
+                     "reads them, where it runs")
+    return lines
 
 
 def describe(error: BaseException, program: str = PROGRAM) -> str:

@@ -6,7 +6,8 @@
     ├── ProblemsError                    carries a list of Problem, reported all at once
     │   ├── ValidationError (ValueError) a package or the set of packages breaks a rule
     │   ├── LedgerConflictError          the database's ledger disagrees with the packages
-    │   └── IsolationError               a migration built what workspace isolation forbids
+    │   ├── IsolationError               a migration built what workspace isolation forbids
+    │   └── CitusProblemsError           Citus would refuse to distribute the schema
     ├── RunLockedError                   another run held the pipeline's lock too long
     ├── UnsafeMigrationError             --strict, and the lint found a pending migration unsafe
     ├── SqlSyntaxError (ValueError)      PostgreSQL's parser refuses a migration's SQL
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "PROGRAM",
+    "CitusProblemsError",
     "DatabaseError",
     "DatabaseInUseError",
     "DatabaseUnavailableError",
@@ -189,6 +191,13 @@ class IsolationError(ProblemsError):
     ran it was rolled back."""
 
     summary = "workspace isolation problems in what the migrations built"
+
+
+class CitusProblemsError(ProblemsError):
+    """Raised by `runtime.core.citus.plan` (and so `graph --citus`) when Citus would refuse
+    to distribute the registered schema by `workspace_id` (Y701-Y710)."""
+
+    summary = "problems distributing by workspace_id with Citus"
 
 
 class SqlSyntaxError(RegistryError, ValueError):

@@ -28,6 +28,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
@@ -45,6 +46,7 @@ __all__ = [
     "metadata",
     "workspace_column",
     "workspace_key",
+    "workspace_primary_key",
     "workspace_reference",
     "workspace_table",
 ]
@@ -117,6 +119,17 @@ def workspace_key(*columns: str) -> UniqueConstraint:
     return UniqueConstraint("workspace_id", *(columns or ("id",)))
 
 
+def workspace_primary_key(*columns: str) -> PrimaryKeyConstraint:
+    """Return the primary key `(workspace_id, id)`: the one Citus can distribute.
+
+    A table distributed by `workspace_id` has a primary key that includes it (rule Y701,
+    `check --citus`); `columns` are the table's own key, `id` by default. Declare the
+    columns without `primary_key=True`. Other tables may reference it as they would a
+    `workspace_key()`.
+    """
+    return PrimaryKeyConstraint("workspace_id", *(columns or ("id",)))
+
+
 def workspace_reference(
     column: str, target: str, *, to: str = "id", ondelete: str | None = None,
     **kwargs: Any,
@@ -125,7 +138,8 @@ def workspace_reference(
 
     PostgreSQL itself then refuses a row that points at a row of another workspace (rule
     Y210). The target declares `workspace_key()`. `ondelete="SET NULL"` (or
-    `SET DEFAULT`) acts on `column` alone, keeping `workspace_id` (PostgreSQL 15+).
+    `SET DEFAULT`) acts on `column` alone, keeping `workspace_id` (PostgreSQL 15+);
+    Citus refuses either on a key holding `workspace_id` (Y705, `check --citus`).
 
     Example::
 

@@ -43,9 +43,10 @@ def test_basic_has_sql_and_python_migrations(registry: DatabaseRegistry) -> None
     basic = registry.get("@ydtb/basic")
 
     assert [m.id for m in basic.migrations] == [
-        "0001_create_notes", "0002_add_pinned", "0003_backfill_titles", "0004_workspace_key"]
+        "0001_create_notes", "0002_add_pinned", "0003_backfill_titles", "0004_workspace_key",
+        "0005_citus_keys"]
     assert basic.migrations[2].statements is None
-    assert str(basic.version) == "1.1.0"
+    assert str(basic.version) == "1.2.0"
     assert [str(d) for d in basic.dependencies] == ["@ydtb/core>=1.0"]
 
 
@@ -54,10 +55,10 @@ def test_tasks_reference_notes(registry: DatabaseRegistry) -> None:
     [key] = [k for k in tasks.schema.tables["ydtb_tasks"].foreign_key_constraints
              if k.elements[0].target_fullname.startswith("ydtb_notes.")]
 
-    # Inside one workspace (Y210), and deleting a note keeps the task's workspace_id.
+    # Inside one workspace (Y210), with no ON DELETE action Citus refuses (Y705).
     assert [(e.parent.name, e.target_fullname) for e in key.elements] == [
         ("workspace_id", "ydtb_notes.workspace_id"), ("note_id", "ydtb_notes.id")]
-    assert key.ondelete == "SET NULL (note_id)"
+    assert key.ondelete is None
     assert "@ydtb/basic" in tasks.dependency_names
     assert len(tasks.migrations) >= 2
 

@@ -16,7 +16,7 @@ def register(registry: DatabaseRegistry) -> None:
     """Register the notes schema and its migrations."""
     registry.register_database(
         package_name="@ydtb/basic",
-        version="1.1.0",
+        version="1.2.0",
         schema=metadata,
         migrations=load_migrations(HERE / "migrations"),
         dependencies=["@ydtb/core>=1.0"],

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runtime.kit import WorkspaceScoped
+from runtime.kit import WorkspaceScoped, workspace_primary_key
 from runtime.kit import metadata as new_metadata
 
 
@@ -24,9 +24,11 @@ class TimerEntry(WorkspaceScoped, Base):
                         name="stopped_after_started"),
         # A workspace's entries, latest first.
         Index(None, "workspace_id", "started_at"),
+        # (workspace_id, id) since 0002_citus_keys: ready for Citus (check --citus).
+        workspace_primary_key(),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity())
     label: Mapped[str] = mapped_column(Text, server_default="")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())

@@ -23,7 +23,7 @@ def register(registry: DatabaseRegistry) -> None:
     """Register the timer's table and the tool workspaces can enable."""
     registry.register_database(
         package_name="@ydtb/timer",
-        version="1.0.0",
+        version="1.1.0",
         schema=Base.metadata,
         migrations=load_migrations(HERE / "migrations"),
         dependencies=["@ydtb/core>=1.0"],

@@ -29,7 +29,17 @@ from sqlalchemy import ForeignKeyConstraint, Index, Table, UniqueConstraint
 from runtime.core.schema import CORE_TABLES, WORKSPACES_TABLE
 from runtime.errors import Problem
 
-__all__ = ["CROSS_WORKSPACE", "cascade_problems", "crossings", "key_problems"]
+__all__ = [
+    "CROSS_WORKSPACE",
+    "cascade_problems",
+    "crossing_reason",
+    "crossings",
+    "delete_action",
+    "key_columns",
+    "key_pairs",
+    "key_problems",
+    "key_target",
+]
 
 #: The `info` key of a foreign key that crosses workspaces on purpose; its value says why.
 CROSS_WORKSPACE = "cross_workspace"
@@ -43,10 +53,10 @@ def cascade_problems(package: str, table: Table) -> list[Problem]:
     """Y115: the table's keys into `ydtb_workspaces` cascade."""
     found = []
     for key in table.foreign_key_constraints:
-        if _target(key) == WORKSPACES_TABLE and _action(key) != "CASCADE":
+        if key_target(key) == WORKSPACES_TABLE and delete_action(key) != "CASCADE":
             found.append(Problem(
-                package, "Y115", f"table '{table.name}' key {_columns(key)} into "
-                f"{WORKSPACES_TABLE} is ON DELETE {_action(key) or 'NO ACTION'}: deleting a "
+                package, "Y115", f"table '{table.name}' key {key_columns(key)} into "
+                f"{WORKSPACES_TABLE} is ON DELETE {delete_action(key) or 'NO ACTION'}: deleting a "
                 "workspace would stop at its rows", "declare it ondelete='CASCADE', as "
                 "runtime.kit.workspace_table does", table=table.name))
     return found
@@ -58,26 +68,24 @@ def key_problems(package: str, table: Table, resolve: Resolve) -> list[Problem]:
         return []  # Y104 says so
     found = []
     for key in table.foreign_key_constraints:
-        target_name = _target(key)
+        target_name = key_target(key)
         resolved = resolve(target_name) if target_name not in CORE_TABLES else None
         if resolved is None or WORKSPACE_ID not in resolved[1].c:
             continue
         owner, target = resolved
-        where = f"table '{table.name}' key {_columns(key)} -> {target_name}"
+        where = f"table '{table.name}' key {key_columns(key)} -> {target_name}"
 
         def problem(code: str, message: str, hint: str, where: str = where) -> Problem:
             return Problem(package, code, f"{where} {message}", hint, table=table.name)
 
-        if key.info.get(CROSS_WORKSPACE) or any(e.info.get(CROSS_WORKSPACE)
-                                                for e in key.elements):
-            if _action(key) != "SET NULL":
+        if crossing_reason(key):
+            if delete_action(key) != "SET NULL":
                 found.append(problem(
                     "Y116", f"crosses workspaces on purpose and is ON DELETE "
-                    f"{_action(key) or 'NO ACTION'}: deleting one workspace would "
+                    f"{delete_action(key) or 'NO ACTION'}: deleting one workspace would "
                     "delete or hold another's rows", "declare it ondelete='SET NULL'"))
             continue
-        pairs = {element.parent.name: element.target_fullname.rpartition(".")[2]
-                 for element in key.elements}
+        pairs = key_pairs(key)
         if pairs.get(WORKSPACE_ID) != WORKSPACE_ID:
             local = next(iter(c for c in pairs if c != WORKSPACE_ID), "id")
             found.append(problem(
@@ -87,11 +95,11 @@ def key_problems(package: str, table: Table, resolve: Resolve) -> list[Problem]:
                 f"{target_name!r}), or, if it must cross workspaces, say why with "
                 f"info={{{CROSS_WORKSPACE!r}: '...'}} and ondelete='SET NULL'"))
             continue
-        if _action(key) in ("SET NULL", "SET DEFAULT") and "(" not in (key.ondelete or ""):
+        if delete_action(key) in ("SET NULL", "SET DEFAULT") and "(" not in (key.ondelete or ""):
             rest = ", ".join(c for c in pairs if c != WORKSPACE_ID)
             found.append(problem(
-                "Y210", f"is ON DELETE {_action(key)}, which would set workspace_id too",
-                f"name the columns it sets: ondelete='{_action(key)} ({rest})'"))
+                "Y210", f"is ON DELETE {delete_action(key)}, which would set workspace_id too",
+                f"name the columns it sets: ondelete='{delete_action(key)} ({rest})'"))
         if set(pairs.values()) <= set(target.c.keys()) and not _unique(target, set(pairs.values())):
             columns = ", ".join(pairs.values())
             fix = (f"add runtime.kit.workspace_key() to {target_name}" if owner == package
@@ -107,24 +115,38 @@ def crossings(tables: Iterable[Table]) -> tuple[str, ...]:
     found = []
     for table in tables:
         for key in table.foreign_key_constraints:
-            reasons = [key.info.get(CROSS_WORKSPACE), *(e.info.get(CROSS_WORKSPACE)
-                                                        for e in key.elements)]
-            reason = next((r for r in reasons if r), None)
+            reason = crossing_reason(key)
             if reason:
-                found.append(f"{table.name} {_columns(key)} -> {_target(key)}: {reason}")
+                found.append(f"{table.name} {key_columns(key)} -> {key_target(key)}: {reason}")
     return tuple(found)
 
 
-def _target(key: ForeignKeyConstraint) -> str:
+def crossing_reason(key: ForeignKeyConstraint) -> str | None:
+    """Return why `key` crosses workspaces on purpose (`info={"cross_workspace": why}`), or None."""
+    reasons = [key.info.get(CROSS_WORKSPACE), *(e.info.get(CROSS_WORKSPACE)
+                                                for e in key.elements)]
+    return next((str(r) for r in reasons if r), None)
+
+
+def key_pairs(key: ForeignKeyConstraint) -> dict[str, str]:
+    """Map each column of `key` to the column of its target it references, in key order."""
+    return {element.parent.name: element.target_fullname.rpartition(".")[2]
+            for element in key.elements}
+
+
+def key_target(key: ForeignKeyConstraint) -> str:
+    """Return the name of the table `key` references."""
     return key.elements[0].target_fullname.rpartition(".")[0]
 
 
-def _columns(key: ForeignKeyConstraint) -> str:
+def key_columns(key: ForeignKeyConstraint) -> str:
+    """Name the columns of `key` as messages show them: `note_id`, `(workspace_id, note_id)`."""
     names = [element.parent.name for element in key.elements]
     return names[0] if len(names) == 1 else f"({', '.join(names)})"
 
 
-def _action(key: ForeignKeyConstraint) -> str:
+def delete_action(key: ForeignKeyConstraint) -> str:
+    """Return the `ON DELETE` action of `key` in capitals, without its column list; '' for none."""
     # "SET NULL (note_id)" acts as SET NULL on the columns it names.
     return (key.ondelete or "").upper().split("(")[0].strip()
 
