@@ -249,7 +249,10 @@ def drift_hint(package: str, differences: Sequence[Difference], program: str = P
                  "otherwise ")
     else:
         first = ""
-    them = "it" if sum(d.destructive for d in differences) == 1 else "them"
+    # Those that may lose data, or else all held: what a migration built and no schema
+    # declares is held without being destructive.
+    them = "it" if (sum(d.destructive for d in differences) or len(differences)) == 1 \
+        else "them"
     return (f"{first}write a migration ({program} makemigration {package}), or restart "
             f"the dev daemon with --allow-destructive to apply {them} to the dev database")
 
@@ -309,8 +312,12 @@ def report_signals(console: Console) -> Iterator[None]:
 
     def drift(_sender: Any, *, package: str, differences: tuple[Difference, ...],
               **_: Any) -> None:
-        console.line(f"! {package}: schema changes not applied to the dev database, some "
-                     "may lose data:", "warn")
+        if any(d.destructive for d in differences):
+            console.line(f"! {package}: schema changes not applied to the dev database, some "
+                         "may lose data:", "warn")
+        else:  # built by a migration and declared nowhere: every database has them
+            console.line(f"! {package}: in the dev database, as in every database its "
+                         "migrations build, but declared nowhere, so left as it is:", "warn")
         for difference in differences:
             console.line(f"    {held(difference)}")
         console.line(f"  {drift_hint(package, differences, console.program)}", "warn")

@@ -204,6 +204,13 @@ class Package:
         return tuple(t.name for t in self.tables)
 
     @cached_property
+    def object_names(self) -> frozenset[str]:
+        """The names of the indexes and constraints its tables declare (named ones)."""
+        names: list[object] = [i.name for table in self.tables for i in table.indexes]
+        names += [c.name for table in self.tables for c in table.constraints]
+        return frozenset(str(name) for name in names if name)
+
+    @cached_property
     def type_names(self) -> tuple[str, ...]:
         """The names of the enum types its tables' columns declare, which it owns too."""
         return tuple(dict.fromkeys(

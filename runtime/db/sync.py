@@ -49,8 +49,8 @@ class SyncResult:
     Attributes:
         package: the package's name.
         change: the dev change applied and recorded; None when nothing was applied.
-        held: the differences left alone, all of the package's, because some of them
-            are destructive.
+        held: the differences left alone: all of the package's when some of them are
+            destructive; else the indexes and constraints no schema of it declared.
     """
 
     package: str
@@ -70,6 +70,7 @@ async def sync_package(
     *,
     allow_destructive: bool = False,
     tables: Iterable[str] = (),
+    declared_before: frozenset[str] = frozenset(),
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks, and record it as a dev change.
 
@@ -83,6 +84,12 @@ async def sync_package(
         allow_destructive: also apply drops, narrower types and NOT NULL.
         tables: tables the package declared before, compared too: a table it no longer
             declares is then found and dropped (a destructive difference).
+        declared_before: the indexes and constraints its schema declared before this
+            change. One in the database that the schema declares neither now nor before
+            was built by a migration (or by hand): every database `migrate` builds has
+            it, so it is never dropped here, but held and shown as drift, the rest of
+            the package's differences applied. One the schema just stopped declaring is
+            dropped.
 
     Raises:
         ProblemsError: a difference could not be applied (Y405); nothing was.
@@ -92,12 +99,21 @@ async def sync_package(
         await run.conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
         if any(d.destructive for d in differences) and not allow_destructive:
             return SyncResult(package.name, held=tuple(differences))
+        kept = () if allow_destructive else tuple(
+            d for d in differences if _undeclared(d, declared_before))
+        differences = [d for d in differences if d not in kept]
         if not differences:
-            return SyncResult(package.name)
+            return SyncResult(package.name, held=kept)
         change = await _apply(run, package, differences)
     logger.info("%s: synced %d schema changes as %s", package.name, len(differences),
                 change.migration)
-    return SyncResult(package.name, change=change)
+    return SyncResult(package.name, change=change, held=kept)
+
+
+def _undeclared(difference: Difference, declared_before: frozenset[str]) -> bool:
+    """Whether `difference` drops an index or constraint no schema of the package declared."""
+    return (difference.kind in ("remove_index", "remove_constraint", "remove_fk")
+            and difference.name not in declared_before)
 
 
 async def _apply(run: Run, package: Package, differences: Sequence[Difference]) -> Change:

@@ -508,10 +508,12 @@ class Daemon:
                 continue
             # Tables the package declared before: dropped from its schema, still in the
             # database, they are differences too.
-            before = self.registry.get(name).table_names if name in self.registry else ()
+            previous = self.registry.get(name) if name in self.registry else None
             results.append(await sync.sync_package(
                 self.engine, registry.get(name), registry.packages.values(),
-                allow_destructive=self.allow_destructive, tables=before))
+                allow_destructive=self.allow_destructive,
+                tables=previous.table_names if previous else (),
+                declared_before=previous.object_names if previous else frozenset()))
         return results
 
     async def _reconcile(

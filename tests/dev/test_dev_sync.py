@@ -287,3 +287,48 @@ async def test_a_schema_edit_is_synced_through_the_watcher(
     assert sent["reloaded"][-1]["applied"] == (
         f"notes dev:{daemon.registry.get('notes').fingerprint}",)
     assert await columns(engine, "ydtb_notes") == ["color", "id", "workspace_id"]
+
+
+async def index_names(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list(await (await driver(conn)).fetchval(
+            "SELECT array_agg(indexname ORDER BY indexname) FROM pg_indexes "
+            "WHERE tablename = 'ydtb_notes'"))
+
+
+async def test_an_index_a_migration_built_is_kept_and_shown_as_drift(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    # Every database `migrate` builds has the index: the dev sync must not drop it.
+    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE])
+    daemon = await started(engine, tmp_path)
+    (tmp_path / "notes/migrations/0002_index.sql").write_text(
+        "CREATE INDEX IF NOT EXISTS ix_notes_title ON ydtb_notes (title);")
+    # ...and the same reload adds a column to the schema: that part is synced.
+    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)', 'Column("color", Text)']})
+    (tmp_path / "notes/migrations/0002_index.sql").write_text(
+        "CREATE INDEX IF NOT EXISTS ix_notes_title ON ydtb_notes (title);")
+
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert "ix_notes_title" in await index_names(engine)
+    assert "color" in await columns(engine, "ydtb_notes")
+    assert sent["schema_drift"] == [{
+        "package": "notes", "changes": ("index ix_notes_title in the database but not declared",),
+        "hint": "if a migration made index ix_notes_title on purpose, declare it in the schema "
+                "of notes; otherwise " + DROP_HINT}]
+
+
+async def test_an_index_taken_out_of_the_schema_is_dropped(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    declare(tmp_path, {"ydtb_notes": ['Column("title", Text, index=True)']},
+            [WITH_TITLE + "CREATE INDEX IF NOT EXISTS ix_ydtb_notes_title ON ydtb_notes "
+             "(title);\n"])
+    daemon = await started(engine, tmp_path)
+    assert "ix_ydtb_notes_title" in await index_names(engine)
+
+    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)']})
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert "ix_ydtb_notes_title" not in await index_names(engine)
