@@ -79,6 +79,11 @@ async def test_relay_resends_what_another_sender_published(engine: AsyncEngine) 
     ]
 
 
+# Terminating every backend kills the engine's pooled connections too; SQLAlchemy's
+# asyncpg adapter drops such a connection without closing it, and asyncpg warns when it
+# is collected (seen on e1fb3d1 too, in 3 runs of 6): not the relay's doing.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*Connection.__del__:pytest.PytestUnraisableExceptionWarning")
 async def test_relay_listens_again_after_its_connection_is_terminated(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
