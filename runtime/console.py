@@ -335,6 +335,14 @@ def report_signals(console: Console) -> Iterator[None]:
         names = ", ".join(packages) or "packages"
         console.line(f"ok {names}: {what}, change seen -> applied in {elapsed_ms:.0f} ms", "ok")
 
+    def linted(_sender: Any, *, package: str, findings: tuple[Finding, ...],
+               **_: Any) -> None:
+        console.line(f"! {package}: {count(len(findings), 'lint finding')}: on a database "
+                     "holding rows, `migrate` would lock or rewrite a table, or break the "
+                     "code deployed with it:", "warn")
+        for finding in findings:
+            console.line(f"    {_finding(finding)}")
+
     def lost(_sender: Any, *, url: str, error: BaseException, **_: Any) -> None:
         # The reason alone: the URL is in this line already, and the fix is to wait.
         reason = getattr(error, "reason", None) or describe(error, console.program).splitlines()[0]
@@ -351,7 +359,7 @@ def report_signals(console: Console) -> Iterator[None]:
         (signals.package_unregistered, unregistered), (signals.reloaded, reloaded),
         (signals.schema_changed, changed), (signals.schema_drift, drift),
         (signals.database_lost, lost), (signals.database_restored, restored),
-        (signals.run_waiting, _waiting(console)),
+        (signals.run_waiting, _waiting(console)), (signals.lint_found, linted),
         (signals.migration_retrying, _retrying(console)),
     ]
     with ExitStack() as stack:

@@ -38,6 +38,7 @@ __all__ = [
     "database_restored",
     "emit",
     "emit_async",
+    "lint_found",
     "migration_applied",
     "migration_failed",
     "migration_ran",
@@ -85,6 +86,13 @@ migration_applied: NamedSignal = _signals.signal("migration_applied", doc="""\
 One migration was applied and recorded in the ledger; its transaction committed.
 Sender: the pipeline's run. Keywords: package (str), migration (str), duration_ms
 (float), rerun (bool: an edited migration re-run by the dev daemon).""")
+
+lint_found: NamedSignal = _signals.signal("lint_found", doc="""\
+The safety lint found statements in a package's migrations about to run that lock or
+rewrite a table holding rows, or break the code deployed with it: warnings, the
+migrations run all the same on the dev database.
+Sender: the dev daemon. Keywords: package (str), findings (tuple of
+`runtime.core.lint.Finding`).""")
 
 migration_ran: NamedSignal = _signals.signal("migration_ran", doc="""\
 One migration ran in its run's open transaction, not committed yet: `migration_applied`

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core import signals
 from runtime.core.events import Change, Difference
+from runtime.core.lint import lint_steps
+from runtime.core.plan import Step
+from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import diff, engine, migrator, notify, owner, sync, urls
@@ -399,7 +402,8 @@ class Daemon:
                 packages = [candidate.get(name) for name in affected]
                 report = await migrator.migrate(self.engine, packages, rerun_edited=True,
                                                 partial=True, unregistered=removed, sender=self,
-                                                known=list(candidate.packages.values()))
+                                                known=list(candidate.packages.values()),
+                                                vet=self._lint)
                 edited, migrated = self._changed_schemas(candidate, affected, report)
                 synced = await self._sync(candidate, edited)
                 reconciled = await self._reconcile(candidate, report, synced)
@@ -486,6 +490,15 @@ class Daemon:
                 signals.schema_changed, self, package=name,
                 migrations=tuple(i.migration for i in items),
                 changes=(*items, *reconciled.get(name, ())))
+
+    def _lint(self, steps: Sequence[Step], recorded: Ledger) -> None:
+        """Say what the safety lint finds in the migrations a reload is about to run, as
+        `migrate` will on every other database: warnings, applied all the same here."""
+        lints, _major = lint_steps(steps, recorded)  # Y303 is a deploy's rule, not dev's
+        for lint in lints:
+            if lint.findings:
+                signals.emit(signals.lint_found, self, package=lint.package,
+                             findings=lint.findings)
 
     # -- dev sync --------------------------------------------------------------------
 
