@@ -356,6 +356,8 @@ def main(
             project_dir=Path.cwd())
     except ValueError as exc:
         console.error(str(exc))  # it names the variable, its value and what to give
+        if console.json:
+            console.document(summary(console, ok=False, error="UsageError", exit_code=USAGE))
         return USAGE
     try:
         _check_settings(settings, entry_points=not args.no_entry_points)
