@@ -43,6 +43,7 @@ def register(registry):
 SCHEMA_PY = '''\
 from sqlalchemy import (
     Column,
+    Enum,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,

@@ -86,3 +86,21 @@ def test_a_destructive_difference_is_written_and_flagged(tmp_path: Path, databas
 def test_an_unknown_package_is_named_with_the_known_ones(root: Path, database_url: str) -> None:
     assert run("makemigration", "nope", root=root, url=database_url) == (
         1, "error: nope: package is not registered (registered: @ydtb/core, notes)\n")
+
+
+def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: str) -> None:
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},
+        migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes")})
+
+    code, _ = run("makemigration", "notes", root=tmp_path, url=database_url)
+
+    written = (tmp_path / "notes/migrations/0002_add_status.sql").read_text()
+    assert code == 0
+    assert "CREATE TYPE ydtb_notes_status AS ENUM ('open', 'done');" in written
+    assert written.index("CREATE TYPE") < written.index("ADD COLUMN IF NOT EXISTS status")
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "notes/migrations").iterdir()) == [
+        "0001_create_ydtb_notes.sql", "0002_add_status.sql"]

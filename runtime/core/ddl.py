@@ -28,7 +28,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from runtime.core.schema import core_metadata
 
-__all__ = ["create_statements", "drop_statement", "fingerprint", "foreign_key_targets"]
+__all__ = ["create_statements", "drop_statement", "enum_statements", "fingerprint",
+           "foreign_key_targets"]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -92,18 +93,20 @@ def _target_type(table: str, column: str, local: Column[Any]) -> Any:
     return local.type
 
 
-def _enum_statements(tables: Iterable[Table]) -> list[str]:
-    # A native Enum column needs its type first; CREATE TYPE has no IF NOT EXISTS, so
-    # a second run skips it by catching the duplicate, as IF NOT EXISTS would.
+def enum_statements(columns: Iterable[Column[Any]]) -> list[str]:
+    """Render a `CREATE TYPE` for each native enum type of `columns`, once each, idempotent.
+
+    A native Enum column needs its type first; CREATE TYPE has no IF NOT EXISTS, so a
+    second run skips it by catching the duplicate, as IF NOT EXISTS would.
+    """
     statements: dict[str, str] = {}
-    for table in tables:
-        for column in table.columns:
-            kind = column.type
-            if (isinstance(kind, Enum) and kind.native_enum and kind.name
-                    and getattr(kind, "create_type", True)):
-                create = str(CreateEnumType(kind).compile(dialect=_DIALECT)).strip()
-                statements.setdefault(kind.name, f"DO $$ BEGIN\n    {create};\n"
-                                      "EXCEPTION WHEN duplicate_object THEN NULL;\nEND $$")
+    for column in columns:
+        kind = column.type
+        if (isinstance(kind, Enum) and kind.native_enum and kind.name
+                and getattr(kind, "create_type", True)):
+            create = str(CreateEnumType(kind).compile(dialect=_DIALECT)).strip()
+            statements.setdefault(kind.name, f"DO $$ BEGIN\n    {create};\n"
+                                  "EXCEPTION WHEN duplicate_object THEN NULL;\nEND $$")
     return list(statements.values())
 
 
@@ -116,7 +119,7 @@ def create_statements(tables: Iterable[Table]) -> list[str]:
     tables = list(tables)
     own = {table.name for table in tables}
     metadata = _scratch_metadata(tables)
-    statements = _enum_statements(tables)
+    statements = enum_statements(column for table in tables for column in table.columns)
     for table in metadata.sorted_tables:
         if table.name not in own:
             continue

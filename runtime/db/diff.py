@@ -216,9 +216,11 @@ def _add_column(op: Any, _metadata: MetaData) -> Difference:
     # AddColumn alone: alembic's add_column operation also creates the column's index
     # without IF NOT EXISTS, and the index comes as its own difference anyway.
     statement = AddColumn(op.table_name, column, if_not_exists=True)
+    # A native enum column's type comes first: ADD COLUMN does not create it.
     return Difference("add_column", op.table_name, column.name,
                       f"table {op.table_name}: column {column.name} declared but missing",
-                      needs_value, (str(statement.compile(dialect=_DIALECT)).strip(),))
+                      needs_value, (*ddl.enum_statements([column]),
+                                    str(statement.compile(dialect=_DIALECT)).strip()))
 
 
 def _remove_column(op: Any, _metadata: MetaData) -> Difference:

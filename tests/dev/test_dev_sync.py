@@ -83,6 +83,9 @@ ADDITIVE = [
                   "index ix_ydtb_notes_color declared but missing"], id="index"),
     pytest.param({"ydtb_notes": [], "ydtb_tags": []},
                  ["table ydtb_tags declared but missing"], id="table"),
+    pytest.param({"ydtb_notes": ['Column("status", Enum("open", "done", '
+                                 'name="ydtb_notes_status"))']},
+                 ["table ydtb_notes: column status declared but missing"], id="enum-column"),
     pytest.param({"ydtb_notes": ['Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))']},
                  ["table ydtb_notes: column tool_id declared but missing",
                   "foreign key ydtb_notes_tool_id_fkey declared but missing"],
