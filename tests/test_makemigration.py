@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 from support import create_sql, run_cli, write_package
+
+from runtime.db.urls import plain_url
 
 COLOR = ['Column("color", Text, index=True)',
          'Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))']
@@ -104,3 +108,35 @@ def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: s
     assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
     assert sorted(p.name for p in (tmp_path / "notes/migrations").iterdir()) == [
         "0001_create_ydtb_notes.sql", "0002_add_status.sql"]
+
+
+def test_a_type_change_is_written_with_a_cast_that_converts_the_rows(
+    tmp_path: Path, database_url: str
+) -> None:
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("votes", Text)']},
+        migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes", "votes text")})
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    sql(database_url, "INSERT INTO ydtb_workspaces (id, name, slug) VALUES ('w1', 'W', 'w')",
+        "INSERT INTO ydtb_notes (id, workspace_id, votes) VALUES (1, 'w1', '12')")
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("votes", Integer)']}, migrations={})
+
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+
+    assert sql(database_url, "SELECT votes FROM ydtb_notes") == 12
+
+
+def sql(url: str, *statements: str) -> object:
+    """Run `statements` on the database of `url`; return the last one's first value."""
+    async def go() -> object:
+        conn = await asyncpg.connect(plain_url(url))
+        try:
+            for statement in statements[:-1]:
+                await conn.execute(statement)
+            return await conn.fetchval(statements[-1])
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

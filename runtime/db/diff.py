@@ -288,8 +288,14 @@ def _alter(kind: str, op: Any, old: Any, new: Any) -> Difference:
     """One change of a column, rendered alone so each difference has its own SQL."""
     existing = {"existing_type": op.existing_type, "existing_nullable": op.existing_nullable,
                 "existing_server_default": op.existing_server_default}
+    extra: dict[str, Any] = {}
+    if kind == "modify_type":
+        # Without USING, PostgreSQL refuses a change with no implicit cast (text to
+        # integer, say): the cast runs on every row, and fails on one it cannot convert.
+        quoted = _DIALECT.identifier_preparer.quote(op.column_name)
+        extra["postgresql_using"] = f"{quoted}::{_sql(new)}"
     single = ops.AlterColumnOp(op.table_name, op.column_name, **existing,
-                               **{_ALTERED.get(kind, kind): new})
+                               **{_ALTERED.get(kind, kind): new}, **extra)
     where = f"table {op.table_name}: column {op.column_name}"
     if kind == "modify_type":
         words = f"{where} is {_sql(old)} in the database but declared {_sql(new)}"

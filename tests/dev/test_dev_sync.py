@@ -137,7 +137,7 @@ DESTRUCTIVE = [
                  {"ydtb_notes": ['Column("title", String(5))']},
                  ["table ydtb_notes: column title is VARCHAR(10) in the database but declared "
                   "VARCHAR(5): would run ALTER TABLE ydtb_notes ALTER COLUMN title TYPE "
-                  "VARCHAR(5)"], DROP_HINT, id="narrow-type"),
+                  "VARCHAR(5) USING title::VARCHAR(5)"], DROP_HINT, id="narrow-type"),
     pytest.param({"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE],
                  {"ydtb_notes": ['Column("title", Text, nullable=False)']},
                  ["table ydtb_notes: column title is nullable in the database but declared NOT "
