@@ -242,7 +242,9 @@ def drift_hint(package: str, differences: Sequence[Difference], program: str = P
     rename = suggested_rename(differences)
     undeclared = [_what(d) for d in differences if d.kind.startswith("remove_")]
     if rename:
-        first = f"if you renamed {rename[0]}, write {rename[1]} in a migration; otherwise "
+        first = (f"if you renamed {rename.what}, write the rename in a migration "
+                 f"({program} makemigration {package} writes it, guarded to run twice); "
+                 "otherwise ")
     elif undeclared:
         first = (f"if a migration made {' and '.join(undeclared)} on purpose, declare "
                  f"{'it' if len(undeclared) == 1 else 'them'} in the schema of {package}; "

@@ -65,10 +65,10 @@ def test_a_drop_and_an_add_are_shown_as_the_rename_they_may_be() -> None:
     [*_, hint] = printed((signals.schema_drift, {"package": "notes",
                                                  "differences": (BODY, renamed)}))
     assert hint == (
-        "  if you renamed column ydtb_notes.body to text, write ALTER TABLE ydtb_notes RENAME "
-        "COLUMN body TO text in a migration; otherwise write a migration (python -m runtime "
-        "makemigration notes), or restart the dev daemon with --allow-destructive to apply it "
-        "to the dev database")
+        "  if you renamed column ydtb_notes.body to text, write the rename in a migration "
+        "(python -m runtime makemigration notes writes it, guarded to run twice); otherwise "
+        "write a migration (python -m runtime makemigration notes), or restart the dev daemon "
+        "with --allow-destructive to apply it to the dev database")
 
 
 def test_a_lost_database_is_one_line_with_its_reason() -> None:

@@ -13,7 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Change", "ChangeKind", "Difference", "LockHolder", "LockWait", "suggested_rename"]
+__all__ = [
+    "Change",
+    "ChangeKind",
+    "Difference",
+    "LockHolder",
+    "LockWait",
+    "Rename",
+    "suggested_rename",
+]
 
 
 @dataclass(frozen=True)
@@ -141,8 +149,25 @@ class Change:
                    tuple(Difference.from_json(d) for d in data.get("differences", ())))
 
 
-def suggested_rename(differences: Sequence[Difference]) -> tuple[str, str] | None:
-    """Find a drop and an add that look like a rename: (what was renamed, the SQL to write).
+@dataclass(frozen=True)
+class Rename:
+    """A drop and an add that look like a rename, and the SQL that renames instead.
+
+    Attributes:
+        dropped, added: the two differences it stands for.
+        what: in words, `column ydtb_notes.color to colour`.
+        statement: the rename, guarded so that it runs twice (a migration must): it
+            renames only while the old name exists and the new one does not.
+    """
+
+    dropped: Difference
+    added: Difference
+    what: str
+    statement: str
+
+
+def suggested_rename(differences: Sequence[Difference]) -> Rename | None:
+    """Find a drop and an add that look like a rename.
 
     A renamed table or column shows as one dropped and one added; applying the add alone
     would leave the data in the old one, so people are shown the rename instead.
@@ -152,11 +177,33 @@ def suggested_rename(differences: Sequence[Difference]) -> tuple[str, str] | Non
         if dropped is None:
             continue
         if added.kind == "add_table":
-            return (f"table {dropped.table} to {added.table}",
-                    f"ALTER TABLE {dropped.table} RENAME TO {added.table}")
-        return (f"column {added.table}.{dropped.name} to {added.name}",
-                f"ALTER TABLE {added.table} RENAME COLUMN {dropped.name} TO {added.name}")
+            return Rename(dropped, added, f"table {dropped.table} to {added.table}",
+                          f"ALTER TABLE IF EXISTS {_quote(dropped.table)} RENAME TO "
+                          f"{_quote(added.table)}")
+        table, old, new = added.table, str(dropped.name), str(added.name)
+        return Rename(dropped, added, f"column {table}.{old} to {new}", (
+            "DO $$\nBEGIN\n"
+            f"    IF {_column_exists(table, old)}\n"
+            f"       AND NOT {_column_exists(table, new)} THEN\n"
+            f"        ALTER TABLE {_quote(table)} RENAME COLUMN {_quote(old)} TO {_quote(new)};\n"
+            "    END IF;\nEND $$"))
     return None
+
+
+def _column_exists(table: str, column: str) -> str:
+    return ("EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
+            f"current_schema() AND table_name = {_literal(table)} AND column_name = "
+            f"{_literal(column)})")
+
+
+def _quote(name: str) -> str:
+    """Quote an identifier when PostgreSQL needs it (not lower-case letters and digits)."""
+    plain = name.replace("_", "a").isalnum() and name.islower() and not name[0].isdigit()
+    return name if plain else '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _renamed(dropped: Difference, added: Difference) -> bool:

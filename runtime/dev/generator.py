@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from runtime.core.events import Rename, suggested_rename
 from runtime.core.model import Package
 from runtime.db.diff import Difference
 
@@ -26,6 +27,9 @@ _VERBS = {"add_table": "create", "remove_table": "drop", "remove_column": "drop"
 
 def default_name(differences: Sequence[Difference]) -> str:
     """Name a migration after what it does: `add_color`, `create_ydtb_tags`, `update_ydtb_notes`."""
+    rename = suggested_rename(differences)
+    if rename is not None and len(differences) == 2:
+        return _slug(f"rename_{rename.what.rpartition('.')[2]}")
     if len(differences) == 1:
         [only] = differences
         verb = _VERBS.get(only.kind, only.kind.partition("_")[0])
@@ -49,11 +53,31 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> str
         "-- schema has that the database built by the migrations before this one has not",
         "-- (\"declared but missing\"), and the reverse (\"in the database but not declared\").",
     ]
+    rename = suggested_rename(differences)
     for difference in differences:
+        if rename is not None and difference is rename.dropped:
+            lines += _rename_lines(rename)
+            continue
+        if rename is not None and difference is rename.added:
+            continue
         warning = " (DESTRUCTIVE: review it)" if difference.destructive else ""
         lines += ["", f"-- {difference.words}{warning}"]
         lines += [statement.replace("\t", "    ") + ";" for statement in difference.statements]
     return "\n".join(lines) + "\n"
+
+
+def _rename_lines(rename: Rename) -> list[str]:
+    """A rename, guessed from one dropped and one added: written as the rename, which
+    keeps the data, with the drop and add it stands for commented out beside it."""
+    lines = ["", f"-- {rename.dropped.words}", f"-- {rename.added.words}",
+             f"-- Written as a rename of {rename.what}, which keeps the rows' values (REVIEW "
+             "it: if they are two different things, delete the rename and uncomment the "
+             "statements after it)",
+             rename.statement + ";"]
+    for difference in (rename.dropped, rename.added):
+        lines += [f"-- {line}" for statement in difference.statements
+                  for line in (statement + ";").splitlines()]
+    return lines
 
 
 def write_migration(

@@ -153,8 +153,9 @@ DESTRUCTIVE = [
                  ["table ydtb_notes: column colour declared but missing",
                   "table ydtb_notes: column color in the database but not declared: would run "
                   "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS color"],
-                 "if you renamed column ydtb_notes.color to colour, write ALTER TABLE ydtb_notes "
-                 "RENAME COLUMN color TO colour in a migration; otherwise " + DROP_HINT,
+                 "if you renamed column ydtb_notes.color to colour, write the rename in a "
+                 "migration (python -m runtime makemigration notes writes it, guarded to run "
+                 "twice); otherwise " + DROP_HINT,
                  id="rename-column"),
 ]
 
