@@ -164,3 +164,28 @@ def test_a_renamed_column_is_written_as_a_rename_that_keeps_the_values(
     assert code == 0, out
     assert sql(database_url, "SELECT colour FROM ydtb_notes") == "red"
     assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0  # runs twice
+
+
+def test_not_null_is_written_after_a_backfill_the_author_fills_in(
+    tmp_path: Path, database_url: str
+) -> None:
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("title", Text)']},
+        migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes", "title text")})
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    sql(database_url, "INSERT INTO ydtb_workspaces (id, name, slug) VALUES ('w1', 'W', 'w')",
+        "INSERT INTO ydtb_notes (id, workspace_id) VALUES (1, 'w1')")
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("title", Text, nullable=False)']}, migrations={})
+    assert run("makemigration", "notes", "--name", "title_required", root=tmp_path,
+               url=database_url)[0] == 0
+    path = tmp_path / "notes/migrations/0002_title_required.sql"
+    written = path.read_text()
+    assert "UPDATE ydtb_notes SET title = NULL /* FILL IN */ WHERE title IS NULL;" in written
+
+    code, out = run("migrate", root=tmp_path, url=database_url)  # not filled in: refused
+    assert code == 1 and 'column "title" of relation "ydtb_notes" contains null values' in out
+
+    path.write_text(written.replace("NULL /* FILL IN */", "'untitled'"))
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    assert sql(database_url, "SELECT title FROM ydtb_notes") == "untitled"

@@ -62,8 +62,19 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> str
             continue
         warning = " (DESTRUCTIVE: review it)" if difference.destructive else ""
         lines += ["", f"-- {difference.words}{warning}"]
+        if difference.kind == "modify_nullable" and difference.destructive:
+            lines += _backfill(difference)
         lines += [statement.replace("\t", "    ") + ";" for statement in difference.statements]
     return "\n".join(lines) + "\n"
+
+
+def _backfill(difference: Difference) -> list[str]:
+    """Fill the rows without a value before NOT NULL holds, with a value the author
+    writes: left as it is, NULL fills nothing and SET NOT NULL fails on such rows."""
+    table, column = difference.table, difference.name
+    return ["-- REVIEW: write the value for rows without one in place of NULL (on a table "
+            "with no such rows it does nothing)",
+            f"UPDATE {table} SET {column} = NULL /* FILL IN */ WHERE {column} IS NULL;"]
 
 
 def _rename_lines(rename: Rename) -> list[str]:
