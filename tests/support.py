@@ -42,6 +42,7 @@ def register(registry):
 
 SCHEMA_PY = '''\
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     Enum,
     ForeignKey,

@@ -189,3 +189,17 @@ def test_not_null_is_written_after_a_backfill_the_author_fills_in(
     path.write_text(written.replace("NULL /* FILL IN */", "'untitled'"))
     assert run("migrate", root=tmp_path, url=database_url)[0] == 0
     assert sql(database_url, "SELECT title FROM ydtb_notes") == "untitled"
+
+
+def test_a_check_constraint_is_compared_and_written(tmp_path: Path, database_url: str) -> None:
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("votes", Integer)', 'CheckConstraint("votes >= 0", name="votes_positive")']},
+        migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes", "votes integer")})
+
+    code, out = run("check", "--db", root=tmp_path, url=database_url)
+    assert code == 1 and "check constraint votes_positive declared but missing" in out
+
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
+    assert run("status", root=tmp_path, url=database_url)[0] == 0

@@ -41,11 +41,20 @@ from alembic.autogenerate import produce_migrations
 from alembic.ddl.base import AddColumn
 from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
-from sqlalchemy import BigInteger, Column, Integer, MetaData, SmallInteger, String
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.schema import DefaultClause
+from sqlalchemy.schema import AddConstraint, DefaultClause
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
@@ -129,10 +138,58 @@ async def compare_each(
               for table in (*p.table_names, *previous.get(p.name, ()))}
     metadata = schema_of(targets, packages)
     upgrade = await conn.run_sync(_upgrade_ops, metadata, frozenset(owners))
+    added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
+    present = frozenset(owners) - added
+    checks = await conn.run_sync(_checks_of, present) if present else {}
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}
-    for difference in _differences(upgrade, metadata):
+    for difference in [*_differences(upgrade, metadata),
+                       *_check_differences(metadata, present, checks)]:
         found[owners[difference.table]].append(difference)
     return found
+
+
+# Alembic compares no CHECK constraint: they are compared here, by name (a declared one
+# is named by the naming convention, `ck_<table>_<name>`); a changed expression under
+# the same name is not seen.
+_CHECKS = text("""
+SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+WHERE k.contype = 'c' AND c.relnamespace = current_schema()::regnamespace
+  AND c.relname = ANY(:tables)
+""")
+
+
+def _checks_of(sync_conn: Connection, tables: frozenset[str]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for table, name in sync_conn.execute(_CHECKS, {"tables": sorted(tables)}):
+        found.setdefault(table, set()).add(name)
+    return found
+
+
+def _check_differences(
+    metadata: MetaData, tables: frozenset[str], checks: Mapping[str, set[str]]
+) -> list[Difference]:
+    """The CHECK constraints of `tables` declared but missing, and the reverse."""
+    found = []
+    for name in sorted(tables):
+        table = metadata.tables.get(name)
+        declared = {str(c.name): c for c in (table.constraints if table is not None else ())
+                    if isinstance(c, CheckConstraint) and c.name}
+        for check in sorted(set(declared) - checks.get(name, set())):
+            statement = str(AddConstraint(declared[check]).compile(dialect=_DIALECT)).strip()
+            found.append(Difference("add_constraint", name, check,
+                                    f"check constraint {check} declared but missing", False,
+                                    (_unless_it_exists(statement),)))
+        for check in sorted(checks.get(name, set()) - set(declared)):
+            found.append(Difference("remove_constraint", name, check,
+                                    f"check constraint {check} in the database but not "
+                                    "declared", False,
+                                    (f"ALTER TABLE {_quote(name)} DROP CONSTRAINT IF EXISTS "
+                                     f"{_quote(check)}",)))
+    return found
+
+
+def _quote(name: str) -> str:
+    return str(_DIALECT.identifier_preparer.quote(name))
 
 
 def _upgrade_ops(sync_conn: Connection, metadata: MetaData, own: frozenset[str]) -> Any:

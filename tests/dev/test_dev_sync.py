@@ -86,6 +86,8 @@ ADDITIVE = [
     pytest.param({"ydtb_notes": ['Column("status", Enum("open", "done", '
                                  'name="ydtb_notes_status"))']},
                  ["table ydtb_notes: column status declared but missing"], id="enum-column"),
+    pytest.param({"ydtb_notes": ['CheckConstraint("id > 0", name="positive_id")']},
+                 ["check constraint positive_id declared but missing"], id="check"),
     pytest.param({"ydtb_notes": ['Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))']},
                  ["table ydtb_notes: column tool_id declared but missing",
                   "foreign key ydtb_notes_tool_id_fkey declared but missing"],
