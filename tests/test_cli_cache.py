@@ -128,3 +128,25 @@ def test_without_a_url_the_embedded_server_answers_and_is_stopped(
     assert out.startswith("nothing to apply: 2 packages up to date (")
     assert CACHED in out
     assert not (data / "pgdata" / "postmaster.pid").exists()
+
+
+def test_the_first_run_creating_the_data_directory_keeps_the_cache(
+    packages: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `python -m` puts the project directory on sys.path; the first run creates
+    # `.runtime/` in it, which must not look like an installed distribution (#17).
+    project = packages.parent
+    monkeypatch.delenv("RUNTIME_DATA_DIR")
+    command = [sys.executable, "-m", "runtime", "migrate", "--packages", "packages",
+               "--database-url", database_url]
+    env = {k: v for k, v in os.environ.items() if k != "RUNTIME_DATA_DIR"}
+
+    def run() -> str:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=project,
+                              check=True)
+        return done.stdout
+
+    run()
+    assert (project / ".runtime").is_dir()
+
+    assert CACHED in run()

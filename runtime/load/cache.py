@@ -14,8 +14,12 @@ The state, like make's or ruff's, is each file's size and modification time:
   source directories of editable installs the load found (`loader.editable`);
 - every module file the loading process had imported outside the standard library
   (SQLAlchemy, helpers the packages import, this runtime's own code);
-- with entry points, the `sys.path` directories, whose times change when a
-  distribution is installed or removed.
+- with entry points, what of each `sys.path` directory decides what Python imports and
+  which distributions are installed: the names of its modules and packages, and its
+  distributions' metadata (`.dist-info`, `.egg-info`, `.pth`) with their times. Its own
+  time is only a shortcut: it changes with any new entry, and the first run creating
+  `.runtime/` in the project directory (on `sys.path` under `python -m`) must not
+  look like an install (#17).
 
 A file written within `_RACY_NS` of the scan may change again within the same clock
 tick without its time changing (git's "racy" entries), so its content hash is kept and
@@ -25,6 +29,7 @@ checked too. What a package reads from the environment is not seen: `--no-cache`
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import json
 import os
 import sys
@@ -39,7 +44,7 @@ from runtime.load import packages
 
 __all__ = ["Sources", "cache_file", "lookup", "scan", "store"]
 
-_FORMAT = 4  # 4: manifest entries keep the lint's findings
+_FORMAT = 5  # 5: sys.path directories kept by what they hold
 _RACY_NS = 2_000_000_000
 _KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
 _STDLIB = os.path.dirname(os.__file__)
@@ -142,6 +147,51 @@ def _path_dirs() -> list[str]:
     return sorted({os.path.abspath(p or ".") for p in sys.path if os.path.isdir(p or ".")})
 
 
+_IMPORTABLE = tuple(importlib.machinery.all_suffixes())
+_DISTRIBUTION = (".dist-info", ".egg-info", ".egg-link", ".egg", ".pth")
+
+
+def _listing(directory: str) -> str | None:
+    """Digest what of `directory` can change an import or the installed distributions.
+
+    A name that is no module (`.runtime`, `notes.txt`, an editor's `.x.swp`) does not
+    count; a distribution's metadata counts with its time, which a reinstall changes.
+    """
+    found = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.endswith(_DISTRIBUTION):
+                    found.append(f"{name}\0{entry.stat().st_mtime_ns}")
+                elif name.partition(".")[0].isidentifier() and (
+                        entry.is_dir() or name.endswith(_IMPORTABLE)):
+                    found.append(name)
+    except OSError:
+        return None
+    return hashlib.sha256("\n".join(sorted(found)).encode()).hexdigest()
+
+
+def _stat_path(directories: Iterable[str]) -> Stats:
+    # path -> [mtime_ns, digest of its listing]
+    return {d: [stat[1], _listing(d)] if stat else []
+            for d, stat in _stat_all(directories).items()}
+
+
+def _same_path(stored: Stats, listed_ns: int) -> bool:
+    current = _stat_all(stored)
+    for directory, kept in stored.items():
+        now = current[directory]
+        if not kept or not now:
+            if bool(kept) != bool(now):
+                return False
+        elif kept[0] == now[1] and kept[0] < listed_ns - _RACY_NS:
+            continue  # untouched since it was listed
+        elif kept[1] != _listing(directory):
+            return False
+    return True
+
+
 def store(
     path: Path,
     manifest: Manifest,
@@ -163,15 +213,18 @@ def store(
     if any(stat and stat[1] > sources.scanned_ns for stat in files.values()):
         return  # saved while loading: which version was read is unknown
     modules = _stat_all(_module_files())
+    # Made before the sys.path directories are listed: the data directory may be in one.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    listed_ns = time.time_ns()
     data = {
         "format": _FORMAT,
         "installed": kept,
         "packages": _with_racy_hashes({**sources.files, **files}, sources.scanned_ns),
         "modules": _with_racy_hashes(modules, sources.scanned_ns),
-        "path": _stat_all(_path_dirs()) if entry_points else {},
+        "path": _stat_path(_path_dirs()) if entry_points else {},
+        "listed_ns": listed_ns,
         "manifest": manifest.to_json(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     partial.write_text(json.dumps(data, separators=(",", ":")))
     os.replace(partial, path)  # a reader sees the old cache or the new one, never half
@@ -203,9 +256,10 @@ def lookup(path: Path, directories: Iterable[Path]) -> Manifest | None:
         installed = [Path(d) for d in data["installed"]]
         if not _same(data["packages"], scan(directories, installed).files):
             return None
-        for kind in ("modules", "path"):
-            if not _same(data[kind], _stat_all(data[kind])):
-                return None
+        if not _same(data["modules"], _stat_all(data["modules"])):
+            return None
+        if not _same_path(data["path"], data["listed_ns"]):
+            return None
         return Manifest.from_json(data["manifest"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, unreadable or from another version: load for real

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,37 @@ def test_with_entry_points_an_installed_distribution_is_a_miss(
     os.utime(site, ns=(OLD, OLD))  # a new mtime, whatever the clock's tick
 
     assert cache.lookup(path, [root]) is None
+
+
+@pytest.mark.parametrize(("change", "miss"), [
+    pytest.param(lambda site: (site / ".runtime/cache").mkdir(parents=True), False,
+                 id="data-directory"),
+    pytest.param(lambda site: (site / "notes.txt").write_text("x"), False, id="no-module"),
+    pytest.param(lambda site: (site / "helper.py").write_text("x"), True, id="new-module"),
+    pytest.param(lambda site: (site / "helper").mkdir(), True, id="new-package"),
+    pytest.param(lambda site: (site / "extra.pth").write_text("x"), True, id="new-pth"),
+    pytest.param(lambda site: os.utime(site / "old-1.0.dist-info", ns=(OLD + 1, OLD + 1)), True,
+                 id="reinstalled"),
+    pytest.param(lambda site: (site / "old-1.0.dist-info").rmdir(), True, id="removed"),
+])
+def test_with_entry_points_only_what_imports_or_installs_counts_in_sys_path(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    change: Callable[[Path], object], miss: bool,
+) -> None:
+    # The first run creates `.runtime/` in the project directory, on sys.path under
+    # `python -m`: the second must still find the cache (#17).
+    site = tmp_path / "site"
+    (site / "old-1.0.dist-info").mkdir(parents=True)
+    os.utime(site / "old-1.0.dist-info", ns=(OLD, OLD))
+    os.utime(site, ns=(OLD, OLD))
+    monkeypatch.syspath_prepend(str(site))
+    path = stored(root, tmp_path, entry_points=True)
+    assert cache.lookup(path, [root]) == MANIFEST
+
+    change(site)
+    os.utime(site, ns=(OLD + 1, OLD + 1))  # a new mtime, whatever the clock's tick
+
+    assert (cache.lookup(path, [root]) is None) == miss
 
 
 @pytest.mark.parametrize("content", ["", "{not json", '{"format": 0}', '{"format": 1}'])
