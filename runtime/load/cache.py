@@ -42,9 +42,9 @@ from typing import Any
 from runtime.core.manifest import Manifest
 from runtime.load import packages
 
-__all__ = ["Sources", "cache_file", "lookup", "scan", "store"]
+__all__ = ["Changes", "Sources", "cache_file", "changes", "lookup", "scan", "store"]
 
-_FORMAT = 5  # 5: sys.path directories kept by what they hold
+_FORMAT = 6  # 6: sys.path directories kept by what they hold; each package's facts
 _RACY_NS = 2_000_000_000
 _KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
 _STDLIB = os.path.dirname(os.__file__)
@@ -206,13 +206,16 @@ def store(
         installed: the editable installs' directories the load found; their files are
             scanned now, and nothing is kept if one changed since `sources` were.
     """
+    old = _read(path)
     if manifest.lints is None:
-        manifest = manifest.with_lints_of(_stored(path) or Manifest(()))
+        manifest = manifest.with_lints_of(_manifest(old) or Manifest(()))
     kept = sorted(str(d) for d in installed)
     files = scan((), map(Path, kept)).files
     if any(stat and stat[1] > sources.scanned_ns for stat in files.values()):
         return  # saved while loading: which version was read is unknown
-    modules = _stat_all(_module_files())
+    # A load that imported only the changed packages did not import what the others
+    # import: what the last load imported is kept while it is unchanged.
+    modules = {**_unchanged(old.get("modules", {})), **_stat_all(_module_files())}
     # Made before the sys.path directories are listed: the data directory may be in one.
     path.parent.mkdir(parents=True, exist_ok=True)
     listed_ns = time.time_ns()
@@ -238,13 +241,26 @@ def _prune(directory: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def _stored(path: Path) -> Manifest | None:
-    """The manifest `path` holds, changed sources or not; None if it holds none."""
+def _read(path: Path) -> dict[str, Any]:
+    """What the cache file `path` holds, if in this format; else nothing."""
     try:
         data = json.loads(path.read_text())
-        return Manifest.from_json(data["manifest"]) if data.get("format") == _FORMAT else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == _FORMAT else {}
+
+
+def _manifest(data: dict[str, Any]) -> Manifest | None:
+    try:
+        return Manifest.from_json(data["manifest"])
+    except (ValueError, KeyError, TypeError):
         return None
+
+
+def _unchanged(stored: Stats) -> Stats:
+    current = _stat_all(stored)
+    return {path: stat for path, stat in stored.items()
+            if _same({path: stat}, {path: current[path]})}
 
 
 def lookup(path: Path, directories: Iterable[Path]) -> Manifest | None:
@@ -263,3 +279,66 @@ def lookup(path: Path, directories: Iterable[Path]) -> Manifest | None:
         return Manifest.from_json(data["manifest"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, unreadable or from another version: load for real
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The cached set, and which of its package directories changed since (`changes`).
+
+    Attributes:
+        manifest: the set as last loaded, with each package's facts.
+        directories: the package directories to load: new, or with a file added,
+            edited or deleted.
+        kept: the sources (`package.py` files) of the unchanged package directories.
+    """
+
+    manifest: Manifest
+    directories: tuple[Path, ...]
+    kept: frozenset[str]
+
+    def unchanged(self, source: str | None) -> bool:
+        """Tell whether what `source` registered is as cached: a package directory that
+        did not change, or an installed package (the module and `sys.path` state held)."""
+        if source is None:
+            return False
+        return source in self.kept or not source.endswith(os.sep + packages.PACKAGE_FILE)
+
+
+def _by_directory(files: Stats, roots: Sequence[Path]) -> dict[str | None, Stats]:
+    """Group `files` by package directory; None holds what is in none (an absent root)."""
+    prefixes = [f"{root}{os.sep}" for root in roots]
+    groups: dict[str | None, Stats] = {}
+    for path, stat in files.items():
+        key = next((prefix + path[len(prefix):].split(os.sep, 1)[0]
+                    for prefix in prefixes if path.startswith(prefix)), None)
+        groups.setdefault(key, {})[path] = stat
+    return groups
+
+
+def changes(path: Path, directories: Iterable[Path]) -> Changes | None:
+    """Say which package directories changed since the cached load, if only they did.
+
+    None when anything else the load read changed (a module it imported, a
+    distribution installed or removed, a root appearing or going), when the load found
+    editable installs (loaded as a whole), or when there is no cache: load them all.
+    """
+    roots = list(directories)
+    data = _read(path)
+    try:
+        if not data or data["installed"] or not _same(data["modules"],
+                                                      _stat_all(data["modules"])):
+            return None
+        if not _same_path(data["path"], data["listed_ns"]):
+            return None
+        stored = _by_directory(data["packages"], roots)
+        current = _by_directory(scan(roots).files, roots)
+        if not _same(stored.pop(None, {}), current.pop(None, {})):
+            return None
+        changed = sorted(d for d, files in current.items()
+                         if d is not None and (d not in stored or not _same(stored[d], files)))
+        kept = frozenset(str(Path(d).resolve() / packages.PACKAGE_FILE)
+                         for d in current if d is not None and d not in changed)
+        manifest = Manifest.from_json(data["manifest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Changes(manifest, tuple(map(Path, changed)), kept)

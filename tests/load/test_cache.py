@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -164,3 +165,87 @@ def test_only_the_newest_files_are_kept(root: Path, tmp_path: Path) -> None:
     kept = list((data / "cache").glob("load-*.json"))
     assert len(kept) == 32
     assert path in kept
+
+
+def source(directory: Path) -> str:
+    return str(directory.resolve() / "package.py")
+
+
+@pytest.mark.parametrize("change", ["none", "edited", "new-package", "deleted-package"])
+def test_changes_name_the_directories_to_load(root: Path, tmp_path: Path, change: str) -> None:
+    path = stored(root, tmp_path)
+    if change == "edited":
+        (root / "notes/migrations/0002_more.sql").write_text("SELECT 1;")
+    elif change == "new-package":
+        write_package(root, "more", name="more")
+    elif change == "deleted-package":
+        shutil.rmtree(root / "notes")
+
+    found = cache.changes(path, [root])
+
+    assert found is not None and found.manifest == MANIFEST
+    assert found.directories == {"none": (), "edited": (root / "notes",),
+                                 "new-package": (root / "more",),
+                                 "deleted-package": ()}[change]
+    kept = {source(root / "tags")} | (set() if change in ("edited", "deleted-package")
+                                      else {source(root / "notes")})
+    assert found.kept == kept
+    assert found.unchanged(source(root / "tags"))
+    assert found.unchanged("entry point extra (extra.package:register)")
+    assert not found.unchanged(str(root / "gone" / "package.py"))
+
+
+def test_changes_are_none_when_a_module_changed(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helpers = tmp_path / "lib"
+    helpers.mkdir()
+    (helpers / "changes_test_helper.py").write_text("COLUMNS = 3\n")
+    monkeypatch.syspath_prepend(str(helpers))
+    importlib.import_module("changes_test_helper")
+    try:
+        path = stored(root, tmp_path)
+        assert cache.changes(path, [root]) is not None
+        (helpers / "changes_test_helper.py").write_text("COLUMNS = 4\n")
+        assert cache.changes(path, [root]) is None
+    finally:
+        del sys.modules["changes_test_helper"]
+
+
+def test_changes_are_none_when_a_distribution_is_installed(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    path = stored(root, tmp_path, entry_points=True)
+    assert cache.changes(path, [root]) is not None
+    (site / "extra-1.0.dist-info").mkdir()
+    os.utime(site, ns=(OLD, OLD))
+
+    assert cache.changes(path, [root]) is None
+
+
+def test_changes_are_none_with_editable_installs_or_no_cache(root: Path, tmp_path: Path) -> None:
+    path = cache.cache_file(tmp_path / "data", [root], False)
+    assert cache.changes(path, [root]) is None
+    cache.store(path, MANIFEST, cache.scan([root]), entry_points=False,
+                installed=[root / "notes"])
+    assert cache.changes(path, [root]) is None
+
+
+def test_a_load_of_some_packages_keeps_the_modules_the_others_imported(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helpers = tmp_path / "lib"
+    helpers.mkdir()
+    (helpers / "kept_test_helper.py").write_text("COLUMNS = 3\n")
+    monkeypatch.syspath_prepend(str(helpers))
+    importlib.import_module("kept_test_helper")
+    path = stored(root, tmp_path)
+    del sys.modules["kept_test_helper"]  # the next load imports only what changed
+    cache.store(path, MANIFEST, cache.scan([root]), entry_points=False)
+
+    (helpers / "kept_test_helper.py").write_text("COLUMNS = 4\n")
+
+    assert cache.changes(path, [root]) is None
