@@ -173,7 +173,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
     sources = None if args.no_cache else cache.scan(settings.packages)
     # Which package directories changed since the cached load: only they are imported.
     changes = None if sources is None else cache.changes(_cache_file(args, settings),
-                                                         settings.packages)
+                                                         settings.packages, sources)
     registry = DatabaseRegistry(send_signals=False,
                                 require_row_level_security=settings.require_rls)
     # Until the load cache is stored, as in `_load`.

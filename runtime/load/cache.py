@@ -315,8 +315,13 @@ def _by_directory(files: Stats, roots: Sequence[Path]) -> dict[str | None, Stats
     return groups
 
 
-def changes(path: Path, directories: Iterable[Path]) -> Changes | None:
+def changes(
+    path: Path, directories: Iterable[Path], scanned: Sources | None = None
+) -> Changes | None:
     """Say which package directories changed since the cached load, if only they did.
+
+    `scanned` is `scan(directories)` if the caller made it (a scan of 300 packages
+    costs 30 ms).
 
     None when anything else the load read changed (a module it imported, a
     distribution installed or removed, a root appearing or going), when the load found
@@ -331,7 +336,7 @@ def changes(path: Path, directories: Iterable[Path]) -> Changes | None:
         if not _same_path(data["path"], data["listed_ns"]):
             return None
         stored = _by_directory(data["packages"], roots)
-        current = _by_directory(scan(roots).files, roots)
+        current = _by_directory((scanned or scan(roots)).files, roots)
         if not _same(stored.pop(None, {}), current.pop(None, {})):
             return None
         changed = sorted(d for d, files in current.items()
