@@ -22,7 +22,6 @@ A skeleton is never migrated: its migrations carry the recorded ids and checksum
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -99,19 +98,28 @@ class Skeleton(Package):
     large set are never read past their names.
     """
 
+    #: The names of the tables it owns, and the non-core tables its foreign keys point
+    #: at (`index`), read without building its tables.
+    table_names: tuple[str, ...]
+    referenced_tables: tuple[str, ...]
+
     def __init__(self, entry: Entry) -> None:
         try:
             dependencies, tools, row_level_security, source, tables = entry.facts
-        except (TypeError, ValueError) as exc:
+            targets = {t.rpartition(".")[0] for table in tables for _, to, _, _ in table[4]
+                       for t in to}
+            values = {
+                "name": entry.name, "version": parse_version(entry.version_text),
+                "migrations": tuple(_recorded(i, c) for i, c in entry.migrations),
+                "dependencies": tuple(parse_dependency(d) for d in dependencies),
+                "fingerprint": entry.fingerprint, "tools": tuple(Tool(*t) for t in tools),
+                "row_level_security": bool(row_level_security), "source": source,
+                "entry": entry, "_tables": list(tables),
+                "table_names": tuple(str(table[0]) for table in tables),
+                "referenced_tables": tuple(sorted(targets - CORE_TABLES)),
+            }
+        except (TypeError, ValueError, IndexError) as exc:  # not this version's: load all
             raise ValueError(f"{entry.name}: no facts of the package: {exc}") from exc
-        values = {
-            "name": entry.name, "version": parse_version(entry.version_text),
-            "migrations": tuple(_recorded(i, c) for i, c in entry.migrations),
-            "dependencies": tuple(parse_dependency(d) for d in dependencies),
-            "fingerprint": entry.fingerprint, "tools": tuple(Tool(*t) for t in tools),
-            "row_level_security": bool(row_level_security), "source": source,
-            "entry": entry, "_tables": tables,
-        }
         for name, value in values.items():
             object.__setattr__(self, name, value)  # frozen, as Package's __init__ does
 
@@ -120,23 +128,13 @@ class Skeleton(Package):
         if name not in ("schema", "tables"):
             raise AttributeError(name)
         metadata = MetaData()
-        object.__setattr__(self, "tables", tuple(_skeleton_table(t, metadata)
-                                                 for t in self.__dict__["_tables"]))
+        try:
+            tables = tuple(_skeleton_table(t, metadata) for t in self.__dict__["_tables"])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"{self.name}: no facts of its tables: {exc}") from exc
+        object.__setattr__(self, "tables", tables)
         object.__setattr__(self, "schema", metadata)
         return self.__dict__[name]
-
-    @cached_property
-    def table_names(self) -> tuple[str, ...]:
-        """The names of the tables it owns, without building them."""
-        return tuple(t[0] for t in self.__dict__["_tables"])
-
-    @cached_property
-    def referenced_tables(self) -> tuple[str, ...]:
-        """The non-core tables its foreign keys point at, sorted (`index`), without
-        building its tables."""
-        return tuple(sorted({target.rpartition(".")[0] for table in self.__dict__["_tables"]
-                             for _, targets, _, _ in table[4] for target in targets
-                             if target.rpartition(".")[0] not in CORE_TABLES}))
 
 
 def skeleton(entry: Entry) -> Skeleton:

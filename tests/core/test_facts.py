@@ -225,7 +225,9 @@ def test_a_skeletons_migrations_refuse_to_run() -> None:
     assert "RAISE EXCEPTION" in (skeleton.migrations[0].statements or ("",))[0]
 
 
-@pytest.mark.parametrize("bad", [None, [], ["x"]], ids=["none", "empty", "short"])
+@pytest.mark.parametrize("bad", [None, [], ["x"], [[], [], True, None, [["ydtb_t"]]],
+                                 [["x y"], [], True, None, []]],
+                         ids=["none", "empty", "short", "table", "dependency"])
 def test_an_entry_without_facts_is_refused(bad: object) -> None:
     entry = replace(Manifest.of([build(PackageSpec("p0"))]).entries[0], facts=bad)
     with pytest.raises(ValueError, match="p0: no facts of the package"):
