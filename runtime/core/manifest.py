@@ -20,7 +20,7 @@ validates them against skeletons of the others built from it (#17).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -124,10 +124,24 @@ class Manifest:
         """
         return is_up_to_date(self.entries, ledger)
 
-    def to_json(self) -> list[Any]:
-        """A JSON-ready form; `from_json` reads it back."""
+    def to_json(self, *, facts: bool = True) -> list[Any]:
+        """A JSON-ready form; `from_json` reads it back.
+
+        Args:
+            facts: keep the entries' facts; without, `with_facts` puts them back.
+        """
         return [[e.name, e.version_text, e.fingerprint, [list(m) for m in e.migrations],
-                 list(e.crossings), _lint_json(e.lint), e.facts] for e in self.entries]
+                 list(e.crossings), _lint_json(e.lint), e.facts if facts else None]
+                for e in self.entries]
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """Each entry's facts, by package name."""
+        return {e.name: e.facts for e in self.entries}
+
+    def with_facts(self, facts: Mapping[str, Any]) -> Manifest:
+        """Give each entry its facts from `facts` (`Manifest.facts`); None where absent."""
+        return Manifest(tuple(replace(e, facts=facts.get(e.name)) for e in self.entries))
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:

@@ -34,6 +34,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ from runtime.load import packages
 
 __all__ = ["Changes", "Sources", "cache_file", "changes", "lookup", "scan", "store"]
 
-_FORMAT = 6  # 6: sys.path directories kept by what they hold; each package's facts
+_FORMAT = 6  # 6: sys.path directories kept by what they hold; facts in a file beside
 _RACY_NS = 2_000_000_000
 _KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
 _STDLIB = os.path.dirname(os.__file__)
@@ -226,12 +227,24 @@ def store(
         "modules": _with_racy_hashes(modules, sources.scanned_ns),
         "path": _stat_path(_path_dirs()) if entry_points else {},
         "listed_ns": listed_ns,
-        "manifest": manifest.to_json(),
+        "manifest": manifest.to_json(facts=False),
+        "stamp": uuid.uuid4().hex,
     }
+    # The facts, three quarters of the whole, in a file of their own: a no-op run does
+    # not read them. The stamp ties them to the manifest they describe.
+    _write(_facts_file(path), {"stamp": data["stamp"], "facts": manifest.facts})
+    _write(path, data)
+    _prune(path.parent)
+
+
+def _facts_file(path: Path) -> Path:
+    return path.with_name(path.name.replace("load-", "facts-", 1))
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
     partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     partial.write_text(json.dumps(data, separators=(",", ":")))
-    os.replace(partial, path)  # a reader sees the old cache or the new one, never half
-    _prune(path.parent)
+    os.replace(partial, path)  # a reader sees the old file or the new one, never half
 
 
 def _prune(directory: Path) -> None:
@@ -239,6 +252,7 @@ def _prune(directory: Path) -> None:
     files = sorted(directory.glob("load-*.json"), key=lambda p: p.stat().st_mtime_ns)
     for old in files[:-_KEPT]:
         old.unlink(missing_ok=True)
+        _facts_file(old).unlink(missing_ok=True)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -343,7 +357,10 @@ def changes(
                          if d is not None and (d not in stored or not _same(stored[d], files)))
         kept = frozenset(str(Path(d).resolve() / packages.PACKAGE_FILE)
                          for d in current if d is not None and d not in changed)
-        manifest = Manifest.from_json(data["manifest"])
+        facts = json.loads(_facts_file(path).read_text())
+        if facts["stamp"] != data["stamp"]:
+            return None  # written by another store than the manifest: which is unknown
+        manifest = Manifest.from_json(data["manifest"]).with_facts(facts["facts"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return Changes(manifest, tuple(map(Path, changed)), kept)

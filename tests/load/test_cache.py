@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import sys
@@ -248,4 +249,18 @@ def test_a_load_of_some_packages_keeps_the_modules_the_others_imported(
 
     (helpers / "kept_test_helper.py").write_text("COLUMNS = 4\n")
 
+    assert cache.changes(path, [root]) is None
+
+
+def test_changes_need_the_facts_of_the_same_store(root: Path, tmp_path: Path) -> None:
+    path = stored(root, tmp_path)
+    facts = path.with_name(path.name.replace("load-", "facts-"))
+    assert cache.changes(path, [root]) is not None
+    kept = facts.read_text()
+    cache.store(path, MANIFEST, cache.scan([root]), entry_points=False)
+    assert [e[6] for e in json.loads(path.read_text())["manifest"]] == [None]  # apart
+    facts.write_text(kept)  # a store's facts beside another store's manifest
+
+    assert cache.changes(path, [root]) is None
+    facts.unlink()
     assert cache.changes(path, [root]) is None
