@@ -154,20 +154,26 @@ def _store(
     """Keep a good load's manifest in the load cache for the next command."""
     if sources is None:
         return
-    entry_points = not args.no_entry_points
-    path = cache.cache_file(settings.data_dir, settings.packages, entry_points,
-                            require_rls=settings.require_rls)
     try:
-        cache.store(path, manifest, sources, entry_points=entry_points,
+        cache.store(_cache_file(args, settings), manifest, sources,
+                    entry_points=not args.no_entry_points,
                     installed=result.installed)
     except OSError as exc:  # a read-only checkout still runs, only slower
         console.line(f"load cache not written: {exc}", "dim")
+
+
+def _cache_file(args: argparse.Namespace, settings: Settings) -> Path:
+    return cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points,
+                            require_rls=settings.require_rls)
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     if args.plan:
         return await _print_plan(args, settings, console)
     sources = None if args.no_cache else cache.scan(settings.packages)
+    # Which package directories changed since the cached load: only they are imported.
+    changes = None if sources is None else cache.changes(_cache_file(args, settings),
+                                                         settings.packages, sources)
     registry = DatabaseRegistry(send_signals=False,
                                 require_row_level_security=settings.require_rls)
     # Until the load cache is stored, as in `_load`.
@@ -177,7 +183,8 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
                 outcome = await pipeline.load_and_migrate(
                     db, settings.packages, registry, entry_points=not args.no_entry_points,
                     wait=args.wait, lock_retries=args.lock_retries,
-                    transaction=settings.transaction, vet=_vetter(console, strict=args.strict))
+                    transaction=settings.transaction, vet=_vetter(console, strict=args.strict),
+                    changes=changes)
         packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
                            outcome.packages)
         if packages is not None:

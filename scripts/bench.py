@@ -6,7 +6,8 @@ database work done by hand with asyncpg, on the same server in the same run):
   cold apply         load + order + migrate a fresh database, in process and as
                      `python -m runtime migrate`
   no-op re-run       migrate again with nothing to do, in process and as a process
-  one new migration  a leaf package gains a migration: reload it, order, migrate
+  one new migration  a leaf package gains a migration: reload it, order, migrate; and
+                     as a `migrate` process, a deploy of one package (load cache, #17)
   check              `python -m runtime check` as a process: answered from the load
                      cache the migrate runs left, and with --no-cache (no target)
   reload loop        save a new migration -> applied -> `signals.reloaded` (dev daemon)
@@ -43,7 +44,10 @@ SPECS = (
     Spec("cold-process", "cold apply, migrate process", "s",
          target=Target(1.1, on_ratio=True, sizes=frozenset({100, 300}))),
     Spec("noop", "no-op re-run, in process", "ms", target=Target(0.015, sizes=frozenset({300}))),
-    Spec("noop-process", "no-op re-run, migrate process", "s", target=Target(0.4)),
+    Spec("noop-process", "no-op re-run, migrate process", "s",
+         target=Target(1.2, on_ratio=True)),
+    Spec("new-process", "one new migration, migrate process", "s",
+         target=Target(0.5, sizes=frozenset({300, 1000}))),
     Spec("incremental", "one new migration, in process", "ms",
          target=Target(0.020, sizes=frozenset({300}))),
     Spec("check-process", "validation, check process", "s",
@@ -60,7 +64,8 @@ FLOORS = """\
 floors: cold = asyncpg runs the core DDL and every migration in one transaction plus one
 ledger insert per migration (in process, or as `python floor.py apply`); no-op = one
 ledger read on an open connection (in process) or `python floor.py read` (connect + read);
-one new migration = its SQL + one ledger insert on an open connection; check =
+one new migration = its SQL + one ledger insert on an open connection, or as a process
+`python floor.py one` (connect, read the ledger, run both); check =
 `python floor.py scan` (start, import sqlalchemy, read every package file); reload =
 watchfiles awatch(debounce=50, step=10) noticing the save + asyncpg running the same
 statement; memory = VmHWM of a process importing the daemon's libraries only."""

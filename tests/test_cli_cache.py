@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from support import run_cli, write_package
 
 from runtime.db.urls import plain_url
+from runtime.load import loader
 
 CACHED = "unchanged since their last load"
 
@@ -128,3 +132,112 @@ def test_without_a_url_the_embedded_server_answers_and_is_stopped(
     assert out.startswith("nothing to apply: 2 packages up to date (")
     assert CACHED in out
     assert not (data / "pgdata" / "postmaster.pid").exists()
+
+
+def test_the_first_run_creating_the_data_directory_keeps_the_cache(
+    packages: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `python -m` puts the project directory on sys.path; the first run creates
+    # `.runtime/` in it, which must not look like an installed distribution (#17).
+    project = packages.parent
+    monkeypatch.delenv("RUNTIME_DATA_DIR")
+    command = [sys.executable, "-m", "runtime", "migrate", "--packages", "packages",
+               "--database-url", database_url]
+    env = {k: v for k, v in os.environ.items() if k != "RUNTIME_DATA_DIR"}
+
+    def run() -> str:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=project,
+                              check=True)
+        return done.stdout
+
+    run()
+    assert (project / ".runtime").is_dir()
+
+    assert CACHED in run()
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The package directories each command imports, by name."""
+    names: list[str] = []
+    load_directory = loader.load_directory
+
+    def recording(directory: Path, *args: Any, **kwargs: Any) -> list[str]:
+        names.append(directory.name)
+        return load_directory(directory, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_directory", recording)
+    return names
+
+
+@pytest.fixture
+def two(packages: Path) -> Path:
+    write_package(packages, "tags", name="tags", deps=["notes>=1.0"])
+    return packages
+
+
+def test_a_new_migration_imports_only_its_package(
+    two: Path, database_url: str, loaded: list[str]
+) -> None:
+    run_cli(*args("migrate", two, database_url))
+    assert sorted(loaded) == ["notes", "tags"]
+    loaded.clear()
+    (two / "tags/migrations/0002_more.sql").write_text(
+        "ALTER TABLE ydtb_tags ADD COLUMN IF NOT EXISTS more text;")
+
+    code, out = run_cli(*args("migrate", two, database_url))
+
+    assert (code, out.splitlines()[0].split(" (")[0]) == (0, "tags  0002_more")
+    assert loaded == ["tags"]
+    code, out = run_cli(*args("migrate", two, database_url))
+    assert (code, CACHED in out) == (0, True)  # what the partial load kept is whole
+
+
+def full_and_cached(
+    packages: Path, database_url: str, change: Callable[[], object]
+) -> tuple[tuple[int, str], tuple[int, str]]:
+    """Migrate, change, then migrate from the cache and with --no-cache."""
+    assert run_cli(*args("migrate", packages, database_url))[0] == 0
+    change()
+    cached = run_cli(*args("migrate", packages, database_url))
+    full = run_cli(*args("migrate", packages, database_url, "--no-cache"))
+    return (cached[0], timeless(cached[1])), (full[0], timeless(full[1]))
+
+
+def timeless(out: str) -> str:
+    return re.sub(r"\(\d+(\.\d+)? ms\)", "(ms)", out)
+
+
+@pytest.mark.parametrize("change", ["version", "removed", "taken"])
+def test_a_change_breaking_an_unchanged_package_is_reported_as_a_full_load_does(
+    two: Path, database_url: str, loaded: list[str], change: str
+) -> None:
+    def breaking() -> None:
+        if change == "version":
+            write_package(two, "notes", name="notes", version="0.9.0")
+        elif change == "removed":
+            shutil.rmtree(two / "notes")
+        else:  # a new directory takes the name of an unchanged one
+            write_package(two, "copy", name="tags")
+
+    cached, full = full_and_cached(two, database_url, breaking)
+
+    assert cached == full
+    assert cached[0] == 1
+    assert {"version": "Y202", "removed": "Y201", "taken": "Y209"}[change] in cached[1]
+
+
+def test_a_database_behind_an_unchanged_package_gets_the_full_run(
+    two: Path, database_url: str, loaded: list[str]
+) -> None:
+    run_cli(*args("migrate", two, database_url))
+    asyncio.run(execute(database_url, "DELETE FROM ydtb_schema_migrations WHERE package = 'notes'"))
+    (two / "tags/migrations/0002_more.sql").write_text("SELECT 1;")
+    loaded.clear()
+
+    code, out = run_cli(*args("migrate", two, database_url))
+
+    assert code == 0
+    assert [line.split(" (")[0] for line in out.splitlines()[:2]] == [
+        "notes  0001_create_ydtb_notes", "tags  0002_more"]
+    assert loaded == ["tags", "notes", "tags"]  # the changed one, then all of them

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtime.core import ddl, validation
+from runtime.core.facts import Skeleton
 from runtime.core.graph import reachable
 from runtime.core.model import Package, dependency_graph
 from runtime.core.schema import CORE_TABLES
@@ -39,6 +40,8 @@ _Keys = Callable[[Package], Iterable[str]]
 def _references(package: Package) -> tuple[str, ...]:
     # Core tables are left out: what a package may reference there never depends on
     # the rest of the set, and every package references them.
+    if isinstance(package, Skeleton):
+        return package.referenced_tables  # without building its tables (#17)
     return tuple(sorted({target for table in package.tables
                          for target, _, _ in ddl.foreign_key_targets(table)
                          if target not in CORE_TABLES}))

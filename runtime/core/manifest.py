@@ -12,12 +12,16 @@ findings without reading a migration. Linting costs about 1 ms a package (0.28 s
 N = 300), so it is done by `check` only: a manifest from another command's load has
 none, and `runtime.load.cache` keeps the lint of an unchanged package from the
 manifest it replaces.
+
+An entry also keeps what the rules across packages read of the package
+(`runtime.core.facts`): when some packages changed, a `migrate` imports those only and
+validates them against skeletons of the others built from it (#17).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -54,6 +58,8 @@ class Entry:
     crossings: tuple[str, ...] = ()
     #: What the safety lint found in its migrations; None when not linted.
     lint: PackageLint | None = None
+    #: What the rules across packages read of it (`runtime.core.facts.describe`).
+    facts: Any = field(default=None, compare=False, repr=False)
 
     def same_migrations(self, other: Entry) -> bool:
         """Tell whether `other` is the same package with the same migrations."""
@@ -78,13 +84,14 @@ class Manifest:
     def of(cls, packages: Iterable[Package], lints: Iterable[PackageLint] = ()) -> Manifest:
         """Describe `packages` (from `DatabaseRegistry.ordered()`), with what the lint
         found in their migrations (`lint_all`), if it ran."""
-        from runtime.core.references import crossings  # SQLAlchemy: not on the no-op path
+        # SQLAlchemy: not on the no-op path
+        from runtime.core.facts import crossings_of, describe
 
         found = {lint.package: lint for lint in lints}
         return cls(tuple(
             Entry(p.name, p.version_text, p.fingerprint,
                   tuple(Recorded(m.id, m.checksum) for m in p.migrations),
-                  crossings(p.tables), found.get(p.name))
+                  crossings_of(p), found.get(p.name), describe(p))
             for p in packages))
 
     @property
@@ -117,10 +124,24 @@ class Manifest:
         """
         return is_up_to_date(self.entries, ledger)
 
-    def to_json(self) -> list[Any]:
-        """A JSON-ready form; `from_json` reads it back."""
+    def to_json(self, *, facts: bool = True) -> list[Any]:
+        """A JSON-ready form; `from_json` reads it back.
+
+        Args:
+            facts: keep the entries' facts; without, `with_facts` puts them back.
+        """
         return [[e.name, e.version_text, e.fingerprint, [list(m) for m in e.migrations],
-                 list(e.crossings), _lint_json(e.lint)] for e in self.entries]
+                 list(e.crossings), _lint_json(e.lint), e.facts if facts else None]
+                for e in self.entries]
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """Each entry's facts, by package name."""
+        return {e.name: e.facts for e in self.entries}
+
+    def with_facts(self, facts: Mapping[str, Any]) -> Manifest:
+        """Give each entry its facts from `facts` (`Manifest.facts`); None where absent."""
+        return Manifest(tuple(replace(e, facts=facts.get(e.name)) for e in self.entries))
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
@@ -133,8 +154,8 @@ class Manifest:
             return cls(tuple(
                 Entry(str(name), str(version), str(fingerprint),
                       tuple(Recorded(str(i), str(c)) for i, c in migrations),
-                      tuple(map(str, crossings)), _lint_of(str(name), lint))
-                for name, version, fingerprint, migrations, crossings, lint in data))
+                      tuple(map(str, crossings)), _lint_of(str(name), lint), facts)
+                for name, version, fingerprint, migrations, crossings, lint, facts in data))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a manifest: {exc}") from exc
 

@@ -391,8 +391,10 @@ def _foreign_key_problems(
     for table in package.tables:
         found.extend(references.key_problems(package.name, table, resolve))
         said: set[tuple[str, str]] = set()  # a composite key is reported once, by its column
+        # Sorted by column too: a table's keys are a set, and which of two columns into
+        # one missing table is named must not depend on the process (#17).
         targets = sorted(ddl.foreign_key_targets(table),
-                         key=lambda t: t[2].name == references.WORKSPACE_ID)
+                         key=lambda t: (t[2].name == references.WORKSPACE_ID, t[2].name, t[0]))
         for target, column, local in targets:
             where = f"table '{table.name}' column '{local.name}' references '{target}.{column}'"
             if target in CORE_TABLES:

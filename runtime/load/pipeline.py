@@ -5,6 +5,15 @@ The loader imports packages in a worker thread and hands each directory's packag
 run's one transaction while the next ones load: at N = 300 the import (Python, one
 core) hides behind the DDL (PostgreSQL, the other core). The set is validated when
 loading ends; an invalid set, or a directory that failed to load, rolls everything back.
+
+Given the load cache's `Changes` (some package directories changed, nothing else did),
+it imports those directories only (#17). The others are skeletons of the cached valid
+set (`runtime.core.facts`), trusted as valid; the change is checked where it lands, as
+the dev daemon checks a reload (`DatabaseRegistry.update`). When every unchanged package
+is as the ledger records it, the run is a partial one, of the loaded packages, as a
+reload's. Anything else (a problem, a load error, a package the ledger records
+differently or not at all) loads everything, which migrates or reports it in its own
+words: the shortcut never answers what the full load would answer differently.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -23,14 +33,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.config import TransactionMode
 from runtime.core import signals
+from runtime.core.facts import skeleton
 from runtime.core.model import Package
+from runtime.core.recorded import compare, unregistered
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import stream
+from runtime.db import ledger, migrator, stream
+from runtime.db.engine import driver
 from runtime.db.migrator import Vet
 from runtime.db.run import MigrationReport
-from runtime.errors import ProblemsError
-from runtime.load import loader
+from runtime.errors import ProblemsError, RegistryError
+from runtime.load import cache, loader
 
 __all__ = ["Outcome", "load_and_migrate"]
 
@@ -71,6 +84,7 @@ async def load_and_migrate(
     lock_retries: int = 0,
     transaction: TransactionMode = TransactionMode.ALL,
     vet: Vet | None = None,
+    changes: cache.Changes | None = None,
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
@@ -81,11 +95,19 @@ async def load_and_migrate(
         wait, lock_retries, transaction: as for `migrator.migrate`; in modes other than
             `all` the packages are applied once all are loaded and valid.
         vet: asked of the pending steps before they are applied (`migrator.migrate`).
+        changes: what changed since the load cache's set (`cache.changes`): only the
+            changed directories are loaded, when that answers as loading all would.
 
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` does, and what
             `vet` raises.
     """
+    if changes is not None:
+        changed = await _migrate_changed(engine, changes, registry, sender=sender, wait=wait,
+                                         lock_retries=lock_retries, transaction=transaction,
+                                         vet=vet)
+        if changed is not None:
+            return changed
     outcome = Outcome()
     send, receive = anyio.create_memory_object_stream[Sequence[Package]](math.inf)
 
@@ -137,3 +159,60 @@ async def load_and_migrate(
     finally:
         receive.close()  # unread when the run failed before it (its lock, say)
     return outcome
+
+
+def _load_changed(changes: cache.Changes, registry: DatabaseRegistry) -> loader.LoadResult | None:
+    """Load the changed directories over the skeletons of the cached set; None if the
+    change is not plainly valid (the full load says why)."""
+    result = loader.LoadResult()
+    old = [skeleton(e) for e in changes.manifest.entries if e.name != CORE_PACKAGE]
+    registry.trust(old)
+    taken = {p.name: p.source or "" for p in old if changes.unchanged(p.source)}
+    for directory in changes.directories:
+        try:
+            names = loader.load_directory(directory, registry, taken=taken,
+                                          refused=result.refused)
+        except RegistryError:
+            return None
+        result.packages[str(directory)] = names
+        taken.update((name, registry.get(name).source or "") for name in names)
+    gone = [p.name for p in old if p.name not in taken]
+    try:
+        registry.update(remove=gone)
+        registry.ordered()
+    except RegistryError:
+        return None
+    return result
+
+
+async def _migrate_changed(
+    engine: AsyncEngine,
+    changes: cache.Changes,
+    registry: DatabaseRegistry,
+    **run: Any,
+) -> Outcome | None:
+    """Load and migrate only what changed (see the module doc); None to load it all."""
+    candidate = registry.copy()
+    loop = asyncio.get_running_loop()
+
+    def load() -> loader.LoadResult | None:
+        with signals.owned_by(loop):
+            return _load_changed(changes, candidate)
+
+    try:
+        result = await anyio.to_thread.run_sync(load)
+    except ValueError:  # the cache's facts are not what this version writes
+        return None
+    if result is None:
+        return None
+    packages = candidate.ordered()
+    loaded = {name for names in result.packages.values() for name in names}
+    async with engine.connect() as conn:
+        recorded = await ledger.read_ledger(await driver(conn))
+    if unregistered(recorded, candidate.packages) or any(
+            compare(p, recorded) != (None, (), False) for p in packages if p.name not in loaded):
+        return None  # the database is behind the cached set: the full run says how
+    report = await migrator.migrate(engine, [p for p in packages if p.name in loaded],
+                                    partial=True, known=packages, **run)
+    registry.adopt(candidate)
+    return Outcome(load=result, packages=packages, report=report)

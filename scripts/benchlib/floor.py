@@ -6,6 +6,7 @@ process floors, so it imports only the standard library and asyncpg at the top (
 
     python floor.py apply URL PLAN.json   # the DDL in one transaction + ledger rows
     python floor.py read URL              # connect and read the ledger
+    python floor.py one URL ROW.json SQL  # connect, read the ledger, run SQL + its row
     python floor.py scan DIR              # import sqlalchemy and read every file under DIR
     python floor.py baseline              # import runtime's libraries; print VmHWM (kB)
 """
@@ -87,6 +88,15 @@ async def _read(url: str) -> None:
         await conn.close()
 
 
+async def _one(url: str, row: Row, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await read_ledger(conn)  # what is applied: a run must know before it runs
+        await run_one(conn, statement, row)
+    finally:
+        await conn.close()
+
+
 def _scan(directory: Path) -> None:
     import sqlalchemy  # noqa: F401  (the library every schema.py needs, loaded once)
 
@@ -113,6 +123,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(apply(args[0], Plan.load(Path(args[1]))))
     elif command == "read":
         asyncio.run(_read(args[0]))
+    elif command == "one":
+        asyncio.run(_one(args[0], tuple(json.loads(args[1])), args[2]))  # type: ignore[arg-type]
     elif command == "scan":
         _scan(Path(args[0]))
     elif command == "baseline":

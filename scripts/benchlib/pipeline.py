@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -241,9 +242,17 @@ def run_process(args: Sequence[str], *, expect: str = "") -> float:
     return elapsed
 
 
+def _process_edit(workload: Workload) -> Edit:
+    """The new migration of the process figure: in a leaf, as a deploy of one package."""
+    return workload.edit(workload.leaves()[0], serial=_PROCESS_EDIT)
+
+
 def _runtime(command: str, workload: Workload, *extra: str) -> list[str]:
     return ["-m", "runtime", command, "--packages", str(workload.root), "--no-entry-points",
             *extra]
+
+
+_PROCESS_EDIT = 90  # past the in-process figure's serials: its own migration id
 
 
 async def as_processes(
@@ -264,6 +273,9 @@ async def _process_floors(
         collect.add("cold-process", size,
                     floor=run_process([script, "apply", url, str(plan_file)]))
         collect.add("noop-process", size, floor=run_process([script, "read", url]))
+        edit = _process_edit(workload)
+        row = json.dumps(ledger_row(edit.package, edit.migration, edit.sql))
+        collect.add("new-process", size, floor=run_process([script, "one", url, row, edit.sql]))
     scan = run_process([script, "scan", str(workload.root)])
     collect.add("check-process", size, floor=scan)
     collect.add("check-loaded", size, floor=scan)
@@ -275,6 +287,15 @@ async def _process_runtime(server_url: str, workload: Workload, collect: Collect
         migrate = _runtime("migrate", workload, "--database-url", url)
         collect.add("cold-process", size, value=run_process(migrate, expect="migrations applied"))
         collect.add("noop-process", size, value=run_process(migrate, expect="nothing to apply"))
+        edit = _process_edit(workload)
+        edit.save()
+        try:
+            collect.add("new-process", size, value=run_process(
+                migrate, expect="1 migration applied to 1 package"))
+        finally:
+            edit.remove()
+    # Unmeasured: the leaf is back as it was, and `check` lints it again for the cache.
+    run_process(_runtime("check", workload), expect="packages valid")
     collect.add("check-process", size,
                 value=run_process(_runtime("check", workload), expect="packages valid"))
     collect.add("check-loaded", size, value=run_process(

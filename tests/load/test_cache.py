@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -107,6 +110,37 @@ def test_with_entry_points_an_installed_distribution_is_a_miss(
     assert cache.lookup(path, [root]) is None
 
 
+@pytest.mark.parametrize(("change", "miss"), [
+    pytest.param(lambda site: (site / ".runtime/cache").mkdir(parents=True), False,
+                 id="data-directory"),
+    pytest.param(lambda site: (site / "notes.txt").write_text("x"), False, id="no-module"),
+    pytest.param(lambda site: (site / "helper.py").write_text("x"), True, id="new-module"),
+    pytest.param(lambda site: (site / "helper").mkdir(), True, id="new-package"),
+    pytest.param(lambda site: (site / "extra.pth").write_text("x"), True, id="new-pth"),
+    pytest.param(lambda site: os.utime(site / "old-1.0.dist-info", ns=(OLD + 1, OLD + 1)), True,
+                 id="reinstalled"),
+    pytest.param(lambda site: (site / "old-1.0.dist-info").rmdir(), True, id="removed"),
+])
+def test_with_entry_points_only_what_imports_or_installs_counts_in_sys_path(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    change: Callable[[Path], object], miss: bool,
+) -> None:
+    # The first run creates `.runtime/` in the project directory, on sys.path under
+    # `python -m`: the second must still find the cache (#17).
+    site = tmp_path / "site"
+    (site / "old-1.0.dist-info").mkdir(parents=True)
+    os.utime(site / "old-1.0.dist-info", ns=(OLD, OLD))
+    os.utime(site, ns=(OLD, OLD))
+    monkeypatch.syspath_prepend(str(site))
+    path = stored(root, tmp_path, entry_points=True)
+    assert cache.lookup(path, [root]) == MANIFEST
+
+    change(site)
+    os.utime(site, ns=(OLD + 1, OLD + 1))  # a new mtime, whatever the clock's tick
+
+    assert (cache.lookup(path, [root]) is None) == miss
+
+
 @pytest.mark.parametrize("content", ["", "{not json", '{"format": 0}', '{"format": 1}'])
 def test_an_unreadable_or_foreign_cache_is_a_miss(
     root: Path, tmp_path: Path, content: str
@@ -132,3 +166,101 @@ def test_only_the_newest_files_are_kept(root: Path, tmp_path: Path) -> None:
     kept = list((data / "cache").glob("load-*.json"))
     assert len(kept) == 32
     assert path in kept
+
+
+def source(directory: Path) -> str:
+    return str(directory.resolve() / "package.py")
+
+
+@pytest.mark.parametrize("change", ["none", "edited", "new-package", "deleted-package"])
+def test_changes_name_the_directories_to_load(root: Path, tmp_path: Path, change: str) -> None:
+    path = stored(root, tmp_path)
+    if change == "edited":
+        (root / "notes/migrations/0002_more.sql").write_text("SELECT 1;")
+    elif change == "new-package":
+        write_package(root, "more", name="more")
+    elif change == "deleted-package":
+        shutil.rmtree(root / "notes")
+
+    found = cache.changes(path, [root])
+
+    assert found is not None and found.manifest == MANIFEST
+    assert found.directories == {"none": (), "edited": (root / "notes",),
+                                 "new-package": (root / "more",),
+                                 "deleted-package": ()}[change]
+    kept = {source(root / "tags")} | (set() if change in ("edited", "deleted-package")
+                                      else {source(root / "notes")})
+    assert found.kept == kept
+    assert found.unchanged(source(root / "tags"))
+    assert found.unchanged("entry point extra (extra.package:register)")
+    assert not found.unchanged(str(root / "gone" / "package.py"))
+
+
+def test_changes_are_none_when_a_module_changed(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helpers = tmp_path / "lib"
+    helpers.mkdir()
+    (helpers / "changes_test_helper.py").write_text("COLUMNS = 3\n")
+    monkeypatch.syspath_prepend(str(helpers))
+    importlib.import_module("changes_test_helper")
+    try:
+        path = stored(root, tmp_path)
+        assert cache.changes(path, [root]) is not None
+        (helpers / "changes_test_helper.py").write_text("COLUMNS = 4\n")
+        assert cache.changes(path, [root]) is None
+    finally:
+        del sys.modules["changes_test_helper"]
+
+
+def test_changes_are_none_when_a_distribution_is_installed(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    path = stored(root, tmp_path, entry_points=True)
+    assert cache.changes(path, [root]) is not None
+    (site / "extra-1.0.dist-info").mkdir()
+    os.utime(site, ns=(OLD, OLD))
+
+    assert cache.changes(path, [root]) is None
+
+
+def test_changes_are_none_with_editable_installs_or_no_cache(root: Path, tmp_path: Path) -> None:
+    path = cache.cache_file(tmp_path / "data", [root], False)
+    assert cache.changes(path, [root]) is None
+    cache.store(path, MANIFEST, cache.scan([root]), entry_points=False,
+                installed=[root / "notes"])
+    assert cache.changes(path, [root]) is None
+
+
+def test_a_load_of_some_packages_keeps_the_modules_the_others_imported(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    helpers = tmp_path / "lib"
+    helpers.mkdir()
+    (helpers / "kept_test_helper.py").write_text("COLUMNS = 3\n")
+    monkeypatch.syspath_prepend(str(helpers))
+    importlib.import_module("kept_test_helper")
+    path = stored(root, tmp_path)
+    del sys.modules["kept_test_helper"]  # the next load imports only what changed
+    cache.store(path, MANIFEST, cache.scan([root]), entry_points=False)
+
+    (helpers / "kept_test_helper.py").write_text("COLUMNS = 4\n")
+
+    assert cache.changes(path, [root]) is None
+
+
+def test_changes_need_the_facts_of_the_same_store(root: Path, tmp_path: Path) -> None:
+    path = stored(root, tmp_path)
+    facts = path.with_name(path.name.replace("load-", "facts-"))
+    assert cache.changes(path, [root]) is not None
+    kept = facts.read_text()
+    cache.store(path, MANIFEST, cache.scan([root]), entry_points=False)
+    assert [e[6] for e in json.loads(path.read_text())["manifest"]] == [None]  # apart
+    facts.write_text(kept)  # a store's facts beside another store's manifest
+
+    assert cache.changes(path, [root]) is None
+    facts.unlink()
+    assert cache.changes(path, [root]) is None

@@ -1,0 +1,157 @@
+"""What the rules across packages read of a package, as plain data, and a package back.
+
+A `migrate` after one package changed used to import all N packages, because the set's
+rules (`runtime.core.validation.check_member`) read every package (#17: 6.7 s at N = 300
+for one new migration). They read little of each, though:
+
+- its name, version, dependencies, tools and row-level security flag;
+- its tables' names, and of each table the column names, the primary key, the unique
+  keys (constraints and unique indexes), and every foreign key: its columns, its
+  targets, its `ON DELETE` and the reason it crosses workspaces (`references`).
+
+`describe` writes that down (the load cache keeps it in the manifest, beside the ledger
+facts), and `skeleton` builds from it a `Package` whose tables hold exactly those parts.
+The rules give a skeleton the answers they give the package it was described from, so
+a set of skeletons of unchanged packages and the fully loaded changed ones validates
+as the full load would: tests/core/test_facts.py holds the two to the same problems
+for random sets and edits.
+
+A skeleton is never migrated: its migrations carry the recorded ids and checksums only
+(for the manifest), and their SQL raises if ever run. No I/O here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    UniqueConstraint,
+)
+
+from runtime.core.manifest import Entry
+from runtime.core.model import Migration, Package, Tool
+from runtime.core.references import CROSS_WORKSPACE, crossing_reason, crossings
+from runtime.core.schema import CORE_TABLES
+from runtime.core.versions import parse_dependency, parse_version
+
+__all__ = ["Skeleton", "crossings_of", "describe", "skeleton"]
+
+# The SQL of a skeleton's migrations: they are in the manifest for their ids and
+# checksums; one run by mistake must fail, not pass as applied.
+_NEVER_RUN = ("DO $$ BEGIN RAISE EXCEPTION 'runtime: a migration of a package answered "
+              "from the load cache cannot run'; END $$")
+
+
+def _unique_keys(table: Table) -> list[list[str]]:
+    keys = [[c.name for c in constraint.columns] for constraint in table.constraints
+            if isinstance(constraint, UniqueConstraint)]
+    keys += [[c.name for c in index.columns] for index in table.indexes
+             if isinstance(index, Index) and index.unique]
+    return sorted(keys)
+
+
+def _foreign_keys(table: Table) -> list[list[Any]]:
+    keys = [[[e.parent.name for e in key.elements], [e.target_fullname for e in key.elements],
+             key.ondelete, crossing_reason(key)]
+            for key in table.foreign_key_constraints]
+    return sorted(keys, key=repr)
+
+
+def _table(table: Table) -> list[Any]:
+    return [table.name, [c.name for c in table.columns],
+            [c.name for c in table.primary_key.columns], _unique_keys(table),
+            _foreign_keys(table)]
+
+
+def describe(package: Package) -> Any:
+    """Describe what the rules across packages read of `package`, JSON-ready."""
+    if isinstance(package, Skeleton):
+        return package.entry.facts
+    return [[str(d) for d in package.dependencies],
+            [[t.id, t.name, t.description, t.icon] for t in package.tools],
+            package.row_level_security, package.source,
+            [_table(t) for t in package.tables]]
+
+
+def _skeleton_table(data: list[Any], metadata: MetaData) -> Table:
+    name, columns, primary, unique, keys = data
+    parts: list[Any] = [Column(c) for c in columns]
+    parts.append(PrimaryKeyConstraint(*primary))
+    parts += [UniqueConstraint(*key) for key in unique]
+    parts += [ForeignKeyConstraint(local, targets, ondelete=ondelete,
+                                   info={CROSS_WORKSPACE: reason} if reason else {})
+              for local, targets, ondelete, reason in keys]
+    return Table(name, metadata, *parts)
+
+
+class Skeleton(Package):
+    """A package rebuilt from a manifest's entry, to be validated only (`skeleton`).
+
+    Its tables are built when first read: SQLAlchemy takes about 1 ms a table, and a
+    change is checked where it lands (`runtime.core.index`), so most skeletons of a
+    large set are never read past their names.
+    """
+
+    #: The names of the tables it owns, and the non-core tables its foreign keys point
+    #: at (`index`), read without building its tables.
+    table_names: tuple[str, ...]
+    referenced_tables: tuple[str, ...]
+
+    def __init__(self, entry: Entry) -> None:
+        try:
+            dependencies, tools, row_level_security, source, tables = entry.facts
+            targets = {t.rpartition(".")[0] for table in tables for _, to, _, _ in table[4]
+                       for t in to}
+            values = {
+                "name": entry.name, "version": parse_version(entry.version_text),
+                "migrations": tuple(_recorded(i, c) for i, c in entry.migrations),
+                "dependencies": tuple(parse_dependency(d) for d in dependencies),
+                "fingerprint": entry.fingerprint, "tools": tuple(Tool(*t) for t in tools),
+                "row_level_security": bool(row_level_security), "source": source,
+                "entry": entry, "_tables": list(tables),
+                "table_names": tuple(str(table[0]) for table in tables),
+                "referenced_tables": tuple(sorted(targets - CORE_TABLES)),
+            }
+        except (TypeError, ValueError, IndexError) as exc:  # not this version's: load all
+            raise ValueError(f"{entry.name}: no facts of the package: {exc}") from exc
+        for name, value in values.items():
+            object.__setattr__(self, name, value)  # frozen, as Package's __init__ does
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for what is not set yet: the schema and the tables.
+        if name not in ("schema", "tables"):
+            raise AttributeError(name)
+        metadata = MetaData()
+        try:
+            tables = tuple(_skeleton_table(t, metadata) for t in self.__dict__["_tables"])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"{self.name}: no facts of its tables: {exc}") from exc
+        object.__setattr__(self, "tables", tables)
+        object.__setattr__(self, "schema", metadata)
+        return self.__dict__[name]
+
+
+def skeleton(entry: Entry) -> Skeleton:
+    """Build the package a manifest's entry describes (`describe`), to be validated only.
+
+    Raises:
+        ValueError: the entry's facts are not what `describe` writes.
+    """
+    return Skeleton(entry)
+
+
+def crossings_of(package: Package) -> tuple[str, ...]:
+    """The package's keys that cross workspaces on purpose (`references.crossings`)."""
+    return package.entry.crossings if isinstance(package, Skeleton) else crossings(package.tables)
+
+
+def _recorded(migration_id: str, checksum: str) -> Migration:
+    migration = Migration(migration_id, up=_NEVER_RUN)
+    object.__setattr__(migration, "checksum", checksum)  # as __post_init__ sets it
+    return migration
