@@ -366,6 +366,11 @@ def main(
         return _failed(console, exc, USAGE)
     except RegistryError as exc:
         return _failed(console, exc, FAILED)
+    except BrokenPipeError:
+        # The reader went away (`status | head`): nowhere to say more. Python would
+        # print a traceback flushing stdout at exit, so stdout now leads nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         return _stopped(console, args.command, signal.SIGINT)
     except _Stopped as stopped:

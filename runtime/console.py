@@ -89,6 +89,8 @@ class Console:
         self.problems: list[Problem] = []
         self.findings: list[Finding] = []  # of the safety lint
         self._status = ""  # the progress line at the bottom of a terminal, if shown
+        #: The reader of the stream went away: nothing more is written.
+        self.gone = False
         self._lock = threading.RLock()  # a progress ticker writes from its own thread
 
     def use_json(self) -> None:
@@ -104,7 +106,9 @@ class Console:
     def line(self, text: str = "", style: str | None = None) -> None:
         """Write one line, flushed at once so a daemon's output is live."""
         stream = (self.err or sys.stderr) if self.json else self.stream
-        with self._lock:
+        if self.gone and stream is self.stream:
+            return
+        with self._lock, self._writing():
             if self._status:
                 stream.write("\r\x1b[K")
             print(self.style(text, style) if style else text, file=stream, flush=True)
@@ -125,16 +129,30 @@ class Console:
 
     def document(self, value: object) -> None:
         """Write `value` as one line of JSON on the stream."""
-        print(json.dumps(value, default=str), file=self.stream, flush=True)
+        if self.gone:
+            return
+        with self._writing():
+            print(json.dumps(value, default=str), file=self.stream, flush=True)
 
     def status(self, text: str) -> None:
         """Show `text` as the bottom line of a terminal, replaced by the next one; "" clears."""
-        if self.json or not self.stream.isatty() or not (text or self._status):
+        if self.json or self.gone or not self.stream.isatty() or not (text or self._status):
             return
-        with self._lock:
+        with self._lock, self._writing():
             self.stream.write(f"\r\x1b[K{text}" if text else "\r\x1b[K")
             self.stream.flush()
             self._status = text
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Write unless the reader went away (`migrate | head -1`): then the command goes
+        on, silent, rather than fail halfway through for want of an audience."""
+        try:
+            yield
+        except BrokenPipeError:
+            self.gone = True
+            # Python flushes stdout again at exit and would print a traceback.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -264,3 +264,36 @@ def test_verbose_logs_what_runs_to_stderr(packages: Path, database_url: str) -> 
     assert process.returncode == 0
     assert " INFO runtime." in process.stderr
     assert " INFO " not in process.stdout
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+    packages: Path, database_url: str
+) -> None:
+    write_package(packages, "slow", name="slow", deps=["tags"], tables={},
+                  migrations={"0001_sleep.sql": "SELECT pg_sleep(1);"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "migrate", "--packages", str(packages),
+         "--no-entry-points", "--database-url", database_url, "--transaction", "migration"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=packages.parent,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()  # as `| head -1` does: what the run prints next has no reader
+
+    # The run goes on, silent, and ends as it would have.
+    assert process.wait(timeout=60) == 0
+    assert "Traceback" not in process.stderr.read()
+    process.stderr.close()
+    assert sleeping_done(database_url)
+
+
+def sleeping_done(url: str) -> bool:
+    async def look() -> bool:
+        conn = await asyncpg.connect(plain_url(url))
+        try:
+            return bool(await conn.fetchval("SELECT count(*) FROM ydtb_schema_migrations "
+                                            "WHERE package = 'slow'"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(look())
