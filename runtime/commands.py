@@ -294,10 +294,8 @@ async def _migrate_fleet(args: argparse.Namespace, settings: Settings, console: 
     """`migrate --fleet`: load once, then apply to the canary, then to the rest."""
     members = _read_fleet(args)
     packages = _load(args, settings, console)
-    if packages is None:
-        if console.json:
-            console.document(summary(console, ok=False, databases=[]))
-        return FAILED
+    if packages is None:  # nothing started: the load's problems were printed
+        return report_fleet(console, [m.name for m in members], [], 0.0, loaded=False)
     from runtime.db import fleet
 
     started = time.perf_counter()

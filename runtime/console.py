@@ -511,7 +511,7 @@ def count(n: int, noun: str) -> str:
 
 def report_database(console: Console, result: Applied) -> None:
     """Say how one database of a fleet ended, as its run ends: a line, or a JSON event."""
-    words = None if result.error is None else describe(result.error, console.program)
+    words = None if result.error is None else _fleet_error(result.error, console.program)
     if console.json:
         console.document({"event": "database", "name": result.name, "url": result.url,
                           "ok": result.ok, "applied": result.applied,
@@ -530,8 +530,9 @@ def report_database(console: Console, result: Applied) -> None:
 
 
 def report_fleet(console: Console, names: Sequence[str], ended: Sequence[Applied],
-                 duration_ms: float) -> int:
-    """Sum up a fleet run after its databases' lines; return its exit code: 1 if any failed.
+                 duration_ms: float, *, loaded: bool = True) -> int:
+    """Sum up a fleet run after its databases' lines; return its exit code: 1 if any
+    failed, or the packages did not load (`loaded`), which started none.
 
     Args:
         names: every database of the fleet, the canary first.
@@ -542,6 +543,14 @@ def report_fleet(console: Console, names: Sequence[str], ended: Sequence[Applied
     succeeded = [r.name for r in ended if r.ok]
     not_started = [n for n in names if n not in started]
     applied = sum(r.applied for r in ended)
+    if not loaded:
+        if console.json:
+            console.document(summary(console, ok=False, databases=len(names), succeeded=[],
+                                     failed=[], not_started=list(names), applied=0,
+                                     duration_ms=0.0))
+        else:
+            console.line("no database started: the packages did not load", "dim")
+        return FAILED
     if console.json:
         console.document(summary(console, ok=not failed, databases=len(names),
                                  succeeded=succeeded, failed=failed, not_started=not_started,
@@ -579,12 +588,22 @@ def report_standings(console: Console, standings: Sequence[Standing]) -> int:
     for standing in standings:
         name = console.style(standing.name, "name")
         if standing.error is not None:
-            console.line(f"{name}: {describe(standing.error, console.program)}", "warn")
+            console.line(f"{name}: {_fleet_error(standing.error, console.program)}", "warn")
         for status in standing.statuses:
             for migration in status.edited:
                 console.line(f"{name}: {status.package} {migration} was edited after it "
                              "was applied", "warn")
     return FAILED if failed else OK
+
+
+def _fleet_error(error: BaseException, program: str) -> str:
+    """An error of one database of a fleet, in words: a database that does not answer
+    without the single-database hints (its URL is on its line; no embedded server)."""
+    from runtime.errors import DatabaseUnavailableError
+
+    if isinstance(error, DatabaseUnavailableError):
+        return f"cannot reach the database: {error.reason}"
+    return describe(error, program)
 
 
 def _state(standing: Standing) -> str:
@@ -606,4 +625,4 @@ def _standing_json(standing: Standing, program: str) -> dict[str, object]:
     return {"name": standing.name, "url": standing.url, "reachable": standing.error is None,
             "state": _state(standing), "pending": each("pending"), "edited": each("edited"),
             "unknown": each("unknown"),
-            "error": None if standing.error is None else describe(standing.error, program)}
+            "error": None if standing.error is None else _fleet_error(standing.error, program)}

@@ -119,8 +119,8 @@ def test_an_unreachable_database_is_reported_the_others_migrated(
 
     assert code == 1, out
     assert ledgers(cells) == {cell: sorted(OURS) for cell in cells}
-    assert ("gone: failed after" in out and "cannot reach the database at postgresql://"
-            "postgres:***@/nowhere?host=/nonexistent-runtime-fleet: FileNotFoundError" in out)
+    assert "gone: failed after" in out
+    assert "ms: cannot reach the database: FileNotFoundError: [Errno 2]" in out
     assert "hunter2" not in out
     assert ("error: 4 of 5 databases migrated; 1 failed: gone (fix what failed and run "
             "again" in out)
@@ -221,7 +221,7 @@ def test_status_shows_each_database_read_only(
         "c2        5        0       0           behind",
         "gone      -        -       -           unreachable",
     ]
-    assert "gone: cannot reach the database at postgresql://postgres:***@/nowhere" in out
+    assert "gone: cannot reach the database: FileNotFoundError" in out
     assert ledgers({"c2": cells["c2"]}) == {"c2": []}  # read only
 
     code, out = run_cli(*command, "--json")
@@ -232,7 +232,7 @@ def test_status_shows_each_database_read_only(
     assert c2["state"] == "behind"
     assert {"package": "a", "migration": "0001_a"} in c2["pending"]
     assert (gone["reachable"], gone["state"]) == (False, "unreachable")
-    assert gone["error"].startswith("cannot reach the database at")
+    assert gone["error"].startswith("cannot reach the database: FileNotFoundError")
 
 
 @pytest.mark.parametrize(("lines", "more", "message"), [
@@ -260,3 +260,19 @@ def test_canary_needs_a_fleet(packages: Path, database_url: str) -> None:
     assert code == 2
     assert "--canary: names the first database of a fleet (give --fleet FILE too)" in out
 
+
+
+def test_packages_that_do_not_load_start_no_database(
+    packages: Path, cells: dict[str, str], tmp_path: Path
+) -> None:
+    (packages / "b" / "package.py").write_text("raise RuntimeError('broken')\n")
+    fleet = _fleet(tmp_path, [f"c1 {cells['c1']}", f"c2 {cells['c2']}"])
+
+    code, out = _migrate(packages, fleet, "--json")
+
+    assert code == 1
+    summary = json.loads(out.splitlines()[-1])
+    assert (summary["ok"], summary["not_started"], summary["applied"]) == (
+        False, ["c1", "c2"], 0)
+    assert "broken" in summary["errors"][0]
+    assert ledgers({"c1": cells["c1"]}) == {"c1": []}
