@@ -67,9 +67,10 @@ from runtime.load import cache, loader, pipeline
 from runtime.load.packages import migrations_directory
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from runtime.db.diff import Difference
+    from runtime.db.run import MigrationReport
 
 __all__ = ["COMMANDS", "Command"]
 
@@ -291,22 +292,49 @@ def _read_fleet(args: argparse.Namespace) -> tuple[Member, ...]:
 
 
 async def _migrate_fleet(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    """`migrate --fleet`: load once, then apply to the canary, then to the rest."""
-    members = _read_fleet(args)
-    packages = _load(args, settings, console)
-    if packages is None:  # nothing started: the load's problems were printed
-        return report_fleet(console, [m.name for m in members], [], 0.0, loaded=False)
+    """`migrate --fleet`: the canary loads the packages as `migrate` does, applying them
+    as they load; then the rest get the packages it loaded, `--concurrency` at once."""
     from runtime.db import fleet
 
+    members = _read_fleet(args)
+    names = [m.name for m in members]
+    sources = None if args.no_cache else cache.scan(settings.packages)
+    registry = DatabaseRegistry(send_signals=False,
+                                require_row_level_security=settings.require_rls)
+    vet = _fleet_vetter(console, strict=args.strict)
+    loaded = pipeline.Outcome()
+
+    async def load_and_migrate(db: AsyncEngine) -> MigrationReport | None:
+        nonlocal loaded
+        loaded = await pipeline.load_and_migrate(
+            db, settings.packages, registry, entry_points=not args.no_entry_points,
+            wait=args.wait, lock_retries=args.lock_retries, transaction=settings.transaction,
+            vet=vet)
+        return loaded.report
+
     started = time.perf_counter()
-    ended = await fleet.apply(members, packages, concurrency=args.concurrency,
-                              server_settings=settings.server_settings(),
-                              done=lambda result: report_database(console, result),
-                              wait=args.wait, lock_retries=args.lock_retries,
-                              transaction=settings.transaction,
-                              vet=_fleet_vetter(console, strict=args.strict))
-    return report_fleet(console, [m.name for m in members], ended,
-                        (time.perf_counter() - started) * 1000)
+    with process.loading():  # as in `_migrate`
+        canary = await fleet.apply_one(members[0], load_and_migrate,
+                                       settings.server_settings())
+        packages = _loaded(args, settings, console, loaded.load, loaded.problems, sources,
+                           loaded.packages)
+    if canary is None or packages is None:  # the load's problems were printed
+        ended = [] if canary is None else [canary]
+        if canary is not None:
+            report_database(console, canary)
+        return report_fleet(console, names, ended, (time.perf_counter() - started) * 1000,
+                            loaded=canary is not None)
+    _store(args, settings, console, Manifest.of(packages), sources, loaded.load)
+    report_database(console, canary)
+    ended = [canary]
+    if canary.ok:
+        ended += await fleet.apply(
+            members[1:], fleet.migrate_loaded(packages, wait=args.wait,
+                                              lock_retries=args.lock_retries,
+                                              transaction=settings.transaction, vet=vet),
+            concurrency=args.concurrency, server_settings=settings.server_settings(),
+            done=lambda result: report_database(console, result))
+    return report_fleet(console, names, ended, (time.perf_counter() - started) * 1000)
 
 
 async def _print_plan(args: argparse.Namespace, settings: Settings, console: Console) -> int:

@@ -549,7 +549,8 @@ def report_fleet(console: Console, names: Sequence[str], ended: Sequence[Applied
                                      failed=[], not_started=list(names), applied=0,
                                      duration_ms=0.0))
         else:
-            console.line("no database started: the packages did not load", "dim")
+            console.line("no database migrated: the packages did not load, so the canary's "
+                         "run rolled back and the others did not start", "dim")
         return FAILED
     if console.json:
         console.document(summary(console, ok=not failed, databases=len(names),

@@ -1,7 +1,9 @@
 """Apply the registry to a fleet of databases, or read where each stands.
 
-`apply` runs `migrator.migrate` on each database of a fleet (`runtime.core.fleet`): the
-canary alone first, then the rest, at most `concurrency` at once, in the file's order.
+`migrate --fleet` runs the canary of a fleet (`runtime.core.fleet`) alone first, through
+`apply_one`, as `migrate` would (it loads the packages while applying them: its DDL
+hides their import), then `apply` runs the rest, at most `concurrency` at once, in
+the file's order.
 The first failure stops new starts; the runs already started finish. Each run is the
 single-database run, unchanged: its own engine with the settings' lock and statement
 timeouts, the advisory lock, the ledger, the transaction mode. So two fleet runs at
@@ -17,7 +19,7 @@ round trip waits for a turn on its CPU.
 
 A database that does not answer is a failure like any other (`DatabaseUnavailableError`
 as its error), and stops new starts too: the next ones are likely behind the same
-network. The packages are loaded once, by the caller.
+network. The packages are loaded once, by the canary's run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 
 import anyio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.config import TransactionMode
 from runtime.core.fleet import Member
@@ -35,10 +38,20 @@ from runtime.core.model import Package
 from runtime.core.plan import PackageStatus, package_status
 from runtime.db import ledger, migrator, stream
 from runtime.db.engine import check_connection, create_engine, driver, lost
+from runtime.db.run import MigrationReport
 from runtime.db.urls import display_url
 from runtime.errors import DatabaseUnavailableError, RegistryError
 
-__all__ = ["CONNECT_TIMEOUT", "Applied", "Standing", "apply", "read_each"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "Applied",
+    "Migrate",
+    "Standing",
+    "apply",
+    "apply_one",
+    "migrate_loaded",
+    "read_each",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,46 +91,92 @@ class Standing:
     error: RegistryError | None = None
 
 
+#: One database's run, given its engine, checked: what it applied; None when it
+#: applied nothing because the packages did not load (the canary's, which loads them).
+Migrate = Callable[[AsyncEngine], Awaitable[MigrationReport | None]]
+
+
+def migrate_loaded(
+    packages: Sequence[Package], *, wait: float | None = None, lock_retries: int = 0,
+    transaction: TransactionMode = TransactionMode.ALL, vet: migrator.Vet | None = None,
+) -> Migrate:
+    """The run of a database once the packages are loaded and valid: `migrate`'s.
+
+    Args:
+        packages: in dependency order, the core first.
+        wait, lock_retries, transaction, vet: as `migrator.migrate` takes them.
+    """
+    async def run(engine: AsyncEngine) -> MigrationReport | None:
+        return await stream.migrate_as_loaded(engine, _at_once(packages), lambda: packages,
+                                              wait=wait, lock_retries=lock_retries,
+                                              transaction=transaction, vet=vet)
+
+    return run
+
+
+async def apply_one(
+    member: Member, run: Migrate, server_settings: Mapping[str, str]
+) -> Applied | None:
+    """Run `run` on the database of `member`, its failure caught: it must not end the
+    others' (the canary's run, which loads the packages, goes through here too).
+
+    Args:
+        server_settings: each connection's session settings (`Settings.server_settings`).
+
+    Returns:
+        How it ended; None when `run` returned None.
+    """
+    started = time.perf_counter()
+    shown = display_url(member.url)
+
+    def ended(applied: int = 0, error: RegistryError | None = None) -> Applied:
+        took = (time.perf_counter() - started) * 1000
+        return Applied(member.name, shown, applied, took, error)
+
+    engine = create_engine(member.url, server_settings=server_settings)
+    try:
+        await check_connection(engine, timeout=CONNECT_TIMEOUT)
+        report = await run(engine)
+        return None if report is None else ended(len(report.applied))
+    except RegistryError as exc:
+        logger.info("%s: %s", member.name, exc)
+        return ended(error=exc)
+    except Exception as exc:
+        if not lost(exc):
+            raise  # a bug, not the database's answer: said in full
+        return ended(error=_gone(shown, exc))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await engine.dispose()
+
+
 async def apply(
     members: Sequence[Member],
-    packages: Sequence[Package],
+    run: Migrate,
     *,
     concurrency: int,
     server_settings: Mapping[str, str],
     done: Callable[[Applied], None],
-    wait: float | None = None,
-    lock_retries: int = 0,
-    transaction: TransactionMode = TransactionMode.ALL,
-    vet: migrator.Vet | None = None,
 ) -> list[Applied]:
-    """Migrate each database of `members`: the first alone, then the rest concurrently.
+    """Run `run` on each database of `members`, in order, `concurrency` at once, with
+    no new start after the first failure (the canary's run is the caller's).
 
     Args:
-        members: the canary first (`runtime.core.fleet.canary_first`).
-        packages: in dependency order, loaded and validated once.
-        concurrency: how many runs at once after the canary.
-        server_settings: each connection's session settings (`Settings.server_settings`).
+        run: each database's (`migrate_loaded`).
         done: told of each database as its run ends, in the order they end.
-        wait, lock_retries, transaction, vet: as `migrator.migrate` takes them, for each.
 
     Returns:
-        How each database that started ended, in the order they ended; the others
-        were not started, after a failure.
+        How each database that started ended, in the order they ended.
     """
     ended: list[Applied] = []
 
     async def one(member: Member) -> None:
-        result = await _apply_one(member, packages, server_settings, wait=wait,
-                                  lock_retries=lock_retries, transaction=transaction, vet=vet)
+        result = await apply_one(member, run, server_settings)
+        assert result is not None  # `migrate_loaded` reports, or raises
         ended.append(result)
         done(result)
 
-    if not members:
-        return ended
-    await one(members[0])
-    if ended[0].ok:
-        await _bounded(members[1:], one, concurrency, failed=lambda: not all(
-            r.ok for r in ended))
+    await _bounded(members, one, concurrency, failed=lambda: not all(r.ok for r in ended))
     return ended
 
 
@@ -141,39 +200,6 @@ async def _bounded(
                 limiter.release()
                 break
             group.start_soon(slot, member)
-
-
-async def _apply_one(
-    member: Member, packages: Sequence[Package], server_settings: Mapping[str, str], *,
-    wait: float | None, lock_retries: int, transaction: TransactionMode,
-    vet: migrator.Vet | None,
-) -> Applied:
-    """One database's run, its failure caught: it must not end the others'."""
-    started = time.perf_counter()
-    shown = display_url(member.url)
-
-    def ended(applied: int = 0, error: RegistryError | None = None) -> Applied:
-        took = (time.perf_counter() - started) * 1000
-        return Applied(member.name, shown, applied, took, error)
-
-    engine = create_engine(member.url, server_settings=server_settings)
-    try:
-        await check_connection(engine, timeout=CONNECT_TIMEOUT)
-        report = await stream.migrate_as_loaded(engine, _at_once(packages), lambda: packages,
-                                                wait=wait, lock_retries=lock_retries,
-                                                transaction=transaction, vet=vet)
-        assert report is not None  # only a set `resolve` refuses reports None
-        return ended(len(report.applied))
-    except RegistryError as exc:
-        logger.info("%s: %s", member.name, exc)
-        return ended(error=exc)
-    except Exception as exc:
-        if not lost(exc):
-            raise  # a bug, not the database's answer: said in full
-        return ended(error=_gone(shown, exc))
-    finally:
-        with anyio.CancelScope(shield=True):
-            await engine.dispose()
 
 
 async def _at_once(packages: Sequence[Package]) -> AsyncIterator[Sequence[Package]]:
