@@ -62,7 +62,7 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     """Answer `migrate` or `check` from the load cache; None when it must run for real."""
     if (args.command not in ("migrate", "check") or args.no_cache
             or getattr(args, "plan", False) or getattr(args, "db", False)
-            or getattr(args, "citus", False)):
+            or getattr(args, "citus", False) or getattr(args, "fleet", None)):
         return None
     from runtime.load import cache
 
@@ -124,6 +124,16 @@ def _duration(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is less than 1")
+    return value
+
+
 def _version() -> str:
     import importlib.metadata
 
@@ -175,7 +185,13 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     strict = argparse.ArgumentParser(add_help=False)
     strict.add_argument("--strict", action="store_true",
                         help="lint findings are errors: exit 1 (and migrate applies nothing)")
-    migrate = commands.add_parser("migrate", parents=[common, as_json, strict],
+    fleet = argparse.ArgumentParser(add_help=False)
+    fleet.add_argument("--fleet", metavar="FILE",
+                       help="every database of FILE (one a line: NAME URL, or URL) instead "
+                            "of --database-url (README: Scaling out)")
+    fleet.add_argument("--concurrency", type=_positive, default=4, metavar="N",
+                       help="with --fleet: databases worked on at once (default: 4)")
+    migrate = commands.add_parser("migrate", parents=[common, as_json, strict, fleet],
                                   help="apply pending migrations")
     migrate.add_argument("--plan", action="store_true", help="print the SQL, change nothing")
     migrate.add_argument("--lock-retries", type=int, default=3, metavar="N",
@@ -187,6 +203,9 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     migrate.add_argument("--transaction", choices=[m.value for m in TransactionMode],
                          help="commit the whole run at once, each package, or each migration "
                               "(default: $RUNTIME_TRANSACTION, else all)")
+    migrate.add_argument("--canary", metavar="NAME",
+                         help="with --fleet: the database migrated first, alone (default: "
+                              "the first line's)")
     check = commands.add_parser("check", parents=[common, as_json, strict],
                                 help="validate the packages and lint their migrations")
     check.add_argument("--db", action="store_true",
@@ -195,7 +214,8 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     check.add_argument("--citus", action="store_true",
                        help="also check that Citus can distribute the schema by "
                        "workspace_id (Y701-Y710)")
-    commands.add_parser("status", parents=[common, as_json], help="packages against the ledger")
+    commands.add_parser("status", parents=[common, as_json, fleet],
+                        help="packages against the ledger")
     graph_cmd = commands.add_parser("graph", parents=[common, as_json],
                                     help="the dependency graph")
     graph_cmd.add_argument("--format", choices=["text", "mermaid", "dot"], default="text")
@@ -282,6 +302,27 @@ def _program(argv0: str) -> str:
     return name if name in (SCRIPT, f"{SCRIPT}.exe") else PROGRAM
 
 
+def _check_fleet(args: argparse.Namespace) -> None:
+    """Refuse the options that do not go with `--fleet`, or need it.
+
+    Raises:
+        UsageError: naming the option and the fix.
+    """
+    fleet = getattr(args, "fleet", None)
+    if fleet is None:
+        if getattr(args, "canary", None) is not None:
+            raise UsageError("--canary", "names the first database of a fleet",
+                             "give --fleet FILE too")
+        return
+    if args.database_url is not None:
+        raise UsageError("--fleet", "and --database-url both name the databases",
+                         "list every database in the fleet file, or give --database-url "
+                         "alone")
+    if getattr(args, "plan", False):
+        raise UsageError("--fleet", "--plan prints one database's plan",
+                         "give --database-url with --plan")
+
+
 def _check_settings(settings: Settings, *, entry_points: bool) -> None:
     """Refuse, before anything is read or written, settings that cannot work.
 
@@ -360,6 +401,7 @@ def main(
             console.document(summary(console, ok=False, error="UsageError", exit_code=USAGE))
         return USAGE
     try:
+        _check_fleet(args)
         _check_settings(settings, entry_points=not args.no_entry_points)
         return asyncio.run(_until_signalled(_run(args, settings, console)))
     except (UsageError, DatabaseUnavailableError, DatabaseInUseError) as exc:

@@ -7,9 +7,10 @@ what it cannot answer lands here, with SQLAlchemy and the packages imported.
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +26,19 @@ from runtime.console import (
     distribution_plan,
     placement_json,
     problem_json,
+    report_database,
+    report_fleet,
     report_lint,
     report_progress,
     report_signals,
+    report_standings,
     summary,
     table,
 )
 from runtime.core import citus, graph
+from runtime.core.fleet import Member, canary_first, parse_fleet
 from runtime.core.leftovers import Leftovers, Uninstall
-from runtime.core.lint import lint_all, lint_steps
+from runtime.core.lint import Finding, lint_all, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
 from runtime.core.plan import (
@@ -56,14 +61,16 @@ from runtime.errors import (
     RegistryError,
     UninstallRefusedError,
     UnsafeMigrationError,
+    UsageError,
 )
 from runtime.load import cache, loader, pipeline
 from runtime.load.packages import migrations_directory
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from runtime.db.diff import Difference
+    from runtime.db.run import MigrationReport
 
 __all__ = ["COMMANDS", "Command"]
 
@@ -170,6 +177,8 @@ def _cache_file(args: argparse.Namespace, settings: Settings) -> Path:
 async def _migrate(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     if args.plan:
         return await _print_plan(args, settings, console)
+    if args.fleet:
+        return await _migrate_fleet(args, settings, console)
     sources = None if args.no_cache else cache.scan(settings.packages)
     # Which package directories changed since the cached load: only they are imported.
     changes = None if sources is None else cache.changes(_cache_file(args, settings),
@@ -244,6 +253,95 @@ def _vetter(console: Console, *, strict: bool) -> Callable[[Sequence[Step], Ledg
             raise UnsafeMigrationError(found)
 
     return vet
+
+
+def _fleet_vetter(console: Console, *, strict: bool) -> Callable[[Sequence[Step], Ledger], None]:
+    """Return what `migrate --fleet` asks of each database's pending steps: the safety
+    lint, as `_vetter`, judged against each database's own ledger (what holds rows,
+    the recorded major version), but each finding printed once for the fleet.
+    """
+    shown: set[Finding] = set()
+    told: set[str] = set()  # packages whose Python migrations were said unread
+
+    def vet(steps: Sequence[Step], recorded: Ledger) -> None:
+        lints, problems = lint_steps(steps, recorded)
+        found = sum(len(lint.findings) for lint in lints)
+        fresh = [replace(lint, findings=tuple(f for f in lint.findings if f not in shown),
+                         python=() if lint.package in told else lint.python)
+                 for lint in lints]
+        shown.update(f for lint in lints for f in lint.findings)
+        told.update(lint.package for lint in lints if lint.python)
+        report_lint(console, fresh, strict=strict, pending=True)
+        if problems:
+            raise LedgerConflictError(problems)
+        if strict and found:
+            raise UnsafeMigrationError(found)
+
+    return vet
+
+
+def _read_fleet(args: argparse.Namespace) -> tuple[Member, ...]:
+    """The databases of `--fleet FILE`, the canary first.
+
+    Raises:
+        UsageError: the file cannot be read, a line is malformed, or `--canary` names
+            no database of it.
+    """
+    path = Path(args.fleet)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError("--fleet", f"{path}: {reason}",
+                         "name a file listing one database a line") from None
+    members = parse_fleet(text, str(path))
+    return canary_first(members, getattr(args, "canary", None), str(path))
+
+
+async def _migrate_fleet(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """`migrate --fleet`: the canary loads the packages as `migrate` does, applying them
+    as they load; then the rest get the packages it loaded, `--concurrency` at once."""
+    from runtime.db import fleet
+
+    members = _read_fleet(args)
+    names = [m.name for m in members]
+    sources = None if args.no_cache else cache.scan(settings.packages)
+    registry = DatabaseRegistry(send_signals=False,
+                                require_row_level_security=settings.require_rls)
+    vet = _fleet_vetter(console, strict=args.strict)
+    loaded = pipeline.Outcome()
+
+    async def load_and_migrate(db: AsyncEngine) -> MigrationReport | None:
+        nonlocal loaded
+        loaded = await pipeline.load_and_migrate(
+            db, settings.packages, registry, entry_points=not args.no_entry_points,
+            wait=args.wait, lock_retries=args.lock_retries, transaction=settings.transaction,
+            vet=vet)
+        return loaded.report
+
+    started = time.perf_counter()
+    with process.loading():  # as in `_migrate`
+        canary = await fleet.apply_one(members[0], load_and_migrate,
+                                       settings.server_settings())
+        packages = _loaded(args, settings, console, loaded.load, loaded.problems, sources,
+                           loaded.packages)
+    if canary is None or packages is None:  # the load's problems were printed
+        ended = [] if canary is None else [canary]
+        if canary is not None:
+            report_database(console, canary)
+        return report_fleet(console, names, ended, (time.perf_counter() - started) * 1000,
+                            loaded=canary is not None)
+    _store(args, settings, console, Manifest.of(packages), sources, loaded.load)
+    report_database(console, canary)
+    ended = [canary]
+    if canary.ok:
+        ended += await fleet.apply(
+            members[1:], fleet.migrate_loaded(packages, wait=args.wait,
+                                              lock_retries=args.lock_retries,
+                                              transaction=settings.transaction, vet=vet),
+            concurrency=args.concurrency, server_settings=settings.server_settings(),
+            done=lambda result: report_database(console, result))
+    return report_fleet(console, names, ended, (time.perf_counter() - started) * 1000)
 
 
 async def _print_plan(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -353,6 +451,8 @@ def _citus_ready(placements: tuple[citus.Placement, ...]) -> str:
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    if args.fleet:
+        return await _status_fleet(args, settings, console)
     packages = _load(args, settings, console)
     if packages is None:
         return FAILED
@@ -379,6 +479,21 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
         _print_status(console, statuses, drift)
         _print_leftovers(console, found)
     return FAILED if any(s.edited for s in statuses) or any(drift.values()) else OK
+
+
+async def _status_fleet(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """`status --fleet`: each database's pending, edited and undeclared migrations, or
+    that it did not answer; read only. Schema drift is left to `status` on one database:
+    comparing every package's schema with each database takes seconds a database."""
+    members = _read_fleet(args)
+    packages = _load(args, settings, console)
+    if packages is None:
+        return FAILED
+    from runtime.db import fleet
+
+    standings = await fleet.read_each(members, packages, concurrency=args.concurrency,
+                                      server_settings=settings.server_settings())
+    return report_standings(console, standings)
 
 
 async def _schema_drift(

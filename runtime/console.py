@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from runtime.core.events import Change, Difference, LockHolder, LockWait
     from runtime.core.lint import Finding, PackageLint
     from runtime.core.manifest import Manifest
+    from runtime.db.fleet import Applied, Standing
 
 __all__ = [
     "FAILED",
@@ -41,9 +42,12 @@ __all__ = [
     "held",
     "placement_json",
     "problem_json",
+    "report_database",
+    "report_fleet",
     "report_lint",
     "report_progress",
     "report_signals",
+    "report_standings",
     "report_waiting",
     "summary",
     "table",
@@ -538,3 +542,123 @@ def problem_json(problem: Problem) -> dict[str, object]:
 def count(n: int, noun: str) -> str:
     """Return `n noun`, the noun in the plural unless n is 1: `2 migrations`."""
     return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def report_database(console: Console, result: Applied) -> None:
+    """Say how one database of a fleet ended, as its run ends: a line, or a JSON event."""
+    words = None if result.error is None else _fleet_error(result.error, console.program)
+    if console.json:
+        console.document({"event": "database", "name": result.name, "url": result.url,
+                          "ok": result.ok, "applied": result.applied,
+                          "duration_ms": round(result.duration_ms, 3), "error": words,
+                          "error_type": None if result.error is None
+                          else type(result.error).__name__})
+        return
+    name = console.style(result.name, "name")
+    if words is None:
+        console.line(f"{name}: {count(result.applied, 'migration')} applied "
+                     f"({result.duration_ms:.0f} ms)", "ok" if result.applied else None)
+        return
+    head, _, rest = words.partition("\n")
+    console.line(f"{name}: {console.style('failed', 'error')} after "
+                 f"{result.duration_ms:.0f} ms: {head}" + (f"\n{rest}" if rest else ""))
+
+
+def report_fleet(console: Console, names: Sequence[str], ended: Sequence[Applied],
+                 duration_ms: float, *, loaded: bool = True) -> int:
+    """Sum up a fleet run after its databases' lines; return its exit code: 1 if any
+    failed, or the packages did not load (`loaded`), which started none.
+
+    Args:
+        names: every database of the fleet, the canary first.
+        ended: how each database that started ended.
+    """
+    started = {r.name for r in ended}
+    failed = [r.name for r in ended if not r.ok]
+    succeeded = [r.name for r in ended if r.ok]
+    not_started = [n for n in names if n not in started]
+    applied = sum(r.applied for r in ended)
+    if not loaded:
+        if console.json:
+            console.document(summary(console, ok=False, databases=len(names), succeeded=[],
+                                     failed=[], not_started=list(names), applied=0,
+                                     duration_ms=0.0))
+        else:
+            console.line("no database migrated: the packages did not load, so the canary's "
+                         "run rolled back and the others did not start", "dim")
+        return FAILED
+    if console.json:
+        console.document(summary(console, ok=not failed, databases=len(names),
+                                 succeeded=succeeded, failed=failed, not_started=not_started,
+                                 applied=applied, duration_ms=round(duration_ms, 3)))
+        return FAILED if failed else OK
+    if not failed:
+        console.line(f"{len(succeeded)} of {count(len(names), 'database')} migrated: "
+                     f"{count(applied, 'migration')} applied in {duration_ms:.0f} ms", "ok")
+        return OK
+    parts = [f"{len(succeeded)} of {count(len(names), 'database')} migrated",
+             f"{len(failed)} failed: {', '.join(failed)}"]
+    if not_started:
+        parts.append(f"{len(not_started)} not started after the first failure: "
+                     f"{', '.join(not_started)}")
+    console.error("; ".join(parts) + " (fix what failed and run again: the databases "
+                  "migrated have nothing left to apply)")
+    return FAILED
+
+
+def report_standings(console: Console, standings: Sequence[Standing]) -> int:
+    """Show where each database of a fleet stands, as a table or JSON; return the exit
+    code: 1 if a database did not answer or has edited migrations."""
+    failed = any(s.error is not None or any(p.edited for p in s.statuses)
+                 for s in standings)
+    if console.json:
+        console.document({"ok": not failed, "databases": [_standing_json(s, console.program)
+                                                           for s in standings]})
+        return FAILED if failed else OK
+    rows = [[s.name, *(str(sum(len(getattr(p, field)) for p in s.statuses))
+                       if s.error is None else "-" for field in ("pending", "edited",
+                                                                  "unknown")),
+             _state(s)] for s in standings]
+    for line in table(["DATABASE", "PENDING", "EDITED", "UNDECLARED", "STATE"], rows):
+        console.line(line)
+    for standing in standings:
+        name = console.style(standing.name, "name")
+        if standing.error is not None:
+            console.line(f"{name}: {_fleet_error(standing.error, console.program)}", "warn")
+        for status in standing.statuses:
+            for migration in status.edited:
+                console.line(f"{name}: {status.package} {migration} was edited after it "
+                             "was applied", "warn")
+    return FAILED if failed else OK
+
+
+def _fleet_error(error: BaseException, program: str) -> str:
+    """An error of one database of a fleet, in words: a database that does not answer
+    without the single-database hints (its URL is on its line; no embedded server)."""
+    from runtime.errors import DatabaseUnavailableError
+
+    if isinstance(error, DatabaseUnavailableError):
+        return f"cannot reach the database: {error.reason}"
+    return describe(error, program)
+
+
+def _state(standing: Standing) -> str:
+    if standing.error is not None:
+        return "unreachable"
+    if any(p.edited for p in standing.statuses):
+        return "edited"
+    if all(p.up_to_date and not p.unknown for p in standing.statuses):
+        return "up to date"
+    return "behind"
+
+
+def _standing_json(standing: Standing, program: str) -> dict[str, object]:
+    """A database of `status --fleet --json`: its migrations pending, edited, undeclared."""
+    def each(field: str) -> list[dict[str, str]]:
+        return [{"package": p.package, "migration": m}
+                for p in standing.statuses for m in getattr(p, field)]
+
+    return {"name": standing.name, "url": standing.url, "reachable": standing.error is None,
+            "state": _state(standing), "pending": each("pending"), "edited": each("edited"),
+            "unknown": each("unknown"),
+            "error": None if standing.error is None else _fleet_error(standing.error, program)}

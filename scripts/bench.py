@@ -10,6 +10,7 @@ database work done by hand with asyncpg, on the same server in the same run):
                      as a `migrate` process, a deploy of one package (load cache, #17)
   check              `python -m runtime check` as a process: answered from the load
                      cache the migrate runs left, and with --no-cache (no target)
+  fleet apply        `migrate --fleet` of N = 100 to 20 fresh databases, 4 at once
   reload loop        save a new migration -> applied -> `signals.reloaded` (dev daemon)
   daemon memory      peak RSS of `python -m runtime dev` after start-up and a few edits
 
@@ -33,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from benchlib import database, floor, pipeline, profiles, reload, verify, workload
+from benchlib import database, fleet, floor, pipeline, profiles, reload, verify, workload
 from benchlib.results import Collector, Spec, Target, collect_results, render
 
-GROUPS = ("pipeline", "process", "reload", "memory")
+GROUPS = ("pipeline", "process", "fleet", "reload", "memory")
 
 SPECS = (
     Spec("cold", "cold apply, in process", "s",
@@ -53,6 +54,8 @@ SPECS = (
     Spec("check-process", "validation, check process", "s",
          target=Target(0.5, sizes=frozenset({300}))),
     Spec("check-loaded", "validation, check --no-cache process", "s"),
+    Spec("fleet", f"fleet apply, {fleet.DATABASES} databases, {fleet.CONCURRENCY} at once, "
+         "process", "s", target=Target(1.1, on_ratio=True)),
     Spec("reload", "save -> applied -> signal", "ms", target=Target(0.050)),
     Spec("reload", "save -> applied -> signal", "ms", stat="p95", target=Target(0.100),
          phases=False),
@@ -66,7 +69,8 @@ ledger insert per migration (in process, or as `python floor.py apply`); no-op =
 ledger read on an open connection (in process) or `python floor.py read` (connect + read);
 one new migration = its SQL + one ledger insert on an open connection, or as a process
 `python floor.py one` (connect, read the ledger, run both); check =
-`python floor.py scan` (start, import sqlalchemy, read every package file); reload =
+`python floor.py scan` (start, import sqlalchemy, read every package file); fleet = `python
+floor.py fleet`: the cold floor's transaction on each of 20 databases, 4 at once; reload =
 watchfiles awatch(debounce=50, step=10) noticing the save + asyncpg running the same
 statement; memory = VmHWM of a process importing the daemon's libraries only."""
 
@@ -78,6 +82,7 @@ class Options:
     sizes: tuple[int, ...]
     reload_sizes: tuple[int, ...]
     memory_size: int
+    fleet_size: int
     repeat: int
     runs: int
     edits: int
@@ -102,6 +107,8 @@ def parse(argv: Sequence[str]) -> Options:
                         help="package counts for the reload loop (default 9,300)")
     parser.add_argument("--memory-size", type=int, default=300, metavar="N",
                         help="package count for the daemon's memory (default 300)")
+    parser.add_argument("--fleet-size", type=int, default=100, metavar="N",
+                        help="package count for the fleet apply (default 100)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats of each pipeline run")
     parser.add_argument("--edits", type=int, default=40, help="edits in the reload loop")
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated packages")
@@ -122,8 +129,10 @@ def parse(argv: Sequence[str]) -> Options:
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; use {', '.join(GROUPS)}")
     if args.quick:
         args.sizes, args.reload_sizes, args.memory_size, args.repeat = (20,), (9,), 20, 2
+        args.fleet_size = 20
         args.edits = min(args.edits, 30)
-    return Options(args.sizes, args.reload_sizes, args.memory_size, args.repeat, runs=5,
+    return Options(args.sizes, args.reload_sizes, args.memory_size, args.fleet_size,
+                   args.repeat, runs=5,
                    edits=args.edits, memory_edits=5, seed=args.seed, groups=groups,
                    database_url=args.database_url, keep=args.keep, profile=args.profile)
 
@@ -167,12 +176,15 @@ class Bench:
 
     async def _run(self) -> None:
         options = self.options
-        sizes = sorted(options.sizes)
+        # Generating and checking N = 300 takes a while: only for the groups that use it.
+        sizes = sorted(options.sizes) if {"pipeline", "process"} & set(options.groups) else []
         if sizes:
             progress(f"N={sizes[0]}: checking schema.py against the migrations")
             await verify.verify(self.server_url, self.workload(sizes[0]), self.plan(sizes[0]))
         for size in sizes:
             await self._pipeline(size)
+        if "fleet" in options.groups:
+            await self._fleet(options.fleet_size)
         if "reload" in options.groups:
             rng = random.Random(options.seed)
             for size in options.reload_sizes:
@@ -198,6 +210,14 @@ class Bench:
                 progress(f"N={size} repeat {repeat}/{options.repeat}: as processes")
                 await pipeline.as_processes(self.server_url, work, self._plan_file(size),
                                             self.collect, floor_first=floor_first)
+
+    async def _fleet(self, size: int) -> None:
+        work = self.workload(size)
+        for repeat in range(1, self.options.repeat + 1):
+            progress(f"N={size} repeat {repeat}/{self.options.repeat}: fleet apply to "
+                     f"{fleet.DATABASES} databases, {fleet.CONCURRENCY} at once")
+            await fleet.fleet(self.server_url, work, self._plan_file(size), self.workdir,
+                              self.collect, floor_first=repeat % 2 == 1)
 
     def report(self) -> list[str]:
         results = collect_results(SPECS, self.collect)

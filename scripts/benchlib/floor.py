@@ -5,6 +5,7 @@ process floors, so it imports only the standard library and asyncpg at the top (
 `runtime`): its start-up cost is the interpreter's and asyncpg's, no more.
 
     python floor.py apply URL PLAN.json   # the DDL in one transaction + ledger rows
+    python floor.py fleet PLAN.json N URL...  # `apply` on each URL, N at once
     python floor.py read URL              # connect and read the ledger
     python floor.py one URL ROW.json SQL  # connect, read the ledger, run SQL + its row
     python floor.py scan DIR              # import sqlalchemy and read every file under DIR
@@ -23,7 +24,8 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["LEDGER_INSERT", "LEDGER_READ", "Plan", "apply", "read_ledger", "run_one"]
+__all__ = ["LEDGER_INSERT", "LEDGER_READ", "Plan", "apply", "apply_each", "read_ledger",
+           "run_one"]
 
 LEDGER_INSERT = """
 INSERT INTO ydtb_schema_migrations
@@ -65,6 +67,19 @@ async def apply(url: str, plan: Plan) -> None:
             await conn.executemany(LEDGER_INSERT, plan.rows)
     finally:
         await conn.close()
+
+
+async def apply_each(urls: Sequence[str], plan: Plan, concurrency: int) -> None:
+    """`apply` on each database, at most `concurrency` at once: a fleet apply's floor."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(url: str) -> None:
+        async with slots:
+            await apply(url, plan)
+
+    async with asyncio.TaskGroup() as group:
+        for url in urls:
+            group.create_task(one(url))
 
 
 async def read_ledger(conn: Any) -> Sequence[Any]:
@@ -121,6 +136,9 @@ def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "apply":
         asyncio.run(apply(args[0], Plan.load(Path(args[1]))))
+    elif command == "fleet":
+        plan, concurrency, *urls = args
+        asyncio.run(apply_each(urls, Plan.load(Path(plan)), int(concurrency)))
     elif command == "read":
         asyncio.run(_read(args[0]))
     elif command == "one":
