@@ -134,6 +134,15 @@ def _positive(text: str) -> int:
     return value
 
 
+class _Version(argparse.Action):
+    """`--version`, reading the version only when asked: importlib.metadata and the
+    distribution lookup cost about 20 ms, a tenth of a no-op `migrate`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"{parser.prog} {_version()}")  # on stdout, as argparse's own action does
+        parser.exit()
+
+
 def _version() -> str:
     import importlib.metadata
 
@@ -180,7 +189,8 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
                "connection errors, 130 interrupted by Ctrl-C, 143 by SIGTERM. The database "
                "is --database-url, else $DATABASE_URL, else an embedded PostgreSQL kept in "
                ".runtime/.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the program's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     strict = argparse.ArgumentParser(add_help=False)
     strict.add_argument("--strict", action="store_true",

@@ -129,7 +129,9 @@ def test_a_run_waiting_for_another_run_names_it_and_can_give_up(
     assert migrate(packages, database_url, "--wait", "1.5")[0] == 0
 
 
-def test_the_version_is_one_flag_away() -> None:
-    code, _ = run_cli("--version")  # argparse prints it itself, on stdout
+def test_the_version_is_one_flag_away(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run_cli("--version")  # printed by argparse's action, on stdout
 
     assert code == 0
+    assert re.fullmatch(r"python -m runtime (\d+\.\d+\.\d+|\(not installed\))\n",
+                        capsys.readouterr().out)
