@@ -638,7 +638,8 @@ def _fleet_error(error: BaseException, program: str) -> str:
     from runtime.errors import DatabaseUnavailableError
 
     if isinstance(error, DatabaseUnavailableError):
-        return f"cannot reach the database: {error.reason}"
+        return (f"cannot reach the database: {error.reason} (check that its server runs "
+                "and its line in the fleet file is right)")
     return describe(error, program)
 
 

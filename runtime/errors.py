@@ -203,7 +203,7 @@ class CitusProblemsError(ProblemsError):
 class SqlSyntaxError(RegistryError, ValueError):
     """Raised by `runtime.core.sql` when PostgreSQL's parser refuses SQL text.
 
-    `package`, `migration` and `line` say where, once the caller knows them (`located`).
+    `package`, `migration` and `line` say where, as far as the caller knows them.
     """
 
     def __init__(
@@ -215,10 +215,6 @@ class SqlSyntaxError(RegistryError, ValueError):
                                       line and f"line {line}") if x)
         super().__init__(f"{where + ': ' if where else ''}the SQL does not parse: {reason} "
                          "(fix the statement; PostgreSQL's own parser reads it)")
-
-    def located(self, package: str, migration: str) -> SqlSyntaxError:
-        """Return this error naming the package and migration it is in."""
-        return SqlSyntaxError(self.reason, line=self.line, package=package, migration=migration)
 
 
 class PackageNotFoundError(RegistryError, LookupError):

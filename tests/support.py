@@ -242,3 +242,19 @@ async def running(
         finally:
             daemon.stop()
             group.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def dev_process(root: Path, url: str) -> AsyncIterator[tuple[Any, bytes]]:
+    """Run `python -m runtime dev` on `root`; yield it and what it printed until it watches."""
+    command = [sys.executable, "-m", "runtime", "dev", "--packages", str(root),
+               "--no-entry-points", "--database-url", url]
+    async with await anyio.open_process(command) as process:
+        assert process.stdout is not None
+        seen = b""
+        with anyio.fail_after(30):
+            async for chunk in process.stdout:
+                seen += chunk
+                if b"Ctrl-C to stop" in seen:
+                    break
+        yield process, seen

@@ -1,7 +1,7 @@
 """SQL text read with PostgreSQL's own parser (pglast embeds it): never split by hand.
 
 One home for parsing migration SQL: the pipeline splits a `no-transaction` script into its
-statements with `split` (PostgreSQL runs a multi-statement query as one implicit
+statements with `parse` (PostgreSQL runs a multi-statement query as one implicit
 transaction, which `CREATE INDEX CONCURRENTLY` refuses), and the safety lint
 (`runtime.core.lint`) reads the parse trees that `parse` returns, the comments before
 each statement (where a migration silences a rule), and the statements a PL/pgSQL `DO`
@@ -20,7 +20,7 @@ from pglast import ast, parser
 
 from runtime.errors import SqlSyntaxError
 
-__all__ = ["Statement", "block", "parse", "split"]
+__all__ = ["Statement", "block", "parse"]
 
 _COMMENTS = ("SQL_COMMENT", "C_COMMENT")
 
@@ -80,15 +80,6 @@ def parse(script: str) -> tuple[Statement, ...]:
         [(kind, node)] = item["stmt"].items()
         statements.append(Statement(chunk.strip(), line, kind, node, mine))
     return tuple(statements)
-
-
-def split(script: str) -> tuple[str, ...]:
-    """Return the statements of `script` as texts, each runnable on its own.
-
-    Raises:
-        SqlSyntaxError: PostgreSQL's parser refuses the script.
-    """
-    return tuple(s.text for s in parse(script))
 
 
 def block(statement: Statement) -> tuple[Statement, ...]:

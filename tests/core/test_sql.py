@@ -8,11 +8,11 @@ from runtime.core import sql
 from runtime.errors import SqlSyntaxError
 
 
-def test_split_keeps_semicolons_inside_strings_comments_and_dollar_quotes() -> None:
+def test_parse_keeps_semicolons_inside_strings_comments_and_dollar_quotes() -> None:
     script = ("-- a; comment\nCREATE TABLE t (a text DEFAULT 'x;y');\n"
               "DO $$ BEGIN PERFORM 1; PERFORM 2; END $$;\n\n/* é; */ SELECT 1")
 
-    assert sql.split(script) == (
+    assert tuple(s.text for s in sql.parse(script)) == (
         "CREATE TABLE t (a text DEFAULT 'x;y')",
         "DO $$ BEGIN PERFORM 1; PERFORM 2; END $$",
         "SELECT 1",  # the parser leaves the comments before a statement out
@@ -31,13 +31,15 @@ def test_a_script_that_does_not_parse_names_its_line() -> None:
         sql.parse("SELECT 1;\nCREATE TABEL t (a int);")
 
     assert caught.value.line == 2
-    assert str(caught.value.located("@ydtb/notes", "0002_x")) == (
+    located = SqlSyntaxError(caught.value.reason, line=caught.value.line,
+                             package="@ydtb/notes", migration="0002_x")
+    assert str(located) == (
         "@ydtb/notes, migration 0002_x, line 2: the SQL does not parse: syntax error at or "
         "near \"TABEL\" (fix the statement; PostgreSQL's own parser reads it)")
 
 
 def test_an_empty_script_has_no_statements() -> None:
-    assert sql.split("-- nothing but a comment\n") == ()
+    assert sql.parse("-- nothing but a comment\n") == ()
 
 
 def test_each_statement_has_the_comments_before_it_even_after_non_ascii_text() -> None:

@@ -21,6 +21,7 @@ from support import (
     NOTE_REFERENCE_SQL,
     columns,
     create_sql,
+    dev_process,
     give_tool,
     listening,
     running,
@@ -447,16 +448,7 @@ def _bug(*_args: object, **_kwargs: object) -> None:
 async def test_ctrl_c_stops_the_daemon_within_two_seconds(
     root: Path, database_url: str, state: str
 ) -> None:
-    command = [sys.executable, "-m", "runtime", "dev", "--packages", str(root),
-               "--no-entry-points", "--database-url", database_url]
-    async with await anyio.open_process(command) as process:
-        assert process.stdout is not None
-        seen = b""
-        with anyio.fail_after(30):
-            async for chunk in process.stdout:
-                seen += chunk
-                if b"Ctrl-C to stop" in seen:
-                    break
+    async with dev_process(root, database_url) as (process, _seen):
         if state == "applying":  # a migration that would hold the database for 30 s
             (root / "notes/migrations/0002_slow.sql").write_text("SELECT pg_sleep(30);")
             await anyio.sleep(1)

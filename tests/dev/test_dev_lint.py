@@ -36,6 +36,13 @@ async def test_a_saved_migration_that_would_lock_a_table_is_applied_with_a_warni
     assert "CREATE INDEX CONCURRENTLY" in out.getvalue()
     assert "applied notes 0002_index" in out.getvalue()  # warned, applied all the same
 
+    # SQL the parser refuses fails to run, saying so itself: not a lint finding too.
+    (tmp_path / "notes/migrations/0003_bad.sql").write_text("SELEC 1;")
+    with signals.lint_found.connected_to(receiver):
+        assert await daemon.reload([tmp_path / "notes"]) is False
+    (tmp_path / "notes/migrations/0003_bad.sql").unlink()
+    assert found == [("notes", "Y510")]
+
     # A fresh package creates its own tables: nothing to say.
     write_package(tmp_path, "tags", name="tags", tables={"ydtb_tags": []})
     with signals.lint_found.connected_to(receiver):

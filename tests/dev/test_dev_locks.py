@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from asyncpg.transaction import Transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import running, signal_log, write_package
+from support import dev_process, running, signal_log, write_package
 
 from runtime.config import DEV_LOCK_TIMEOUT, resolve_settings
 from runtime.console import Console, report_signals
@@ -176,16 +175,7 @@ async def test_the_dev_command_gives_its_connections_a_one_second_lock_timeout(
         "      current_setting('lock_timeout');\n"
         "  END IF;\n"
         "END $$;\n")
-    command = [sys.executable, "-m", "runtime", "dev", "--packages", str(root),
-               "--no-entry-points", "--database-url", database_url]
-    async with await anyio.open_process(command) as process:
-        assert process.stdout is not None
-        seen = b""
-        with anyio.fail_after(30):
-            async for chunk in process.stdout:
-                seen += chunk
-                if b"Ctrl-C to stop" in seen:
-                    break
+    async with dev_process(root, database_url) as (process, seen):
         process.send_signal(signal.SIGINT)
         with anyio.fail_after(10):
             await process.wait()
