@@ -658,9 +658,7 @@ async def _makemigration(
     packages = _load(args, settings, console)
     if packages is None:
         return FAILED
-    package = next((p for p in packages if p.name == args.package), None)
-    if package is None:
-        raise PackageNotFoundError(args.package, tuple(p.name for p in packages))
+    package = _named(packages, args.package)
     from runtime.db import scratch
     from runtime.dev import generator
 
@@ -684,6 +682,26 @@ async def _makemigration(
         console.line("  destructive: it drops or narrows what the database holds, and a "
                      "running dev daemon applies it at once", "warn")
     return OK
+
+
+def _named(packages: Sequence[Package], name: str) -> Package:
+    """The package `name` names: its full name, or the last part of it or its directory's
+    name when only one package answers to that (`basic` for `@ydtb/basic`).
+
+    Raises:
+        PackageNotFoundError: no package, or more than one, answers to `name`.
+    """
+    exact = [p for p in packages if p.name == name]
+    short = [p for p in packages if name in {p.name.rpartition("/")[2], _directory(p)}]
+    found = exact or short
+    if len(found) != 1:
+        raise PackageNotFoundError(name, tuple(p.name for p in found or packages),
+                                   ambiguous=bool(found))
+    return found[0]
+
+
+def _directory(package: Package) -> str | None:
+    return Path(package.source).parent.name if package.source else None
 
 
 def _shown(path: Path) -> str:

@@ -220,8 +220,13 @@ class SqlSyntaxError(RegistryError, ValueError):
 class PackageNotFoundError(RegistryError, LookupError):
     """Raised by the registry when asked for a package that is not registered."""
 
-    def __init__(self, package: str, known: tuple[str, ...] = ()) -> None:
+    def __init__(self, package: str, known: tuple[str, ...] = (), *,
+                 ambiguous: bool = False) -> None:
         self.package = package
+        if ambiguous:  # a short name (`notes`) that several packages answer to
+            super().__init__(f"{package}: more than one package answers to it "
+                             f"({', '.join(known)}); give the full name")
+            return
         hint = f"registered: {', '.join(known)}" if known else "no packages are registered"
         super().__init__(f"{package}: package is not registered ({hint})")
 

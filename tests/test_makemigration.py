@@ -92,6 +92,32 @@ def test_an_unknown_package_is_named_with_the_known_ones(root: Path, database_ur
         1, "error: nope: package is not registered (registered: @ydtb/core, notes)\n")
 
 
+def test_a_package_is_found_by_its_short_or_directory_name(
+    tmp_path: Path, database_url: str
+) -> None:
+    for directory, name in (("basic", "@acme/notes"), ("other", "@acme/tags")):
+        write_package(tmp_path, directory, name=name, tables={f"ydtb_{directory}": COLOR[:1]},
+                      migrations={"0001_create.sql": create_sql(f"ydtb_{directory}")})
+
+    for given in ("notes", "basic", "@acme/notes"):
+        code, out = run("makemigration", given, root=tmp_path, url=database_url)
+        assert (code, out.splitlines()[0]) == (
+            0, f"wrote {tmp_path / 'basic/migrations/0002_update_ydtb_basic.sql'}:"), given
+        (tmp_path / "basic/migrations/0002_update_ydtb_basic.sql").unlink()
+
+
+def test_a_name_two_packages_answer_to_is_refused_naming_both(
+    tmp_path: Path, database_url: str
+) -> None:
+    for directory, name in (("a", "@acme/notes"), ("b", "@other/notes")):
+        write_package(tmp_path, directory, name=name, tables={f"ydtb_{directory}": []},
+                      migrations={"0001_create.sql": create_sql(f"ydtb_{directory}")})
+
+    assert run("makemigration", "notes", root=tmp_path, url=database_url) == (
+        1, "error: notes: more than one package answers to it (@acme/notes, @other/notes); "
+           "give the full name\n")
+
+
 def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: str) -> None:
     write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
         'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},
