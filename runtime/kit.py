@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import linecache
+import os
 import re
 import traceback
 from pathlib import Path
@@ -200,8 +201,9 @@ def load_migrations(directory: str | Path) -> list[Migration]:
     if not directory.is_dir():
         raise PackageLoadError(str(directory), "migrations directory does not exist; "
                                "create it, or fix the path given to load_migrations")
+    # A dangling link is listed too, to be reported rather than skipped without a word.
     files = sorted(p for p in directory.iterdir()
-                   if p.suffix in _MIGRATION_SUFFIXES and p.is_file()
+                   if p.suffix in _MIGRATION_SUFFIXES and (p.is_file() or p.is_symlink())
                    and not p.name.startswith(("_", ".")))
     _check_names(files)
     migrations = [_read_sql(p) if p.suffix == ".sql" else _read_python(p) for p in files]
@@ -230,6 +232,9 @@ def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
+        if path.is_symlink() and not path.exists():
+            raise PackageLoadError(str(path), f"links to {os.readlink(path)}, which does not "
+                                   "exist; fix the link or remove it") from None
         raise PackageLoadError(str(path), f"unreadable: {exc.strerror or exc}; fix its "
                                "permissions or remove it") from None
     try:
@@ -242,6 +247,10 @@ def _read_text(path: Path) -> str:
 
 def _read_sql(path: Path) -> Migration:
     sql = _read_text(path)
+    if "\0" in sql:  # the protocol ends a query string at a NUL: the server sees garbage
+        line = sql.count("\n", 0, sql.index("\0")) + 1
+        raise PackageLoadError(str(path), "holds a NUL character, which PostgreSQL does not "
+                               "take in SQL; remove it", line=line)
     return Migration(path.stem, up=sql, source=str(path),
                      transactional=not _NO_TRANSACTION.search(sql))
 

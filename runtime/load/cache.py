@@ -95,7 +95,11 @@ def scan(directories: Iterable[Path], installed: Iterable[Path] = ()) -> Sources
 
 def _stat_files(directory: Path, files: Stats) -> None:
     for item in packages.files(directory):
-        stat = item.stat()
+        try:
+            stat = item.stat()
+        except OSError:  # a dangling link, or removed since listed: the load says which
+            files[item.path] = []
+            continue
         files[item.path] = [stat.st_size, stat.st_mtime_ns]
 
 

@@ -60,6 +60,13 @@ def test_an_edit_keeping_size_and_time_is_a_miss_within_the_racy_window(
     assert cache.lookup(path, [root]) is None
 
 
+def test_a_dangling_link_is_a_miss_and_not_an_error(root: Path, tmp_path: Path) -> None:
+    path = stored(root, tmp_path)
+    (root / "notes/migrations/0002_linked.sql").symlink_to(tmp_path / "nowhere.sql")
+
+    assert cache.lookup(path, [root]) is None  # the load then says what the link is
+
+
 @pytest.mark.parametrize("change", ["new-file", "deleted-file", "new-package", "ignored"])
 def test_files_coming_and_going(root: Path, tmp_path: Path, change: str) -> None:
     path = stored(root, tmp_path)

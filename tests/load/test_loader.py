@@ -175,6 +175,30 @@ def test_a_migration_that_is_not_utf8_is_named_with_its_line(root: Path) -> None
     assert caught.value.reason == "not UTF-8 text (byte 18); save it as UTF-8"
 
 
+def test_a_migration_holding_a_nul_character_is_named_with_its_line(root: Path) -> None:
+    migration = root / "notes/migrations/0002_nul.sql"
+    migration.write_bytes(b"-- ok\nSELECT 1;\0\n")
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert (caught.value.path, caught.value.line) == (str(migration), 2)
+    assert caught.value.reason == ("holds a NUL character, which PostgreSQL does not take in "
+                                   "SQL; remove it")
+
+
+def test_a_dangling_link_among_the_migrations_is_named_not_skipped(root: Path) -> None:
+    migration = root / "notes/migrations/0002_linked.sql"
+    migration.symlink_to(root / "elsewhere.sql")
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert (caught.value.path, caught.value.reason) == (
+        str(migration), f"links to {root / 'elsewhere.sql'}, which does not exist; fix the "
+                        "link or remove it")
+
+
 def test_two_directories_registering_one_name_is_an_error_naming_both(root: Path) -> None:
     shutil.copytree(root / "notes", root / "notes_copy")  # a copy keeps the original's name
     registry = DatabaseRegistry()
