@@ -52,6 +52,7 @@ from runtime.core.plan import (
 from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
+from runtime.core.validation import derived_migration
 from runtime.db import engine, ledger, leftovers, urls
 from runtime.errors import (
     CitusProblemsError,
@@ -663,6 +664,13 @@ async def _makemigration(
     from runtime.dev import generator
 
     directory = migrations_directory(package.source)
+    if directory is None and package.source and package.source.endswith(".py"):
+        wanted = Path(package.source).parent / "migrations"
+        console.error(f"{package.name}: no migrations directory to write to; create "
+                      f"{_shown(wanted)}, pass migrations=load_migrations(Path(__file__).parent "
+                      f"/ \"migrations\") to register_database in "
+                      f"{_shown(Path(package.source))}, then run makemigration again")
+        return FAILED
     if directory is None:
         console.error(f"{package.name}: no migrations directory to write to (registered from "
                       f"{package.source or 'code'}); write the migration by hand")
@@ -670,9 +678,15 @@ async def _makemigration(
     async with engine.open_database(settings) as db:
         differences = await scratch.compare_migrations(scratch.server_url(db), packages,
                                                        package.name)
+    derived = derived_migration(package)
+    if derived is not None:  # its first file: what it had, then what that lacked
+        path = generator.write_initial(directory, derived)
+        console.line(f"wrote {_shown(path)}: the migration {package.name} had, derived "
+                     "from its schema", "ok")
     if not differences:
-        console.line(f"nothing to write: the migrations of {package.name} build its declared "
-                     "schema", "ok")
+        if derived is None:
+            console.line(f"nothing to write: the migrations of {package.name} build its "
+                         "declared schema", "ok")
         return OK
     path = generator.write_migration(directory, package, differences, args.name)
     console.line(f"wrote {_shown(path)}:", "ok")

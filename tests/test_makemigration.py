@@ -118,6 +118,26 @@ def test_a_name_two_packages_answer_to_is_refused_naming_both(
            "give the full name\n")
 
 
+def test_a_package_with_a_schema_alone_gets_its_derived_migration_as_its_first_file(
+    tmp_path: Path, database_url: str
+) -> None:
+    write_package(tmp_path, "notes", name="notes", migrations={},
+                  tables={"ydtb_notes": ['Column("color", Text, index=True)']})
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0  # the derived 0001
+
+    code, out = run("makemigration", "notes", root=tmp_path, url=database_url)
+
+    first = tmp_path / "notes/migrations/0001_initial_schema.sql"
+    assert (code, out) == (0, f"wrote {first}: the migration notes had, derived from its "
+                              "schema\n")
+    assert "CREATE INDEX IF NOT EXISTS ix_ydtb_notes_color" in first.read_text()
+    # The same migration by its checksum: not an edit where it ran, and complete.
+    assert run("migrate", root=tmp_path, url=database_url)[1].startswith("nothing to apply")
+    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
+    assert run("makemigration", "notes", root=tmp_path, url=database_url) == (
+        0, "nothing to write: the migrations of notes build its declared schema\n")
+
+
 def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: str) -> None:
     write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
         'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},

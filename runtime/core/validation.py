@@ -31,11 +31,13 @@ from runtime.core.versions import Dependency, is_valid_name, parse_dependency, p
 from runtime.errors import Problem, shown
 
 __all__ = [
+    "INITIAL_SCHEMA",
     "build_package",
     "check_member",
     "check_package",
     "check_set",
     "cycle_problem",
+    "derived_migration",
     "merge_problems",
     "policy_problems",
     "table_owners",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 PREFIX = "ydtb_"
+#: The id of the migration a package with none of its own gets from its schema.
+INITIAL_SCHEMA = "0001_initial_schema"
 _WORKSPACE_COLUMN = (
     "Column('workspace_id', String(20), ForeignKey('ydtb_workspaces.id', ondelete='CASCADE'), "
     "nullable=False, index=True)"
@@ -199,6 +203,15 @@ def _definition_lines(tools: Sequence[Tool], row_level_security: bool) -> list[s
     return lines
 
 
+def derived_migration(package: Package) -> Migration | None:
+    """The migration derived from `package`'s schema, when it has no migrations of its own."""
+    if len(package.migrations) == 1:
+        only = package.migrations[0]
+        if only.id == INITIAL_SCHEMA and only.source is None and isinstance(only.up, list):
+            return only
+    return None
+
+
 def _filed_under(package_name: object) -> str:
     """Return the name a package's problems are filed under: as given, if it prints as itself."""
     if isinstance(package_name, str) and package_name.strip() and package_name.isprintable():
@@ -311,7 +324,7 @@ def build_package(
     # No problem: every value has its documented type; the filters below say so to mypy.
     checked = [m for m in given if isinstance(m, Migration)]
     if not checked and statements:
-        checked = [Migration("0001_initial_schema", up=statements)]
+        checked = [Migration(INITIAL_SCHEMA, up=statements)]
     checked_tools = tuple(t for t in listed_tools if isinstance(t, Tool))
     package = Package(
         name=name,

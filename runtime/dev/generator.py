@@ -15,10 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.core.events import Rename, suggested_rename
-from runtime.core.model import Package
+from runtime.core.model import Migration, Package
 from runtime.db.diff import Difference
 
-__all__ = ["default_name", "next_migration_path", "render_migration", "write_migration"]
+__all__ = [
+    "default_name",
+    "next_migration_path",
+    "render_migration",
+    "write_initial",
+    "write_migration",
+]
 
 _NUMBERED = re.compile(r"^(?P<number>\d+)_")
 _VERBS = {"add_table": "create", "remove_table": "drop", "remove_column": "drop",
@@ -109,6 +115,20 @@ def write_migration(
     # a file (a dot file is not a migration, nor a change the watcher reports).
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(render_migration(package, differences), encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def write_initial(directory: Path, derived: Migration) -> Path:
+    """Write the migration a package derived from its schema as its first migration file.
+
+    The file holds the derived statements exactly, so its checksum is the derived one's:
+    the databases that applied the derived migration see the same migration, not an edit.
+    """
+    path = directory / f"{derived.id}.sql"
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text("\n;\n".join(s.strip() for s in derived.statements or ()) + "\n",
+                       encoding="utf-8")
     partial.replace(path)
     return path
 
