@@ -31,6 +31,7 @@ from runtime.config import (
     Settings,
     TransactionMode,
     resolve_settings,
+    seconds,
 )
 from runtime.console import (
     FAILED,
@@ -116,12 +117,9 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
 
 def _duration(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
+        return seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:

@@ -42,6 +42,7 @@ __all__ = [
     "Settings",
     "TransactionMode",
     "resolve_settings",
+    "seconds",
 ]
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -58,6 +59,8 @@ DEFAULT_LOCK_TIMEOUT = 5.0
 #: after a second, says who blocks it, and tries again (`runtime.dev.daemon`).
 DEV_LOCK_TIMEOUT = 1.0
 _SECONDS = "give a number of seconds, 0 for none"
+# PostgreSQL keeps timeouts as an int of milliseconds.
+_MAX_SECONDS = 2_147_483
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 _NO_ENVIRONMENT: Mapping[str, str] = MappingProxyType({})
@@ -187,12 +190,29 @@ def _seconds(
     if text is None:
         return default
     try:
+        value = seconds(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}={exc}; {_SECONDS}") from None
+    return value or None
+
+
+def seconds(text: str) -> float:
+    """Read a timeout given in seconds, as PostgreSQL can take it.
+
+    Raises:
+        ValueError: not a finite number, negative, or beyond PostgreSQL's limit; the
+            message starts with the text given, quoted, and says which.
+    """
+    try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not a number of seconds; {_SECONDS}") from None
-    if value < 0:
-        raise ValueError(f"{name}={text!r} is negative; {_SECONDS}")
-    return value or None
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if value != value or value < 0:  # NaN compares unequal to itself
+        raise ValueError(f"{text!r} is {'negative' if value < 0 else 'not a number'}")
+    if value > _MAX_SECONDS:
+        raise ValueError(f"{text!r} is more than PostgreSQL's limit of {_MAX_SECONDS} "
+                         "seconds, about 24 days")
+    return value
 
 
 def _from_environ(environ: Mapping[str, str], name: str) -> str | None:

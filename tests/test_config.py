@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,23 @@ def test_settings_are_frozen() -> None:
                  "transaction mode; give one of all, package, migration", id="transaction"),
     pytest.param({"RUNTIME_LOCK_TIMEOUT": "soon"}, "RUNTIME_LOCK_TIMEOUT='soon' is not a "
                  "number of seconds; give a number of seconds, 0 for none", id="seconds"),
+    pytest.param({"RUNTIME_LOCK_TIMEOUT": "nan"}, "RUNTIME_LOCK_TIMEOUT='nan' is not a "
+                 "number; give a number of seconds, 0 for none", id="nan"),
+    pytest.param({"RUNTIME_STATEMENT_TIMEOUT": "inf"}, "RUNTIME_STATEMENT_TIMEOUT='inf' is "
+                 "more than PostgreSQL's limit of 2147483 seconds, about 24 days; give a "
+                 "number of seconds, 0 for none", id="inf"),
+    pytest.param({"RUNTIME_LOCK_TIMEOUT": "-2"}, "RUNTIME_LOCK_TIMEOUT='-2' is negative; "
+                 "give a number of seconds, 0 for none", id="negative"),
 ])  # fmt: skip
 def test_a_bad_environment_value_says_what_to_give(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(") + "$"):
         resolve_settings(environ=environ, project_dir=PROJECT)
+
+
+@pytest.mark.parametrize("given", ["nan", "inf", "1e400", "99999999999", "-1", "soon"])
+def test_a_timeout_flag_out_of_postgresql_range_is_a_usage_error(given: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "runtime", "migrate", "--lock-timeout",
+                             given, "--plan"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr  # argparse's usage error, no traceback
+    assert f"argument --lock-timeout: {given!r} is " in result.stderr
+    assert "Traceback" not in result.stderr
