@@ -171,9 +171,11 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
                 line = first_line if failing and first_line > 1 else None
             else:
                 line += first_line - 1
-            raise MigrationFailedError(step.package.name, migration.id, _reason(exc),
-                                       statement=failing, line=line,
-                                       hint=_hint(step) or _halfway(step, statement)) from exc
+            full = _lock_table_full(exc)  # replaces the server's own hint
+            reason = exc.message if full else _reason(exc)
+            hint = full or _hint(step) or _halfway(step, statement)
+            raise MigrationFailedError(step.package.name, migration.id, reason,
+                                       statement=failing, line=line, hint=hint) from exc
 
 
 def _units(step: Step) -> list[tuple[str, int]]:
@@ -206,6 +208,16 @@ def _halfway(step: Step, statement: str) -> str | None:
     return (f"the {units.index(statement)} statement(s) before it ran and stay, outside any "
             "transaction; no ledger row was written, so the whole migration runs again next "
             "time: make each statement idempotent, as CREATE INDEX CONCURRENTLY IF NOT EXISTS")
+
+
+def _lock_table_full(exc: asyncpg.PostgresError) -> str | None:
+    """The fix when the server's lock table is full: not the migration's fault alone."""
+    if not isinstance(exc, asyncpg.OutOfMemoryError) or "max_locks_per_transaction" not in (
+            exc.hint or ""):
+        return None
+    return ("a transaction locks each table and index it makes until it commits, and this "
+            "one needs more locks than the server's lock table holds: run migrate with "
+            "--transaction package, or raise max_locks_per_transaction on the server")
 
 
 def _hint(step: Step) -> str | None:

@@ -57,6 +57,10 @@ _SERVER_OPTIONS = (
     "-c fsync=off",
     "-c full_page_writes=off",
     "-c max_connections=200",  # each test database and the daemon's tasks hold a pool
+    # A cold start applies every package in one transaction, which locks each table and
+    # index it makes: 1,000 packages overflowed the default lock table (64 a connection).
+    # 512 costs about 30 MB of shared memory.
+    "-c max_locks_per_transaction=512",
 )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from support import create_sql, run_cli, write_package
 
 from runtime.db.server import EmbeddedServer
 from runtime.errors import DatabaseUnavailableError
@@ -106,3 +107,36 @@ def test_as_root_the_server_runs_as_its_own_user(running: EmbeddedServer) -> Non
     # The /tmp socket directory is the server's alone, not world-writable.
     assert socket_dir.st_uid == pwd.getpwnam(owner).pw_uid
     assert socket_dir.st_mode & 0o777 == 0o700
+
+
+async def test_one_transaction_may_hold_the_locks_of_a_thousand_packages_cold_start(
+    running: EmbeddedServer,
+) -> None:
+    # A cold start of N = 1000 packages makes about 20,000 tables, indexes and sequences
+    # in one transaction, each holding a lock; advisory locks fill the same lock table.
+    conn = await asyncpg.connect(running.url, timeout=5)
+    try:
+        async with conn.transaction():
+            held = await conn.fetchval("SELECT count(pg_advisory_xact_lock(i)) "
+                                       "FROM generate_series(1, 30000) AS i")
+    finally:
+        await conn.close()
+    assert held == 30000
+
+
+def test_a_full_lock_table_says_how_to_run_with_fewer_locks(
+    running: EmbeddedServer, tmp_path: Path
+) -> None:
+    many = "SELECT count(pg_advisory_xact_lock(i)) FROM generate_series(1, 200000) AS i;"
+    write_package(tmp_path, "notes", name="notes",
+                  migrations={"0001_create.sql": create_sql("ydtb_notes"), "0002_many.sql": many})
+
+    code, out = run_cli("migrate", "--packages", str(tmp_path), "--database-url", running.url,
+                        "--no-entry-points")
+
+    assert code == 1
+    assert ("notes: migration 0002_many failed in `SELECT count(pg_advisory_xact_lock(i)) FROM "
+            "generate_series(1, 200000) AS i`: out of shared memory (a transaction locks each "
+            "table and index it makes until it commits, and this one needs more locks than the "
+            "server's lock table holds: run migrate with --transaction package, or raise "
+            "max_locks_per_transaction on the server)") in out, out
