@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runtime.core import booking, signals
 from runtime.core.events import Difference
 from runtime.core.lint import lint_steps
+from runtime.core.model import Package
 from runtime.core.plan import Step
 from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
@@ -407,7 +408,6 @@ class Daemon:
         # The set is checked once everything changed is loaded (check_set below): one
         # package at a time, the first half of a joint change would be refused.
         candidate = self.registry.copy(check_set=False)
-        migrating: list[str] = []  # what the migrations may have reached, were they to fail
         try:
             with _noticing_loss():
                 sources, changed, removed = await self._load_changed(candidate, sorted(dirs))
@@ -417,18 +417,10 @@ class Daemon:
                 if problems:
                     raise ValidationError(problems)
                 packages = [candidate.get(name) for name in affected]
-                migrating = affected
-                report = await migrator.migrate(self.engine, packages, rerun_edited=True,
-                                                partial=True, unregistered=removed, sender=self,
-                                                known=list(candidate.packages.values()),
-                                                vet=self._lint)
-                self._unsettled |= set(report.by_package())
+                report = await self._migrate(candidate, packages, removed)
                 edited, migrated = self._changed_schemas(candidate, affected, report)
                 synced = await self._sync(candidate, edited)
         except RegistryError as exc:
-            # A migration may have committed before the failure: settled after the next
-            # good reload, as it would have been after this one (issue #14).
-            self._unsettled |= set(migrating)
             if quiet:
                 return False
             self._broken |= dirs
@@ -447,8 +439,28 @@ class Daemon:
             signals.reloaded, self, packages=tuple(changed + removed), applied=applied,
             elapsed_ms=_ms(seen), error=None)
         await self._follow_migrations(migrated)
-        await self._settle()
+        with _noticing_loss():
+            await self._settle()
         return True
+
+    async def _migrate(
+        self, candidate: DatabaseRegistry, packages: list[Package], removed: list[str]
+    ) -> MigrationReport:
+        """Apply what `packages` have pending; their dev rows are to be settled after.
+
+        Also when it fails: a migration may have committed before (one that runs outside
+        a transaction), and is settled after the next good reload (issue #14).
+        """
+        try:
+            report = await migrator.migrate(self.engine, packages, rerun_edited=True,
+                                            partial=True, unregistered=removed, sender=self,
+                                            known=list(candidate.packages.values()),
+                                            vet=self._lint)
+        except BaseException:
+            self._unsettled |= {p.name for p in packages}
+            raise
+        self._unsettled |= set(report.by_package())
+        return report
 
     async def _follow_migrations(self, names: list[str]) -> None:
         """Compare packages whose migrations ran but whose declared schema is unchanged.
@@ -479,9 +491,8 @@ class Daemon:
                 self._unsettled.discard(name)
                 continue
             try:
-                with _noticing_loss():
-                    changes = await sync.reconcile(self.engine,
-                                                   self.registry.packages.values(), name)
+                changes = await sync.reconcile(self.engine, self.registry.packages.values(),
+                                               name)
             except RegistryError as exc:
                 await self._failed(exc)
                 continue

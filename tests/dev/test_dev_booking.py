@@ -220,3 +220,24 @@ async def test_drift_left_alone_does_not_keep_dev_changes_the_migrations_build(
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     assert await booked(engine) == {}
+
+
+async def test_a_migration_of_a_reload_that_failed_after_it_is_settled_by_the_next_one(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started(engine, tmp_path)
+    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    await daemon.reload([tmp_path / "notes"])
+    color = change_of(daemon)
+    await makemigration(engine, daemon, tmp_path)
+    # ...saved with an edit the dev database refuses (Y405): the migration stays applied.
+    declare(tmp_path, {"ydtb_notes": [
+        'Column("color", Text)', 'Column("tool_id", Integer, ForeignKey("ydtb_tools.id"))']})
+    assert await daemon.reload([tmp_path / "notes"]) is False
+
+    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert reconciled(sent) == [f"dev change {color} is now in the migrations"]
+    assert await booked(engine) == {}
