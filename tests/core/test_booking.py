@@ -24,6 +24,7 @@ def difference(kind: str, name: str | None = "color") -> Difference:
     ("add_constraint", "ck_positive", "constraint ydtb_notes.ck_positive"),
     # A kind named nowhere here: the whole table is judged.
     ("add_enum_value", None, "whole ydtb_notes"),
+    ("modify_check", "ck_positive", "whole ydtb_notes"),
 ], ids=lambda value: str(value))
 def test_a_difference_is_booked_under_the_object_it_is_about(
     kind: str, name: str | None, key: str
