@@ -35,7 +35,7 @@ from runtime.console import (
     summary,
     table,
 )
-from runtime.core import citus, graph
+from runtime.core import booking, citus, graph
 from runtime.core.fleet import Member, canary_first, parse_fleet
 from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.lint import Finding, lint_all, lint_steps
@@ -461,13 +461,16 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
         raw = await engine.driver(conn)
         recorded = await ledger.read_ledger(raw)
         statuses = package_status(packages, recorded)
-        drift = await _schema_drift(conn, packages, statuses)
+        drift = await _schema_drift(conn, packages, statuses, recorded)
         found = await leftovers.read_leftovers(raw, packages, recorded)
     if console.json:
         console.document({"packages": [{
             "package": s.package, "version": s.version, "recorded_version": s.recorded_version,
             "applied": list(s.applied), "pending": list(s.pending), "edited": list(s.edited),
-            "unknown": list(s.unknown), "dev": list(s.dev), "up_to_date": s.up_to_date,
+            "unknown": list(s.unknown), "dev": list(booking.changes_of(s.dev)),
+            "dev_objects": {change: [str(key) for key in keys]
+                            for change, keys in booking.changes_of(s.dev).items()},
+            "up_to_date": s.up_to_date,
             "schema_drift": [{"kind": d.kind, "table": d.table, "name": d.name,
                               "words": d.words, "destructive": d.destructive}
                              for d in drift.get(s.package, [])],
@@ -498,14 +501,22 @@ async def _status_fleet(args: argparse.Namespace, settings: Settings, console: C
 
 
 async def _schema_drift(
-    conn: AsyncConnection, packages: list[Package], statuses: list[PackageStatus]
+    conn: AsyncConnection, packages: list[Package], statuses: list[PackageStatus],
+    recorded: Ledger,
 ) -> dict[str, list[Difference]]:
-    """Compare the schema of each package whose migrations are all applied with the database."""
+    """Compare the schema of each package whose migrations are all applied with the database.
+
+    The tables its dev changes built are compared too: one its schema no longer declares
+    (and no other package does) is drift until a migration or the dev sync drops it.
+    """
     from runtime.db import diff
 
     complete = {s.package for s in statuses if not s.pending and not s.edited}
     targets = [p for p in packages if p.name in complete and p.name != CORE_PACKAGE]
-    return await diff.compare_each(conn, targets, packages)
+    declared = {t for p in packages for t in p.table_names}
+    built = {p.name: booking.tables_of(recorded.dev.get(p.name, ())) - declared
+             for p in targets}
+    return await diff.compare_each(conn, targets, packages, previous=built)
 
 
 def _print_status(
@@ -517,7 +528,8 @@ def _print_status(
                         *(f"{m} not declared" for m in s.unknown),
                         *([count(len(drift[s.package]), "schema difference")]
                           if drift.get(s.package) else []),
-                        *(f"{d} not in a migration" for d in s.dev)]) or "-"]
+                        *(f"{c} not in a migration" for c in booking.changes_of(s.dev))])
+             or "-"]
             for s in statuses]
     for line in table(["PACKAGE", "VERSION", "RECORDED", "APPLIED", "PENDING", "DRIFT"], rows):
         console.line(line)
@@ -529,8 +541,10 @@ def _print_status(
                 console.line(f"  {difference.words}")
     for status in statuses:
         if status.dev:
+            changes = "; ".join(f"{change} ({booking.summary(keys)})" if keys else change
+                                for change, keys in booking.changes_of(status.dev).items())
             console.line(f"{console.style(status.package, 'name')}: dev changes not in a "
-                         f"migration yet ({', '.join(status.dev)}); write one: "
+                         f"migration yet: {changes}; write one: "
                          f"{console.program} makemigration {status.package}", "dim")
 
 

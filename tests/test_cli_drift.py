@@ -67,8 +67,28 @@ def test_status_lists_dev_changes_and_compares_no_package_with_pending_migration
         "PACKAGE     VERSION  RECORDED  APPLIED  PENDING     DRIFT\n"
         "@ydtb/core  1.0.0    1.0.0     2        -           -\n"
         f"notes       1.0.0    1.0.0     1        0002_later  {change} not in a migration\n"
-        f"notes: dev changes not in a migration yet ({change}); write one: "
-        "python -m runtime makemigration notes\n"))
+        f"notes: dev changes not in a migration yet: {change} (column ydtb_notes.color); "
+        "write one: python -m runtime makemigration notes\n"))
+
+
+def test_status_shows_a_synced_table_the_schema_no_longer_declares(
+    root: Path, database_url: str
+) -> None:
+    # Issue #14: the dev change that built it stays booked, and the table is drift.
+    assert run("migrate", root=root, url=database_url)[0] == 0
+    write_package(root, "notes", name="notes", tables={"ydtb_notes": ['Column("color", Text)'],
+                                                       "ydtb_tags": []}, migrations={})
+    change = asyncio.run(sync_dev_database(root, database_url))
+    write_package(root, "notes", name="notes", tables={"ydtb_notes": ['Column("color", Text)']},
+                  migrations={})
+
+    code, out = run("status", root=root, url=database_url)
+    assert code == 1
+    assert out.endswith(
+        "notes: the database differs from the declared schema:\n"
+        "  table ydtb_tags in the database but not declared\n"
+        f"notes: dev changes not in a migration yet: {change} (column ydtb_notes.color, "
+        "table ydtb_tags); write one: python -m runtime makemigration notes\n"), out
 
 
 def test_check_db_fails_when_the_migrations_do_not_build_the_schema(

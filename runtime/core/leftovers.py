@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runtime.core import booking
 from runtime.core.names import CORE_PACKAGE, UNINSTALLED
 from runtime.core.recorded import Ledger
 from runtime.errors import PROGRAM, PackageNotRecordedError, UninstallRefusedError
@@ -84,6 +85,8 @@ def find_leftovers(
     registered = list(registered)
     names = {p.name for p in registered}
     owned = {table for p in registered for table in p.table_names}
+    # A table a registered package's dev change built is that package's drift (`status`).
+    owned |= {table for name in names for table in booking.tables_of(ledger.dev.get(name, ()))}
     rows: dict[str, int] = {}
     for package, _migration in ledger.applied:
         rows[package] = rows.get(package, 0) + 1

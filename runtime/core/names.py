@@ -42,5 +42,6 @@ UNINSTALLED = "uninstalled"
 
 #: The ledger `kind` of a schema change the dev daemon applied from a declared schema.
 DEV_KIND = "dev"
-#: How the ids of those changes start: `dev:<schema fingerprint>`.
+#: How the ids of those changes start: `dev:<schema fingerprint>`, then the object booked
+#: (`runtime.core.booking`).
 DEV_PREFIX = "dev:"

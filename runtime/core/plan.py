@@ -5,7 +5,8 @@ is a set difference: every migration of every package, in dependency order, that
 no row. A row whose checksum differs from the migration's is an edited migration.
 
 The dev daemon also records the schema changes it applied straight from a package's
-declared schema (kind `dev`, id `dev:<fingerprint>`). Those rows are not migrations:
+declared schema (kind `dev`, one row per object: `dev:<fingerprint> <object>`,
+`runtime.core.booking`). Those rows are not migrations:
 they never make a migration applied, pending or unknown, and are listed on their own
 until a migration takes them over.
 

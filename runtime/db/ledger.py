@@ -16,9 +16,9 @@ few, fixed and hot (the no-op run is one ledger read), so they skip the ORM laye
 module imports neither SQLAlchemy nor a package: the no-op path reads the ledger before
 either is loaded.
 
-Rows of kind `dev` are schema changes the dev daemon applied from a declared schema;
-they are read apart from migrations (`Ledger.dev`) and deleted once a migration takes
-them over (`forget_dev_changes`).
+Rows of kind `dev` book schema changes the dev daemon applied from a declared schema,
+one row per object (`runtime.core.booking`); they are read apart from migrations
+(`Ledger.dev`) and each deleted once the migrations build its object (`forget_dev_changes`).
 
 `uninstall` marks a package it keeps the data of (`mark_uninstalled`), or deletes every
 row of a package it purges (`forget_package`).
@@ -62,7 +62,7 @@ FROM {PACKAGES_TABLE} WHERE $1::text[] IS NULL OR package = ANY($1::text[])
 """
 
 _FORGET_DEV = f"""
-DELETE FROM {LEDGER_TABLE} WHERE package = $1 AND kind = '{DEV_KIND}'
+DELETE FROM {LEDGER_TABLE} WHERE package = $1 AND kind = '{DEV_KIND}' AND migration = ANY($2)
 RETURNING migration
 """
 
@@ -181,13 +181,15 @@ async def read_tables(conn: asyncpg.Connection) -> dict[str, tuple[str, ...]]:
     return {row[0]: tuple(sorted(row[1])) for row in await conn.fetch(_READ_TABLES)}
 
 
-async def forget_dev_changes(conn: asyncpg.Connection, package: str) -> list[str]:
-    """Delete the dev changes recorded for `package`, once a migration took them over.
+async def forget_dev_changes(
+    conn: asyncpg.Connection, package: str, ids: Collection[str]
+) -> list[str]:
+    """Delete the dev rows `ids` of `package`, whose objects the migrations now build.
 
     Returns:
         The ids of the rows deleted, sorted.
     """
-    return sorted(row[0] for row in await conn.fetch(_FORGET_DEV, package))
+    return sorted(row[0] for row in await conn.fetch(_FORGET_DEV, package, sorted(ids)))
 
 
 async def mark_uninstalled(conn: asyncpg.Connection, package: str) -> None:

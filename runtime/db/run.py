@@ -466,18 +466,19 @@ class Run:
                      migration=migration.id, duration_ms=ms, rerun=step.rerun)
 
     def record_dev(
-        self, package: Package, change_id: str, checksum: str, differences: Sequence[Difference],
-        ms: float,
+        self, package: Package, change_id: str, rows: Sequence[tuple[str, str]],
+        differences: Sequence[Difference], ms: float,
     ) -> Change:
-        """Record a dev change the open transaction applied; return it as a `Change`."""
-        self._rows.append(LedgerRow(package.name, change_id, checksum, package.version_text,
-                                    Kind.DEV, ms))
+        """Book a dev change the open transaction applied, one ledger row per object
+        (`rows`: each id and checksum); return it as a `Change`."""
+        self._rows += [LedgerRow(package.name, row, checksum, package.version_text, Kind.DEV, ms)
+                       for row, checksum in rows]
         return Change(ChangeKind.DEV_SYNC, package.name, change_id, ms, tuple(differences))
 
-    async def forget_dev(self, package: str) -> tuple[Change, ...]:
-        """Delete `package`'s dev changes, which a migration took over."""
-        ids = await ledger.forget_dev_changes(self.raw, package)
-        return tuple(Change(ChangeKind.RECONCILED, package, change_id) for change_id in ids)
+    async def forget_dev(self, package: str, rows: Collection[str]) -> list[str]:
+        """Delete the dev rows `rows` of `package`, whose objects the migrations build;
+        return the ids deleted."""
+        return await ledger.forget_dev_changes(self.raw, package, rows)
 
     async def uninstall(self, plan: Uninstall) -> None:
         """Carry out `plan` in the open transaction: all of it, or nothing.

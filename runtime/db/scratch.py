@@ -9,17 +9,18 @@ signalled: the migrations run as they are, in dependency order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager, nullcontext
 
 import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from runtime.core.booking import ObjectKey
 from runtime.core.isolation import Built
 from runtime.core.model import Package
 from runtime.core.plan import Step, build_order
-from runtime.db import diff, engine
+from runtime.db import diff, engine, objects
 from runtime.db.built import Capture
 from runtime.db.engine import driver
 from runtime.db.run import run_step
@@ -28,6 +29,7 @@ __all__ = [
     "apply_migrations",
     "apply_step",
     "compare_migrations",
+    "migrated_objects",
     "scratch_database",
     "server_url",
 ]
@@ -114,3 +116,20 @@ async def compare_migrations(
         await apply_migrations(db, needed)
         async with db.connect() as conn:
             return await diff.compare(conn, package, needed)
+
+
+async def migrated_objects(
+    server_url: str, packages: Iterable[Package], name: str, tables: Collection[str]
+) -> dict[ObjectKey, str]:
+    """Return what package `name`'s migrations build of `tables` on an empty database.
+
+    The migrations of the package, its dependencies and the core run on a scratch
+    database; its objects of `tables` are read (`runtime.db.objects`).
+
+    Raises:
+        MigrationFailedError: a migration fails on an empty database.
+    """
+    async with scratch_database(server_url) as db:
+        await apply_migrations(db, build_order(packages, name))
+        async with db.connect() as conn:
+            return await objects.read_objects(await driver(conn), tables)

@@ -3,8 +3,9 @@
 The dev daemon calls `sync_package` once a reload applied the package's migrations.
 The declared schema is compared with the dev database (`runtime.db.diff`); when every
 difference adds something (a table, a nullable or defaulted column, an index, a foreign
-key) they are applied at once and recorded in the ledger as one dev change of the
-package (`kind='dev'`, id `dev:<fingerprint>`), all in one transaction.
+key) they are applied at once and booked in the ledger as one dev change of the
+package (`kind='dev'`, id `dev:<fingerprint>`, one row per object it touched:
+`runtime.core.booking`), all in one transaction.
 
 A package with a destructive difference is held whole: nothing of it is applied until
 the developer writes a migration or restarts the daemon with `--allow-destructive`.
@@ -12,10 +13,17 @@ Holding back only the destructive part would be worse: a renamed column shows as
 drop plus an add, and applying the add alone leaves the data in the old column and
 makes the renaming migration fail.
 
-When a migration takes the dev changes over (`python -m runtime makemigration` wrote
-it, the daemon applied it: a no-op on the synced database), `reconcile` checks on a
-scratch database that the migrations now build the declared schema, and deletes the
-package's dev changes from the ledger.
+What the database has and the schema does not declare is dropped only when a dev
+change built it (a row books it): what the migrations built, every database `migrate`
+builds has too, so it is left alone and shown as drift ("declared nowhere"), unless
+the schema just stopped declaring a table or column (a destructive difference: perhaps
+a rename). The tables a package's dev changes built are compared with it even once its
+schema no longer declares them, so one taken out of the schema shows as drift until a
+migration or the sync removes it.
+
+`reconcile` settles the dev rows whose objects the migrations, run on a scratch
+database, build as the dev database has them (issue #14: never because the declared
+schema matches, which says nothing of an object the schema stopped declaring).
 """
 
 from __future__ import annotations
@@ -28,10 +36,12 @@ from dataclasses import dataclass
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runtime.core.events import Change, Difference
+from runtime.core import booking
+from runtime.core.booking import ObjectKey
+from runtime.core.events import Change, ChangeKind, Difference
 from runtime.core.model import Migration, Package
 from runtime.core.plan import Step, dev_change_id
-from runtime.db import ledger, scratch
+from runtime.db import ledger, objects, scratch
 from runtime.db.diff import compare
 from runtime.db.engine import driver
 from runtime.db.run import Run, run_step, timed_out
@@ -50,12 +60,16 @@ class SyncResult:
         package: the package's name.
         change: the dev change applied and recorded; None when nothing was applied.
         held: the differences left alone: all of the package's when some of them are
-            destructive; else the indexes and constraints no schema of it declared.
+            destructive; else what the database has that no dev change built and the
+            schema declares nowhere.
+        revisits: the change touched an object a recorded dev change touched: the
+            migrations may now build what the dev database has (`reconcile`).
     """
 
     package: str
     change: Change | None = None
     held: tuple[Difference, ...] = ()
+    revisits: bool = False
 
     @property
     def applied(self) -> tuple[Difference, ...]:
@@ -70,9 +84,9 @@ async def sync_package(
     *,
     allow_destructive: bool = False,
     tables: Iterable[str] = (),
-    declared_before: frozenset[str] = frozenset(),
+    declared_before: frozenset[ObjectKey] = frozenset(),
 ) -> SyncResult:
-    """Apply what `package` declares and the database lacks, and record it as a dev change.
+    """Apply what `package` declares and the database lacks, and book it as a dev change.
 
     Runs in one transaction of a `Run` holding the pipeline's lock, so no migration runs
     between the comparison and the changes.
@@ -81,39 +95,58 @@ async def sync_package(
         engine: the dev database, where the package's migrations were applied.
         package: the package to sync.
         packages: the registered packages (for the tables its foreign keys point at).
-        allow_destructive: also apply drops, narrower types and NOT NULL.
+        allow_destructive: also apply drops, narrower types and NOT NULL, and drop what
+            the migrations built and the schema does not declare (booked as a dev
+            change, which stays until a migration drops it too).
         tables: tables the package declared before, compared too: a table it no longer
-            declares is then found and dropped (a destructive difference).
-        declared_before: the indexes and constraints its schema declared before this
-            change. One in the database that the schema declares neither now nor before
-            was built by a migration (or by hand): every database `migrate` builds has
-            it, so it is never dropped here, but held and shown as drift, the rest of
-            the package's differences applied. One the schema just stopped declaring is
-            dropped.
+            declares is then found and dropped (a destructive difference). The tables
+            its dev changes built are compared too.
+        declared_before: the objects its schema declared before this change
+            (`booking.declared_keys`). A table or column the schema just stopped
+            declaring is a destructive difference; one it declared neither now nor
+            before, no dev change built, is left alone.
 
     Raises:
         ProblemsError: a difference could not be applied (Y405); nothing was.
     """
+    packages = list(packages)
     async with Run.open(engine, read=False) as run, run.transaction():
-        differences = await compare(run.conn, package, packages, tables=tables)
+        rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
+        built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
+        differences = await compare(run.conn, package, packages,
+                                    tables={*tables, *_dev_tables(rows, package, packages)})
         await run.conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
-        if any(d.destructive for d in differences) and not allow_destructive:
-            return SyncResult(package.name, held=tuple(differences))
         kept = () if allow_destructive else tuple(
-            d for d in differences if _undeclared(d, declared_before))
-        differences = [d for d in differences if d not in kept]
-        if not differences:
+            d for d in differences if _left_alone(d, built, declared_before))
+        rest = [d for d in differences if d not in kept]
+        if any(d.destructive for d in rest) and not allow_destructive:
+            return SyncResult(package.name, held=tuple(differences))
+        if not rest:
             return SyncResult(package.name, held=kept)
-        change = await _apply(run, package, differences)
-    logger.info("%s: synced %d schema changes as %s", package.name, len(differences),
+        change = await _apply(run, package, rest)
+    logger.info("%s: synced %d schema changes as %s", package.name, len(rest),
                 change.migration)
-    return SyncResult(package.name, change=change, held=kept)
+    touched = {key for d in rest for key in booking.keys_of(d)}
+    return SyncResult(package.name, change=change, held=kept, revisits=bool(touched & built))
 
 
-def _undeclared(difference: Difference, declared_before: frozenset[str]) -> bool:
-    """Whether `difference` drops an index or constraint no schema of the package declared."""
-    return (difference.kind in ("remove_index", "remove_constraint", "remove_fk")
-            and difference.name not in declared_before)
+def _dev_tables(rows: Sequence[str], package: Package, packages: Iterable[Package]) -> set[str]:
+    """The tables the dev rows `rows` booked that no other package declares now."""
+    others = {t for p in packages if p.name != package.name for t in p.table_names}
+    return set(booking.tables_of(rows)) - others
+
+
+def _left_alone(
+    difference: Difference, built: set[ObjectKey], declared_before: frozenset[ObjectKey]
+) -> bool:
+    """Whether `difference` would drop what a migration (or a hand) built: no dev change
+    built it, and it is no table or column the schema just stopped declaring."""
+    if not difference.kind.startswith("remove_"):
+        return False
+    keys = set(booking.keys_of(difference))
+    if keys & built:
+        return False
+    return not (difference.destructive and keys & declared_before)
 
 
 async def _apply(run: Run, package: Package, differences: Sequence[Difference]) -> Change:
@@ -134,20 +167,35 @@ async def _apply(run: Run, package: Package, differences: Sequence[Difference]) 
                 "nothing was applied; fix the declared schema, or write a migration that "
                 "prepares the data first",
                 table=difference.table)]) from exc
-    # Recorded with the checksum a migration of all these statements would have.
-    whole = Migration(change_id, up=[s for d in differences for s in d.statements])
-    return run.record_dev(package, change_id, whole.checksum, differences,
+    rows = await _booked(run, change_id, differences)
+    return run.record_dev(package, change_id, rows, differences,
                           (time.perf_counter() - started) * 1000)
+
+
+async def _booked(
+    run: Run, change_id: str, differences: Sequence[Difference]
+) -> list[tuple[str, str]]:
+    """The ledger rows booking what `differences` built: each object touched, and every
+    object of a table created, with the checksum of its definition now."""
+    keys = {key for d in differences for key in booking.keys_of(d)}
+    now = await objects.read_objects(run.raw, {key.table for key in keys})
+    created = {d.table for d in differences if d.kind == "add_table"}
+    keys |= {key for key in now if key.table in created}
+    return [(booking.row_id(change_id, key), booking.checksum(now.get(key)))
+            for key in sorted(keys)]
 
 
 async def reconcile(
     engine: AsyncEngine, packages: Iterable[Package], name: str
 ) -> tuple[Change, ...]:
-    """Forget package `name`'s dev changes once its migrations build its declared schema.
+    """Settle package `name`'s dev rows whose objects its migrations now build.
 
-    The daemon calls it after applying a new migration of the package. Whether the
-    migrations now build the declared schema is checked on a scratch database on the
-    same server; while they do not, the dev changes stay recorded.
+    The daemon calls it once a migration of the package ran, or a dev change touched
+    what an earlier one did. The migrations run on a scratch database on the same
+    server; a row whose object they build as the dev database has it is deleted, the
+    others stay: the dev database still needs them. The rows and the dev database are
+    read under the pipeline's lock, in the transaction that deletes, so a dev change
+    booked meanwhile is judged too.
 
     Args:
         engine: the dev database.
@@ -155,21 +203,39 @@ async def reconcile(
         name: the package.
 
     Returns:
-        The dev changes forgotten (kind RECONCILED), sorted; empty when there were none
-        or the migrations still fall short.
+        The dev changes whose last row went (kind RECONCILED), sorted; empty when there
+        were none, or the migrations cannot be run on a scratch database (logged).
     """
+    packages = list(packages)
+    package = next(p for p in packages if p.name == name)
     async with engine.connect() as conn:
-        if not (await ledger.read_ledger(await driver(conn), [name])).dev.get(name):
-            return ()
+        rows = (await ledger.read_ledger(await driver(conn), [name])).dev.get(name, ())
+    if not rows:
+        return ()
+    tables = set(package.table_names) | booking.tables_of(rows)
     try:
-        remaining = await scratch.compare_migrations(scratch.server_url(engine), packages, name)
+        migrated = await scratch.migrated_objects(scratch.server_url(engine), packages, name,
+                                                  tables)
     except (RegistryError, asyncpg.PostgresError) as exc:
-        logger.warning("%s: dev changes kept, cannot check the migrations on a scratch "
+        logger.warning("%s: dev changes kept, cannot run the migrations on a scratch "
                        "database: %s", name, exc)
         return ()
-    if remaining:
-        logger.info("%s: dev changes kept, the migrations do not build %s", name,
-                    "; ".join(d.words for d in remaining))
-        return ()
     async with Run.open(engine, read=False) as run, run.transaction():
-        return await run.forget_dev(name)
+        rows = (await ledger.read_ledger(run.raw, [name])).dev.get(name, ())
+        # A row booked meanwhile on a table not read above waits for the next time.
+        judged = [r for r in rows if _on(r, tables)]
+        dev = await objects.read_objects(run.raw, tables)
+        gone = await run.forget_dev(name, booking.settled(judged, dev, migrated))
+    kept = booking.changes_of(r for r in rows if r not in gone)
+    if kept:
+        logger.info("%s: dev changes kept, the migrations do not build %s", name,
+                    "; ".join(f"{c} ({', '.join(map(str, keys)) or 'its objects'})"
+                              for c, keys in kept.items()))
+    return tuple(Change(ChangeKind.RECONCILED, name, change)
+                 for change in booking.changes_of(gone) if change not in kept)
+
+
+def _on(row: str, tables: set[str]) -> bool:
+    """Whether dev row `row` books an object of `tables`, or no object at all."""
+    key = booking.parse_row(row)[1]
+    return key is None or key.table in tables

@@ -8,9 +8,11 @@ failure on the way is reported and the last good registry and database are kept.
 
 After the migrations, each package whose schema or migrations changed is compared with
 the dev database (`runtime.db.sync`): what its declared schema adds is applied at once
-and recorded as a dev change; what may lose data is explained and left alone, unless
-the daemon runs with `allow_destructive`. A new migration that builds what the dev
-changes did (`makemigration` wrote it) takes them over: their ledger rows go.
+and booked as a dev change, one ledger row per object; what may lose data is explained
+and left alone, unless the daemon runs with `allow_destructive`. Once a migration of a
+package ran (in a reload, at start, or in a reload that failed after it), or a dev
+change touched what an earlier one did, its dev rows are settled (`sync.reconcile`): a
+row whose object the migrations build goes, the others stay.
 
 The work of one reload grows with the changed packages' closure (their dependents),
 never with the number of packages loaded.
@@ -37,14 +39,15 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runtime.core import signals
-from runtime.core.events import Change, Difference
+from runtime.core import booking, signals
+from runtime.core.events import Difference
 from runtime.core.lint import lint_steps
+from runtime.core.model import Package
 from runtime.core.plan import Step
 from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import diff, engine, migrator, notify, owner, sync, urls
+from runtime.db import diff, engine, ledger, migrator, notify, owner, sync, urls
 from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
@@ -121,6 +124,8 @@ class Daemon:
         self._claim: owner.Claim | None = None  # held while `run` runs
         self._stop = anyio.Event()
         self._blocked: LockTimeoutError | None = None  # why the last reload must run again
+        #: Packages whose dev rows may be settled now (`_settle`).
+        self._unsettled: set[str] = set()
 
     @property
     def watched(self) -> list[Path]:
@@ -144,6 +149,10 @@ class Daemon:
         # time (all 300 at once took 7 s and 120 MB, scripts/bench). Drift made by hand
         # in the database is left to `status`.
         touched = set(report.recorded) | set(report.by_package())
+        # Packages with dev changes are synced (one the schema stopped declaring shows)
+        # and settled: a daemon stopped before it settled them leaves them to this one.
+        booked = await self._booked()
+        self._unsettled |= set(report.by_package()) | booked
         targets = [p for p in packages if p.name in touched and p.name != CORE_PACKAGE]
         found: dict[str, list[Difference]] = {}
         for start in range(0, len(targets), _COMPARE_CHUNK):
@@ -152,12 +161,20 @@ class Daemon:
                     conn, targets[start:start + _COMPARE_CHUNK], packages))
             self._between_passes()
         try:
-            synced = await self._sync(self.registry, [name for name, d in found.items() if d])
+            synced = await self._sync(self.registry, [
+                p.name for p in packages if found.get(p.name) or p.name in booked])
         except RegistryError as exc:
             await self._failed(exc)
         else:
             await self._announce(synced)
+        await self._settle()
         return report
+
+    async def _booked(self) -> set[str]:
+        """The registered packages the ledger books dev changes of."""
+        async with self.engine.connect() as conn:
+            recorded = await ledger.read_ledger(await engine.driver(conn))
+        return {name for name, rows in recorded.dev.items() if rows and name in self.registry}
 
     async def _load_initial(self) -> None:
         # Loaded in a worker thread into a copy that sends no signals; registered here,
@@ -400,13 +417,9 @@ class Daemon:
                 if problems:
                     raise ValidationError(problems)
                 packages = [candidate.get(name) for name in affected]
-                report = await migrator.migrate(self.engine, packages, rerun_edited=True,
-                                                partial=True, unregistered=removed, sender=self,
-                                                known=list(candidate.packages.values()),
-                                                vet=self._lint)
+                report = await self._migrate(candidate, packages, removed)
                 edited, migrated = self._changed_schemas(candidate, affected, report)
                 synced = await self._sync(candidate, edited)
-                reconciled = await self._reconcile(candidate, report, synced)
         except RegistryError as exc:
             if quiet:
                 return False
@@ -419,35 +432,74 @@ class Daemon:
                                      elapsed_ms=_ms(seen), error=exc)
             return False
         self._broken -= dirs
-        await self._adopt(candidate, sources, report, reconciled)
+        await self._adopt(candidate, sources, report)
         await self._announce(synced)
         applied = report.applied + tuple(r.change for r in synced if r.change is not None)
         await signals.emit_async(
             signals.reloaded, self, packages=tuple(changed + removed), applied=applied,
             elapsed_ms=_ms(seen), error=None)
-        await self._follow_migrations(migrated, report)
+        await self._follow_migrations(migrated)
+        with _noticing_loss():
+            await self._settle()
         return True
 
-    async def _follow_migrations(self, names: list[str], report: MigrationReport) -> None:
+    async def _migrate(
+        self, candidate: DatabaseRegistry, packages: list[Package], removed: list[str]
+    ) -> MigrationReport:
+        """Apply what `packages` have pending; their dev rows are to be settled after.
+
+        Also when it fails: a migration may have committed before (one that runs outside
+        a transaction), and is settled after the next good reload (issue #14).
+        """
+        try:
+            report = await migrator.migrate(self.engine, packages, rerun_edited=True,
+                                            partial=True, unregistered=removed, sender=self,
+                                            known=list(candidate.packages.values()),
+                                            vet=self._lint)
+        except BaseException:
+            self._unsettled |= {p.name for p in packages}
+            raise
+        self._unsettled |= set(report.by_package())
+        return report
+
+    async def _follow_migrations(self, names: list[str]) -> None:
         """Compare packages whose migrations ran but whose declared schema is unchanged.
 
         Done after `reloaded`: the change the developer made (a migration) is applied and
         announced at once, and the comparison (alembic, 60-110 ms) only says whether
-        the migration and the schema still agree, or takes over dev changes.
+        the migration and the schema still agree.
         """
         if not names:
             return
         try:
             with _noticing_loss():
                 synced = await self._sync(self.registry, names)
-                reconciled = await self._reconcile(self.registry, report, synced)
         except RegistryError as exc:
             await self._failed(exc)
             return
         await self._announce(synced)
-        for name, changes in reconciled.items():
-            await signals.emit_async(signals.schema_changed, self, package=name,
-                                     migrations=(), changes=changes)
+
+    async def _settle(self) -> None:
+        """Settle the dev rows of the packages that may need it (`sync.reconcile`).
+
+        Done after `reloaded`, as the migrations run on a scratch database meanwhile.
+        A package is settled once, whatever the answer: the next migration of it, or
+        dev change touching what an earlier one did, asks again.
+        """
+        for name in sorted(self._unsettled):
+            if name not in self.registry or name == CORE_PACKAGE:
+                self._unsettled.discard(name)
+                continue
+            try:
+                changes = await sync.reconcile(self.engine, self.registry.packages.values(),
+                                               name)
+            except RegistryError as exc:
+                await self._failed(exc)
+                continue
+            self._unsettled.discard(name)
+            if changes:
+                await signals.emit_async(signals.schema_changed, self, package=name,
+                                         migrations=(), changes=changes)
 
     async def _load_changed(
         self, candidate: DatabaseRegistry, dirs: list[Path]
@@ -481,7 +533,6 @@ class Daemon:
         candidate: DatabaseRegistry,
         sources: dict[Path, list[str]],
         report: MigrationReport,
-        reconciled: dict[str, tuple[Change, ...]],
     ) -> None:
         self.registry.adopt(candidate)  # validated in _reload: not checked twice
         self._sources.update(sources)
@@ -489,7 +540,7 @@ class Daemon:
             await signals.emit_async(
                 signals.schema_changed, self, package=name,
                 migrations=tuple(i.migration for i in items),
-                changes=(*items, *reconciled.get(name, ())))
+                changes=tuple(items))
 
     def _lint(self, steps: Sequence[Step], recorded: Ledger) -> None:
         """Say what the safety lint finds in the migrations a reload is about to run, as
@@ -528,22 +579,9 @@ class Daemon:
                 self.engine, registry.get(name), registry.packages.values(),
                 allow_destructive=self.allow_destructive,
                 tables=previous.table_names if previous else (),
-                declared_before=previous.object_names if previous else frozenset()))
+                declared_before=booking.declared_keys(previous) if previous else frozenset()))
+        self._unsettled |= {result.package for result in results if result.revisits}
         return results
-
-    async def _reconcile(
-        self, candidate: DatabaseRegistry, report: MigrationReport, synced: list[SyncResult]
-    ) -> dict[str, tuple[Change, ...]]:
-        """Forget dev changes a migration applied in this reload took over."""
-        migrated = report.by_package()
-        found: dict[str, tuple[Change, ...]] = {}
-        for result in synced:
-            if result.package in migrated and result.change is None and not result.held:
-                changes = await sync.reconcile(self.engine, candidate.packages.values(),
-                                               result.package)
-                if changes:
-                    found[result.package] = changes
-        return found
 
     async def _announce(self, synced: list[SyncResult]) -> None:
         for result in synced:
