@@ -292,7 +292,7 @@ def build_package(
         found.append(Problem(name, "Y126", f"source is {shown(source)}, not a string",
                              "give the file the package is defined in, or leave it out"))
     if not isinstance(schema, MetaData):
-        found.append(Problem(name, "Y123", f"schema is a {type(schema).__name__}, not a "
+        found.append(Problem(name, "Y123", f"schema is {shown(schema)}, not a "
                              "sqlalchemy MetaData", "pass MetaData() or a declarative "
                              "Base.metadata"))
         return None, found

@@ -192,7 +192,7 @@ def _problem_cases() -> list[Any]:
              "like '>=1.0', '~=1.2' or '>=1,<2')", "specifier", dependencies=["basic 1.0"]),
         case("Y122", "dependencies is the string '@ydtb/core>=1.0', not a list (write "
              "dependencies=['@ydtb/core>=1.0'])", "string", dependencies="@ydtb/core>=1.0"),
-        case("Y123", "schema is a dict, not a sqlalchemy MetaData (pass MetaData() or a "
+        case("Y123", "schema is {}, not a sqlalchemy MetaData (pass MetaData() or a "
              "declarative Base.metadata)", "schema-not-metadata", schema={}),
         case("Y125", "dependency '@ydtb/core' is listed twice (merge the specifiers into one "
              "entry)", "dependency-twice", dependencies=["@ydtb/core>=1.0", "@ydtb/core<2"]),
@@ -307,7 +307,7 @@ def test_problems_found_before_a_schema_that_is_not_metadata_are_kept() -> None:
     assert package is None
     assert [p.code for p in problems] == ["Y120", "Y121", "Y123"]
     assert str(problems[2]) == (
-        "Notes: schema is a NoneType, not a sqlalchemy MetaData (pass MetaData() or a "
+        "Notes: schema is None, not a sqlalchemy MetaData (pass MetaData() or a "
         "declarative Base.metadata) [Y123]"
     )
 
