@@ -60,10 +60,17 @@ def is_package(directory: Path) -> bool:
 
 def discover(roots: Iterable[Path]) -> list[Path]:
     """List the package directories under `roots` (each root's children), sorted per root."""
+    # On names and os.path rather than Path objects: a no-op `migrate` lists every
+    # package first, and at N = 1000 pathlib was half the time of that listing.
     found: list[Path] = []
     for root in roots:
-        if root.is_dir():
-            found.extend(p for p in sorted(root.iterdir()) if is_package(p))
+        try:
+            with os.scandir(root) as entries:
+                names = sorted(e.name for e in entries if not _ignored(e.name) and e.is_dir())
+        except (NotADirectoryError, FileNotFoundError):
+            continue
+        found.extend(root / name for name in names
+                     if os.path.isfile(os.path.join(root, name, PACKAGE_FILE)))
     return found
 
 
@@ -78,14 +85,14 @@ def directory_of(path: Path, roots: Iterable[Path]) -> Path | None:
     return None
 
 
-def files(directory: Path) -> Iterator[os.DirEntry[str]]:
+def files(directory: str | Path) -> Iterator[os.DirEntry[str]]:
     """Yield every file of a package directory that counts, at any depth."""
     with os.scandir(directory) as entries:
         for entry in entries:
             if _ignored(entry.name):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                yield from files(Path(entry.path))
+                yield from files(entry.path)
             else:
                 yield entry
 
