@@ -63,7 +63,7 @@ from runtime.errors import (
     UnsafeMigrationError,
     UsageError,
 )
-from runtime.load import cache, loader, pipeline
+from runtime.load import bytecode, cache, loader, pipeline
 from runtime.load.packages import migrations_directory
 
 if TYPE_CHECKING:
@@ -107,7 +107,8 @@ def _load_manifest(
     # Until the load cache is stored too: a full collection over what loaded costs 0.5 s.
     with process.loading():
         result = loader.load_all(settings.packages, registry,
-                                 entry_points=not args.no_entry_points)
+                                 entry_points=not args.no_entry_points,
+                                 bytecode=_bytecode_file(settings))
         problems, packages = None, None
         try:
             packages = registry.ordered()
@@ -169,6 +170,11 @@ def _store(
         console.line(f"load cache not written: {exc}", "dim")
 
 
+def _bytecode_file(settings: Settings) -> Path:
+    # Used with --no-cache too: code kept by content cannot be stale (#17).
+    return bytecode.bytecode_file(settings.data_dir, settings.packages)
+
+
 def _cache_file(args: argparse.Namespace, settings: Settings) -> Path:
     return cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points,
                             require_rls=settings.require_rls)
@@ -193,7 +199,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
                     db, settings.packages, registry, entry_points=not args.no_entry_points,
                     wait=args.wait, lock_retries=args.lock_retries,
                     transaction=settings.transaction, vet=_vetter(console, strict=args.strict),
-                    changes=changes)
+                    changes=changes, bytecode=_bytecode_file(settings))
         packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
                            outcome.packages)
         if packages is not None:
@@ -316,7 +322,7 @@ async def _migrate_fleet(args: argparse.Namespace, settings: Settings, console: 
         loaded = await pipeline.load_and_migrate(
             db, settings.packages, registry, entry_points=not args.no_entry_points,
             wait=args.wait, lock_retries=args.lock_retries, transaction=settings.transaction,
-            vet=vet)
+            vet=vet, bytecode=_bytecode_file(settings))
         return loaded.report
 
     started = time.perf_counter()
