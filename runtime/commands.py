@@ -38,7 +38,7 @@ from runtime.console import (
 from runtime.core import citus, graph
 from runtime.core.fleet import Member, canary_first, parse_fleet
 from runtime.core.leftovers import Leftovers, Uninstall
-from runtime.core.lint import Finding, lint_all, lint_steps
+from runtime.core.lint import Finding, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
 from runtime.core.plan import (
@@ -64,6 +64,7 @@ from runtime.errors import (
     UsageError,
 )
 from runtime.load import bytecode, cache, loader, pipeline
+from runtime.load.lints import lint_file, lint_kept
 from runtime.load.packages import migrations_directory
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ def _load_manifest(
         packages = _loaded(args, settings, console, result, problems, sources, packages)
         if packages is None:
             return None
-        manifest = Manifest.of(packages, lint_all(packages) if lint else ())
+        manifest = Manifest.of(packages, lint_kept(packages, _lint_file(settings))
+                               if lint else ())
         _store(args, settings, console, manifest, sources, result)
         return packages, manifest
 
@@ -173,6 +175,11 @@ def _store(
 def _bytecode_file(settings: Settings) -> Path:
     # Used with --no-cache too: code kept by content cannot be stale (#17).
     return bytecode.bytecode_file(settings.data_dir, settings.packages)
+
+
+def _lint_file(settings: Settings) -> Path:
+    # Used with --no-cache too: kept by content and the lint's own code (#17).
+    return lint_file(settings.data_dir, settings.packages)
 
 
 def _cache_file(args: argparse.Namespace, settings: Settings) -> Path:

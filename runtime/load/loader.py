@@ -140,8 +140,12 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
 
 
-def _forget(prefix: str) -> None:
-    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
+def _forget(prefix: str, before: set[str]) -> None:
+    """Drop the modules named `prefix` or under it that were not in `before`."""
+    # Only what the load added is looked at: a scan of all of sys.modules (some 2,000
+    # names) for each package was 2% of loading N = 300 (#17).
+    for name in [n for n in sys.modules.keys() - before
+                 if n == prefix or n.startswith(prefix + ".")]:
         del sys.modules[name]
 
 
@@ -243,12 +247,13 @@ def load_directory(
     root = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z_]', '_', directory.name)}_{next(_generation)}"
     recorder = _Recorder(registry, str(directory / PACKAGE_FILE), taken or {},
                          set() if refused is None else refused)
+    before = set(sys.modules)
     try:
         _register(recorder, directory, root, f"{root}.package", "register")
     finally:
         # Objects the package defined keep its modules alive as long as they are used;
         # dropping them from sys.modules keeps every reload fresh and memory flat.
-        _forget(root)
+        _forget(root, before)
     return recorder.names
 
 
@@ -373,11 +378,12 @@ def load_installed(
     file = _module_file(installed)
     recorder = _Recorder(registry, file, taken or {}, set() if refused is None else refused)
     _claimed.add(root)
+    before = set(sys.modules)
     try:
         _register(recorder, installed.directory, root, installed.module, installed.attr)
     finally:
         _claimed.discard(root)
-        _forget(root)
+        _forget(root, before)
         sys.modules.update(kept)
         parent, _, leaf = root.rpartition(".")
         if parent in sys.modules and root in kept:
