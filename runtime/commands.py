@@ -718,7 +718,7 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
                         between_passes=process.collect_young)
         with report_signals(console), _one_error():
             async with anyio.create_task_group() as group:
-                with process.loading():
+                with process.loading(lasting=True):
                     await group.start(daemon.run)
                     await daemon.watching.wait()
                 process.settle()
