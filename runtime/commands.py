@@ -38,7 +38,7 @@ from runtime.console import (
 from runtime.core import booking, citus, graph
 from runtime.core.fleet import Member, canary_first, parse_fleet
 from runtime.core.leftovers import Leftovers, Uninstall
-from runtime.core.lint import Finding, lint_all, lint_steps
+from runtime.core.lint import Finding, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
 from runtime.core.plan import (
@@ -64,7 +64,8 @@ from runtime.errors import (
     UnsafeMigrationError,
     UsageError,
 )
-from runtime.load import cache, loader, pipeline
+from runtime.load import bytecode, cache, loader, pipeline
+from runtime.load.lints import lint_file, lint_kept
 from runtime.load.packages import migrations_directory
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ def _load_manifest(
     # Until the load cache is stored too: a full collection over what loaded costs 0.5 s.
     with process.loading():
         result = loader.load_all(settings.packages, registry,
-                                 entry_points=not args.no_entry_points)
+                                 entry_points=not args.no_entry_points,
+                                 bytecode=_bytecode_file(settings))
         problems, packages = None, None
         try:
             packages = registry.ordered()
@@ -119,7 +121,8 @@ def _load_manifest(
         packages = _loaded(args, settings, console, result, problems, sources, packages)
         if packages is None:
             return None
-        manifest = Manifest.of(packages, lint_all(packages) if lint else ())
+        manifest = Manifest.of(packages, lint_kept(packages, _lint_file(settings))
+                               if lint else ())
         _store(args, settings, console, manifest, sources, result)
         return packages, manifest
 
@@ -170,6 +173,16 @@ def _store(
         console.line(f"load cache not written: {exc}", "dim")
 
 
+def _bytecode_file(settings: Settings) -> Path:
+    # Used with --no-cache too: code kept by content cannot be stale (#17).
+    return bytecode.bytecode_file(settings.data_dir, settings.packages)
+
+
+def _lint_file(settings: Settings) -> Path:
+    # Used with --no-cache too: kept by content and the lint's own code (#17).
+    return lint_file(settings.data_dir, settings.packages)
+
+
 def _cache_file(args: argparse.Namespace, settings: Settings) -> Path:
     return cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points,
                             require_rls=settings.require_rls)
@@ -194,7 +207,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
                     db, settings.packages, registry, entry_points=not args.no_entry_points,
                     wait=args.wait, lock_retries=args.lock_retries,
                     transaction=settings.transaction, vet=_vetter(console, strict=args.strict),
-                    changes=changes)
+                    changes=changes, bytecode=_bytecode_file(settings))
         packages = _loaded(args, settings, console, outcome.load, outcome.problems, sources,
                            outcome.packages)
         if packages is not None:
@@ -317,7 +330,7 @@ async def _migrate_fleet(args: argparse.Namespace, settings: Settings, console: 
         loaded = await pipeline.load_and_migrate(
             db, settings.packages, registry, entry_points=not args.no_entry_points,
             wait=args.wait, lock_retries=args.lock_retries, transaction=settings.transaction,
-            vet=vet)
+            vet=vet, bytecode=_bytecode_file(settings))
         return loaded.report
 
     started = time.perf_counter()
@@ -751,7 +764,7 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
                         between_passes=process.collect_young)
         with report_signals(console), _one_error():
             async with anyio.create_task_group() as group:
-                with process.loading():
+                with process.loading(lasting=True):
                     await group.start(daemon.run)
                     await daemon.watching.wait()
                 process.settle()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 import textwrap
@@ -163,7 +164,12 @@ async def columns(engine: AsyncEngine, table: str) -> list[str]:
 def run_cli(*argv: str) -> tuple[int, str]:
     """Run `python -m runtime ARGV` in this process; return its exit code and output."""
     out = io.StringIO()
-    code = main(list(argv), console=Console(out, color=False))
+    try:
+        code = main(list(argv), console=Console(out, color=False))
+    finally:
+        # A command freezes what it loaded, as the process ends after it
+        # (`runtime.process.loading`): this one goes on to the next test.
+        gc.unfreeze()
     return code, out.getvalue()
 
 

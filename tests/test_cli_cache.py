@@ -17,7 +17,7 @@ import pytest
 from support import run_cli, write_package
 
 from runtime.db.urls import plain_url
-from runtime.load import loader
+from runtime.load import bytecode, loader
 
 CACHED = "unchanged since their last load"
 
@@ -107,6 +107,23 @@ def test_no_cache_and_plan_always_load(packages: Path, database_url: str, more: 
     assert code == 0
     assert CACHED not in out
     assert out.startswith("nothing to apply" if more == ["--no-cache"] else "-- nothing to apply")
+
+
+def test_no_cache_still_keeps_and_reads_the_compiled_package_code(
+    packages: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled: list[str] = []
+    compile_afresh = bytecode.compiled.__wrapped__
+    monkeypatch.setattr(bytecode, "compiled",
+                        lambda path, source: compiled.append(path) or compile_afresh(path, source))
+    first = run_cli(*args("check", packages, None, "--no-cache"))
+    assert len(compiled) == 2  # package.py, schema.py
+
+    second = run_cli(*args("check", packages, None, "--no-cache"))
+
+    assert second == first == (0, "ok: 2 packages valid (@ydtb/core, notes)\n")
+    assert len(compiled) == 2  # code kept by content cannot be stale (#17)
+    assert list((packages.parent / "data/cache").glob("bytecode-*.bin"))
 
 
 def test_an_unreachable_database_is_reported_by_the_full_run(packages: Path) -> None:

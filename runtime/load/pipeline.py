@@ -85,6 +85,7 @@ async def load_and_migrate(
     transaction: TransactionMode = TransactionMode.ALL,
     vet: Vet | None = None,
     changes: cache.Changes | None = None,
+    bytecode: Path | None = None,
 ) -> Outcome:
     """Load the packages of `directories` (and entry points) into `registry` and migrate.
 
@@ -97,6 +98,7 @@ async def load_and_migrate(
         vet: asked of the pending steps before they are applied (`migrator.migrate`).
         changes: what changed since the load cache's set (`cache.changes`): only the
             changed directories are loaded, when that answers as loading all would.
+        bytecode: where the packages' compiled code is kept (`loader.load_all`).
 
     Raises:
         MigrationFailedError, LedgerConflictError: as `migrator.migrate` does, and what
@@ -122,7 +124,8 @@ async def load_and_migrate(
         try:
             with signals.owned_by(loop):
                 outcome.load = loader.load_all(directories, registry,
-                                               entry_points=entry_points, each=arrived)
+                                               entry_points=entry_points, each=arrived,
+                                               bytecode=bytecode)
         finally:
             anyio.from_thread.run_sync(send.close)
 

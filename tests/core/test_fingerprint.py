@@ -288,3 +288,39 @@ def test_an_index_method_that_is_not_a_name_raises() -> None:
 
     with pytest.raises(CompileError, match="Unexpected SQL phrase"):
         fingerprint.describe([table])
+
+
+def kit_notes() -> Table:
+    """A table as packages declare them with `runtime.kit`, with a type of each kind."""
+    from sqlalchemy import BigInteger, Boolean, DateTime, Float, Numeric, Uuid, false, func
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    from runtime import kit
+
+    metadata = kit.metadata()
+    kit.workspace_table("ydtb_pinned_tags", metadata,
+                        Column("id", BigInteger, Identity(), primary_key=True), kit.workspace_key())
+    return kit.workspace_table(
+        "ydtb_pinned", metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("done", Boolean, nullable=False, server_default=false()),
+        Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("amount", Numeric(12, 2), server_default=text("0")),
+        Column("data", JSONB, server_default=text("'{}'::jsonb")),
+        Column("ratio", Float), Column("token", Uuid), Column("tag_id", BigInteger),
+        kit.workspace_reference("tag_id", "ydtb_pinned_tags", ondelete="SET NULL"),
+        kit.workspace_key(), Index(None, "workspace_id", "at"),
+        CheckConstraint("ratio >= 0", name="ratio_positive"),
+    )
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    pytest.param(notes, "3b80cafe2e27cd11", id="notes"),
+    pytest.param(kit_notes, "85f6c5b47b436b39", id="kit"),
+])
+def test_the_fingerprint_of_a_schema_stays_what_ledgers_recorded(
+    table: Callable[[], Table], expected: str
+) -> None:
+    # Ledgers keep fingerprints: a new way of computing one must give the same value, or
+    # every database would see every package as edited (#17).
+    assert fingerprint_of(table()) == expected
