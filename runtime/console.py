@@ -252,15 +252,24 @@ def describe(error: BaseException, program: str = PROGRAM) -> str:
     return text if program == PROGRAM else text.replace(f"{PROGRAM} ", f"{program} ")
 
 
-def drift_hint(package: str, differences: Sequence[Difference], program: str = PROGRAM) -> str:
+def drift_hint(package: str, differences: Sequence[Difference], program: str = PROGRAM,
+               dev_built: Sequence[Difference] = ()) -> str:
     """Say how to proceed with differences the dev daemon held back.
 
     A rename is shown as the migration to write. Something in the database that the
     schema does not declare was most often made by a migration on purpose (the README's
-    walkthrough adds a column that way): then the fix is to declare it.
+    walkthrough adds a column that way): then the fix is to declare it. What only the
+    dev sync built (`dev_built`) no migration builds: there is no migration to write.
     """
     from runtime.core.events import suggested_rename
 
+    if dev_built and len(dev_built) == len(differences):
+        made = " and ".join(_what(d) for d in dev_built)
+        return (f"only the dev sync made {made}, no migration builds "
+                f"{'it' if len(dev_built) == 1 else 'them'}: restart the dev daemon with "
+                "--allow-destructive to drop "
+                f"{'it' if len(dev_built) == 1 else 'them'} from the dev database, or run "
+                "the SQL above yourself")
     rename = suggested_rename(differences)
     undeclared = [_what(d) for d in differences if d.kind.startswith("remove_")]
     if rename:
@@ -335,7 +344,7 @@ def report_signals(console: Console) -> Iterator[None]:
                              "migrations", "dim")
 
     def drift(_sender: Any, *, package: str, differences: tuple[Difference, ...],
-              **_: Any) -> None:
+              dev_built: tuple[Difference, ...] = (), **_: Any) -> None:
         if any(d.destructive for d in differences):
             console.line(f"! {package}: schema changes not applied to the dev database, some "
                          "may lose data:", "warn")
@@ -344,7 +353,8 @@ def report_signals(console: Console) -> Iterator[None]:
                          "migrations build, but declared nowhere, so left as it is:", "warn")
         for difference in differences:
             console.line(f"    {held(difference)}")
-        console.line(f"  {drift_hint(package, differences, console.program)}", "warn")
+        console.line(f"  {drift_hint(package, differences, console.program, dev_built)}",
+                     "warn")
 
     def reloaded(_sender: Any, *, packages: tuple[str, ...], applied: tuple[Change, ...],
                  elapsed_ms: float, error: Exception | None, **_: Any) -> None:

@@ -188,7 +188,8 @@ def readable(signal: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     elif signal == "schema_drift":
         differences = out.pop("differences")
         out["changes"] = tuple(held(d) for d in differences)
-        out["hint"] = drift_hint(payload["package"], differences)
+        out["hint"] = drift_hint(payload["package"], differences,
+                                 dev_built=out.pop("dev_built", ()))
     return out
 
 

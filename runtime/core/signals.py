@@ -76,7 +76,8 @@ schema_drift: NamedSignal = _signals.signal("schema_drift", doc="""\
 A package's declared schema differs from the live database in ways the dev daemon does
 not apply on its own (some may lose data), so none of the package's were applied.
 Sender: the daemon. Keywords: package (str), differences (tuple of
-`runtime.core.events.Difference`, each with the SQL it would run).""")
+`runtime.core.events.Difference`, each with the SQL it would run), dev_built (those of
+them removing what only the dev sync built, which no migration builds).""")
 
 validation_failed: NamedSignal = _signals.signal("validation_failed", doc="""\
 A package could not be loaded or validated; the last good state was kept.

@@ -64,12 +64,15 @@ class SyncResult:
             schema declares nowhere.
         revisits: the change touched an object a recorded dev change touched: the
             migrations may now build what the dev database has (`reconcile`).
+        dev_built: of `held`, the removals of what only dev changes built: no migration
+            builds it, so `makemigration` has nothing to write for them.
     """
 
     package: str
     change: Change | None = None
     held: tuple[Difference, ...] = ()
     revisits: bool = False
+    dev_built: tuple[Difference, ...] = ()
 
     @property
     def applied(self) -> tuple[Difference, ...]:
@@ -120,7 +123,9 @@ async def sync_package(
             d for d in differences if _left_alone(d, built, declared_before))
         rest = [d for d in differences if d not in kept]
         if any(d.destructive for d in rest) and not allow_destructive:
-            return SyncResult(package.name, held=tuple(differences))
+            dev_built = tuple(d for d in differences if d.kind.startswith("remove_")
+                              and set(booking.keys_of(d)) <= built)
+            return SyncResult(package.name, held=tuple(differences), dev_built=dev_built)
         if not rest:
             return SyncResult(package.name, held=kept)
         change = await _apply(run, package, rest)

@@ -589,7 +589,7 @@ class Daemon:
                 logger.info("%s: schema changes held: %s", result.package,
                             "; ".join(d.words for d in result.held))
                 await signals.emit_async(signals.schema_drift, self, package=result.package,
-                                         differences=result.held)
+                                         differences=result.held, dev_built=result.dev_built)
             if result.change is not None:
                 await signals.emit_async(signals.schema_changed, self, package=result.package,
                                          migrations=(result.change.migration,),

@@ -105,6 +105,26 @@ async def test_a_synced_table_taken_out_of_the_schema_stays_booked_and_shows_as_
     assert sent["schema_drift"][-1]["changes"] == (TAGS_DRIFT,)
 
 
+async def test_a_synced_column_taken_out_of_the_schema_is_held_with_a_hint_that_works(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started(engine, tmp_path)
+    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    await daemon.reload([tmp_path / "notes"])
+    declare(tmp_path, {"ydtb_notes": []})
+    await daemon.reload([tmp_path / "notes"])
+
+    # makemigration has nothing to write for it: the hint does not send people there.
+    assert sent["schema_drift"][-1]["hint"] == (
+        "only the dev sync made column ydtb_notes.color, no migration builds it: restart the "
+        "dev daemon with --allow-destructive to drop it from the dev database, or run the SQL "
+        "above yourself")
+    differences = await scratch.compare_migrations(scratch.server_url(engine),
+                                                   daemon.registry.ordered(), "notes")
+    assert differences == []
+
+
 async def test_a_synced_table_taken_out_of_the_schema_is_dropped_with_allow_destructive(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
