@@ -214,13 +214,25 @@ CASES = [
     case("computed-add", sql=["title text"], before=['Column("title", Text)'],
          after=['Column("title", Text)',
                 'Column("title_length", Integer, Computed("length(title)"))']),
+    case("computed-stored", sql=["title text"], before=['Column("title", Text)'],
+         after=['Column("title", Text)', 'Column("title_length", Integer, '
+                'Computed("length(title)", persisted=True))']),
+    case("computed-to-plain", sql=["title text", "title_length integer GENERATED ALWAYS AS "
+                                   "(length(title)) STORED"],
+         before=['Column("title", Text)', 'Column("title_length", Integer, '
+                 'Computed("length(title)", persisted=True))'],
+         after=['Column("title", Text)', 'Column("title_length", Integer)']),
+    case("computed-from-plain", held=True, major=True, sql=["title text", "title_length integer"],
+         before=['Column("title", Text)', 'Column("title_length", Integer)'],
+         after=['Column("title", Text)', 'Column("title_length", Integer, '
+                'Computed("length(title)", persisted=True))']),
     case("computed-changed", sql=["title text",
                                   "title_length integer GENERATED ALWAYS AS (length(title)) "
                                   "STORED"],
-         before=['Column("title", Text)',
-                 'Column("title_length", Integer, Computed("length(title)"))'],
-         after=['Column("title", Text)',
-                'Column("title_length", Integer, Computed("octet_length(title)"))']),
+         before=['Column("title", Text)', 'Column("title_length", Integer, '
+                 'Computed("length(title)", persisted=True))'],
+         after=['Column("title", Text)', 'Column("title_length", Integer, '
+                'Computed("octet_length(title)", persisted=True))']),
 ]
 
 
@@ -340,8 +352,9 @@ async def test_a_declared_construct_goes_through_the_whole_loop(
     root = tmp_path
     declare(root, c, c.before)
     (root / "notes/migrations/0001_base.sql").write_text(base_migration(c))
-    with_rows = await other_url()
-    assert (await cli("migrate", root=root, url=with_rows))[0] == 0
+    with_rows, empty = await other_url(), await other_url()
+    for url in (with_rows, empty):
+        assert (await cli("migrate", root=root, url=url))[0] == 0
     await execute(with_rows, rows_sql(c))
     daemon = Daemon(engine, [root], entry_points=False)
     await daemon.start()
@@ -355,6 +368,11 @@ async def test_a_declared_construct_goes_through_the_whole_loop(
         [drift] = sent["schema_drift"]
         assert "python -m runtime makemigration notes" in drift["hint"], drift
         assert sent["schema_changed"] == []
+        # The SQL it quotes runs, and runs twice (--allow-destructive runs it).
+        quoted = [change.partition(": would run ")[2] for change in drift["changes"]]
+        assert any(quoted), drift
+        for sql in [q for q in quoted if q] * 2:
+            await execute(empty, sql)
     else:
         assert sent["schema_drift"] == [], sent["schema_drift"]
         [changed] = sent["schema_changed"]

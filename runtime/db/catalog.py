@@ -39,7 +39,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from runtime.core import ddl
 from runtime.core.events import Difference
 
-__all__ = ["Shape", "compare", "compare_enums", "declared_enums", "declared_shapes",
+__all__ = ["Generated", "Shape", "compare", "compare_enums", "declared_enums", "declared_shapes",
            "enum_labels", "shapes_of"]
 
 logger = logging.getLogger(__name__)
@@ -58,14 +58,26 @@ class Shape:
         indexes: each index's name and `(unique, definition)`, the definition from
             `USING` on (`USING btree (title) WHERE (title IS NOT NULL)`); indexes of
             constraints left out (their constraint stands for them).
-        generated: each generated column's name and expression.
+        generated: each generated column's name and `Generated`.
     """
 
     primary_key: tuple[str, ...] = ()
     primary_key_name: str | None = None
     checks: dict[str, str] = field(default_factory=dict)
     indexes: dict[str, tuple[bool, str]] = field(default_factory=dict)
-    generated: dict[str, str] = field(default_factory=dict)
+    generated: dict[str, Generated] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A generated column: its expression, `STORED` or `VIRTUAL`, and its type."""
+
+    expression: str
+    kind: str
+    type: str
+
+    def __str__(self) -> str:
+        return f"({self.expression}) {self.kind}"
 
 
 _CONSTRAINTS = """
@@ -88,7 +100,9 @@ WHERE c.relnamespace = {namespace} AND c.relname = ANY(:tables)
 """
 
 _GENERATED = """
-SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid, true)
+SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid, true),
+       CASE a.attgenerated WHEN 's' THEN 'STORED' ELSE 'VIRTUAL' END,
+       format_type(a.atttypid, a.atttypmod)
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relnamespace = {namespace} AND c.relname = ANY(:tables) AND a.attgenerated <> ''
@@ -133,8 +147,8 @@ def _read_index(shape: Shape, row: Any) -> Shape:
 
 
 def _read_generated(shape: Shape, row: Any) -> Shape:
-    column, expression = row
-    shape.generated[column] = expression
+    column, expression, kind, type_ = row
+    shape.generated[column] = Generated(expression, kind, type_)
     return shape
 
 
@@ -286,10 +300,11 @@ def compare(
                         for name in sorted(set(have.indexes) & set(want.indexes))
                         if have.indexes[name] != want.indexes[name]
                         and (table, name) not in known]
-        differences += [_generated(table, column, have.generated[column],
-                                   want.generated[column])
-                        for column in sorted(set(have.generated) & set(want.generated))
-                        if have.generated[column] != want.generated[column]]
+        differences += [_generated(table, column, have.generated.get(column),
+                                   want.generated.get(column))
+                        for column in sorted(set(have.generated) | set(want.generated))
+                        if have.generated.get(column) != want.generated.get(column)
+                        and (table, column) not in known]
     return differences
 
 
@@ -310,14 +325,15 @@ def _primary_key(table: str, have: Shape, want: Shape) -> Difference:
         steps.append(f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)} "
                      f"PRIMARY KEY {_columns(want.primary_key)};")
     # Guarded by what the key is, not by its name: run again, it changes nothing (a
-    # drop and add would fail once foreign keys depend on the new key).
+    # drop and add would fail once foreign keys depend on the new key). No `--` comment:
+    # the daemon quotes the statement on one line.
     wanted = _literal(f"PRIMARY KEY {_columns(want.primary_key)}")
     statement = (
         "DO $$\nBEGIN\n"
         f"    IF {'' if want.primary_key else 'NOT '}EXISTS (SELECT 1 FROM pg_constraint "
         f"WHERE conrelid = {_literal(_quote(table))}::regclass AND contype = 'p'"
         f"{f' AND pg_get_constraintdef(oid) = {wanted}' if want.primary_key else ''}) THEN\n"
-        "        RETURN;  -- done already\n"
+        "        RETURN;  /* done already */\n"
         "    END IF;\n"
         + "".join(f"    {step}\n" for step in steps)
         + "END $$")
@@ -361,12 +377,26 @@ def _index(table: str, name: str, have: tuple[bool, str], want: tuple[bool, str]
                       (f"DROP INDEX IF EXISTS {_quote(name)}", create))
 
 
-def _generated(table: str, column: str, have: str, want: str) -> Difference:
-    return Difference("modify_computed", table, column,
-                      f"table {table}: column {column} is generated as {have} in the "
-                      f"database but declared {want}", False,
-                      (f"ALTER TABLE {_quote(table)} ALTER COLUMN {_quote(column)} SET "
-                       f"EXPRESSION AS ({want})",))
+def _generated(table: str, column: str, have: Generated | None,
+               want: Generated | None) -> Difference:
+    """A generated column's expression changed (set in place), its generation taken away
+    (the values stay), or a column made generated or changed in kind or type (dropped and
+    added again: PostgreSQL cannot make it so in place, and the values are lost)."""
+    where = f"table {table}: column {column}"
+    words = (f"{where} is {f'generated as {have}' if have else 'not generated'} in the "
+             f"database but declared {f'generated as {want}' if want else 'not generated'}")
+    alter = f"ALTER TABLE {_quote(table)}"
+    if want is None:
+        return Difference("modify_computed", table, column, words, False,
+                          (f"{alter} ALTER COLUMN {_quote(column)} DROP EXPRESSION IF EXISTS",))
+    if have is not None and (have.kind, have.type) == (want.kind, want.type):
+        return Difference("modify_computed", table, column, words, False,
+                          (f"{alter} ALTER COLUMN {_quote(column)} SET EXPRESSION AS "
+                           f"({want.expression})",))
+    return Difference("modify_computed", table, column, words, True, (
+        f"{alter} DROP COLUMN IF EXISTS {_quote(column)}",
+        f"{alter} ADD COLUMN IF NOT EXISTS {_quote(column)} {want.type} GENERATED ALWAYS AS "
+        f"({want.expression}) {want.kind}"))
 
 
 def compare_enums(
