@@ -153,7 +153,23 @@ CASES = [
     # -- unique constraints
     case("unique-add", sql=["slug text"], before=['Column("slug", Text)'],
          after=['Column("slug", Text)', 'UniqueConstraint("slug", name="ydtb_notes_slug_key")']),
+    case("unique-changed", sql=["slug text", "CONSTRAINT ydtb_notes_slug_key UNIQUE (slug)"],
+         before=['Column("slug", Text)', 'UniqueConstraint("slug", name="ydtb_notes_slug_key")'],
+         after=['Column("slug", Text)',
+                'UniqueConstraint("workspace_id", "slug", name="ydtb_notes_slug_key")']),
+    case("check-drop", sql=["votes integer", "CONSTRAINT votes_positive CHECK (votes >= 0)"],
+         before=['Column("votes", Integer)',
+                 'CheckConstraint("votes >= 0", name="votes_positive")'],
+         after=['Column("votes", Integer)'], rows=", 1"),
     # -- indexes
+    case("index-changed-columns", sql=["title text"],
+         post="CREATE INDEX IF NOT EXISTS ix_notes_title ON ydtb_notes (title);\n",
+         before=['Column("title", Text)', 'Index("ix_notes_title", "title")'],
+         after=['Column("title", Text)', 'Index("ix_notes_title", "workspace_id", "title")']),
+    case("index-drop", sql=["title text"],
+         post="CREATE INDEX IF NOT EXISTS ix_notes_title ON ydtb_notes (title);\n",
+         before=['Column("title", Text)', 'Index("ix_notes_title", "title")'],
+         after=['Column("title", Text)']),
     case("index-plain", sql=["title text"], before=['Column("title", Text)'],
          after=['Column("title", Text, index=True)']),
     case("index-unique", sql=["title text"], before=['Column("title", Text)'],
@@ -405,3 +421,22 @@ async def test_a_declared_construct_goes_through_the_whole_loop(
     dev = await catalog(database_url)
     assert await catalog(fresh) == dev, written
     assert await catalog(with_rows) == dev, written
+
+
+async def test_check_db_finds_a_primary_key_the_migrations_build_otherwise(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Alembic compares no primary key: this passed `check --db` before the catalog did.
+    c = Case(base=[BASE[1], 'Column("id", Integer, nullable=False)'])
+    declare(tmp_path, c, ['PrimaryKeyConstraint("id")'])
+    (tmp_path / "notes/migrations/0001_base.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS ydtb_notes (id integer NOT NULL, workspace_id varchar(20) "
+        "NOT NULL REFERENCES ydtb_workspaces(id) ON DELETE CASCADE, "
+        "PRIMARY KEY (workspace_id, id));\n")
+
+    assert await cli("check", "--db", root=tmp_path, url=database_url) == (1, (
+        "error: 1 problem found:\n"
+        "  - notes: its migrations do not build its declared schema: table ydtb_notes: primary "
+        "key is (workspace_id, id) in the database but declared (id) (change the schema to "
+        "match, or write the difference as a migration: python -m runtime makemigration "
+        "notes) [Y404]\n"))
