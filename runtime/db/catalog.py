@@ -17,9 +17,9 @@ key and plain indexes are rendered here, as PostgreSQL would.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -80,29 +80,29 @@ class Generated:
         return f"({self.expression}) {self.kind}"
 
 
-_CONSTRAINTS = """
-SELECT c.relname, k.contype::text, k.conname, pg_get_constraintdef(k.oid, true),
-       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
-             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i)
+# One round trip: (what, table, name, definition, detail, columns), where `what` is
+# `p` (primary key), `c` (CHECK), `i` (index: detail says whether unique) or `g` (a
+# generated column: detail says STORED or VIRTUAL, columns holds its type). An index's
+# definition is from " USING " on: the part before names the table, which differs
+# between the database's table and the temporary one built from the declaration.
+_SHAPES = """
+SELECT k.contype::text, c.relname::text, k.conname::text, pg_get_constraintdef(k.oid, true),
+       NULL, ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+                   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n
+                   ORDER BY u.i)
 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
 WHERE c.relnamespace = {namespace} AND c.relname = ANY(:tables) AND k.contype IN ('p', 'c')
-"""
-
-# The definition from " USING " on: the part before names the table, which differs
-# between the database's table and the temporary one built from the declaration.
-_INDEXES = """
-SELECT c.relname, i.relname, x.indisunique,
-       substring(pg_get_indexdef(x.indexrelid) from ' (USING .*)$')
+UNION ALL
+SELECT 'i', c.relname::text, i.relname::text,
+       substring(pg_get_indexdef(x.indexrelid) from ' (USING .*)$'), x.indisunique::text, NULL
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
 WHERE c.relnamespace = {namespace} AND c.relname = ANY(:tables)
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid
                   AND k.conrelid = x.indrelid AND k.contype IN ('p', 'u', 'x'))
-"""
-
-_GENERATED = """
-SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid, true),
+UNION ALL
+SELECT 'g', c.relname::text, a.attname::text, pg_get_expr(d.adbin, d.adrelid, true),
        CASE a.attgenerated WHEN 's' THEN 'STORED' ELSE 'VIRTUAL' END,
-       format_type(a.atttypid, a.atttypmod)
+       ARRAY[format_type(a.atttypid, a.atttypmod)]
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relnamespace = {namespace} AND c.relname = ANY(:tables) AND a.attgenerated <> ''
@@ -125,31 +125,19 @@ def shapes_of(
     namespace = "pg_my_temp_schema()" if temporary else "current_schema()::regnamespace"
     params = {"tables": sorted(tables)}
     shapes: dict[str, Shape] = {name: Shape() for name in params["tables"]}
-    for query, read in ((_CONSTRAINTS, _read_constraint), (_INDEXES, _read_index),
-                        (_GENERATED, _read_generated)):
-        for row in sync_conn.execute(text(query.format(namespace=namespace)), params):
-            shapes[row[0]] = read(shapes[row[0]], row[1:])
+    for what, table, name, definition, detail, columns in sync_conn.execute(
+            text(_SHAPES.format(namespace=namespace)), params):
+        shape = shapes[table]
+        if what == "p":
+            shapes[table] = Shape(tuple(columns), name, shape.checks, shape.indexes,
+                                  shape.generated)
+        elif what == "c":
+            shape.checks[name] = definition
+        elif what == "i":
+            shape.indexes[name] = (detail == "true", definition)
+        else:
+            shape.generated[name] = Generated(definition, detail, columns[0])
     return shapes
-
-
-def _read_constraint(shape: Shape, row: Any) -> Shape:
-    kind, name, definition, columns = row
-    if kind == "p":
-        return Shape(tuple(columns), name, shape.checks, shape.indexes, shape.generated)
-    shape.checks[name] = definition
-    return shape
-
-
-def _read_index(shape: Shape, row: Any) -> Shape:
-    name, unique, definition = row
-    shape.indexes[name] = (bool(unique), definition)
-    return shape
-
-
-def _read_generated(shape: Shape, row: Any) -> Shape:
-    column, expression, kind, type_ = row
-    shape.generated[column] = Generated(expression, kind, type_)
-    return shape
 
 
 def enum_labels(sync_conn: Connection, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -163,27 +151,24 @@ def declared_shapes(sync_conn: Connection, tables: Iterable[Table]) -> dict[str,
     """Render the shape of the declared `tables` as PostgreSQL would build them.
 
     Tables with something only PostgreSQL can render are built as temporary tables in a
-    savepoint, read, and rolled back; the others are rendered here.
+    savepoint, read, and rolled back, once per `Table` object; the others are rendered
+    here.
     """
     tables = list(tables)
     built = [t for t in tables if _needs_building(t)]
     shapes = {t.name: _plain_shape(t) for t in tables if t not in built}
-    if built:
-        key = tuple(_ddl(t) for t in built)
-        cached = _RENDERED.get(key)
-        if cached is None:
-            cached = _build(sync_conn, built)
-            if len(_RENDERED) >= _CACHED:
-                _RENDERED.pop(next(iter(_RENDERED)))
-            _RENDERED[key] = cached
-        shapes |= cached
-    return shapes
+    missing = [t for t in built if t not in _RENDERED]
+    if missing:
+        rendered = _build(sync_conn, missing)
+        for table in missing:
+            _RENDERED[table] = rendered[table.name]
+    return shapes | {t.name: _RENDERED[t] for t in built}
 
 
-# The rendering of a declaration does not change while it does not: a dev daemon
-# compares the same declared tables after every edit of another package.
-_RENDERED: dict[tuple[tuple[str, ...], ...], dict[str, Shape]] = {}
-_CACHED = 512
+# A declared table's rendering does not change while the `Table` does not (a package's
+# tables are made once, when its schema.py is imported): the dev daemon compares the
+# same tables after every edit of another package, and builds none of them again.
+_RENDERED: weakref.WeakKeyDictionary[Table, Shape] = weakref.WeakKeyDictionary()
 
 
 def _needs_building(table: Table) -> bool:

@@ -50,6 +50,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -143,7 +144,9 @@ async def compare_each(
     present = frozenset(owners) - added
     differences = _differences(upgrade, metadata)
     if present:
-        differences += await conn.run_sync(_catalog_differences, metadata, present,
+        # The packages' own `Table`s, not their copies: the catalog caches by `Table`.
+        own = {t.name: t for p in targets for t in p.tables if t.name in present}
+        differences += await conn.run_sync(_catalog_differences, metadata, own, present,
                                            differences)
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}
     for difference in differences:
@@ -152,11 +155,12 @@ async def compare_each(
 
 
 def _catalog_differences(
-    sync_conn: Connection, metadata: MetaData, tables: frozenset[str],
-    known: list[Difference],
+    sync_conn: Connection, metadata: MetaData, own: Mapping[str, Table],
+    tables: frozenset[str], known: list[Difference],
 ) -> list[Difference]:
     """What alembic does not compare (`runtime.db.catalog`), for `tables`, in both."""
-    declared = [metadata.tables[name] for name in sorted(tables) if name in metadata.tables]
+    declared = [own.get(name, metadata.tables[name]) for name in sorted(tables)
+                if name in metadata.tables]
     found = catalog.compare(catalog.shapes_of(sync_conn, tables),
                             catalog.declared_shapes(sync_conn, declared),
                             {(d.table, d.name) for d in known})
