@@ -103,6 +103,8 @@ CASES = [
          after=['Column("color", Text, nullable=False)']),
     case("column-drop", held=True, major=True, sql=["color text"], before=['Column("color", Text)'],
          rows=", 'red'"),
+    case("column-rename", held=True, major=True, sql=["color text"],
+         before=['Column("color", Text)'], after=['Column("colour", Text)'], rows=", 'red'"),
     case("column-type-text-to-integer", held=True, sql=["votes text"],
          before=['Column("votes", Text)'], after=['Column("votes", Integer)'], rows=", '12'"),
     case("column-type-widen", sql=["votes integer"], before=['Column("votes", Integer)'],
