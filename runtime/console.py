@@ -303,9 +303,10 @@ def _what(difference: Difference) -> str:
 
 def held(difference: Difference) -> str:
     """A held difference in words, with the SQL it would run when it may lose data."""
-    if not difference.destructive:
+    if not difference.destructive or not difference.statements:
         return difference.words
-    sql = " ".join(" ".join(difference.statements).split())
+    # Each statement on one line, separated as psql needs them: the SQL runs as quoted.
+    sql = "; ".join(" ".join(statement.split()) for statement in difference.statements)
     return f"{difference.words}: would run {sql}"
 
 

@@ -28,8 +28,12 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from runtime.core.schema import core_metadata
 
-__all__ = ["create_statements", "drop_statement", "enum_statements", "fingerprint",
-           "foreign_key_targets"]
+__all__ = ["FILL_IN", "backfill", "create_statements", "drop_statement", "enum_statements",
+           "fingerprint", "foreign_key_targets", "unless_it_exists"]
+
+#: What a backfill sets rows without a value to, until the author writes the value: run
+#: as it is, it sets nothing, and the NOT NULL after it fails on those rows, saying so.
+FILL_IN = "NULL /* FILL IN */"
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -144,3 +148,26 @@ def fingerprint(statements: Iterable[str]) -> str:
     """Hash DDL statements into a short stable fingerprint of a schema."""
     digest = hashlib.sha256("\n;\n".join(statements).encode())
     return digest.hexdigest()[:16]
+
+
+def unless_it_exists(statement: str) -> str:
+    """Make an ADD CONSTRAINT idempotent: PostgreSQL has no IF NOT EXISTS for it.
+
+    Catching "already exists" rather than asking `pg_constraint` first also holds for a
+    name PostgreSQL truncated to 63 bytes; a unique constraint's index is a relation.
+    """
+    return (
+        "DO $$\nBEGIN\n"
+        f"    {statement};\n"
+        "EXCEPTION WHEN duplicate_object OR duplicate_table THEN\n"
+        "    NULL;  -- it exists already\n"
+        "END $$"
+    )
+
+
+def backfill(table: str, column: str) -> str:
+    """Render the UPDATE that gives the rows of `table` without a `column` a value, to
+    run before SET NOT NULL: the value is `FILL_IN`, for the author to write."""
+    quote = _DIALECT.identifier_preparer.quote
+    return (f"UPDATE {quote(table)} SET {quote(column)} = {FILL_IN} "
+            f"WHERE {quote(column)} IS NULL")

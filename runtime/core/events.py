@@ -58,7 +58,11 @@ class Difference:
         kind: alembic's name for it: `add_table`, `remove_table`, `add_column`,
             `remove_column`, `modify_type`, `modify_nullable`, `modify_default`,
             `modify_comment`, `add_index`, `remove_index`, `add_fk`, `remove_fk`,
-            `add_constraint`, `remove_constraint`.
+            `add_constraint`, `remove_constraint`; or ours, for what alembic does not
+            compare: `modify_fk` (its actions), `modify_table_comment`,
+            `modify_identity`, `modify_primary_key`, `modify_constraint` (a CHECK's
+            expression), `modify_index`, `modify_computed`, `add_enum_value`,
+            `modify_enum` (a label removed or moved: no SQL does it in place).
         table: the table it is in.
         name: the column, index or constraint it is about; None for a whole table.
         words: the difference in plain words, as `status` and the daemon show it:

@@ -29,7 +29,7 @@ __all__ = ["Built", "judge"]
 
 #: Objects that belong with a table: judged by whose table it is.
 _OF_A_TABLE = frozenset({"table", "index", "table constraint", "trigger", "policy", "rule",
-                         "table column", "sequence", "statistics object"})
+                         "table column", "sequence", "statistics object", "default value"})
 #: Objects that belong to no table: judged by their name.
 _NAMED = frozenset({"type", "function", "procedure", "aggregate", "view", "materialized view",
                     "domain constraint", "sequence"})

@@ -245,6 +245,8 @@ def _noted(rows: Sequence[asyncpg.Record]) -> list[Built]:
             table = name
         elif table is None and " on " in name:  # a dropped constraint, trigger or policy
             table = _bare(name.rpartition(" on ")[2])
+        elif table is None and kind == "default value":  # DROP DEFAULT: "for t.column"
+            table = _bare(name.removeprefix("for ")).rpartition(".")[0]
         built.append(Built(package, migration_id, command, kind, name, table))
     return built
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -43,18 +44,18 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
 from sqlalchemy import (
     BigInteger,
-    CheckConstraint,
     Column,
+    Identity,
     Integer,
     MetaData,
     SmallInteger,
     String,
-    text,
+    Table,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.schema import AddConstraint, DefaultClause
+from sqlalchemy.schema import DefaultClause
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
@@ -62,6 +63,7 @@ from runtime.core import ddl
 from runtime.core.events import Difference
 from runtime.core.model import Package
 from runtime.core.schema import core_metadata
+from runtime.db import catalog
 
 __all__ = ["Difference", "compare", "compare_each", "schema_of"]
 
@@ -140,51 +142,31 @@ async def compare_each(
     upgrade = await conn.run_sync(_upgrade_ops, metadata, frozenset(owners))
     added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
     present = frozenset(owners) - added
-    checks = await conn.run_sync(_checks_of, present) if present else {}
+    differences = _differences(upgrade, metadata)
+    if present:
+        # The packages' own `Table`s, not their copies: the catalog caches by `Table`.
+        own = {t.name: t for p in targets for t in p.tables if t.name in present}
+        differences += await conn.run_sync(_catalog_differences, metadata, own, present,
+                                           differences)
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}
-    for difference in [*_differences(upgrade, metadata),
-                       *_check_differences(metadata, present, checks)]:
+    for difference in differences:
         found[owners[difference.table]].append(difference)
     return found
 
 
-# Alembic compares no CHECK constraint: they are compared here, by name (a declared one
-# is named by the naming convention, `ck_<table>_<name>`); a changed expression under
-# the same name is not seen.
-_CHECKS = text("""
-SELECT c.relname, k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-WHERE k.contype = 'c' AND c.relnamespace = current_schema()::regnamespace
-  AND c.relname = ANY(:tables)
-""")
-
-
-def _checks_of(sync_conn: Connection, tables: frozenset[str]) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for table, name in sync_conn.execute(_CHECKS, {"tables": sorted(tables)}):
-        found.setdefault(table, set()).add(name)
-    return found
-
-
-def _check_differences(
-    metadata: MetaData, tables: frozenset[str], checks: Mapping[str, set[str]]
+def _catalog_differences(
+    sync_conn: Connection, metadata: MetaData, own: Mapping[str, Table],
+    tables: frozenset[str], known: list[Difference],
 ) -> list[Difference]:
-    """The CHECK constraints of `tables` declared but missing, and the reverse."""
-    found = []
-    for name in sorted(tables):
-        table = metadata.tables.get(name)
-        declared = {str(c.name): c for c in (table.constraints if table is not None else ())
-                    if isinstance(c, CheckConstraint) and c.name}
-        for check in sorted(set(declared) - checks.get(name, set())):
-            statement = str(AddConstraint(declared[check]).compile(dialect=_DIALECT)).strip()
-            found.append(Difference("add_constraint", name, check,
-                                    f"check constraint {check} declared but missing", False,
-                                    (_unless_it_exists(statement),)))
-        for check in sorted(checks.get(name, set()) - set(declared)):
-            found.append(Difference("remove_constraint", name, check,
-                                    f"check constraint {check} in the database but not "
-                                    "declared", False,
-                                    (f"ALTER TABLE {_quote(name)} DROP CONSTRAINT IF EXISTS "
-                                     f"{_quote(check)}",)))
+    """What alembic does not compare (`runtime.db.catalog`), for `tables`, in both."""
+    declared = [own.get(name, metadata.tables[name]) for name in sorted(tables)
+                if name in metadata.tables]
+    found = catalog.compare(catalog.shapes_of(sync_conn, tables),
+                            catalog.declared_shapes(sync_conn, declared),
+                            {(d.table, d.name) for d in known})
+    enums = catalog.declared_enums(declared)
+    if enums:
+        found += catalog.compare_enums(catalog.enum_labels(sync_conn, enums), enums, declared)
     return found
 
 
@@ -205,7 +187,11 @@ def _upgrade_ops(sync_conn: Connection, metadata: MetaData, own: frozenset[str])
         "compare_type": True,
         "compare_server_default": True,
     })
-    return produce_migrations(context, metadata).upgrade_ops
+    with warnings.catch_warnings():
+        # Alembic does not compare a generated column's expression, and warns so at
+        # every comparison; `runtime.db.catalog` compares it.
+        warnings.filterwarnings("ignore", "Computed default on", UserWarning)
+        return produce_migrations(context, metadata).upgrade_ops
 
 
 def _same_call(old: Any, new: Any) -> bool:
@@ -221,12 +207,50 @@ def _differences(upgrade: Any, metadata: MetaData) -> list[Difference]:
     added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
     removed = {op.table_name for op in upgrade.ops if isinstance(op, ops.DropTableOp)}
     found: list[Difference] = []
-    for op in _flatten(upgrade.ops):
+    flat = list(_flatten(upgrade.ops))
+    changed = _changed_foreign_keys(flat)
+    for op in flat:
         table = getattr(op, "table_name", None)
         if table in added | removed and not isinstance(op, ops.CreateTableOp | ops.DropTableOp):
             continue  # CREATE TABLE brings its indexes, DROP TABLE takes them away
+        if id(op) in changed:
+            if isinstance(op, ops.DropConstraintOp):
+                found.append(_changed_foreign_key(op, changed[id(op)]))
+            continue
         found.extend(_describe(op, metadata))
     return found
+
+
+def _changed_foreign_keys(flat: list[Any]) -> dict[int, Any]:
+    """Pair each foreign key alembic drops with the one it adds on the same columns: a
+    changed ON DELETE or ON UPDATE, which alembic shows as a drop and an add."""
+    adds = {(op.source_table, tuple(op.local_cols)): op for op in flat
+            if isinstance(op, ops.CreateForeignKeyOp)}
+    pairs: dict[int, Any] = {}
+    for op in flat:
+        if isinstance(op, ops.DropConstraintOp) and op.constraint_type == "foreignkey":
+            old: Any = op.to_constraint()  # a ForeignKeyConstraint
+            add = adds.get((op.table_name, tuple(old.column_keys)))
+            if add is not None:
+                pairs[id(op)], pairs[id(add)] = add, op
+    return pairs
+
+
+def _changed_foreign_key(drop: Any, add: Any) -> Difference:
+    old, new = drop.to_constraint(), add.to_constraint()
+    name = add.constraint_name = add.constraint_name or drop.constraint_name
+    [statement] = _render(add)
+    # Dropped and added again: run twice, it drops the new one and adds it again.
+    dropping = (f"ALTER TABLE {_quote(drop.table_name)} DROP CONSTRAINT IF EXISTS "
+                f"{_quote(drop.constraint_name)}")
+    return Difference("modify_fk", drop.table_name, name,
+                      f"foreign key {name} is {_actions(old)} in the database but declared "
+                      f"{_actions(new)}", False, (dropping, statement))
+
+
+def _actions(key: Any) -> str:
+    return (f"ON DELETE {(key.ondelete or 'NO ACTION').upper()} "
+            f"ON UPDATE {(key.onupdate or 'NO ACTION').upper()}")
 
 
 def _flatten(items: Iterable[Any]) -> Iterator[Any]:
@@ -270,14 +294,27 @@ def _add_column(op: Any, _metadata: MetaData) -> Difference:
     column: Column[Any] = op.column
     needs_value = not column.nullable and column.server_default is None \
         and column.identity is None and column.computed is None
+    added = column
+    if needs_value:
+        # Added as nullable, given a value, then NOT NULL: added NOT NULL at once, it
+        # fails on a table holding rows.
+        added = column._copy()
+        added.nullable = True
     # AddColumn alone: alembic's add_column operation also creates the column's index
     # without IF NOT EXISTS, and the index comes as its own difference anyway.
-    statement = AddColumn(op.table_name, column, if_not_exists=True)
+    statement = AddColumn(op.table_name, added, if_not_exists=True)
     # A native enum column's type comes first: ADD COLUMN does not create it.
+    statements = [*ddl.enum_statements([column]), str(statement.compile(dialect=_DIALECT)).strip()]
+    if needs_value:
+        statements += _not_null(op.table_name, column.name)
     return Difference("add_column", op.table_name, column.name,
                       f"table {op.table_name}: column {column.name} declared but missing",
-                      needs_value, (*ddl.enum_statements([column]),
-                                    str(statement.compile(dialect=_DIALECT)).strip()))
+                      needs_value, tuple(statements))
+
+
+def _not_null(table: str, column: str) -> list[str]:
+    return [ddl.backfill(table, column),
+            f"ALTER TABLE {_quote(table)} ALTER COLUMN {_quote(column)} SET NOT NULL"]
 
 
 def _remove_column(op: Any, _metadata: MetaData) -> Difference:
@@ -312,7 +349,7 @@ def _add_constraint(op: Any, _metadata: MetaData) -> Difference:
     [statement] = _render(op)
     return Difference(kind, table, op.constraint_name,
                       f"{noun} {op.constraint_name} declared but missing", False,
-                      (_unless_it_exists(statement),))
+                      (ddl.unless_it_exists(statement),))
 
 
 def _remove_constraint(op: Any, _metadata: MetaData) -> Difference:
@@ -325,7 +362,21 @@ def _remove_constraint(op: Any, _metadata: MetaData) -> Difference:
                       False, _render(op))
 
 
+def _table_comment(op: Any, _metadata: MetaData) -> Difference:
+    """A table's comment added, changed or taken away: COMMENT ON runs twice as it is."""
+    new = getattr(op, "comment", None)
+    return Difference("modify_table_comment", op.table_name, None,
+                      f"table {op.table_name} has {_comment(op.existing_comment)} in the "
+                      f"database but declared {_comment(new)}", False, _render(op))
+
+
+def _comment(comment: str | None) -> str:
+    return "no comment" if comment is None else "comment '" + comment.replace("'", "''") + "'"
+
+
 _DESCRIBERS: tuple[tuple[type, Callable[[Any, MetaData], Difference]], ...] = (
+    (ops.CreateTableCommentOp, _table_comment),
+    (ops.DropTableCommentOp, _table_comment),
     (ops.CreateTableOp, _add_table),
     (ops.DropTableOp, _remove_table),
     (ops.AddColumnOp, _add_column),
@@ -361,13 +412,53 @@ def _alter(kind: str, op: Any, old: Any, new: Any) -> Difference:
         words = (f"{where} is {'nullable' if old else 'NOT NULL'} in the database but "
                  f"declared {'nullable' if new else 'NOT NULL'}")
         destructive = not new
+        if destructive:
+            return Difference(kind, op.table_name, op.column_name, words, True,
+                              tuple(_not_null(op.table_name, op.column_name)))
+    elif kind == "modify_default" and (isinstance(old, Identity) or isinstance(new, Identity)):
+        return _identity(op, old, new)
     elif kind == "modify_default":
         words = f"{where} has {_default(old)} in the database but declared {_default(new)}"
+        destructive = False
+    elif kind == "modify_comment":
+        words = f"{where} has {_comment(old)} in the database but declared {_comment(new)}"
         destructive = False
     else:
         words = f"{where}: {kind.removeprefix('modify_')} differs"
         destructive = False
     return Difference(kind, op.table_name, op.column_name, words, destructive, _render(single))
+
+
+def _identity(op: Any, old: Any, new: Any) -> Difference:
+    """An identity added to a column or taken from it, guarded to run twice: PostgreSQL
+    has ADD GENERATED and DROP IDENTITY IF EXISTS, but no ADD GENERATED IF NOT EXISTS."""
+    table, column = _quote(op.table_name), _quote(op.column_name)
+    def words(identity: Any) -> str:
+        return (f"GENERATED {'ALWAYS' if identity.always else 'BY DEFAULT'} AS IDENTITY"
+                if isinstance(identity, Identity) else "not an identity column")
+
+    if not isinstance(new, Identity):
+        statement = f"ALTER TABLE {table} ALTER COLUMN {column} DROP IDENTITY IF EXISTS"
+    else:
+        # SET GENERATED on a column that is one already; else ADD GENERATED.
+        kind = "ALWAYS" if new.always else "BY DEFAULT"
+        statement = (
+            "DO $$\nBEGIN\n"
+            "    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+            f"{_literal(table)}::regclass AND attname = {_literal(op.column_name)} "
+            "AND attidentity <> '') THEN\n"
+            f"        ALTER TABLE {table} ALTER COLUMN {column} SET GENERATED {kind};\n"
+            "    ELSE\n"
+            f"        ALTER TABLE {table} ALTER COLUMN {column} ADD GENERATED {kind} AS "
+            "IDENTITY;\n"
+            "    END IF;\nEND $$")
+    return Difference("modify_identity", op.table_name, op.column_name,
+                      f"table {op.table_name}: column {op.column_name} is {words(old)} in the "
+                      f"database but declared {words(new)}", False, (statement,))
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _widens(old: TypeEngine[Any], new: TypeEngine[Any]) -> bool:
@@ -406,18 +497,3 @@ def _render(op: Any) -> tuple[str, ...]:
         "as_sql": True, "output_buffer": buffer, "literal_binds": True})
     Operations(context).invoke(op)
     return (buffer.getvalue().strip().removesuffix(";"),)
-
-
-def _unless_it_exists(statement: str) -> str:
-    """Make an ADD CONSTRAINT idempotent: PostgreSQL has no IF NOT EXISTS for it.
-
-    Catching "already exists" rather than asking `pg_constraint` first also holds for a
-    name PostgreSQL truncated to 63 bytes; a unique constraint's index is a relation.
-    """
-    return (
-        "DO $$\nBEGIN\n"
-        f"    {statement};\n"
-        "EXCEPTION WHEN duplicate_object OR duplicate_table THEN\n"
-        "    NULL;  -- it exists already\n"
-        "END $$"
-    )

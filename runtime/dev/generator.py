@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from runtime.core import ddl
 from runtime.core.events import Rename, suggested_rename
 from runtime.core.model import Migration, Package
 from runtime.db.diff import Difference
@@ -68,19 +69,12 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> str
             continue
         warning = " (DESTRUCTIVE: review it)" if difference.destructive else ""
         lines += ["", f"-- {difference.words}{warning}"]
-        if difference.kind == "modify_nullable" and difference.destructive:
-            lines += _backfill(difference)
-        lines += [statement.replace("\t", "    ") + ";" for statement in difference.statements]
+        for statement in difference.statements:
+            if ddl.FILL_IN in statement:
+                lines.append("-- REVIEW: write the value for rows without one in place of "
+                             "NULL (on a table with no such rows it does nothing)")
+            lines.append(statement.replace("\t", "    ") + ";")
     return "\n".join(lines) + "\n"
-
-
-def _backfill(difference: Difference) -> list[str]:
-    """Fill the rows without a value before NOT NULL holds, with a value the author
-    writes: left as it is, NULL fills nothing and SET NOT NULL fails on such rows."""
-    table, column = difference.table, difference.name
-    return ["-- REVIEW: write the value for rows without one in place of NULL (on a table "
-            "with no such rows it does nothing)",
-            f"UPDATE {table} SET {column} = NULL /* FILL IN */ WHERE {column} IS NULL;"]
 
 
 def _rename_lines(rename: Rename) -> list[str]:

@@ -146,12 +146,15 @@ DESTRUCTIVE = [
     pytest.param({"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE],
                  {"ydtb_notes": ['Column("title", Text, nullable=False)']},
                  ["table ydtb_notes: column title is nullable in the database but declared NOT "
-                  "NULL: would run ALTER TABLE ydtb_notes ALTER COLUMN title SET NOT NULL"],
+                  "NULL: would run UPDATE ydtb_notes SET title = NULL /* FILL IN */ WHERE title "
+                  "IS NULL; ALTER TABLE ydtb_notes ALTER COLUMN title SET NOT NULL"],
                  DROP_HINT, id="set-not-null"),
     pytest.param({"ydtb_notes": []}, [NOTES],
                  {"ydtb_notes": ['Column("title", Text, nullable=False)']},
                  ["table ydtb_notes: column title declared but missing: would run ALTER TABLE "
-                  "ydtb_notes ADD COLUMN IF NOT EXISTS title TEXT NOT NULL"],
+                  "ydtb_notes ADD COLUMN IF NOT EXISTS title TEXT; UPDATE ydtb_notes SET title = "
+                  "NULL /* FILL IN */ WHERE title IS NULL; ALTER TABLE ydtb_notes ALTER COLUMN "
+                  "title SET NOT NULL"],
                  DROP_HINT, id="not-null-column-without-default"),
     pytest.param({"ydtb_notes": ['Column("color", Text)']}, [WITH_COLOR],
                  {"ydtb_notes": ['Column("colour", Text)']},
