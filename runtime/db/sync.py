@@ -32,6 +32,7 @@ from runtime.core.events import Change, Difference
 from runtime.core.model import Migration, Package
 from runtime.core.plan import Step, dev_change_id
 from runtime.db import ledger, scratch
+from runtime.db.agreement import Agreement
 from runtime.db.diff import compare
 from runtime.db.engine import driver
 from runtime.db.run import Run, run_step, timed_out
@@ -71,6 +72,7 @@ async def sync_package(
     allow_destructive: bool = False,
     tables: Iterable[str] = (),
     declared_before: frozenset[str] = frozenset(),
+    agreed: Agreement | None = None,
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks, and record it as a dev change.
 
@@ -90,12 +92,14 @@ async def sync_package(
             it, so it is never dropped here, but held and shown as drift, the rest of
             the package's differences applied. One the schema just stopped declaring is
             dropped.
+        agreed: the tables that agreed with the database before, not compared again
+            while unchanged (`runtime.db.agreement`; the daemon keeps one).
 
     Raises:
         ProblemsError: a difference could not be applied (Y405); nothing was.
     """
     async with Run.open(engine, read=False) as run, run.transaction():
-        differences = await compare(run.conn, package, packages, tables=tables)
+        differences = await compare(run.conn, package, packages, tables=tables, agreed=agreed)
         await run.conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
         if any(d.destructive for d in differences) and not allow_destructive:
             return SyncResult(package.name, held=tuple(differences))

@@ -44,7 +44,7 @@ from runtime.core.plan import Step
 from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import diff, engine, migrator, notify, owner, sync, urls
+from runtime.db import agreement, diff, engine, migrator, notify, owner, sync, urls
 from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
@@ -121,6 +121,9 @@ class Daemon:
         self._claim: owner.Claim | None = None  # held while `run` runs
         self._stop = anyio.Event()
         self._blocked: LockTimeoutError | None = None  # why the last reload must run again
+        # The tables found to agree with the database: a save of schema.py compares the
+        # tables it changed, not the package's every table (#14).
+        self._agreed = agreement.Agreement()
 
     @property
     def watched(self) -> list[Path]:
@@ -149,7 +152,8 @@ class Daemon:
         for start in range(0, len(targets), _COMPARE_CHUNK):
             async with self.engine.connect() as conn:
                 found.update(await diff.compare_each(
-                    conn, targets[start:start + _COMPARE_CHUNK], packages))
+                    conn, targets[start:start + _COMPARE_CHUNK], packages,
+                    agreed=self._agreed))
             self._between_passes()
         try:
             synced = await self._sync(self.registry, [name for name, d in found.items() if d])
@@ -528,7 +532,8 @@ class Daemon:
                 self.engine, registry.get(name), registry.packages.values(),
                 allow_destructive=self.allow_destructive,
                 tables=previous.table_names if previous else (),
-                declared_before=previous.object_names if previous else frozenset()))
+                declared_before=previous.object_names if previous else frozenset(),
+                agreed=self._agreed))
         return results
 
     async def _reconcile(
