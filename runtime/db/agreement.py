@@ -10,7 +10,9 @@ agreement. `Agreement` remembers, for each table found to agree, a key of each s
 - database: `CATALOG_KEY`, a hash of the identity and the version (`xmin`, the
   transaction that last wrote it) of every catalog row the comparison reads of the
   table: the table, its columns and defaults, constraints, indexes, comments, the
-  types of its columns (an enum's values) and its identity sequences.
+  types of its columns (an enum's values), its identity sequences, the relations its
+  defaults name (a sequence in `nextval`), and the tables and columns its foreign keys
+  point at: renamed, they change how its keys and defaults reflect.
 
 While both keys are unchanged, comparing the table again would find what it found:
 nothing. Any DDL on the table writes one of those rows, so its key changes, whoever ran
@@ -39,6 +41,11 @@ CATALOG_KEY = """md5(concat_ws('|', c.oid, c.xmin,
    FROM pg_attrdef d WHERE d.adrelid = c.oid),
   (SELECT string_agg(k.oid || ':' || k.xmin, ',' ORDER BY k.oid)
    FROM pg_constraint k WHERE k.conrelid = c.oid),
+  (SELECT string_agg(r.oid || ':' || r.xmin || ':' || f.attnum || ':' || f.xmin, ','
+                     ORDER BY r.oid, f.attnum)
+   FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid
+   JOIN pg_attribute f ON f.attrelid = k.confrelid AND f.attnum = ANY(k.confkey)
+   WHERE k.conrelid = c.oid AND k.contype = 'f'),
   (SELECT string_agg(i.indexrelid || ':' || i.xmin || ':' || x.xmin, ',' ORDER BY i.indexrelid)
    FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE i.indrelid = c.oid),
   (SELECT string_agg(s.classoid || ':' || s.objoid || ':' || s.objsubid || ':' || s.xmin, ','
@@ -54,10 +61,16 @@ CATALOG_KEY = """md5(concat_ws('|', c.oid, c.xmin,
         FROM pg_enum e WHERE e.enumtypid = t.oid), ''), ',' ORDER BY t.oid)
    FROM pg_type t WHERE t.oid IN (SELECT a.atttypid FROM pg_attribute a
                                   WHERE a.attrelid = c.oid AND a.attnum > 0)),
-  (SELECT string_agg(q.seqrelid || ':' || q.xmin, ',' ORDER BY q.seqrelid)
+  (SELECT string_agg(q.seqrelid || ':' || q.xmin || ':' || sc.xmin, ',' ORDER BY q.seqrelid)
    FROM pg_depend p JOIN pg_sequence q ON q.seqrelid = p.objid
+   JOIN pg_class sc ON sc.oid = q.seqrelid
    WHERE p.classid = 'pg_class'::regclass AND p.refclassid = 'pg_class'::regclass
-     AND p.refobjid = c.oid)))"""
+     AND p.refobjid = c.oid),
+  (SELECT string_agg(r.oid || ':' || r.xmin, ',' ORDER BY r.oid)
+   FROM pg_attrdef d JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass
+     AND p.objid = d.oid AND p.refclassid = 'pg_class'::regclass
+   JOIN pg_class r ON r.oid = p.refobjid
+   WHERE d.adrelid = c.oid)))"""
 
 
 def declared_key(table: Table) -> str:
