@@ -12,7 +12,9 @@ database work done by hand with asyncpg, on the same server in the same run):
                      cache the migrate runs left, and with --no-cache (every package
                      imported; the compiled code and the lint kept by content are read)
   fleet apply        `migrate --fleet` of N = 100 to 20 fresh databases, 4 at once
-  reload loop        save a new migration -> applied -> `signals.reloaded` (dev daemon)
+  reload loop        save a new migration -> applied -> `signals.reloaded` (dev daemon);
+                     and save schema.py with a new nullable column, then with an index
+                     on it -> applied by the dev sync -> `signals.reloaded`
   daemon memory      peak RSS of `python -m runtime dev` after start-up and a few edits
 
 and prints medians (p95 for the reload loop too), the ratio to the floor, and PASS or
@@ -61,6 +63,14 @@ SPECS = (
     Spec("reload", "save -> applied -> signal", "ms", target=Target(0.050)),
     Spec("reload", "save -> applied -> signal", "ms", stat="p95", target=Target(0.100),
          phases=False),
+    Spec("reload-column", "save schema.py, a column -> applied -> signal", "ms",
+         target=Target(0.050)),
+    Spec("reload-column", "save schema.py, a column -> applied -> signal", "ms", stat="p95",
+         target=Target(0.100), phases=False),
+    Spec("reload-index", "save schema.py, an index -> applied -> signal", "ms",
+         target=Target(0.050)),
+    Spec("reload-index", "save schema.py, an index -> applied -> signal", "ms", stat="p95",
+         target=Target(0.100), phases=False),
     Spec("memory", "dev daemon peak RSS", "MB",
          target=Target(150 * 2**20, sizes=frozenset({300}), below=True)),
 )
@@ -74,7 +84,8 @@ one new migration = its SQL + one ledger insert on an open connection, or as a p
 `python floor.py scan` (start, import sqlalchemy, read every package file); fleet = `python
 floor.py fleet`: the cold floor's transaction on each of 20 databases, 4 at once; reload =
 watchfiles awatch(debounce=50, step=10) noticing the save + asyncpg running the same
-statement; memory = VmHWM of a process importing the daemon's libraries only."""
+statement (the migration's, or the column's or index's DDL) and a ledger row; memory =
+VmHWM of a process importing the daemon's libraries only."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,9 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--fleet-size", type=int, default=100, metavar="N",
                         help="package count for the fleet apply (default 100)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats of each pipeline run")
-    parser.add_argument("--edits", type=int, default=40, help="edits in the reload loop")
+    parser.add_argument("--edits", type=int, default=40,
+                        help="edits of each kind in the reload loop (a migration, a "
+                        "schema.py column, an index)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated packages")
     parser.add_argument("--only", default=",".join(GROUPS), metavar="GROUP,GROUP",
                         help=f"measurement groups to run, of {', '.join(GROUPS)}")
@@ -121,8 +134,8 @@ def parse(argv: Sequence[str]) -> Options:
                         "$DATABASE_URL, else an embedded server of its own)")
     parser.add_argument("--keep", action="store_true", help="keep the generated packages")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="instead of measuring, write profiles of each measurement at "
-                        "the largest N to DIR (needs pyinstrument in .venv)")
+                        help="instead of measuring, write profiles of each measurement of "
+                        "the --only groups at the largest N to DIR (needs pyinstrument)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: N=20 (reload N=9), 2 repeats, about a minute")
     args = parser.parse_args(argv)
@@ -190,7 +203,8 @@ class Bench:
         if "reload" in options.groups:
             rng = random.Random(options.seed)
             for size in options.reload_sizes:
-                progress(f"N={size}: reload loop, {options.edits} edits and their floor")
+                progress(f"N={size}: reload loop, {options.edits} edits of each kind and "
+                         "their floor")
                 await reload.reload_loop(self.server_url, self.workload(size), self.plan(size),
                                          options.edits, self.collect, rng)
         if "memory" in options.groups:
@@ -249,11 +263,13 @@ def _revision() -> str:
 
 async def _profile(options: Options, workdir: Path, server_url: str) -> None:
     assert options.profile is not None
-    size = max(options.sizes or options.reload_sizes)
+    pipeline_run = {"pipeline", "process"} & set(options.groups)
+    size = max(options.sizes if pipeline_run else options.reload_sizes)
     progress(f"N={size}: profiling each measurement once into {options.profile}")
     work = workload.generate(workdir / f"n{size}", size, options.seed)
     try:
-        for path in await profiles.write_profiles(server_url, work, options.profile):
+        for path in await profiles.write_profiles(server_url, work, options.profile,
+                                                  options.groups):
             print(path)
     finally:
         await database.drop_left()

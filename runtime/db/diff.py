@@ -7,17 +7,19 @@ PostgreSQL's own index names), and alembic's comparator has met them all over a 
 of bug reports. This module only chooses what to compare, puts each difference into
 plain words, tells the ones that may lose data, and renders the SQL that fixes it.
 
-It calls `produce_migrations`, the function `compare_metadata` is a thin wrapper of: the
-same comparison, kept as alembic's operation objects, which also render the SQL.
+It runs what `produce_migrations` runs (the comparison `compare_metadata` makes, kept as
+alembic's operation objects, which also render the SQL), minus the downgrade, with the
+database's tables listed by name (see `_upgrade_ops`).
 
 Choices made here:
 
-- Only the package's own tables are compared (`include_name` for what is reflected,
-  `include_object` for what is declared), so the core's tables, the ledger and other
-  packages' tables never show up as "not declared". The declared side is one `MetaData`
-  holding copies of the core tables and the tables of the package and its dependencies:
-  packages name foreign-key targets by string only (`ForeignKey("ydtb_workspaces.id")`),
-  and alembic resolves them.
+- Only the package's own tables are compared (`include_name` for what is reflected, and
+  only they are listed and reflected; `include_object` for what is declared), so the
+  core's tables, the ledger and other packages' tables never show up as "not declared",
+  and the work does not grow with the number of packages. The declared side is one
+  `MetaData` holding copies of the package's tables and the tables their foreign keys
+  reach: packages name foreign-key targets by string only
+  (`ForeignKey("ydtb_workspaces.id")`), and alembic resolves them.
 - Types are compared (`compare_type`; exact on SQLAlchemy 2).
 - Server defaults are compared (`compare_server_default`): alembic asks the server
   whether two defaults are equal by evaluating both, which sees through casts (`''`
@@ -35,10 +37,11 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from alembic.autogenerate import produce_migrations
+from alembic.autogenerate import compare as autogenerate
+from alembic.autogenerate.api import AutogenContext
 from alembic.ddl.base import AddColumn
 from alembic.migration import MigrationContext
 from alembic.operations import Operations, ops
@@ -51,6 +54,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -63,7 +67,8 @@ from runtime.core import ddl
 from runtime.core.events import Difference
 from runtime.core.model import Package
 from runtime.core.schema import core_metadata
-from runtime.db import catalog
+from runtime.db import agreement, catalog
+from runtime.db.agreement import Agreement
 
 __all__ = ["Difference", "compare", "compare_each", "schema_of"]
 
@@ -72,19 +77,23 @@ _CALL = re.compile(r"^[A-Za-z_][\w.]*\(")
 _INTEGER_RANKS = ((BigInteger, 3), (SmallInteger, 1), (Integer, 2))  # subclasses first
 
 
-def schema_of(targets: Iterable[Package], packages: Iterable[Package]) -> MetaData:
-    """Return one `MetaData` holding copies of the core tables and of the tables of the
-    `targets` and their dependencies (found in `packages`), so their foreign keys resolve.
+def schema_of(
+    targets: Iterable[Package], packages: Iterable[Package], *,
+    only: Collection[str] | None = None,
+) -> MetaData:
+    """Return one `MetaData` holding copies of the tables of the `targets` (those named
+    in `only`, if given) and of the tables their foreign keys reach (in `packages` or the
+    core), so those resolve.
     """
     targets = list(targets)
     by_name = {p.name: p for p in packages} | {p.name: p for p in targets}
-    declared = {t.name: t for p in by_name.values() for t in p.tables}
+    declared = {t.name: t for t in core_metadata.sorted_tables} \
+        | {t.name: t for p in by_name.values() for t in p.tables}
     metadata = MetaData()
-    for table in core_metadata.sorted_tables:
-        table.to_metadata(metadata)
     # Only what the targets' foreign keys reach, not their dependencies' every table:
-    # copying whole dependency chains was 45 ms of a 175 ms reload at N = 300.
-    todo = [t for target in targets for t in target.tables]
+    # copying whole dependency chains was 45 ms of a 175 ms reload at N = 300. Of the
+    # core's tables too: most packages reach `ydtb_workspaces` alone (#14).
+    todo = [t for target in targets for t in target.tables if only is None or t.name in only]
     while todo:
         table = todo.pop()
         if table.name in metadata.tables:
@@ -101,6 +110,7 @@ async def compare(
     packages: Iterable[Package],
     *,
     tables: Iterable[str] = (),
+    agreed: Agreement | None = None,
 ) -> list[Difference]:
     """List how the database on `conn` differs from `package`'s declared tables.
 
@@ -111,8 +121,10 @@ async def compare(
             among them are declared too, so its foreign keys resolve.
         tables: more table names to compare, such as tables the package used to declare:
             found in the database, they are reported as not declared.
+        agreed: what agreed with this database before (see `compare_each`).
     """
-    found = await compare_each(conn, [package], packages, previous={package.name: tables})
+    found = await compare_each(conn, [package], packages, previous={package.name: tables},
+                               agreed=agreed)
     return found[package.name]
 
 
@@ -122,6 +134,7 @@ async def compare_each(
     packages: Iterable[Package],
     *,
     previous: Mapping[str, Iterable[str]] | None = None,
+    agreed: Agreement | None = None,
 ) -> dict[str, list[Difference]]:
     """Compare several packages with the database in one pass (one reflection of it all).
 
@@ -130,6 +143,8 @@ async def compare_each(
         targets: the packages whose tables are compared.
         packages: the registered packages, for the tables foreign keys point at.
         previous: more table names to compare, by package (see `compare`).
+        agreed: the tables that agreed with this database before: those unchanged on
+            both sides since are not compared again; updated with what this finds.
 
     Returns:
         The differences of each package of `targets`, by name; empty lists included.
@@ -138,20 +153,40 @@ async def compare_each(
     previous = previous or {}
     owners = {table: p.name for p in targets
               for table in (*p.table_names, *previous.get(p.name, ()))}
-    metadata = schema_of(targets, packages)
-    upgrade = await conn.run_sync(_upgrade_ops, metadata, frozenset(owners))
+    listed = await conn.run_sync(_listing, frozenset(owners), agreed is not None)
+    declared = {t.name: agreement.declared_key(t) for p in targets for t in p.tables} \
+        if agreed is not None else {}
+    compared = frozenset(owners) - (agreed.unchanged(declared, listed) if agreed else set())
+    found: dict[str, list[Difference]] = {p.name: [] for p in targets}
+    if compared:
+        for difference in await _compare_tables(conn, targets, packages, compared, listed):
+            found[owners[difference.table]].append(difference)
+    await conn.execute(_PLANNER_BACK)
+    if agreed is not None:
+        differing = {d.table for differences in found.values() for d in differences}
+        for name in compared:
+            agreed.record(name, declared.get(name) if name not in differing else None,
+                          listed.get(name))
+    return found
+
+
+async def _compare_tables(
+    conn: AsyncConnection, targets: list[Package], packages: Iterable[Package],
+    compared: frozenset[str], listed: Mapping[str, str],
+) -> list[Difference]:
+    """Compare the tables `compared` of `targets` (`listed`: those in the database)."""
+    metadata = schema_of(targets, packages, only=compared)
+    upgrade = await conn.run_sync(_upgrade_ops, metadata, compared,
+                                  sorted(compared & set(listed)))
     added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
-    present = frozenset(owners) - added
+    present = compared - added
     differences = _differences(upgrade, metadata)
     if present:
         # The packages' own `Table`s, not their copies: the catalog caches by `Table`.
         own = {t.name: t for p in targets for t in p.tables if t.name in present}
         differences += await conn.run_sync(_catalog_differences, metadata, own, present,
                                            differences)
-    found: dict[str, list[Difference]] = {p.name: [] for p in targets}
-    for difference in differences:
-        found[owners[difference.table]].append(difference)
-    return found
+    return differences
 
 
 def _catalog_differences(
@@ -174,7 +209,36 @@ def _quote(name: str) -> str:
     return str(_DIALECT.identifier_preparer.quote(name))
 
 
-def _upgrade_ops(sync_conn: Connection, metadata: MetaData, own: frozenset[str]) -> Any:
+# SQLAlchemy's reflection queries of indexes and unique constraints join pg_attribute
+# to `unnest(indkey)`, which the planner guesses at 1,000 rows: it then hashes or
+# merges the whole of pg_attribute (every column of every table in the database), 25-40
+# ms a query at N = 300 packages, and growing with N. With nested loops it looks up the
+# few columns it needs by index: 0.5 ms, whatever N (#14). Only for the comparison's
+# queries: `_LISTING` turns them off for the transaction, `_PLANNER_BACK` on again.
+#
+# `_LISTING` lists the tables to compare that exist, as SQLAlchemy's `get_table_names`
+# would (visible, not temporary, not the system's) but looked up by name, with their
+# catalog keys when an `Agreement` asks for them.
+_LISTING = text(f"""
+SELECT c.relname, CASE WHEN :keyed THEN {agreement.CATALOG_KEY} END,
+       set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = ANY(:names) AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+  AND pg_table_is_visible(c.oid) AND n.nspname <> 'pg_catalog'
+""")
+_PLANNER_BACK = text("SELECT set_config(name, reset_val, true) FROM pg_settings "
+                     "WHERE name IN ('enable_hashjoin', 'enable_mergejoin')")
+
+
+def _listing(sync_conn: Connection, names: frozenset[str], keyed: bool) -> dict[str, str]:
+    """The tables of `names` in the database, each with its catalog key (or '')."""
+    rows = sync_conn.execute(_LISTING, {"names": sorted(names), "keyed": keyed})
+    return {name: key or "" for name, key, *_ in rows}
+
+
+def _upgrade_ops(
+    sync_conn: Connection, metadata: MetaData, own: frozenset[str], present: list[str]
+) -> Any:
     def include_name(name: str | None, type_: str, _parents: Any) -> bool:
         return type_ != "table" or name in own
 
@@ -187,11 +251,18 @@ def _upgrade_ops(sync_conn: Connection, metadata: MetaData, own: frozenset[str])
         "compare_type": True,
         "compare_server_default": True,
     })
+    # `produce_migrations` without its downgrade, which nothing reads, and with the
+    # tables `_listing` found: alembic lists every table of the database, then filters
+    # them with `include_name` (15 ms at N = 300 packages, growing with N).
+    autogen = AutogenContext(context, metadata=metadata)
+    autogen.inspector.get_table_names = lambda schema=None, **_: present  # type: ignore[method-assign]
+    upgrade = ops.UpgradeOps([])
     with warnings.catch_warnings():
         # Alembic does not compare a generated column's expression, and warns so at
         # every comparison; `runtime.db.catalog` compares it.
         warnings.filterwarnings("ignore", "Computed default on", UserWarning)
-        return produce_migrations(context, metadata).upgrade_ops
+        autogenerate._produce_net_changes(autogen, upgrade)
+    return upgrade
 
 
 def _same_call(old: Any, new: Any) -> bool:

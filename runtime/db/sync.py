@@ -42,6 +42,7 @@ from runtime.core.events import Change, ChangeKind, Difference
 from runtime.core.model import Migration, Package
 from runtime.core.plan import Step, dev_change_id
 from runtime.db import ledger, objects, scratch
+from runtime.db.agreement import Agreement
 from runtime.db.diff import compare
 from runtime.db.engine import driver
 from runtime.db.run import Run, run_step, timed_out
@@ -88,6 +89,7 @@ async def sync_package(
     allow_destructive: bool = False,
     tables: Iterable[str] = (),
     declared_before: frozenset[ObjectKey] = frozenset(),
+    agreed: Agreement | None = None,
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks, and book it as a dev change.
 
@@ -108,6 +110,8 @@ async def sync_package(
             (`booking.declared_keys`). A table or column the schema just stopped
             declaring is a destructive difference; one it declared neither now nor
             before, no dev change built, is left alone.
+        agreed: the tables that agreed with the database before, not compared again
+            while unchanged (`runtime.db.agreement`; the daemon keeps one).
 
     Raises:
         ProblemsError: a difference could not be applied (Y405); nothing was.
@@ -116,7 +120,7 @@ async def sync_package(
     async with Run.open(engine, read=False) as run, run.transaction():
         rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
         built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
-        differences = await compare(run.conn, package, packages,
+        differences = await compare(run.conn, package, packages, agreed=agreed,
                                     tables={*tables, *_dev_tables(rows, package, packages)})
         await run.conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
         kept = () if allow_destructive else tuple(

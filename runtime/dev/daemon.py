@@ -47,7 +47,7 @@ from runtime.core.plan import Step
 from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
-from runtime.db import diff, engine, ledger, migrator, notify, owner, sync, urls
+from runtime.db import agreement, diff, engine, ledger, migrator, notify, owner, sync, urls
 from runtime.db.run import MigrationReport
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
@@ -126,6 +126,9 @@ class Daemon:
         self._blocked: LockTimeoutError | None = None  # why the last reload must run again
         #: Packages whose dev rows may be settled now (`_settle`).
         self._unsettled: set[str] = set()
+        # The tables found to agree with the database: a save of schema.py compares the
+        # tables it changed, not the package's every table (#14).
+        self._agreed = agreement.Agreement()
 
     @property
     def watched(self) -> list[Path]:
@@ -158,7 +161,8 @@ class Daemon:
         for start in range(0, len(targets), _COMPARE_CHUNK):
             async with self.engine.connect() as conn:
                 found.update(await diff.compare_each(
-                    conn, targets[start:start + _COMPARE_CHUNK], packages))
+                    conn, targets[start:start + _COMPARE_CHUNK], packages,
+                    agreed=self._agreed))
             self._between_passes()
         try:
             synced = await self._sync(self.registry, [
@@ -579,7 +583,8 @@ class Daemon:
                 self.engine, registry.get(name), registry.packages.values(),
                 allow_destructive=self.allow_destructive,
                 tables=previous.table_names if previous else (),
-                declared_before=booking.declared_keys(previous) if previous else frozenset()))
+                declared_before=booking.declared_keys(previous) if previous else frozenset(),
+                agreed=self._agreed))
         self._unsettled |= {result.package for result in results if result.revisits}
         return results
 

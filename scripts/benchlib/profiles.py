@@ -1,9 +1,12 @@
 """Where the time and memory go: profiles of the runtime's side of each measurement.
 
-`./scripts/bench --profile DIR` writes, instead of the table, for the largest N:
+`./scripts/bench --profile DIR` writes, instead of the table, for the largest N and
+the groups of `--only`:
 
 - `<name>.txt`: a pyinstrument call tree, then the functions by total time, of each
-  in-process measurement (cold, no-op x50, one new migration x10, 20 daemon reloads);
+  in-process measurement (cold, no-op x50, one new migration x10; 20 daemon reloads of
+  each kind: `reload.txt` new migrations, `reload-column.txt` and `reload-index.txt`
+  schema.py edits);
 - `process-<command>.txt`: the same for `python -m runtime migrate` (cold, then no-op)
   and `check`, run under `python -m pyinstrument`;
 - `imports.txt`: the slowest imports of `import runtime.cli` (`python -X importtime`);
@@ -22,7 +25,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +95,19 @@ async def _in_process(server_url: str, workload: Workload, outdir: Path) -> None
 
 async def _reloads(server_url: str, workload: Workload, outdir: Path) -> None:
     count = _REPEATS["reload"]
-    edits = reload.edits_for(workload, count)
-    gaps = [random.Random(0).uniform(0.05, 0.15) for _ in edits]
-    title = f"{count} daemon reloads, N={workload.size} (loader inline; idle time included)"
+    edits = reload.reload_edits(workload, count)
+    rng = random.Random(0)
+    gaps = [rng.uniform(0.05, 0.15) for _ in edits]
+
+    def profiled(figure: str) -> contextlib.AbstractContextManager[None]:
+        title = (f"{count} daemon reloads ({figure}), N={workload.size} (loader inline; "
+                 "idle time included)")
+        return _profiled(outdir / f"{figure}.txt", title)
+
     try:
         with _threads_inline():
             await reload.daemon_loop(server_url, workload, edits, gaps, Collector(),
-                                     around_edits=lambda: _profiled(outdir / "reload.txt",
-                                                                    title))
+                                     around_edits=profiled)
     finally:
         for edit in edits:
             edit.remove()
@@ -149,12 +157,18 @@ async def _daemon_memory(server_url: str, workload: Workload, outdir: Path) -> N
     (outdir / "daemon-memory.txt").write_text("\n".join(lines) + "\n")
 
 
-async def write_profiles(server_url: str, workload: Workload, outdir: Path) -> list[Path]:
-    """Profile every measurement once at `workload`'s N; return the files written."""
+async def write_profiles(
+    server_url: str, workload: Workload, outdir: Path, groups: Collection[str]
+) -> list[Path]:
+    """Profile the measurements of `groups` once at `workload`'s N; return the files."""
     outdir.mkdir(parents=True, exist_ok=True)
-    await _in_process(server_url, workload, outdir)
-    await _reloads(server_url, workload, outdir)
-    await _processes(server_url, workload, outdir)
-    _imports(outdir)
-    await _daemon_memory(server_url, workload, outdir)
+    if "pipeline" in groups:
+        await _in_process(server_url, workload, outdir)
+    if "reload" in groups:
+        await _reloads(server_url, workload, outdir)
+    if "process" in groups:
+        await _processes(server_url, workload, outdir)
+        _imports(outdir)
+    if "memory" in groups:
+        await _daemon_memory(server_url, workload, outdir)
     return sorted(outdir.iterdir())

@@ -1,9 +1,12 @@
-"""The reload loop measured: save a migration -> applied -> `signals.reloaded`, and memory.
+"""The reload loop measured: save -> applied -> `signals.reloaded`, and memory.
 
-The loop runs the daemon in this process, the way tests/dev/test_daemon.py drives it,
-and times each edit from just before the file is written to the moment the `reloaded`
-receiver runs. Its floor is watchfiles, with the daemon's settings, noticing the same
-write, plus asyncpg running the same statement.
+Three kinds of save, one after the other on one daemon: a new migration file, then
+`schema.py` gaining a nullable column, then gaining an index on it (applied by the
+daemon's dev sync). The loop runs the daemon in this process, the way
+tests/dev/test_daemon.py drives it, and times each edit from just before the file is
+written to the moment the `reloaded` receiver runs. Its floor is watchfiles, with the
+daemon's settings, noticing the same write, plus asyncpg running the same statement
+(the migration's, or the column's or index's DDL) and a ledger row.
 
 The memory figure runs `python -m runtime dev` as its own process and reads its peak
 resident set (VmHWM) after start-up and a few edits.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import queue
 import random
 import subprocess
@@ -33,7 +37,7 @@ from watchfiles import awatch
 from benchlib import database, floor
 from benchlib.pipeline import FLOOR_SCRIPT, PROJECT, ledger_row
 from benchlib.results import Collector
-from benchlib.workload import Edit, Workload
+from benchlib.workload import Edit, SchemaEdit, Workload
 from runtime.core import signals
 from runtime.dev.daemon import Daemon
 
@@ -44,6 +48,7 @@ __all__ = [
     "dev_command",
     "dev_process",
     "edits_for",
+    "reload_edits",
     "reload_loop",
 ]
 
@@ -58,7 +63,13 @@ def edits_for(workload: Workload, count: int) -> list[Edit]:
     return [workload.edit(leaves[i % len(leaves)], serial=i + 1) for i in range(count)]
 
 
-def _remove(edits: Sequence[Edit]) -> None:
+def reload_edits(workload: Workload, count: int) -> list[Edit | SchemaEdit]:
+    """`count` new migrations, then `count` schema.py columns, then `count` indexes."""
+    columns, indexes = workload.schema_edits(count)
+    return [*edits_for(workload, count), *columns, *indexes]
+
+
+def _remove(edits: Sequence[Edit | SchemaEdit]) -> None:
     for edit in edits:
         edit.remove()
 
@@ -75,15 +86,16 @@ class _Reloads:
     def __call__(self, _sender: object, **kwargs: Any) -> None:
         self.received.append((time.perf_counter(), kwargs))
 
-    async def wait_for(self, edit: Edit, since: int) -> tuple[float, dict[str, Any]]:
+    async def wait_for(
+        self, edit: Edit | SchemaEdit, since: int
+    ) -> tuple[float, dict[str, Any]]:
         """Return the first signal from index `since` on that applied `edit`."""
-        wanted = (edit.package, edit.migration)
         with anyio.fail_after(_EDIT_TIMEOUT):
             while True:
                 for at, kwargs in self.received[since:]:
                     if kwargs["error"] is not None:
                         raise RuntimeError(f"the daemon refused {edit.path}: {kwargs['error']}")
-                    if wanted in {(c.package, c.migration) for c in kwargs["applied"]}:
+                    if edit.applied_in(kwargs["applied"]):
                         return at, kwargs
                 await anyio.sleep(0.001)
 
@@ -105,31 +117,39 @@ async def _running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
             gc.unfreeze()
 
 
+def _no_context(_figure: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 async def daemon_loop(
-    server_url: str, workload: Workload, edits: Sequence[Edit], gaps: Sequence[float],
-    collect: Collector, around_edits: Callable[[], AbstractContextManager[object]] = nullcontext,
+    server_url: str, workload: Workload, edits: Sequence[Edit | SchemaEdit],
+    gaps: Sequence[float], collect: Collector,
+    around_edits: Callable[[str], AbstractContextManager[object]] = _no_context,
 ) -> None:
-    """Start the daemon on a fresh database, then time each edit (inside `around_edits()`)."""
+    """Start the daemon on a fresh database, then time each edit; each run of edits of
+    one figure goes inside `around_edits(figure)`."""
     reloads = _Reloads()
     async with database.fresh_engine(server_url) as (_, engine):
         with signals.reloaded.connected_to(reloads):
             async with _running(engine, workload.root):
-                with around_edits():
-                    await _edit_loop(reloads, workload.size, edits, gaps, collect)
+                paired = list(zip(edits, gaps, strict=True))
+                for figure, group in itertools.groupby(paired, key=lambda p: p[0].figure):
+                    with around_edits(figure):
+                        await _edit_loop(reloads, workload.size, list(group), collect)
 
 
 async def _edit_loop(
-    reloads: _Reloads, size: int, edits: Sequence[Edit], gaps: Sequence[float],
+    reloads: _Reloads, size: int, edits: Sequence[tuple[Edit | SchemaEdit, float]],
     collect: Collector,
 ) -> None:
-    for edit, gap in zip(edits, gaps, strict=True):
+    for edit, gap in edits:
         await anyio.sleep(gap)
         mark = len(reloads.received)
         started = time.perf_counter()
         edit.save()
         at, kwargs = await reloads.wait_for(edit, mark)
         total, inside = at - started, kwargs["elapsed_ms"] / 1000
-        collect.add("reload", size, value=total,
+        collect.add(edit.figure, size, value=total,
                     phases={"seen": total - inside, "seen -> signalled": inside})
 
 
@@ -140,7 +160,7 @@ async def _edit_loop(
 class _Pending:
     """The edit the floor's watcher waits for, and when it was handled."""
 
-    edit: Edit
+    edit: Edit | SchemaEdit
     handled: anyio.Event = field(default_factory=anyio.Event)
     at: float = 0.0
 
@@ -161,7 +181,7 @@ async def _floor_watch(
 
 
 async def _floor_loop(
-    server_url: str, workload: Workload, plan: floor.Plan, edits: Sequence[Edit],
+    server_url: str, workload: Workload, plan: floor.Plan, edits: Sequence[Edit | SchemaEdit],
     gaps: Sequence[float], collect: Collector,
 ) -> None:
     async with database.fresh_database(server_url) as url:
@@ -181,7 +201,7 @@ async def _floor_loop(
                     edit.save()
                     with anyio.fail_after(_EDIT_TIMEOUT):
                         await slot[-1].handled.wait()
-                    collect.add("reload", workload.size, floor=slot[-1].at - started)
+                    collect.add(edit.figure, workload.size, floor=slot[-1].at - started)
                 group.cancel_scope.cancel()
         finally:
             await conn.close()
@@ -191,11 +211,12 @@ async def reload_loop(
     server_url: str, workload: Workload, plan: floor.Plan, count: int, collect: Collector,
     rng: random.Random,
 ) -> None:
-    """Time `count` edits through the daemon, then the same edits through the floor.
+    """Time `count` edits of each kind through the daemon, then the same edits through
+    the floor (`reload_edits`).
 
     Edits are spaced 50-150 ms apart (seeded), so each is a burst of its own.
     """
-    edits = edits_for(workload, count)
+    edits = reload_edits(workload, count)
     gaps = [rng.uniform(0.05, 0.15) for _ in edits]
     gc.collect()  # the daemon should not inherit the earlier measurements' garbage
     try:

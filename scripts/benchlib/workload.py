@@ -13,10 +13,12 @@ Everything comes from one `random.Random(seed)`: the same N and seed give the sa
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Edit", "PackageSpec", "Workload", "generate"]
+__all__ = ["Edit", "PackageSpec", "SchemaEdit", "Workload", "generate"]
 
 TABLES_PER_PACKAGE = 5
 MAX_DEPENDENCIES = 3
@@ -126,12 +128,54 @@ class Edit:
     package: str
     migration: str
     sql: str
+    figure = "reload"  # the bench's measurement key
 
     def save(self) -> None:
         self.path.write_text(self.sql)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def applied_in(self, changes: Iterable[Any]) -> bool:
+        """Whether the `runtime.core.events.Change`s of a `reloaded` signal include it."""
+        return any((c.package, c.migration) == (self.package, self.migration) for c in changes)
+
+
+@dataclass(frozen=True)
+class SchemaEdit:
+    """A `schema.py` saved with one more declaration: a nullable column, or an index.
+
+    `text` is the whole file with this and the package's earlier edits; `sql` is what
+    the dev sync should run for it (the floor runs it), `name` the column or index.
+    """
+
+    path: Path
+    package: str
+    kind: str  # "column" or "index"
+    name: str
+    sql: str
+    text: str
+    original: str
+
+    @property
+    def figure(self) -> str:
+        return f"reload-{self.kind}"
+
+    @property
+    def migration(self) -> str:
+        """The ledger id the floor records it under."""
+        return f"dev:bench-{self.name}"
+
+    def save(self) -> None:
+        self.path.write_text(self.text)
+
+    def remove(self) -> None:
+        self.path.write_text(self.original)
+
+    def applied_in(self, changes: Iterable[Any]) -> bool:
+        """Whether a dev change of the package applied this declaration."""
+        return any(c.package == self.package and c.kind == "dev_sync"
+                   and any(d.name == self.name for d in c.differences) for c in changes)
 
 
 @dataclass(frozen=True)
@@ -174,6 +218,37 @@ class Workload:
         sql = f"DELETE FROM {package.tables[0].name} WHERE id = -{serial};\n"
         path = self.root / package.directory / "migrations" / f"{migration}.sql"
         return Edit(path, package.name, migration, sql)
+
+    def schema_edits(self, count: int) -> tuple[list[SchemaEdit], list[SchemaEdit]]:
+        """`count` saves of `schema.py` adding a nullable column, then `count` adding an
+        index on it, going round the leaf packages as `edit` does.
+
+        Each save keeps the package's earlier additions (removing one would be a
+        destructive difference, which the dev sync holds), so the saves must be made in
+        order: the columns first.
+        """
+        leaves = self.leaves()
+        extra: dict[str, list[str]] = {}
+        columns: list[SchemaEdit] = []
+        indexes: list[SchemaEdit] = []
+        for kind, out in (("column", columns), ("index", indexes)):
+            for serial in range(1, count + 1):
+                package = leaves[(serial - 1) % len(leaves)]
+                table = package.tables[0].name
+                column = f"bench_{serial}"
+                if kind == "column":
+                    name, item = column, f"Column({column!r}, Text)"
+                    sql = f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} text"
+                else:
+                    name = f"ix_{table}_bench_{serial}"
+                    item = f"Index({name!r}, {column!r})"
+                    sql = f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({column})"
+                added = extra.setdefault(package.name, [])
+                added.append(item)
+                path = self.root / package.directory / "schema.py"
+                out.append(SchemaEdit(path, package.name, kind, name, sql,
+                                      _schema_py(package, added), _schema_py(package)))
+        return columns, indexes
 
 
 # -- generating -------------------------------------------------------------------------
@@ -300,10 +375,12 @@ workspace_table(
 '''
 
 
-def _schema_py(package: PackageSpec) -> str:
+def _schema_py(package: PackageSpec, extra: Iterable[str] = ()) -> str:
+    """`schema.py` of `package`; `extra` are more items of its first table."""
     tables = []
-    for table in package.tables:
+    for number, table in enumerate(package.tables):
         items = [c.sa() for c in table.columns]
+        items += list(extra) if number == 0 else []
         items += [c.key_sa(table.name) for c in table.columns if c.references]
         items += ["workspace_key()"]
         items += [f"Index(None, {', '.join(map(repr, cols))})" for cols in table.indexes]

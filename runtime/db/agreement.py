@@ -1,0 +1,105 @@
+"""Which tables last agreed with the database, so a comparison may skip them (#14).
+
+The dev daemon compares a package with its database on every save of `schema.py`;
+alembic reflects and compares each of the package's tables, though a save changes one
+of them, and the other tables are as they were when the last comparison found them in
+agreement. `Agreement` remembers, for each table found to agree, a key of each side:
+
+- declared: the table's structural description (`runtime.core.fingerprint.describe`,
+  what the package fingerprint is made of: a change there is a schema edit);
+- database: `CATALOG_KEY`, a hash of the identity and the version (`xmin`, the
+  transaction that last wrote it) of every catalog row the comparison reads of the
+  table: the table, its columns and defaults, constraints, indexes, comments, the
+  types of its columns (an enum's values), its identity sequences, the relations its
+  defaults name (a sequence in `nextval`), and the tables and columns its foreign keys
+  point at: renamed, they change how its keys and defaults reflect.
+
+While both keys are unchanged, comparing the table again would find what it found:
+nothing. Any DDL on the table writes one of those rows, so its key changes, whoever ran
+it (a migration, the dev sync, psql); so does a database recreated or restored. A
+change is never missed; a key changed for nothing (a `VACUUM FREEZE`) costs one
+comparison. The catalog key must be read before the comparison reflects the table:
+DDL committed in between then changes the key, rather than being recorded under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Table
+
+from runtime.core import ddl, fingerprint
+
+__all__ = ["CATALOG_KEY", "Agreement", "declared_key"]
+
+#: A SQL expression of the table `c` (a `pg_class` row): its catalog key.
+CATALOG_KEY = """md5(concat_ws('|', c.oid, c.xmin,
+  (SELECT string_agg(a.attnum || ':' || a.xmin, ',' ORDER BY a.attnum)
+   FROM pg_attribute a WHERE a.attrelid = c.oid),
+  (SELECT string_agg(d.adnum || ':' || d.xmin, ',' ORDER BY d.adnum)
+   FROM pg_attrdef d WHERE d.adrelid = c.oid),
+  (SELECT string_agg(k.oid || ':' || k.xmin, ',' ORDER BY k.oid)
+   FROM pg_constraint k WHERE k.conrelid = c.oid),
+  (SELECT string_agg(r.oid || ':' || r.xmin || ':' || f.attnum || ':' || f.xmin, ','
+                     ORDER BY r.oid, f.attnum)
+   FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid
+   JOIN pg_attribute f ON f.attrelid = k.confrelid AND f.attnum = ANY(k.confkey)
+   WHERE k.conrelid = c.oid AND k.contype = 'f'),
+  (SELECT string_agg(i.indexrelid || ':' || i.xmin || ':' || x.xmin, ',' ORDER BY i.indexrelid)
+   FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE i.indrelid = c.oid),
+  (SELECT string_agg(s.classoid || ':' || s.objoid || ':' || s.objsubid || ':' || s.xmin, ','
+                     ORDER BY s.classoid, s.objoid, s.objsubid)
+   FROM pg_description s
+   WHERE (s.classoid, s.objoid) IN (SELECT 'pg_class'::regclass, c.oid
+                                    UNION ALL SELECT 'pg_class'::regclass, i.indexrelid
+                                    FROM pg_index i WHERE i.indrelid = c.oid
+                                    UNION ALL SELECT 'pg_constraint'::regclass, k.oid
+                                    FROM pg_constraint k WHERE k.conrelid = c.oid)),
+  (SELECT string_agg(t.oid || ':' || t.xmin || ':' || coalesce(
+       (SELECT string_agg(e.oid || ':' || e.xmin, ',' ORDER BY e.oid)
+        FROM pg_enum e WHERE e.enumtypid = t.oid), ''), ',' ORDER BY t.oid)
+   FROM pg_type t WHERE t.oid IN (SELECT a.atttypid FROM pg_attribute a
+                                  WHERE a.attrelid = c.oid AND a.attnum > 0)),
+  (SELECT string_agg(q.seqrelid || ':' || q.xmin || ':' || sc.xmin, ',' ORDER BY q.seqrelid)
+   FROM pg_depend p JOIN pg_sequence q ON q.seqrelid = p.objid
+   JOIN pg_class sc ON sc.oid = q.seqrelid
+   WHERE p.classid = 'pg_class'::regclass AND p.refclassid = 'pg_class'::regclass
+     AND p.refobjid = c.oid),
+  (SELECT string_agg(r.oid || ':' || r.xmin, ',' ORDER BY r.oid)
+   FROM pg_attrdef d JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass
+     AND p.objid = d.oid AND p.refclassid = 'pg_class'::regclass
+   JOIN pg_class r ON r.oid = p.refobjid
+   WHERE d.adrelid = c.oid)))"""
+
+
+def declared_key(table: Table) -> str:
+    """The declared side's key of `table`: a hash of its structural description."""
+    return ddl.fingerprint(fingerprint.describe([table]))
+
+
+@dataclass
+class Agreement:
+    """The tables last found to agree with one database, with the keys of both sides.
+
+    Kept by the dev daemon for its database (`runtime.db.diff.compare_each` reads and
+    updates it); a new one knows nothing, so everything is compared.
+    """
+
+    _keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def unchanged(self, declared: Mapping[str, str], catalog: Mapping[str, str]) -> set[str]:
+        """The tables whose declared and catalog keys are those they agreed under."""
+        return {name for name, keys in self._keys.items()
+                if (declared.get(name), catalog.get(name)) == keys}
+
+    def record(self, name: str, declared: str | None, catalog: str | None) -> None:
+        """Remember that table `name` agrees under these keys; forget it without both."""
+        if declared is None or catalog is None:
+            self.forget(name)
+        else:
+            self._keys[name] = (declared, catalog)
+
+    def forget(self, name: str) -> None:
+        """Compare table `name` next time (it differs, or is gone)."""
+        self._keys.pop(name, None)
