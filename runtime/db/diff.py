@@ -293,15 +293,18 @@ def _differences(upgrade: Any, metadata: MetaData) -> list[Difference]:
 
 
 def _changed_foreign_keys(flat: list[Any]) -> dict[int, Any]:
-    """Pair each foreign key alembic drops with the one it adds on the same columns: a
-    changed ON DELETE or ON UPDATE, which alembic shows as a drop and an add."""
-    adds = {(op.source_table, tuple(op.local_cols)): op for op in flat
-            if isinstance(op, ops.CreateForeignKeyOp)}
+    """Pair each foreign key alembic drops with the one it adds on the same columns onto
+    the same ones: a changed ON DELETE or ON UPDATE, which alembic shows as a drop and an
+    add. A key onto other columns stays a drop and an add, said as such."""
+    adds = {(op.source_table, tuple(op.local_cols),
+             tuple(f"{op.referent_table}.{c}" for c in op.remote_cols)): op
+            for op in flat if isinstance(op, ops.CreateForeignKeyOp)}
     pairs: dict[int, Any] = {}
     for op in flat:
         if isinstance(op, ops.DropConstraintOp) and op.constraint_type == "foreignkey":
             old: Any = op.to_constraint()  # a ForeignKeyConstraint
-            add = adds.get((op.table_name, tuple(old.column_keys)))
+            onto = tuple(e.target_fullname for e in old.elements)
+            add = adds.get((op.table_name, tuple(old.column_keys), onto))
             if add is not None:
                 pairs[id(op)], pairs[id(add)] = add, op
     return pairs

@@ -104,7 +104,8 @@ async def test_tables_that_agreed_are_not_compared_again_while_unchanged(
     pytest.param("ALTER TABLE ydtb_notes ADD CONSTRAINT ck_by_hand CHECK (body <> '')",
                  "check constraint ck_by_hand in the database but not declared", id="check"),
     pytest.param("COMMENT ON COLUMN ydtb_notes.body IS 'by hand'",
-                 "table ydtb_notes: column body: comment differs", id="comment"),
+                 "table ydtb_notes: column body has comment 'by hand' in the database but "
+                 "declared no comment", id="comment"),
     # Only the core's table changed: what ydtb_tags' key reflects as changed with it.
     pytest.param("ALTER TABLE ydtb_tools RENAME COLUMN id TO tool",
                  "foreign key fk_ydtb_tags_tool_id_ydtb_tools in the database but not "
