@@ -123,8 +123,9 @@ async def sync_package(
         differences = await compare(run.conn, package, packages, agreed=agreed,
                                     tables={*tables, *_dev_tables(rows, package, packages)})
         await run.conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
+        declared = booking.declared_keys(package)
         kept = () if allow_destructive else tuple(
-            d for d in differences if _left_alone(d, built, declared_before))
+            d for d in differences if _left_alone(d, built, declared_before, declared))
         rest = [d for d in differences if d not in kept]
         if any(d.destructive for d in rest) and not allow_destructive:
             dev_built = tuple(d for d in differences if d.kind.startswith("remove_")
@@ -146,16 +147,20 @@ def _dev_tables(rows: Sequence[str], package: Package, packages: Iterable[Packag
 
 
 def _left_alone(
-    difference: Difference, built: set[ObjectKey], declared_before: frozenset[ObjectKey]
+    difference: Difference, built: set[ObjectKey], declared_before: frozenset[ObjectKey],
+    declared: frozenset[ObjectKey],
 ) -> bool:
-    """Whether `difference` would drop what a migration (or a hand) built: no dev change
-    built it, and it is no table or column the schema just stopped declaring."""
+    """Whether `difference` drops what the package's schema declares nowhere, neither
+    before this save nor now, and no dev change built: a migration (or a hand) built
+    it, every database `migrate` builds has it, so it stays, shown as drift.
+
+    What the schema stopped declaring is dropped as the edit says (held if that may
+    lose data); what it declares under that name now, changed, is dropped and added.
+    """
     if not difference.kind.startswith("remove_"):
         return False
     keys = set(booking.keys_of(difference))
-    if keys & built:
-        return False
-    return not (difference.destructive and keys & declared_before)
+    return not (keys & built or keys & declared or keys & declared_before)
 
 
 async def _apply(run: Run, package: Package, differences: Sequence[Difference]) -> Change:
