@@ -48,6 +48,8 @@ _BY_KIND = {
     "add_fk": "constraint", "remove_fk": "constraint",
     "modify_type": "column", "modify_nullable": "column", "modify_default": "column",
     "modify_server_default": "column", "modify_comment": "column",
+    # Changed under their name, compared whole by PostgreSQL's rendering of them.
+    "modify_constraint": "constraint", "modify_fk": "constraint", "modify_index": "index",
 }
 
 

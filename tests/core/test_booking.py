@@ -22,6 +22,9 @@ def difference(kind: str, name: str | None = "color") -> Difference:
     ("remove_index", "ix_color", "index ydtb_notes.ix_color"),
     ("add_fk", "ydtb_notes_tool_id_fkey", "constraint ydtb_notes.ydtb_notes_tool_id_fkey"),
     ("add_constraint", "ck_positive", "constraint ydtb_notes.ck_positive"),
+    ("modify_constraint", "ck_positive", "constraint ydtb_notes.ck_positive"),
+    ("modify_fk", "fk_tool", "constraint ydtb_notes.fk_tool"),
+    ("modify_index", "ix_color", "index ydtb_notes.ix_color"),
     # A kind named nowhere here: the whole table is judged.
     ("add_enum_value", None, "whole ydtb_notes"),
     ("modify_check", "ck_positive", "whole ydtb_notes"),
