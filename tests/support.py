@@ -6,6 +6,7 @@ import gc
 import io
 import sys
 import textwrap
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -171,6 +172,38 @@ def run_cli(*argv: str) -> tuple[int, str]:
         # (`runtime.process.loading`): this one goes on to the next test.
         gc.unfreeze()
     return code, out.getvalue()
+
+
+#: What `listened` collects: each signal's payloads in words, by name, and as sent under
+#: `NAME:typed`.
+Sent = dict[str, list[dict[str, Any]]]
+
+
+@contextmanager
+def listened(*names: str) -> Iterator[Sent]:
+    """Collect the keywords of every signal of `names` sent meanwhile (`readable`)."""
+    events: Sent = defaultdict(list)
+    with ExitStack() as stack:
+        for name in names:
+            def receive(_sender: object, _name: str = name, **kwargs: Any) -> None:
+                events[f"{_name}:typed"].append(kwargs)
+                events[_name].append(readable(_name, kwargs))
+            stack.enter_context(getattr(signals, name).connected_to(receive))
+        yield events
+
+
+def declare_notes(root: Path, tables: Mapping[str, Sequence[str]],
+                  sql: Sequence[str] = ()) -> None:
+    """(Re)write package `notes` declaring `tables`; `sql` are its first migrations."""
+    migrations = {f"{i:04d}_m{i}.sql": s for i, s in enumerate(sql, 1)}
+    write_package(root, "notes", name="notes", tables=tables, migrations=migrations)
+
+
+async def started_daemon(engine: AsyncEngine, root: Path, **kwargs: Any) -> Daemon:
+    """A dev daemon on `engine` watching `root`, started (not watching files yet)."""
+    daemon = Daemon(engine, [root], entry_points=False, **kwargs)
+    await daemon.start()
+    return daemon
 
 
 def readable(signal: str, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,49 +6,24 @@ Each test calls `Daemon.reload` right after editing the files, as the watcher wo
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import columns, create_sql, readable, write_package
+from support import (
+    Sent,
+    columns,
+    create_sql,
+    declare_notes,
+    started_daemon,
+)
 
-from runtime import signals
 from runtime.core import booking
 from runtime.db import ledger, scratch
 from runtime.db.engine import driver
 from runtime.dev import generator
 from runtime.dev.daemon import Daemon
 
-Sent = dict[str, list[dict[str, Any]]]
 NOTES = create_sql("ydtb_notes")
-
-
-@pytest.fixture
-def sent() -> Iterator[Sent]:
-    """The keywords of every schema_changed and schema_drift sent, in words."""
-    events: Sent = defaultdict(list)
-    with ExitStack() as stack:
-        for name in ("schema_changed", "schema_drift"):
-            def receive(_sender: object, _name: str = name, **kwargs: Any) -> None:
-                events[_name].append(readable(_name, kwargs))
-            stack.enter_context(getattr(signals, name).connected_to(receive))
-        yield events
-
-
-def declare(root: Path, tables: dict[str, Sequence[str]], sql: Sequence[str] = ()) -> None:
-    """(Re)write package `notes` declaring `tables`; `sql` are its first migrations."""
-    migrations = {f"{i:04d}_m{i}.sql": s for i, s in enumerate(sql, 1)}
-    write_package(root, "notes", name="notes", tables=tables, migrations=migrations)
-
-
-async def started(engine: AsyncEngine, root: Path, **kwargs: Any) -> Daemon:
-    daemon = Daemon(engine, [root], entry_points=False, **kwargs)
-    await daemon.start()
-    return daemon
 
 
 async def booked(engine: AsyncEngine) -> dict[str, tuple[str, ...]]:
@@ -81,18 +56,18 @@ TAGS_DRIFT = ("table ydtb_tags in the database but not declared: would run DROP 
 async def test_a_synced_table_taken_out_of_the_schema_stays_booked_and_shows_as_drift(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": [], "ydtb_tags": []})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": [], "ydtb_tags": []})
     await daemon.reload([tmp_path / "notes"])
     tags = change_of(daemon)
     # The table is booked with what it was built with, object by object.
     assert {"table ydtb_tags", "column ydtb_tags.id", "index ydtb_tags.ydtb_tags_pkey"} \
         <= set((await booked(engine))[tags])
-    declare(tmp_path, {"ydtb_notes": []})
+    declare_notes(tmp_path, {"ydtb_notes": []})
     await daemon.reload([tmp_path / "notes"])
     # An unrelated edit, and the migration makemigration writes for it.
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
     await makemigration(engine, daemon, tmp_path)
     sent.clear()
@@ -108,11 +83,11 @@ async def test_a_synced_table_taken_out_of_the_schema_stays_booked_and_shows_as_
 async def test_a_synced_column_taken_out_of_the_schema_is_held_with_a_hint_that_works(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
-    declare(tmp_path, {"ydtb_notes": []})
+    declare_notes(tmp_path, {"ydtb_notes": []})
     await daemon.reload([tmp_path / "notes"])
 
     # makemigration has nothing to write for it: the hint does not send people there.
@@ -128,12 +103,12 @@ async def test_a_synced_column_taken_out_of_the_schema_is_held_with_a_hint_that_
 async def test_a_synced_table_taken_out_of_the_schema_is_dropped_with_allow_destructive(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path, allow_destructive=True)
-    declare(tmp_path, {"ydtb_notes": [], "ydtb_tags": []})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path, allow_destructive=True)
+    declare_notes(tmp_path, {"ydtb_notes": [], "ydtb_tags": []})
     await daemon.reload([tmp_path / "notes"])
 
-    declare(tmp_path, {"ydtb_notes": []})
+    declare_notes(tmp_path, {"ydtb_notes": []})
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     # Dropped: the dev database is again what the migrations build, nothing to book.
@@ -144,14 +119,14 @@ async def test_a_synced_table_taken_out_of_the_schema_is_dropped_with_allow_dest
 async def test_an_index_a_dev_change_built_goes_with_the_schema_and_its_booking(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)']},
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']},
             [create_sql("ydtb_notes", "title text")])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text, index=True)']})
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text, index=True)']})
     await daemon.reload([tmp_path / "notes"])
     assert list(await booked(engine)) == [change_of(daemon)]
 
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']})
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     assert await index_names(engine) == ["ydtb_notes_pkey", "ydtb_notes_workspace_id_id_key"]
@@ -168,13 +143,13 @@ async def index_names(engine: AsyncEngine) -> list[str]:
 async def test_a_column_a_migration_built_and_no_schema_declares_is_kept_and_the_rest_synced(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
     (tmp_path / "notes/migrations/0002_legacy.sql").write_text(
         "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS legacy text;")
     await daemon.reload([tmp_path / "notes"])
 
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     assert await columns(engine, "ydtb_notes") == ["color", "id", "legacy", "workspace_id"]
@@ -194,13 +169,13 @@ async def test_a_migration_and_a_schema_edit_in_one_reload_settle_what_the_migra
 ) -> None:
     # A cause of the soak's unreconciled rows: the reload that applied the migration
     # also synced a change, and then settled nothing.
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
     color = change_of(daemon)
     await makemigration(engine, daemon, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)', 'Column("size", Integer)']})
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)', 'Column("size", Integer)']})
 
     assert await daemon.reload([tmp_path / "notes"]) is True
 
@@ -211,14 +186,14 @@ async def test_a_migration_and_a_schema_edit_in_one_reload_settle_what_the_migra
 async def test_a_migration_applied_at_start_settles_the_dev_changes_it_builds(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
     color = change_of(daemon)
     await makemigration(engine, daemon, tmp_path)  # ...while the daemon is stopped
 
-    await started(engine, tmp_path)
+    await started_daemon(engine, tmp_path)
 
     assert reconciled(sent) == [f"dev change {color} is now in the migrations"]
     assert await booked(engine) == {}
@@ -227,11 +202,11 @@ async def test_a_migration_applied_at_start_settles_the_dev_changes_it_builds(
 async def test_drift_left_alone_does_not_keep_dev_changes_the_migrations_build(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)']},
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']},
             [create_sql("ydtb_notes", "title text"),
              "CREATE INDEX IF NOT EXISTS ix_notes_title ON ydtb_notes (title);"])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)', 'Column("color", Text)']})
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)', 'Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
     assert sent["schema_drift"]  # the index no schema declares
 
@@ -245,18 +220,18 @@ async def test_drift_left_alone_does_not_keep_dev_changes_the_migrations_build(
 async def test_a_migration_of_a_reload_that_failed_after_it_is_settled_by_the_next_one(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
     color = change_of(daemon)
     await makemigration(engine, daemon, tmp_path)
     # ...saved with an edit the dev database refuses (Y405): the migration stays applied.
-    declare(tmp_path, {"ydtb_notes": [
+    declare_notes(tmp_path, {"ydtb_notes": [
         'Column("color", Text)', 'Column("tool_id", Integer, ForeignKey("ydtb_tools.id"))']})
     assert await daemon.reload([tmp_path / "notes"]) is False
 
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     assert reconciled(sent) == [f"dev change {color} is now in the migrations"]

@@ -6,18 +6,19 @@ one goes through the watcher end to end.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import columns, create_sql, readable, write_package
+from support import (
+    Sent,
+    columns,
+    create_sql,
+    declare_notes,
+    started_daemon,
+)
 
-from runtime import signals
 from runtime.core import booking
 from runtime.core.events import Change, ChangeKind
 from runtime.db import diff, ledger, scratch
@@ -26,35 +27,8 @@ from runtime.dev import generator
 from runtime.dev.daemon import Daemon
 from runtime.errors import ProblemsError
 
-Sent = dict[str, list[dict[str, Any]]]
 DROP_HINT = ("write a migration (python -m runtime makemigration notes), or restart the dev "
              "daemon with --allow-destructive to apply it to the dev database")
-
-
-@pytest.fixture
-def sent() -> Iterator[Sent]:
-    """The keywords of every schema_changed, schema_drift and reloaded sent, by signal, in
-    words (`support.readable`); as sent under `NAME:typed`."""
-    events: Sent = defaultdict(list)
-    with ExitStack() as stack:
-        for name in ("schema_changed", "schema_drift", "reloaded"):
-            def receive(_sender: object, _name: str = name, **kwargs: Any) -> None:
-                events[f"{_name}:typed"].append(kwargs)
-                events[_name].append(readable(_name, kwargs))
-            stack.enter_context(getattr(signals, name).connected_to(receive))
-        yield events
-
-
-def declare(root: Path, tables: dict[str, Sequence[str]], sql: Sequence[str] = ()) -> None:
-    """(Re)write package `notes` declaring `tables`; `sql` are its migrations, if given."""
-    migrations = {f"{i:04d}_m{i}.sql": s for i, s in enumerate(sql, 1)} if sql else {}
-    write_package(root, "notes", name="notes", tables=tables, migrations=migrations)
-
-
-async def started(engine: AsyncEngine, root: Path, **kwargs: Any) -> Daemon:
-    daemon = Daemon(engine, [root], entry_points=False, **kwargs)
-    await daemon.start()
-    return daemon
 
 
 async def dev_rows(engine: AsyncEngine) -> dict[str, tuple[str, ...]]:
@@ -103,10 +77,10 @@ async def test_an_additive_schema_edit_is_synced_and_recorded_as_a_dev_change(
     engine: AsyncEngine, tmp_path: Path, sent: Sent, tables: dict[str, list[str]],
     words: list[str],
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
 
-    declare(tmp_path, tables)
+    declare_notes(tmp_path, tables)
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     change = f"dev:{daemon.registry.get('notes').fingerprint}"
@@ -173,11 +147,11 @@ async def test_a_destructive_schema_edit_is_explained_and_not_applied(
     engine: AsyncEngine, tmp_path: Path, sent: Sent, before: dict[str, list[str]],
     sql: list[str], after: dict[str, list[str]], changes: list[str], hint: str,
 ) -> None:
-    declare(tmp_path, before, sql)
-    daemon = await started(engine, tmp_path)
+    declare_notes(tmp_path, before, sql)
+    daemon = await started_daemon(engine, tmp_path)
     tables = {t: await columns(engine, t) for t in ("ydtb_notes", "ydtb_tags")}
 
-    declare(tmp_path, after)
+    declare_notes(tmp_path, after)
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     assert sent["schema_drift"] == [{"package": "notes", "changes": tuple(changes), "hint": hint}]
@@ -191,10 +165,10 @@ async def test_a_destructive_schema_edit_is_applied_with_allow_destructive(
     engine: AsyncEngine, tmp_path: Path, sent: Sent, before: dict[str, list[str]],
     sql: list[str], after: dict[str, list[str]], changes: list[str], hint: str,
 ) -> None:
-    declare(tmp_path, before, sql)
-    daemon = await started(engine, tmp_path, allow_destructive=True)
+    declare_notes(tmp_path, before, sql)
+    daemon = await started_daemon(engine, tmp_path, allow_destructive=True)
 
-    declare(tmp_path, after)
+    declare_notes(tmp_path, after)
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     assert sent["schema_drift"] == []
@@ -206,9 +180,9 @@ async def test_a_destructive_schema_edit_is_applied_with_allow_destructive(
 async def test_a_generated_migration_takes_the_dev_change_over(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
     [change] = (await dev_rows(engine))["notes"]
 
@@ -233,9 +207,9 @@ async def test_a_generated_migration_takes_the_dev_change_over(
 async def test_a_hand_written_migration_that_falls_short_keeps_the_dev_change(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     await daemon.reload([tmp_path / "notes"])
     rows = await dev_rows(engine)
 
@@ -249,11 +223,11 @@ async def test_a_hand_written_migration_that_falls_short_keeps_the_dev_change(
 async def test_schema_edits_made_while_the_daemon_was_stopped_are_synced_at_start(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    await started(engine, tmp_path)
-    declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
 
-    await started(engine, tmp_path)
+    await started_daemon(engine, tmp_path)
 
     assert [s["changes"] for s in sent["schema_changed"]] == [
         ("table ydtb_notes: column color declared but missing",)]
@@ -263,11 +237,12 @@ async def test_schema_edits_made_while_the_daemon_was_stopped_are_synced_at_star
 async def test_a_change_the_database_refuses_is_rolled_back_and_reported(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
-    daemon = await started(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
 
     # ydtb_tools.id is varchar: PostgreSQL refuses an integer column referencing it.
-    declare(tmp_path, {"ydtb_notes": ['Column("tool_id", Integer, ForeignKey("ydtb_tools.id"))']})
+    declare_notes(tmp_path,
+                  {"ydtb_notes": ['Column("tool_id", Integer, ForeignKey("ydtb_tools.id"))']})
     assert await daemon.reload([tmp_path / "notes"]) is False
 
     error = sent["reloaded"][-1]["error"]
@@ -284,13 +259,13 @@ async def test_a_change_the_database_refuses_is_rolled_back_and_reported(
 async def test_a_schema_edit_is_synced_through_the_watcher(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
-    declare(tmp_path, {"ydtb_notes": []}, [NOTES])
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
     daemon = Daemon(engine, [tmp_path], entry_points=False)
     async with anyio.create_task_group() as group:
         with anyio.fail_after(20):
             await group.start(daemon.run)
             await daemon.watching.wait()
-            declare(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+            declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
             while not any(r["applied"] for r in sent["reloaded"]):
                 await anyio.sleep(0.01)
         daemon.stop()
@@ -312,12 +287,12 @@ async def test_an_index_a_migration_built_is_kept_and_shown_as_drift(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
     # Every database `migrate` builds has the index: the dev sync must not drop it.
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE])
-    daemon = await started(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE])
+    daemon = await started_daemon(engine, tmp_path)
     (tmp_path / "notes/migrations/0002_index.sql").write_text(
         "CREATE INDEX IF NOT EXISTS ix_notes_title ON ydtb_notes (title);")
     # ...and the same reload adds a column to the schema: that part is synced.
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)', 'Column("color", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)', 'Column("color", Text)']})
     (tmp_path / "notes/migrations/0002_index.sql").write_text(
         "CREATE INDEX IF NOT EXISTS ix_notes_title ON ydtb_notes (title);")
 
@@ -337,13 +312,13 @@ async def test_an_index_the_schema_stopped_declaring_is_dropped_as_a_dev_change(
     # The edit says so, as adding it would: dropped and booked, it shows as a dev change
     # not in a migration yet until makemigration writes the drop (one declared nowhere,
     # before or now, is kept: test_an_index_a_migration_built_is_kept_and_shown_as_drift).
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text, index=True)']},
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text, index=True)']},
             [WITH_TITLE + "CREATE INDEX IF NOT EXISTS ix_ydtb_notes_title ON ydtb_notes "
              "(title);\n"])
-    daemon = await started(engine, tmp_path)
+    daemon = await started_daemon(engine, tmp_path)
     assert "ix_ydtb_notes_title" in await index_names(engine)
 
-    declare(tmp_path, {"ydtb_notes": ['Column("title", Text)']})
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']})
     assert await daemon.reload([tmp_path / "notes"]) is True
 
     assert "ix_ydtb_notes_title" not in await index_names(engine)
