@@ -20,18 +20,28 @@ it (a migration, the dev sync, psql); so does a database recreated or restored. 
 change is never missed; a key changed for nothing (a `VACUUM FREEZE`) costs one
 comparison. The catalog key must be read before the comparison reflects the table:
 DDL committed in between then changes the key, rather than being recorded under it.
+
+For the same reason, what the comparison read of a table (alembic's reflection, the
+catalog's shapes) is what a new read would find while the table's catalog key is
+unchanged: `Agreement` keeps those readings too, so a save of `schema.py` that changes
+one table compares it with the database as last read, without reading it again.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Table
 
 from runtime.core import ddl, fingerprint
 
-__all__ = ["CATALOG_KEY", "Agreement", "declared_key"]
+__all__ = ["CATALOG_KEY", "KEPT", "Agreement", "declared_key"]
+
+#: How many readings of tables an `Agreement` keeps (a reading is a few kB).
+KEPT = 256
 
 #: A SQL expression of the table `c` (a `pg_class` row): its catalog key.
 CATALOG_KEY = """md5(concat_ws('|', c.oid, c.xmin,
@@ -67,8 +77,10 @@ CATALOG_KEY = """md5(concat_ws('|', c.oid, c.xmin,
    WHERE p.classid = 'pg_class'::regclass AND p.refclassid = 'pg_class'::regclass
      AND p.refobjid = c.oid),
   (SELECT string_agg(r.oid || ':' || r.xmin, ',' ORDER BY r.oid)
-   FROM pg_attrdef d JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass
-     AND p.objid = d.oid AND p.refclassid = 'pg_class'::regclass
+   FROM pg_attrdef d
+   CROSS JOIN LATERAL (SELECT p.refobjid FROM pg_depend p
+                       WHERE p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                         AND p.refclassid = 'pg_class'::regclass OFFSET 0) p
    JOIN pg_class r ON r.oid = p.refobjid
    WHERE d.adrelid = c.oid)))"""
 
@@ -87,6 +99,7 @@ class Agreement:
     """
 
     _keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _read: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)
 
     def unchanged(self, declared: Mapping[str, str], catalog: Mapping[str, str]) -> set[str]:
         """The tables whose declared and catalog keys are those they agreed under."""
@@ -103,3 +116,23 @@ class Agreement:
     def forget(self, name: str) -> None:
         """Compare table `name` next time (it differs, or is gone)."""
         self._keys.pop(name, None)
+
+    def reading(self, name: str, what: str, catalog: str | None) -> Any | None:
+        """A copy of what was read of table `name` (`what`: which reading) when its
+        catalog key was `catalog`; None when it was read under another key, or never."""
+        kept = self._read.get((name, what))
+        if kept is None or not catalog or kept[0] != catalog:
+            return None
+        return copy.deepcopy(kept[1])  # the comparison may mark what it is given
+
+    def keep(self, name: str, what: str, catalog: str | None, value: Any) -> None:
+        """Remember `value`, read of table `name` when its catalog key was `catalog`.
+
+        The latest `KEPT` readings are kept: those of the tables being edited.
+        """
+        if not catalog:
+            return
+        self._read.pop((name, what), None)
+        self._read[(name, what)] = (catalog, copy.deepcopy(value))
+        while len(self._read) > KEPT:
+            del self._read[next(iter(self._read))]  # the oldest: dicts keep their order

@@ -124,7 +124,7 @@ async def compare(
         agreed: what agreed with this database before (see `compare_each`).
     """
     found = await compare_each(conn, [package], packages, previous={package.name: tables},
-                               agreed=agreed)
+                               agreed=agreed, reread=False)
     return found[package.name]
 
 
@@ -135,6 +135,7 @@ async def compare_each(
     *,
     previous: Mapping[str, Iterable[str]] | None = None,
     agreed: Agreement | None = None,
+    reread: bool = True,
 ) -> dict[str, list[Difference]]:
     """Compare several packages with the database in one pass (one reflection of it all).
 
@@ -145,6 +146,9 @@ async def compare_each(
         previous: more table names to compare, by package (see `compare`).
         agreed: the tables that agreed with this database before: those unchanged on
             both sides since are not compared again; updated with what this finds.
+        reread: read every compared table from the database. False (one package's
+            sync, whose next save compares its tables again): what `agreed` kept of a
+            table under its catalog key now is used, and what is read is kept.
 
     Returns:
         The differences of each package of `targets`, by name; empty lists included.
@@ -153,15 +157,18 @@ async def compare_each(
     previous = previous or {}
     owners = {table: p.name for p in targets
               for table in (*p.table_names, *previous.get(p.name, ()))}
-    listed = await conn.run_sync(_listing, frozenset(owners), agreed is not None)
+    listed, planner = await conn.run_sync(_listing, frozenset(owners), agreed is not None)
     declared = {t.name: agreement.declared_key(t) for p in targets for t in p.tables} \
         if agreed is not None else {}
     compared = frozenset(owners) - (agreed.unchanged(declared, listed) if agreed else set())
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}
     if compared:
-        for difference in await _compare_tables(conn, targets, packages, compared, listed):
+        kept = agreed if agreed is not None and not reread else None
+        for difference in await _compare_tables(conn, targets, packages, compared, listed,
+                                                kept):
             found[owners[difference.table]].append(difference)
-    await conn.execute(_PLANNER_BACK)
+    if planner:
+        await conn.execute(_PLANNER_BACK, planner)
     if agreed is not None:
         differing = {d.table for differences in found.values() for d in differences}
         for name in compared:
@@ -172,31 +179,66 @@ async def compare_each(
 
 async def _compare_tables(
     conn: AsyncConnection, targets: list[Package], packages: Iterable[Package],
-    compared: frozenset[str], listed: Mapping[str, str],
+    compared: frozenset[str], listed: Mapping[str, str], kept: Agreement | None,
 ) -> list[Difference]:
-    """Compare the tables `compared` of `targets` (`listed`: those in the database)."""
+    """Compare the tables `compared` of `targets` (`listed`: those in the database,
+    with their catalog keys), with what `kept` read of them under those keys."""
     metadata = schema_of(targets, packages, only=compared)
-    upgrade = await conn.run_sync(_upgrade_ops, metadata, compared,
-                                  sorted(compared & set(listed)))
+    readings = _readings(kept, listed, compared, _REFLECTED)
+    upgrade, read = await conn.run_sync(_upgrade_ops, metadata, compared,
+                                        sorted(compared & set(listed)), readings)
+    _keep(kept, listed, read, _REFLECTED)
     added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
     present = compared - added
     differences = _differences(upgrade, metadata)
     if present:
         # The packages' own `Table`s, not their copies: the catalog caches by `Table`.
         own = {t.name: t for p in targets for t in p.tables if t.name in present}
+        shapes = _readings(kept, listed, present, _SHAPES)
+        known = set(shapes)
         differences += await conn.run_sync(_catalog_differences, metadata, own, present,
-                                           differences)
+                                           differences, shapes)
+        _keep(kept, listed, {n: s for n, s in shapes.items() if n not in known}, _SHAPES)
     return differences
+
+
+# What is read of a table, kept by an `Agreement` under its catalog key.
+_REFLECTED, _SHAPES = "reflected", "shapes"
+
+
+def _readings(
+    kept: Agreement | None, listed: Mapping[str, str], tables: Iterable[str], what: str
+) -> dict[str, Any]:
+    """What `kept` read of `tables` under their catalog keys now, by table."""
+    if kept is None:
+        return {}
+    found = {name: kept.reading(name, what, listed.get(name)) for name in tables}
+    return {name: reading for name, reading in found.items() if reading is not None}
+
+
+def _keep(
+    kept: Agreement | None, listed: Mapping[str, str], read: Mapping[str, Any], what: str
+) -> None:
+    if kept is not None:
+        for name, reading in read.items():
+            kept.keep(name, what, listed.get(name), reading)
 
 
 def _catalog_differences(
     sync_conn: Connection, metadata: MetaData, own: Mapping[str, Table],
-    tables: frozenset[str], known: list[Difference],
+    tables: frozenset[str], known: list[Difference], shapes: dict[str, catalog.Shape],
 ) -> list[Difference]:
-    """What alembic does not compare (`runtime.db.catalog`), for `tables`, in both."""
+    """What alembic does not compare (`runtime.db.catalog`), for `tables`, in both.
+
+    `shapes`: the database's shapes of some of the tables, read before; the others'
+    are read and added to it.
+    """
     declared = [own.get(name, metadata.tables[name]) for name in sorted(tables)
                 if name in metadata.tables]
-    found = catalog.compare(catalog.shapes_of(sync_conn, tables),
+    unread = tables - set(shapes)
+    if unread:
+        shapes.update(catalog.shapes_of(sync_conn, unread))
+    found = catalog.compare({name: shapes[name] for name in tables},
                             catalog.declared_shapes(sync_conn, declared),
                             {(d.table, d.name) for d in known})
     enums = catalog.declared_enums(declared)
@@ -214,31 +256,42 @@ def _quote(name: str) -> str:
 # merges the whole of pg_attribute (every column of every table in the database), 25-40
 # ms a query at N = 300 packages, and growing with N. With nested loops it looks up the
 # few columns it needs by index: 0.5 ms, whatever N (#14). Only for the comparison's
-# queries: `_LISTING` turns them off for the transaction, `_PLANNER_BACK` on again.
+# queries: `_LISTING` turns them off for the transaction, `_PLANNER_BACK` sets them back
+# to what they were, which `_LISTING` read first (an uncorrelated subquery is computed
+# once, before the first row's `set_config`; a lookup of `pg_settings` took 1 ms).
 #
 # `_LISTING` lists the tables to compare that exist, as SQLAlchemy's `get_table_names`
 # would (visible, not temporary, not the system's) but looked up by name, with their
 # catalog keys when an `Agreement` asks for them.
 _LISTING = text(f"""
 SELECT c.relname, CASE WHEN :keyed THEN {agreement.CATALOG_KEY} END,
+       (SELECT current_setting('enable_hashjoin')), (SELECT current_setting('enable_mergejoin')),
        set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = ANY(:names) AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
   AND pg_table_is_visible(c.oid) AND n.nspname <> 'pg_catalog'
 """)
-_PLANNER_BACK = text("SELECT set_config(name, reset_val, true) FROM pg_settings "
-                     "WHERE name IN ('enable_hashjoin', 'enable_mergejoin')")
+_PLANNER_BACK = text("SELECT set_config('enable_hashjoin', :hashjoin, true), "
+                     "set_config('enable_mergejoin', :mergejoin, true)")
 
 
-def _listing(sync_conn: Connection, names: frozenset[str], keyed: bool) -> dict[str, str]:
-    """The tables of `names` in the database, each with its catalog key (or '')."""
-    rows = sync_conn.execute(_LISTING, {"names": sorted(names), "keyed": keyed})
-    return {name: key or "" for name, key, *_ in rows}
+def _listing(
+    sync_conn: Connection, names: frozenset[str], keyed: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The tables of `names` in the database, each with its catalog key (or ''), and
+    the planner's settings to set back (none when no table was listed)."""
+    rows = sync_conn.execute(_LISTING, {"names": sorted(names), "keyed": keyed}).all()
+    back = {"hashjoin": rows[0][2], "mergejoin": rows[0][3]} if rows else {}
+    return {name: key or "" for name, key, *_ in rows}, back
 
 
 def _upgrade_ops(
-    sync_conn: Connection, metadata: MetaData, own: frozenset[str], present: list[str]
-) -> Any:
+    sync_conn: Connection, metadata: MetaData, own: frozenset[str], present: list[str],
+    readings: Mapping[str, dict[str, Any]],
+) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Alembic's operations making the database's tables `present` (and `own` ones it
+    lacks) what `metadata` declares, and what was read of the tables not in
+    `readings` (alembic's reflection of each, by table)."""
     def include_name(name: str | None, type_: str, _parents: Any) -> bool:
         return type_ != "table" or name in own
 
@@ -256,13 +309,47 @@ def _upgrade_ops(
     # them with `include_name` (15 ms at N = 300 packages, growing with N).
     autogen = AutogenContext(context, metadata=metadata)
     autogen.inspector.get_table_names = lambda schema=None, **_: present  # type: ignore[method-assign]
+    unread = _reflect(autogen.inspector, present, readings)
     upgrade = ops.UpgradeOps([])
     with warnings.catch_warnings():
         # Alembic does not compare a generated column's expression, and warns so at
         # every comparison; `runtime.db.catalog` compares it.
         warnings.filterwarnings("ignore", "Computed default on", UserWarning)
         autogenerate._produce_net_changes(autogen, upgrade)
-    return upgrade
+    return upgrade, _reflected(autogen.inspector, unread)
+
+
+# What alembic reflects of each table, in one query per kind for all the tables it
+# compares (`_InspectorConv.pre_cache_tables`), kept in the inspector's `info_cache`
+# under `alembic_<kind>` as {(schema, table): reflected}. Put there beforehand, alembic
+# reads it from there. Should alembic name its cache otherwise, it reflects everything
+# again itself and nothing is kept: slower, never wrong.
+_REFLECTION = ("columns", "pk_constraint", "foreign_keys", "indexes", "unique_constraints",
+               "table_comment", "check_constraints", "table_options")
+
+
+def _reflect(
+    inspector: Any, present: list[str], readings: Mapping[str, dict[str, Any]]
+) -> list[str]:
+    """Fill alembic's cache with `readings` and the reflection of the other tables of
+    `present`, which it returns."""
+    unread = [name for name in present if name not in readings]
+    for kind in _REFLECTION:
+        found = dict(getattr(inspector, f"get_multi_{kind}")(filter_names=unread)) \
+            if unread else {}
+        found.update(((None, name), reading[kind]) for name, reading in readings.items())
+        inspector.info_cache[f"alembic_{kind}"] = found
+    return unread
+
+
+def _reflected(inspector: Any, tables: list[str]) -> dict[str, dict[str, Any]]:
+    """What alembic's cache holds of each of `tables`, read whole."""
+    cache = inspector.info_cache
+    if not all(isinstance(cache.get(f"alembic_{kind}"), dict) for kind in _REFLECTION):
+        return {}
+    return {name: {kind: cache[f"alembic_{kind}"][(None, name)] for kind in _REFLECTION}
+            for name in tables
+            if all((None, name) in cache[f"alembic_{kind}"] for kind in _REFLECTION)}
 
 
 def _same_call(old: Any, new: Any) -> bool:

@@ -444,6 +444,7 @@ class Daemon:
             elapsed_ms=_ms(seen), error=None)
         await self._follow_migrations(migrated)
         with _noticing_loss():
+            await self._reread([r.package for r in synced if r.change is not None])
             await self._settle()
         return True
 
@@ -482,6 +483,22 @@ class Daemon:
             await self._failed(exc)
             return
         await self._announce(synced)
+
+    async def _reread(self, names: list[str]) -> None:
+        """Compare again the packages a dev change just altered, keeping what is read.
+
+        Done after `reloaded`: the next save of the package then compares its tables
+        with the database as read now (`Agreement` keeps it under the catalog keys), and
+        does not read them again on its way to the developer (#14). What it finds was
+        announced with the change.
+        """
+        for name in names:
+            try:
+                async with self.engine.connect() as conn:
+                    await diff.compare(conn, self.registry.get(name),
+                                       self.registry.packages.values(), agreed=self._agreed)
+            except RegistryError as exc:
+                await self._failed(exc)
 
     async def _settle(self) -> None:
         """Settle the dev rows of the packages that may need it (`sync.reconcile`).

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime import DatabaseRegistry, Migration, Package, kit
@@ -65,9 +68,9 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
     original = diff._compare_tables
 
     async def spy(conn: Any, targets: Any, packages: Any, tables: frozenset[str],
-                  listed: Any) -> Any:
+                  listed: Any, kept: Any) -> Any:
         seen.append(set(tables))
-        return await original(conn, targets, packages, tables, listed)
+        return await original(conn, targets, packages, tables, listed, kept)
 
     monkeypatch.setattr(diff, "_compare_tables", spy)
     return seen
@@ -136,3 +139,102 @@ async def test_a_difference_found_is_compared_again_until_it_is_gone(
     assert await compare(engine, package, packages, agreed) == missing
     assert await compare(engine, package, packages, agreed) == missing
     assert compared == [{"ydtb_notes", "ydtb_tags"}, {"ydtb_notes"}]
+
+
+async def test_planner_settings_are_set_back_to_what_they_were(engine: AsyncEngine) -> None:
+    package, packages = notes()
+    await migrator.migrate(engine, packages)
+    async with engine.connect() as conn:
+        await conn.execute(text("SET enable_mergejoin = off"))  # the session's own choice
+        await diff.compare(conn, package, packages, agreed=Agreement())
+        settings = (await conn.execute(text(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')"
+        ))).one()
+
+    assert tuple(settings) == ("on", "off")
+
+
+@pytest.fixture
+def reflected(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The tables each reflection of columns read from the database."""
+    seen: list[list[str]] = []
+    original = Inspector.get_multi_columns
+
+    def spy(self: Inspector, *args: Any, **kwargs: Any) -> Any:
+        seen.append(sorted(kwargs.get("filter_names") or []))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Inspector, "get_multi_columns", spy)
+    return seen
+
+
+async def test_a_table_read_before_is_not_read_again_while_its_catalog_key_holds(
+    engine: AsyncEngine, reflected: list[list[str]]
+) -> None:
+    package, packages = notes()
+    await migrator.migrate(engine, packages)
+    agreed = Agreement()
+    assert await compare(engine, package, packages, agreed) == []
+    reflected.clear()
+
+    edited, packages = notes(Column("color", Text))
+    assert await compare(engine, edited, packages, agreed) == [
+        "table ydtb_notes: column color declared but missing"]
+    assert reflected == []  # compared with ydtb_notes as read under the same key
+
+    async with engine.begin() as conn:  # its key changes: read again
+        await conn.execute(text("ALTER TABLE ydtb_notes ADD COLUMN shade text"))
+    edited, packages = notes(Column("color", Text), Column("size", Integer))
+    assert await compare(engine, edited, packages, agreed) == [
+        "table ydtb_notes: column color declared but missing",
+        "table ydtb_notes: column size declared but missing",
+        "table ydtb_notes: column shade in the database but not declared"]
+    assert reflected == [["ydtb_notes"]]
+
+
+# A random walk of declared and hand-made changes, and syncs: the comparison of a daemon
+# (its `Agreement` skipping tables and keeping readings) against a fresh one each step.
+_BY_HAND = (
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS h{step} text",
+    "CREATE INDEX IF NOT EXISTS ix_h{step} ON {table} (workspace_id, id)",
+    "COMMENT ON COLUMN {table}.id IS 'step {step}'",
+    "ALTER TABLE {table} ALTER COLUMN id SET DEFAULT {step}",
+    "ALTER TABLE {table} ALTER COLUMN id DROP DEFAULT",
+    "ALTER TABLE {table} ADD CONSTRAINT ck_h{step} CHECK (id > -{step})",
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_comparison_with_what_it_kept_finds_what_a_fresh_one_finds(
+    engine: AsyncEngine, seed: int
+) -> None:
+    rng = random.Random(seed)
+    declared: list[Callable[[], Any]] = []  # fresh items each time: a Column has one table
+    package, packages = notes()
+    await migrator.migrate(engine, packages)
+    agreed = Agreement()
+    for step in range(14):
+        move = rng.choice(["declare", "declare", "by hand", "sync", "sync", "undeclare"])
+        if move == "declare":
+            name = f"d{step}"
+            declared.append(rng.choice([
+                lambda name=name: Column(name, Text),
+                lambda name=name: Column(name, Integer, server_default=text("7")),
+                lambda step=step: Index(f"ix_d{step}", "body"),
+            ]))
+        elif move == "undeclare" and declared:
+            declared.pop(rng.randrange(len(declared)))
+        package, packages = notes(*(make() for make in declared))
+        differences: list[Any] = []
+        async with engine.connect() as conn:
+            kept = await diff.compare(conn, package, packages, agreed=agreed)
+            fresh = (await diff.compare_each(conn, [package], packages))[package.name]
+        assert sorted(d.words for d in kept) == sorted(d.words for d in fresh), step
+        differences = [d for d in fresh if not d.destructive]
+        async with engine.begin() as conn:
+            if move == "by hand":
+                table = rng.choice(["ydtb_notes", "ydtb_tags"])
+                await conn.execute(text(rng.choice(_BY_HAND).format(table=table, step=step)))
+            elif move == "sync":
+                for statement in (s for d in differences for s in d.statements):
+                    await conn.execute(text(statement))
