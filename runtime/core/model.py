@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from packaging.version import Version
 from sqlalchemy import Enum, MetaData, Table
 
+from runtime.core import ddl, fingerprint
 from runtime.core.schema import CORE_PACKAGE
 from runtime.core.versions import Dependency
 from runtime.errors import Problem, ValidationError, shown
@@ -202,6 +203,13 @@ class Package:
     def table_names(self) -> tuple[str, ...]:
         """The names of the tables this package owns."""
         return tuple(t.name for t in self.tables)
+
+    @cached_property
+    def table_keys(self) -> dict[str, str]:
+        """A hash of each table's structural description (`fingerprint.describe`, what
+        the package's fingerprint is made of), by name: a schema edit changes the keys
+        of the tables it changes, and only theirs."""
+        return {t.name: ddl.fingerprint(fingerprint.describe([t])) for t in self.tables}
 
     @cached_property
     def object_names(self) -> frozenset[str]:

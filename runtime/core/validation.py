@@ -304,10 +304,10 @@ def build_package(
         given, problems = _listed(name, migrations, "migrations", "Y113",
                                   "Migration('0001_name', up=...)")
         found.extend(problems)
-    lines: list[str] = []
+    described: dict[str, list[str]] = {}
     statements: list[str] = []
     try:
-        lines = fingerprint.describe(tables)
+        described = {table.name: fingerprint.describe([table]) for table in tables}
         # The DDL only for a derived migration: compiling it for every package, only to
         # hash it, was 45% of loading 300 packages (issue #7).
         statements = [] if given else ddl.create_statements(tables)
@@ -333,12 +333,16 @@ def build_package(
         migrations=tuple(sorted(checked, key=lambda m: migration_sort_key(m.id))),
         dependencies=tuple(deps),
         tables=tables,
-        fingerprint=ddl.fingerprint([*lines, *_definition_lines(checked_tools,
-                                                                row_level_security is True)]),
+        fingerprint=ddl.fingerprint([*(line for lines in described.values() for line in lines),
+                                     *_definition_lines(checked_tools,
+                                                        row_level_security is True)]),
         tools=checked_tools,
         row_level_security=row_level_security is True,
         source=source if isinstance(source, str) else None,
     )
+    # Described above already: `Package.table_keys` need not describe the tables again.
+    package.__dict__["table_keys"] = {name: ddl.fingerprint(lines)
+                                      for name, lines in described.items()}
     return package, []
 
 

@@ -5,8 +5,8 @@ alembic reflects and compares each of the package's tables, though a save change
 of them, and the other tables are as they were when the last comparison found them in
 agreement. `Agreement` remembers, for each table found to agree, a key of each side:
 
-- declared: the table's structural description (`runtime.core.fingerprint.describe`,
-  what the package fingerprint is made of: a change there is a schema edit);
+- declared: `Package.table_keys`, a hash of the table's structural description (what
+  the package fingerprint is made of: a change there is a schema edit);
 - database: `CATALOG_KEY`, a hash of the identity and the version (`xmin`, the
   transaction that last wrote it) of every catalog row the comparison reads of the
   table: the table, its columns and defaults, constraints, indexes, comments, the
@@ -34,11 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table
-
-from runtime.core import ddl, fingerprint
-
-__all__ = ["CATALOG_KEY", "KEPT", "Agreement", "declared_key"]
+__all__ = ["CATALOG_KEY", "KEPT", "Agreement"]
 
 #: How many readings of tables an `Agreement` keeps (a reading is a few kB).
 KEPT = 256
@@ -83,11 +79,6 @@ CATALOG_KEY = """md5(concat_ws('|', c.oid, c.xmin,
                          AND p.refclassid = 'pg_class'::regclass OFFSET 0) p
    JOIN pg_class r ON r.oid = p.refobjid
    WHERE d.adrelid = c.oid)))"""
-
-
-def declared_key(table: Table) -> str:
-    """The declared side's key of `table`: a hash of its structural description."""
-    return ddl.fingerprint(fingerprint.describe([table]))
 
 
 @dataclass

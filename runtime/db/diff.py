@@ -158,7 +158,7 @@ async def compare_each(
     owners = {table: p.name for p in targets
               for table in (*p.table_names, *previous.get(p.name, ()))}
     listed, planner = await conn.run_sync(_listing, frozenset(owners), agreed is not None)
-    declared = {t.name: agreement.declared_key(t) for p in targets for t in p.tables} \
+    declared = {name: key for p in targets for name, key in p.table_keys.items()} \
         if agreed is not None else {}
     compared = frozenset(owners) - (agreed.unchanged(declared, listed) if agreed else set())
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}

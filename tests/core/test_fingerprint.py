@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import CompileError
 
+from runtime import DatabaseRegistry, kit
 from runtime.core import ddl, fingerprint
 
 CONVENTION = {
@@ -324,3 +325,20 @@ def test_the_fingerprint_of_a_schema_stays_what_ledgers_recorded(
     # Ledgers keep fingerprints: a new way of computing one must give the same value, or
     # every database would see every package as edited (#17).
     assert fingerprint_of(table()) == expected
+
+
+def test_a_tables_key_changes_with_its_description_and_only_its_own() -> None:
+    def registered(*more: Any) -> Any:
+        metadata = kit.metadata()
+        kit.workspace_table("ydtb_a", metadata, Column("id", Integer, primary_key=True), *more)
+        kit.workspace_table("ydtb_b", metadata, Column("id", Integer, primary_key=True))
+        return DatabaseRegistry(send_signals=False).register_database(
+            package_name="keys", schema=metadata, version="1.0.0")
+
+    package, edited = registered(), registered(Column("extra", Text))
+
+    # Validation fills the keys from the description it made: the same as described anew.
+    assert package.table_keys == {t.name: ddl.fingerprint(fingerprint.describe([t]))
+                                  for t in package.tables}
+    assert edited.table_keys["ydtb_a"] != package.table_keys["ydtb_a"]
+    assert edited.table_keys["ydtb_b"] == package.table_keys["ydtb_b"]
