@@ -761,7 +761,8 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
         daemon = Daemon(db, settings.packages, registry=registry,
                         entry_points=not args.no_entry_points,
                         debounce_ms=args.debounce, allow_destructive=args.allow_destructive,
-                        between_passes=process.collect_young)
+                        between_passes=process.collect_young,
+                        reloading=process.reloading)
         with report_signals(console), _one_error():
             async with anyio.create_task_group() as group:
                 with process.loading(lasting=True):

@@ -62,3 +62,20 @@ def test_a_lasting_process_keeps_collecting_while_it_loads(collections: list[int
     assert gc.get_threshold() == threshold
     assert gc.get_freeze_count() == frozen
     assert len(made) == 300_000
+
+
+def test_a_reload_collects_nothing_until_it_is_announced(collections: list[int]) -> None:
+    with process.reloading():
+        assert not gc.isenabled()
+        made = [[index] for index in range(100_000)]  # past the young generation's size
+        during = list(collections)
+    assert during == []
+    assert gc.isenabled()
+    del made
+    gc.disable()
+    try:
+        with process.reloading():
+            pass
+        assert not gc.isenabled()  # off before: left off
+    finally:
+        gc.enable()

@@ -54,6 +54,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    inspect,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -70,7 +71,7 @@ from runtime.core.schema import core_metadata
 from runtime.db import agreement, catalog
 from runtime.db.agreement import Agreement
 
-__all__ = ["Difference", "compare", "compare_each", "schema_of"]
+__all__ = ["Difference", "compare", "compare_each", "read_ahead", "schema_of"]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 _CALL = re.compile(r"^[A-Za-z_][\w.]*\(")
@@ -175,6 +176,33 @@ async def compare_each(
             agreed.record(name, declared.get(name) if name not in differing else None,
                           listed.get(name))
     return found
+
+
+async def read_ahead(conn: AsyncConnection, package: Package, agreed: Agreement) -> None:
+    """Read the package's tables as its next comparison will, and keep what is read in
+    `agreed` under their catalog keys (tables already read under them are not read).
+
+    For the dev daemon, once it announced a change that altered them: the next save of
+    `schema.py` then compares them without reading them first (#14).
+    """
+    listed, planner = await conn.run_sync(_listing, frozenset(package.table_names), True)
+    unread = [name for name in sorted(listed)
+              if None in (agreed.reading(name, _REFLECTED, listed[name]),
+                          agreed.reading(name, _SHAPES, listed[name]))]
+    if unread:
+        reflected = await conn.run_sync(_read_reflection, unread)
+        shapes = await conn.run_sync(catalog.shapes_of, unread)
+        _keep(agreed, listed, reflected, _REFLECTED)
+        _keep(agreed, listed, shapes, _SHAPES)
+    if planner:
+        await conn.execute(_PLANNER_BACK, planner)
+
+
+def _read_reflection(sync_conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]]:
+    """What alembic's comparison reflects of `tables` (`_reflect`), read as it reads it."""
+    inspector = inspect(sync_conn)
+    _reflect(inspector, tables, {})
+    return _reflected(inspector, tables)
 
 
 async def _compare_tables(

@@ -31,7 +31,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,8 @@ class Daemon:
             database, each of which leaves its reflected tables as garbage; the CLI,
             which raised the collector's thresholds, collects there
             (`runtime.process.collect_young`). The daemon itself tunes nothing.
+        reloading: a context each reload runs in, up to its `reloaded` signal; the
+            CLI's holds the collector back meanwhile (`runtime.process.reloading`).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Daemon:
         step_ms: int = 10,
         allow_destructive: bool = False,
         between_passes: Callable[[], object] = lambda: None,
+        reloading: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.engine = engine
         self.directories = [Path(d).resolve() for d in directories]
@@ -115,6 +118,7 @@ class Daemon:
         self.step_ms = step_ms
         self.allow_destructive = allow_destructive
         self._between_passes = between_passes
+        self._reloading = reloading
         #: Set once the watcher is in place: saves from then on are seen.
         self.watching = anyio.Event()
         self._sources: dict[Path, list[str]] = {}
@@ -409,6 +413,25 @@ class Daemon:
             return
 
     async def _reload(self, dirs: set[Path], seen: float, *, quiet: bool = False) -> bool:
+        with self._reloading():  # up to the `reloaded` signal: what the developer waits for
+            done = await self._change(dirs, seen, quiet=quiet)
+        if done is None:
+            return False
+        migrated, synced = done
+        await self._follow_migrations(migrated)
+        with _noticing_loss():
+            await self._reread([r.package for r in synced if r.change is not None])
+            await self._settle()
+        return True
+
+    async def _change(
+        self, dirs: set[Path], seen: float, *, quiet: bool
+    ) -> tuple[list[str], list[SyncResult]] | None:
+        """Load, apply and sync the change to `dirs`, and say so with `reloaded`.
+
+        Returns the packages whose migrations ran but whose schema is unchanged, and
+        what the dev sync did; None when the change failed.
+        """
         # The set is checked once everything changed is loaded (check_set below): one
         # package at a time, the first half of a joint change would be refused.
         candidate = self.registry.copy(check_set=False)
@@ -426,15 +449,15 @@ class Daemon:
                 synced = await self._sync(candidate, edited)
         except RegistryError as exc:
             if quiet:
-                return False
+                return None
             self._broken |= dirs
             if isinstance(exc, LockTimeoutError):
                 self._blocked = exc  # `_work` says who blocks it, and runs it again
-                return False
+                return None
             await self._failed(exc)
             await signals.emit_async(signals.reloaded, self, packages=(), applied=(),
                                      elapsed_ms=_ms(seen), error=exc)
-            return False
+            return None
         self._broken -= dirs
         await self._adopt(candidate, sources, report)
         await self._announce(synced)
@@ -442,11 +465,7 @@ class Daemon:
         await signals.emit_async(
             signals.reloaded, self, packages=tuple(changed + removed), applied=applied,
             elapsed_ms=_ms(seen), error=None)
-        await self._follow_migrations(migrated)
-        with _noticing_loss():
-            await self._reread([r.package for r in synced if r.change is not None])
-            await self._settle()
-        return True
+        return migrated, synced
 
     async def _migrate(
         self, candidate: DatabaseRegistry, packages: list[Package], removed: list[str]
@@ -485,18 +504,17 @@ class Daemon:
         await self._announce(synced)
 
     async def _reread(self, names: list[str]) -> None:
-        """Compare again the packages a dev change just altered, keeping what is read.
+        """Read the tables of the packages a dev change just altered, as a comparison
+        reads them (`diff.read_ahead`).
 
         Done after `reloaded`: the next save of the package then compares its tables
-        with the database as read now (`Agreement` keeps it under the catalog keys), and
-        does not read them again on its way to the developer (#14). What it finds was
-        announced with the change.
+        with the database as read now (`Agreement` keeps it under the catalog keys),
+        without reading them on its way to the developer (#14).
         """
         for name in names:
             try:
                 async with self.engine.connect() as conn:
-                    await diff.compare(conn, self.registry.get(name),
-                                       self.registry.packages.values(), agreed=self._agreed)
+                    await diff.read_ahead(conn, self.registry.get(name), self._agreed)
             except RegistryError as exc:
                 await self._failed(exc)
 

@@ -66,7 +66,8 @@ def _threads_inline() -> Iterator[None]:
     original = anyio.to_thread.run_sync
 
     async def inline(function: Any, *args: Any, **kwargs: Any) -> Any:
-        if (getattr(function, "__module__", None) or "").startswith("runtime."):
+        called = getattr(function, "func", function)  # the daemon passes partials
+        if (getattr(called, "__module__", None) or "").startswith("runtime."):
             return function(*args)
         return await original(function, *args, **kwargs)
 

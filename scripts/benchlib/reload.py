@@ -38,6 +38,7 @@ from benchlib import database, floor
 from benchlib.pipeline import FLOOR_SCRIPT, PROJECT, ledger_row
 from benchlib.results import Collector
 from benchlib.workload import Edit, SchemaEdit, Workload
+from runtime import process
 from runtime.core import signals
 from runtime.dev.daemon import Daemon
 
@@ -102,8 +103,9 @@ class _Reloads:
 
 @contextlib.asynccontextmanager
 async def _running(engine: AsyncEngine, root: Path) -> AsyncIterator[Daemon]:
+    # Tuned as `python -m runtime dev` tunes its process (runtime/commands.py).
     daemon = Daemon(engine, [root], entry_points=False, debounce_ms=DEBOUNCE_MS,
-                    step_ms=STEP_MS)
+                    step_ms=STEP_MS, reloading=process.reloading)
     async with anyio.create_task_group() as group:
         with anyio.fail_after(_START_TIMEOUT):
             await group.start(daemon.run)

@@ -6,10 +6,14 @@ one goes through the watcher end to end.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import (
     Sent,
@@ -19,7 +23,7 @@ from support import (
     started_daemon,
 )
 
-from runtime.core import booking
+from runtime.core import booking, signals
 from runtime.core.events import Change, ChangeKind
 from runtime.db import diff, ledger, scratch
 from runtime.db.engine import driver
@@ -324,3 +328,52 @@ async def test_an_index_the_schema_stopped_declaring_is_dropped_as_a_dev_change(
     assert "ix_ydtb_notes_title" not in await index_names(engine)
     assert sent["schema_drift"] == []
     assert list(await dev_rows(engine)) == ["notes"]
+
+
+async def test_after_a_sync_the_next_save_compares_without_reading_the_table_again(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    assert await daemon.reload([tmp_path / "notes"]) is True
+    read: list[tuple[int, list[str]]] = []  # the signals sent by then, the tables read
+    original = Inspector.get_multi_columns
+
+    def spy(self: Inspector, *args: Any, **kwargs: Any) -> Any:
+        read.append((len(sent["reloaded"]), sorted(kwargs.get("filter_names") or [])))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Inspector, "get_multi_columns", spy)
+    signalled = len(sent["reloaded"])
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)', 'Column("size", Text)']})
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    # Read once, after the change was announced, for the save after it: not before.
+    assert read == [(signalled + 1, ["ydtb_notes"])]
+    assert await columns(engine, "ydtb_notes") == ["color", "id", "size", "workspace_id"]
+    assert await drift(engine, daemon) == []
+
+
+async def test_a_reload_runs_in_the_reloading_context_up_to_its_signal(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    inside: list[bool] = []
+    events: list[str] = []
+
+    @contextmanager
+    def reloading() -> Iterator[None]:
+        inside.append(True)
+        try:
+            yield
+        finally:
+            inside.pop()
+
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path, reloading=reloading)
+    with signals.reloaded.connected_to(lambda _s, **_k: events.append(f"signal {inside}")):
+        declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+        assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert events == ["signal [True]"]
+    assert inside == []
