@@ -116,6 +116,11 @@ class Agreement:
             return None
         return copy.deepcopy(kept[1])  # the comparison may mark what it is given
 
+    def has_reading(self, name: str, what: str, catalog: str | None) -> bool:
+        """Whether `reading` has something for these arguments (without copying it)."""
+        kept = self._read.get((name, what))
+        return kept is not None and bool(catalog) and kept[0] == catalog
+
     def keep(self, name: str, what: str, catalog: str | None, value: Any) -> None:
         """Remember `value`, read of table `name` when its catalog key was `catalog`.
 

@@ -187,8 +187,8 @@ async def read_ahead(conn: AsyncConnection, package: Package, agreed: Agreement)
     """
     listed, planner = await conn.run_sync(_listing, frozenset(package.table_names), True)
     unread = [name for name in sorted(listed)
-              if None in (agreed.reading(name, _REFLECTED, listed[name]),
-                          agreed.reading(name, _SHAPES, listed[name]))]
+              if not (agreed.has_reading(name, _REFLECTED, listed[name])
+                      and agreed.has_reading(name, _SHAPES, listed[name]))]
     if unread:
         reflected = await conn.run_sync(_read_reflection, unread)
         shapes = await conn.run_sync(catalog.shapes_of, unread)

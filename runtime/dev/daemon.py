@@ -255,7 +255,7 @@ class Daemon:
             await self._run(task_status)
 
     async def _run(self, task_status: Any) -> None:
-        with notify.publishing(self.engine, self, self.registry):
+        async with notify.publishing(self.engine, self, self.registry):
             await self.start()
             send, receive = anyio.create_memory_object_stream[tuple[set[Path], float]](1000)
             async with anyio.create_task_group() as group:

@@ -60,7 +60,7 @@ async def test_relay_resends_what_another_sender_published(engine: AsyncEngine) 
             async with engine.connect() as conn:  # garbage on the channel is skipped
                 await (await driver(conn)).execute(
                     "SELECT pg_notify($1, 'not json')", notify.CHANNEL)
-            with notify.publishing(engine, publisher):
+            async with notify.publishing(engine, publisher):
                 await signals.emit_async(signals.schema_changed, object(), package="other",
                                          migrations=(), changes=())
                 await signals.emit_async(signals.schema_changed, publisher, package="notes",
@@ -93,9 +93,8 @@ async def test_relay_listens_again_after_its_connection_is_terminated(
         received.append(package)
 
     publisher = object()
-    with signals.package_unregistered.connected_to(receiver, sender=notify.CHANNEL), \
-            notify.publishing(engine, publisher):
-        async with anyio.create_task_group() as group:
+    with signals.package_unregistered.connected_to(receiver, sender=notify.CHANNEL):
+        async with notify.publishing(engine, publisher), anyio.create_task_group() as group:
             group.start_soon(notify.relay, engine)
             await listening(engine)
             async with engine.connect() as conn:
@@ -112,3 +111,28 @@ async def test_relay_listens_again_after_its_connection_is_terminated(
     assert received[0] == "tags"
     assert "stopped listening on ydtb_runtime" in caplog.text
 
+
+
+async def test_signals_sent_in_a_burst_are_published_in_order_and_all_by_the_end(
+    engine: AsyncEngine,
+) -> None:
+    received: list[str] = []
+
+    def receiver(_sender: object, *, package: str, **_: Any) -> None:
+        received.append(package)
+
+    publisher = object()
+    names = [f"p{index:02d}" for index in range(30)]
+    with signals.package_unregistered.connected_to(receiver, sender=notify.CHANNEL):
+        async with anyio.create_task_group() as group:
+            group.start_soon(notify.relay, engine)
+            await listening(engine)
+            async with notify.publishing(engine, publisher):
+                for name in names:  # each send only queues: none waits for the database
+                    signals.emit(signals.package_unregistered, publisher, package=name)
+            with anyio.fail_after(5):
+                while len(received) < len(names):
+                    await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+
+    assert received == names
