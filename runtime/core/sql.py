@@ -10,6 +10,7 @@ block runs (`block`), as `makemigration` writes its guarded `ALTER TABLE`s.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -52,8 +53,12 @@ class Statement:
         return parser.parse_sql(self.text)[0].stmt
 
 
+@functools.lru_cache(maxsize=256)
 def parse(script: str) -> tuple[Statement, ...]:
     """Return the statements of `script`, each with its parse tree.
+
+    The last scripts parsed are kept (nothing changes a `Statement`): the dev daemon
+    lints the pending migration of a package with all those before it, on every save.
 
     Raises:
         SqlSyntaxError: PostgreSQL's parser refuses the script; `line` says where.

@@ -94,8 +94,9 @@ class Agreement:
 
     def unchanged(self, declared: Mapping[str, str], catalog: Mapping[str, str]) -> set[str]:
         """The tables whose declared and catalog keys are those they agreed under."""
-        return {name for name, keys in self._keys.items()
-                if (declared.get(name), catalog.get(name)) == keys}
+        # By the declared tables, not every table agreed: a package's few, at any N.
+        return {name for name, key in declared.items()
+                if self._keys.get(name) == (key, catalog.get(name))}
 
     def record(self, name: str, declared: str | None, catalog: str | None) -> None:
         """Remember that table `name` agrees under these keys; forget it without both."""

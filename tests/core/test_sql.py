@@ -58,3 +58,12 @@ def test_block_gives_the_statements_a_do_block_runs_with_their_lines() -> None:
     assert [(s.kind, s.line, s.text) for s in sql.block(do)] == [
         ("AlterTableStmt", 5, "ALTER TABLE t ADD c int"), ("DropStmt", 7, "DROP INDEX i")]
     assert sql.block(sql.parse("SELECT 1")[0]) == ()
+
+
+def test_a_script_parsed_again_is_not_parsed_again() -> None:
+    script = "CREATE TABLE ydtb_kept (id int);\nCREATE INDEX ix_kept ON ydtb_kept (id);"
+    assert sql.parse(script) is sql.parse(script)
+    with pytest.raises(SqlSyntaxError):  # an error is raised each time: nothing is kept
+        sql.parse("SELEC 1;")
+    with pytest.raises(SqlSyntaxError):
+        sql.parse("SELEC 1;")
