@@ -305,3 +305,29 @@ async def test_the_example_packages_show_no_drift_after_migrate(engine: AsyncEng
     found = {p.name: await compare(engine, p, packages) for p in packages[1:]}
 
     assert found == {"@ydtb/basic": [], "@ydtb/tasks": [], "@ydtb/timer": []}
+
+
+async def test_a_key_onto_a_table_whose_own_keys_lead_further_compares(
+    engine: AsyncEngine,
+) -> None:
+    """Three packages in a chain of references: comparing the last one copies the table
+    it references, whose own key (onto the first package) is left unresolved."""
+    registry = DatabaseRegistry(send_signals=False)
+    previous: str | None = None
+    for name in ("first", "second", "third"):
+        metadata = kit.metadata()
+        refs = [Column("up_id", Integer),
+                kit.workspace_reference("up_id", f"ydtb_{previous}", ondelete="CASCADE")] \
+            if previous else []
+        kit.workspace_table(f"ydtb_{name}", metadata, Column("id", Integer, primary_key=True),
+                            kit.workspace_key(), *refs)
+        registry.register_database(package_name=name, schema=metadata, version="1.0.0",
+                                   dependencies=[previous] if previous else [])
+        previous = name
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    assert sorted(diff.schema_of([registry.get("third")], packages).tables) == [
+        "ydtb_second", "ydtb_third", "ydtb_workspaces"]
+    async with engine.connect() as conn:
+        assert await diff.compare(conn, registry.get("third"), packages) == []
