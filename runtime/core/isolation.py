@@ -34,6 +34,7 @@ _OF_A_TABLE = frozenset({"table", "index", "table constraint", "trigger", "polic
 _NAMED = frozenset({"type", "function", "procedure", "aggregate", "view", "materialized view",
                     "domain constraint", "sequence"})
 _SHARED = frozenset({"extension"})
+_ONLY_OF_A_TABLE = _OF_A_TABLE - _NAMED
 _CREATE_TABLE = ("CREATE TABLE", "CREATE TABLE AS", "SELECT INTO")
 _VERBS = {"CREATE": "creates", "ALTER": "alters", "DROP": "drops"}
 
@@ -93,14 +94,14 @@ def judge(
 def _problem(
     item: Built, own: frozenset[str], owners: Mapping[str, str], core: str
 ) -> Problem | None:
-    where = f"migration {item.migration}"
     if item.kind in _SHARED:
         return None
-    if item.kind in _OF_A_TABLE - _NAMED and item.table is None:
+    if item.kind in _ONLY_OF_A_TABLE and item.table is None:
         return None  # gone again before it could be read (made and dropped in one migration)
+    if item.kind in _OF_A_TABLE and item.table is not None and item.table in own:
+        return None  # most of what a run builds: judged without building a message
+    where = f"migration {item.migration}"
     if item.kind in _OF_A_TABLE and item.table is not None:
-        if item.table in own:
-            return None
         if item.kind == "table" and item.command in _CREATE_TABLE and item.table not in owners:
             return Problem(item.package, "Y501",
                            f"{where} creates table {item.table}, which its schema does not "

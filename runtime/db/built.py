@@ -238,8 +238,12 @@ class Capture:
 
 def _noted(rows: Sequence[asyncpg.Record]) -> list[Built]:
     built = []
+    whose: dict[str, tuple[str, str]] = {}  # each migration's rows are many: split it once
     for migration, command, kind, identity, table in rows:
-        package, _, migration_id = migration.partition(_SEP)
+        if migration not in whose:
+            package, _, migration_id = migration.partition(_SEP)
+            whose[migration] = package, migration_id
+        package, migration_id = whose[migration]
         name = _bare(identity)
         if table is None and kind == "table":
             table = name
