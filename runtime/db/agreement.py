@@ -91,6 +91,9 @@ class Agreement:
 
     _keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     _read: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)
+    #: What the server answered when asked whether two defaults are equal, by what was
+    #: asked (`runtime.db.diff`): the same for this database whatever the table.
+    answers: dict[Any, bool] = field(default_factory=dict)
 
     def unchanged(self, declared: Mapping[str, str], catalog: Mapping[str, str]) -> set[str]:
         """The tables whose declared and catalog keys are those they agreed under."""

@@ -48,9 +48,11 @@ from alembic.operations import Operations, ops
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Identity,
     Integer,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Table,
@@ -217,7 +219,8 @@ async def _compare_tables(
     metadata = schema_of(targets, packages, only=compared)
     readings = _readings(kept, listed, compared, _REFLECTED)
     upgrade, read = await conn.run_sync(_upgrade_ops, metadata, compared,
-                                        sorted(compared & set(listed)), readings)
+                                        sorted(compared & set(listed)), readings,
+                                        kept.answers if kept is not None else None)
     _keep(kept, listed, read, _REFLECTED)
     added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
     present = compared - added
@@ -318,11 +321,12 @@ def _listing(
 
 def _upgrade_ops(
     sync_conn: Connection, metadata: MetaData, own: frozenset[str], present: list[str],
-    readings: Mapping[str, dict[str, Any]],
+    readings: Mapping[str, dict[str, Any]], answers: dict[Any, bool] | None = None,
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
     """Alembic's operations making the database's tables `present` (and `own` ones it
     lacks) what `metadata` declares, and what was read of the tables not in
-    `readings` (alembic's reflection of each, by table)."""
+    `readings` (alembic's reflection of each, by table). `answers`: what the server
+    said of defaults before (`_remembering`), added to."""
     def include_name(name: str | None, type_: str, _parents: Any) -> bool:
         return type_ != "table" or name in own
 
@@ -340,6 +344,8 @@ def _upgrade_ops(
     # them with `include_name` (15 ms at N = 300 packages, growing with N).
     autogen = AutogenContext(context, metadata=metadata)
     autogen.inspector.get_table_names = lambda schema=None, **_: present  # type: ignore[method-assign]
+    if answers is not None:
+        _remembering(context.impl, answers)
     unread = _reflect(autogen.inspector, present, readings)
     upgrade = ops.UpgradeOps([])
     with warnings.catch_warnings():
@@ -348,6 +354,32 @@ def _upgrade_ops(
         warnings.filterwarnings("ignore", "Computed default on", UserWarning)
         autogenerate._produce_net_changes(autogen, upgrade)
     return upgrade, _reflected(autogen.inspector, unread)
+
+
+def _remembering(impl: Any, answers: dict[Any, bool]) -> None:
+    """Make alembic ask the server whether two defaults differ once per pair, not on
+    every comparison: `SELECT <reflected> = <declared>`, a round trip for each column
+    whose default is not written the same on both sides ('' against ''::text).
+
+    The answer depends on the two texts alone, and on what alembic checks before it
+    asks (a column's serial key, a numeric type, a default declared or not).
+    """
+    asked = impl.compare_server_default
+
+    def compare_server_default(inspector_column: Any, metadata_column: Any,
+                               rendered_metadata_default: Any,
+                               rendered_inspector_default: Any) -> bool:
+        key = (rendered_inspector_default, rendered_metadata_default,
+               metadata_column.server_default is None,
+               isinstance(inspector_column.type, Numeric | Float),
+               metadata_column.primary_key
+               and metadata_column is metadata_column.table._autoincrement_column)
+        if key not in answers:
+            answers[key] = asked(inspector_column, metadata_column,
+                                 rendered_metadata_default, rendered_inspector_default)
+        return answers[key]
+
+    impl.compare_server_default = compare_server_default
 
 
 # What alembic reflects of each table, in one query per kind for all the tables it

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, event, text
 from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -238,3 +238,29 @@ async def test_a_comparison_with_what_it_kept_finds_what_a_fresh_one_finds(
             elif move == "sync":
                 for statement in (s for d in differences for s in d.statements):
                     await conn.execute(text(statement))
+
+
+async def test_the_server_is_asked_once_whether_two_defaults_are_equal(
+    engine: AsyncEngine,
+) -> None:
+    package, packages = notes()  # title: 'a'::text in the database, 'a' declared
+    await migrator.migrate(engine, packages)
+    agreed = Agreement()
+    asked: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and statement.endswith("AS anon_1"):
+            asked.append(statement)  # alembic's question: SELECT <one> = <other>
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        assert await compare(engine, package, packages, agreed) == []
+        edited, packages = notes(Column("color", Text))
+        assert await compare(engine, edited, packages, agreed) == [
+            "table ydtb_notes: column color declared but missing"]
+        async with engine.connect() as conn:  # without what it kept: asked again
+            await diff.compare(conn, edited, packages)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)
+
+    assert asked == ["SELECT 'a'::text = 'a' AS anon_1"] * 2
