@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from runtime.core.manifest import Entry, Recorded
 from runtime.core.model import Migration, Package, Tool
 from runtime.core.names import CORE_TABLES
-from runtime.core.versions import parse_dependency, parse_version
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData, Table
@@ -135,6 +134,7 @@ class Skeleton(Package):
                        for t in to}
             values = {
                 "name": entry.name, "_dependencies": list(dependencies),
+                "version_text": entry.version_text,  # as the ledger writes it, unparsed
                 "fingerprint": entry.fingerprint, "tools": tuple(Tool(*t) for t in tools),
                 "row_level_security": bool(row_level_security), "source": source,
                 "entry": entry, "_tables": list(tables),
@@ -175,10 +175,22 @@ class Skeleton(Package):
         return self.__dict__[name]
 
 
+def _version(package: Skeleton) -> Any:
+    from runtime.core.versions import parse_version  # packaging: read rarely, 30 ms
+
+    return parse_version(package.entry.version_text)
+
+
+def _dependencies(package: Skeleton) -> Any:
+    from runtime.core.versions import parse_dependency
+
+    return tuple(parse_dependency(d) for d in package.__dict__["_dependencies"])
+
+
 _LAZY: dict[str, Callable[[Skeleton], Any]] = {
-    "version": lambda p: parse_version(p.entry.version_text),
+    "version": _version,
     "migrations": lambda p: tuple(_recorded(i, c) for i, c in p.entry.migrations),
-    "dependencies": lambda p: tuple(parse_dependency(d) for d in p.__dict__["_dependencies"]),
+    "dependencies": _dependencies,
 }
 
 

@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeAlias
 
-from packaging.version import Version
-
 from runtime.core.names import CORE_PACKAGE
-from runtime.core.versions import Dependency
 from runtime.errors import Problem, ValidationError, shown
 
 if TYPE_CHECKING:
+    from packaging.version import Version
     from sqlalchemy import MetaData, Table
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from runtime.core.versions import Dependency
 
 __all__ = [
     "MIGRATION_ID",
