@@ -389,3 +389,19 @@ def test_a_pending_python_migration_gets_the_full_load(
     assert [line.split(" (")[0] for line in out.splitlines() if line.startswith("tags  ")] == [
         "tags  0002_data", "tags  0003_more"]
     assert loaded == ["tags"]  # its code imported: 0002 is Python, and pending
+
+
+def test_an_applied_python_migration_stays_unread(
+    two: Path, database_url: str, loaded: list[str]
+) -> None:
+    (two / TAGS / "0002_data.py").write_text("async def up(conn):\n    pass\n")
+    assert run_cli(*args("migrate", two, database_url))[0] == 0
+
+    for number in (3, 4):  # the cache the first run wrote still knows 0002's file
+        (two / TAGS / f"000{number}_more.sql").write_text(
+            f"ALTER TABLE ydtb_tags ADD COLUMN c{number} text;")
+        loaded.clear()
+        code, out = run_cli(*args("migrate", two, database_url))
+
+        assert (code, out.splitlines()[0].split(" (")[0]) == (0, f"tags  000{number}_more")
+        assert loaded == []

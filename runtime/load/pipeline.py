@@ -44,6 +44,7 @@ from runtime import migration_files
 from runtime.config import TransactionMode
 from runtime.core import signals
 from runtime.core.facts import Skeleton, skeleton, with_migrations
+from runtime.core.manifest import Entry
 from runtime.core.model import Migration, Package, migration_problems, migration_sort_key
 from runtime.core.names import CORE_PACKAGE
 from runtime.core.recorded import Planned, compare, unregistered
@@ -281,14 +282,17 @@ def _reread_all(changes: cache.Changes) -> dict[Path, Skeleton] | None:
     change is to SQL migration files only (#17); None when a package must be imported."""
     if not changes.directories:
         return None
-    by_source = {e.facts[3]: e for e in changes.manifest.entries
-                 if isinstance(e.facts, list) and len(e.facts) > 3}
+    by_source: dict[object, list[Entry]] = {}
+    for e in changes.manifest.entries:
+        if isinstance(e.facts, list) and len(e.facts) > 3:
+            by_source.setdefault(e.facts[3], []).append(e)
     reread = {}
     for directory in changes.directories:
-        entry = by_source.get(str(directory.resolve() / PACKAGE_FILE))
+        entries = by_source.get(str(directory.resolve() / PACKAGE_FILE), [])
         edited = changes.edited.get(directory)
-        if entry is None or edited is None:
-            return None  # a new directory, or one registering no package
+        if len(entries) != 1 or edited is None:
+            return None  # a new directory, or one registering no package or several
+        entry = entries[0]
         try:
             package = _reread(skeleton(entry), directory, edited)
         except ValueError:  # the cache's facts are not what this version writes
@@ -332,7 +336,7 @@ def _reread(package: Skeleton, directory: Path, edited: frozenset[str]) -> Skele
             continue
         cached, transactional, python = files[path]
         if python:
-            migrations.append(_placeholder(cached, transactional))
+            migrations.append(_placeholder(cached, transactional, path))
             continue
         try:
             migration = migration_files.read_sql(Path(path))
@@ -354,9 +358,10 @@ async def _never_run(conn: object) -> None:
     raise AssertionError("runtime: a Python migration answered from the load cache ran")
 
 
-def _placeholder(cached: Migration, transactional: bool) -> Migration:
+def _placeholder(cached: Migration, transactional: bool, source: str) -> Migration:
+    # Its file kept as its source: the cache written after the run still knows it.
     migration = Migration(cached.id, up=_never_run, transactional=transactional,
-                          source=None)
+                          source=source)
     object.__setattr__(migration, "checksum", cached.checksum)  # as __post_init__ sets it
     return migration
 
