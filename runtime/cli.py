@@ -70,7 +70,10 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     started = time.perf_counter()
     path = cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points,
                             require_rls=settings.require_rls)
-    manifest = cache.lookup(path, settings.packages)
+    # Kept for the command if the cache cannot answer: it finds what changed from the
+    # same scan, made before anything loads (30 ms at N = 300, #17).
+    args.scanned = cache.scan(settings.packages)
+    manifest = cache.lookup(path, settings.packages, args.scanned)
     if manifest is None:
         return None
     if args.command == "check":

@@ -1,7 +1,9 @@
 """The commands of `python -m runtime`, each loading the packages it works on.
 
 `runtime.cli` parses the command line and answers from the load cache when it can;
-what it cannot answer lands here, with SQLAlchemy and the packages imported.
+what it cannot answer lands here, with SQLAlchemy and the packages imported, except a
+`migrate` of changed SQL migration files only (#17): the registry, and SQLAlchemy with
+it, are imported by the functions that use them, not above.
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ from runtime.console import (
     summary,
     table,
 )
-from runtime.core import booking, citus, graph
+from runtime.core import booking, graph
 from runtime.core.fleet import Member, canary_first, parse_fleet
 from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.lint import Finding, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
+from runtime.core.names import CORE_PACKAGE
 from runtime.core.plan import (
     PackageStatus,
     Plan,
@@ -50,9 +53,6 @@ from runtime.core.plan import (
     split_transactions,
 )
 from runtime.core.recorded import Ledger
-from runtime.core.registry import DatabaseRegistry
-from runtime.core.schema import CORE_PACKAGE
-from runtime.core.validation import derived_migration
 from runtime.db import engine, ledger, leftovers, urls
 from runtime.errors import (
     CitusProblemsError,
@@ -71,6 +71,8 @@ from runtime.load.packages import migrations_directory
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from runtime.core import citus
+    from runtime.core.registry import DatabaseRegistry
     from runtime.db.diff import Difference
     from runtime.db.run import MigrationReport
 
@@ -78,6 +80,13 @@ __all__ = ["COMMANDS", "Command"]
 
 #: A command: the parsed arguments, the settings and the console in, an exit code out.
 Command = Callable[[argparse.Namespace, Settings, Console], Coroutine[Any, Any, int]]
+
+
+def _registry(settings: Settings) -> DatabaseRegistry:
+    """A registry for a command's load (SQLAlchemy is imported with it)."""
+    from runtime.core.registry import DatabaseRegistry
+
+    return DatabaseRegistry(send_signals=False, require_row_level_security=settings.require_rls)
 
 
 def _load(
@@ -103,9 +112,8 @@ def _load_manifest(
     """Load as `_load` does; also return the manifest kept in the load cache, with what
     the safety lint found in every migration when `lint` (`check`)."""
     # Scanned before loading: a file saved while the load runs is newer than the cache.
-    sources = None if args.no_cache else cache.scan(settings.packages)
-    registry = DatabaseRegistry(send_signals=False,
-                                require_row_level_security=settings.require_rls)
+    sources = _scanned(args, settings)
+    registry = _registry(settings)
     # Until the load cache is stored too: a full collection over what loaded costs 0.5 s.
     with process.loading():
         result = loader.load_all(settings.packages, registry,
@@ -125,6 +133,15 @@ def _load_manifest(
                                if lint else ())
         _store(args, settings, console, manifest, sources, result)
         return packages, manifest
+
+
+def _scanned(args: argparse.Namespace, settings: Settings) -> cache.Sources | None:
+    """The package files as they are before the load, for the load cache; None with
+    `--no-cache`. The CLI's scan if it looked the cache up first (`cli._from_cache`)."""
+    if args.no_cache:
+        return None
+    scanned = getattr(args, "scanned", None)
+    return scanned if isinstance(scanned, cache.Sources) else cache.scan(settings.packages)
 
 
 def _refuse_dependents(package: str, problems: ProblemsError) -> None:
@@ -193,18 +210,19 @@ async def _migrate(args: argparse.Namespace, settings: Settings, console: Consol
         return await _print_plan(args, settings, console)
     if args.fleet:
         return await _migrate_fleet(args, settings, console)
-    sources = None if args.no_cache else cache.scan(settings.packages)
+    sources = _scanned(args, settings)
     # Which package directories changed since the cached load: only they are imported.
     changes = None if sources is None else cache.changes(_cache_file(args, settings),
                                                          settings.packages, sources)
-    registry = DatabaseRegistry(send_signals=False,
-                                require_row_level_security=settings.require_rls)
     # Until the load cache is stored, as in `_load`.
     with process.loading():
-        async with engine.open_database(settings) as db:
+        # A `Database`: a change of SQL migration files only is run with asyncpg alone,
+        # and makes no registry (SQLAlchemy is not imported, #17).
+        async with engine.reach_database(settings) as db:
             with report_progress(console):
                 outcome = await pipeline.load_and_migrate(
-                    db, settings.packages, registry, entry_points=not args.no_entry_points,
+                    db, settings.packages, lambda: _registry(settings),
+                    entry_points=not args.no_entry_points,
                     wait=args.wait, lock_retries=args.lock_retries,
                     transaction=settings.transaction, vet=_vetter(console, strict=args.strict),
                     changes=changes, bytecode=_bytecode_file(settings))
@@ -319,9 +337,8 @@ async def _migrate_fleet(args: argparse.Namespace, settings: Settings, console: 
 
     members = _read_fleet(args)
     names = [m.name for m in members]
-    sources = None if args.no_cache else cache.scan(settings.packages)
-    registry = DatabaseRegistry(send_signals=False,
-                                require_row_level_security=settings.require_rls)
+    sources = _scanned(args, settings)
+    registry = _registry(settings)
     vet = _fleet_vetter(console, strict=args.strict)
     loaded = pipeline.Outcome()
 
@@ -408,6 +425,8 @@ def _python(step: Step) -> str:
 
 
 async def _check(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from runtime.core import citus  # SQLAlchemy: not on a `migrate`'s path
+
     loaded = _load_manifest(args, settings, console, lint=True)
     if loaded is None:
         if console.json:
@@ -456,6 +475,8 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
 
 def _citus_ready(placements: tuple[citus.Placement, ...]) -> str:
     """The end of `check --citus`'s line: how many tables Citus would take, and how."""
+    from runtime.core import citus  # SQLAlchemy: not on a `migrate`'s path
+
     if not placements:
         return ""
     kinds = [p.kind for p in placements]
@@ -637,6 +658,8 @@ def _kept(plan: Uninstall, program: str) -> Iterator[str]:
 
 
 async def _graph(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from runtime.core import citus  # SQLAlchemy: not on a `migrate`'s path
+
     packages = _load(args, settings, console)
     if packages is None:
         return FAILED
@@ -705,6 +728,8 @@ async def _makemigration(
     async with engine.open_database(settings) as db:
         differences = await scratch.compare_migrations(scratch.server_url(db), packages,
                                                        package.name)
+    from runtime.core.validation import derived_migration
+
     derived = derived_migration(package)
     if derived is not None:  # its first file: what it had, then what that lacked
         path = generator.write_initial(directory, derived)
@@ -757,6 +782,8 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
     async with engine.open_database(settings) as db:
         url = db.url.render_as_string(hide_password=False)
         console.line(f"runtime dev: database {urls.display_url(url)}", "dim")
+        from runtime.core.registry import DatabaseRegistry
+
         registry = DatabaseRegistry(require_row_level_security=settings.require_rls)
         daemon = Daemon(db, settings.packages, registry=registry,
                         entry_points=not args.no_entry_points,

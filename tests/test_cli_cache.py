@@ -8,7 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import asyncpg
 import pytest
 from support import run_cli, write_package
 
+from runtime.db.engine import create_database, drop_database
 from runtime.db.urls import plain_url
 from runtime.load import bytecode, loader
 
@@ -201,6 +203,8 @@ def test_a_new_migration_imports_only_its_package(
     loaded.clear()
     (two / "tags/migrations/0002_more.sql").write_text(
         "ALTER TABLE ydtb_tags ADD COLUMN IF NOT EXISTS more text;")
+    with (two / "tags/schema.py").open("a") as schema:  # its code changed: imported
+        schema.write("# edited\n")
 
     code, out = run_cli(*args("migrate", two, database_url))
 
@@ -258,3 +262,146 @@ def test_a_database_behind_an_unchanged_package_gets_the_full_run(
     assert [line.split(" (")[0] for line in out.splitlines()[:2]] == [
         "notes  0001_create_ydtb_notes", "tags  0002_more"]
     assert loaded == ["tags", "notes", "tags"]  # the changed one, then all of them
+
+
+# -- a change of SQL migration files only: nothing imported (#17) ----------------------
+
+
+@pytest.fixture
+async def other_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A second empty database, for the full load to run on beside the cached run."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = await create_database(postgres_server_url, name)
+    try:
+        yield url
+    finally:
+        await drop_database(postgres_server_url, name)
+
+
+async def recorded(url: str) -> list[tuple[Any, ...]]:
+    """What the database's ledger holds and what its migrations built, in order."""
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        rows = await conn.fetch("SELECT package, migration, checksum, package_version, kind "
+                                "FROM ydtb_schema_migrations ORDER BY package, migration")
+        rows += await conn.fetch("SELECT package, version, schema_fingerprint "
+                                 "FROM ydtb_packages ORDER BY package")
+        rows += await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
+                                 "WHERE table_schema = 'public' ORDER BY 1, 2")
+        rows += await conn.fetch("SELECT indexname FROM pg_indexes "
+                                 "WHERE schemaname = 'public' ORDER BY 1")
+        return [tuple(row) for row in rows]
+    finally:
+        await conn.close()
+
+
+TAGS = "tags/migrations/"
+#: Changes of SQL migration files, by id: each file written (None deletes it), whether
+#: the run answered from the cache imports nothing, and what the run exits with.
+MIGRATION_CHANGES: dict[str, tuple[dict[str, str | None], bool, int]] = {
+    "new": ({"0002_more.sql": "ALTER TABLE ydtb_tags ADD COLUMN more text;"}, True, 0),
+    "two new": ({"0002_more.sql": "ALTER TABLE ydtb_tags ADD COLUMN more text;",
+                 "0003_most.sql": "ALTER TABLE ydtb_tags ADD COLUMN most text;"}, True, 0),
+    "outside a transaction": ({"0002_index.sql": "-- runtime: no-transaction\n"
+                               "CREATE INDEX CONCURRENTLY ix_tags_more ON ydtb_tags (id);"},
+                              True, 0),
+    "linted": ({"0002_index.sql": "CREATE INDEX ix_tags_id ON ydtb_tags (id);"}, True, 0),
+    "failing": ({"0002_bad.sql": "ALTER TABLE ydtb_nowhere ADD COLUMN x text;"}, True, 1),
+    "a syntax error": ({"0002_bad.sql": "ALTER TABEL ydtb_tags ADD COLUMN x text;"}, True, 1),
+    "undeclared table": ({"0002_extra.sql": "CREATE TABLE ydtb_tags_extra (id int);"}, True, 1),
+    "another's table": ({"0002_theirs.sql": "ALTER TABLE ydtb_notes ADD COLUMN x text;"},
+                        True, 1),
+    "applied edited": ({"0001_create_ydtb_tags.sql": "SELECT 1;"}, True, 1),
+    "applied deleted": ({"0001_create_ydtb_tags.sql": None,
+                         "0002_more.sql": "ALTER TABLE ydtb_tags ADD COLUMN more text;"}, True, 0),
+    "empty": ({"0002_empty.sql": "\n"}, False, 1),
+    "misnamed": ({"0002 more.sql": "SELECT 1;"}, False, 1),
+    "not UTF-8": ({"0002_more.sql": "SELECT '\udcff';"}, False, 1),
+}
+
+
+def untimed(out: str) -> str:
+    return re.sub(r"\d+(\.\d+)? ms\b", "ms", out)
+
+
+def write_changes(root: Path, files: dict[str, str | None]) -> None:
+    for name, text in files.items():
+        path = root / TAGS / name
+        if text is None:
+            path.unlink()
+        else:
+            path.write_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+@pytest.mark.parametrize("change", list(MIGRATION_CHANGES), ids=list(MIGRATION_CHANGES))
+def test_a_change_of_migration_files_runs_as_a_full_load_does(
+    two: Path, database_url: str, other_url: str, loaded: list[str], change: str
+) -> None:
+    files, shortcut, exit_code = MIGRATION_CHANGES[change]
+    for url in (database_url, other_url):
+        assert run_cli(*args("migrate", two, url))[0] == 0
+    write_changes(two, files)
+    loaded.clear()
+
+    cached = run_cli(*args("migrate", two, database_url))
+    imported = list(loaded)
+    full = run_cli(*args("migrate", two, other_url, "--no-cache"))
+
+    assert (cached[0], untimed(cached[1])) == (full[0], untimed(full[1]))
+    assert cached[0] == exit_code, cached[1]
+    assert asyncio.run(recorded(database_url)) == asyncio.run(recorded(other_url))
+    # Answered from the cache: no package imported; else the full load, which imports all.
+    assert imported == ([] if shortcut else ["tags", "notes", "tags"])
+
+
+def test_a_new_migration_imports_neither_the_package_nor_sqlalchemy(
+    packages: Path, database_url: str
+) -> None:
+    command = [sys.executable, "-X", "importtime", "-m", "runtime",
+               *args("migrate", packages, database_url)]
+    env = {**os.environ, "RUNTIME_DATA_DIR": str(packages.parent / "data")}
+    subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    (packages / "notes/migrations/0002_more.sql").write_text(
+        "ALTER TABLE ydtb_notes ADD COLUMN more text;")
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+
+    assert done.stdout.startswith("notes  0002_more (")
+    assert "sqlalchemy" not in done.stderr
+    assert "_ydtb_dev_" not in done.stderr
+    again = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    assert CACHED in again.stdout  # what the run kept is whole
+
+
+def test_a_pending_python_migration_gets_the_full_load(
+    two: Path, database_url: str, loaded: list[str]
+) -> None:
+    run_cli(*args("migrate", two, database_url))
+    (two / TAGS / "0002_data.py").write_text(
+        "async def up(conn):\n    pass\n")
+    run_cli(*args("check", two))  # the cache now holds 0002_data, not applied
+    (two / TAGS / "0003_more.sql").write_text("ALTER TABLE ydtb_tags ADD COLUMN more text;")
+    loaded.clear()
+
+    code, out = run_cli(*args("migrate", two, database_url))
+
+    assert code == 0, out
+    assert [line.split(" (")[0] for line in out.splitlines() if line.startswith("tags  ")] == [
+        "tags  0002_data", "tags  0003_more"]
+    assert loaded == ["tags"]  # its code imported: 0002 is Python, and pending
+
+
+def test_an_applied_python_migration_stays_unread(
+    two: Path, database_url: str, loaded: list[str]
+) -> None:
+    (two / TAGS / "0002_data.py").write_text("async def up(conn):\n    pass\n")
+    assert run_cli(*args("migrate", two, database_url))[0] == 0
+
+    for number in (3, 4):  # the cache the first run wrote still knows 0002's file
+        (two / TAGS / f"000{number}_more.sql").write_text(
+            f"ALTER TABLE ydtb_tags ADD COLUMN c{number} text;")
+        loaded.clear()
+        code, out = run_cli(*args("migrate", two, database_url))
+
+        assert (code, out.splitlines()[0].split(" (")[0]) == (0, f"tags  000{number}_more")
+        assert loaded == []

@@ -59,14 +59,22 @@ def session(database_url: str) -> Iterator[Session]:
     client.close()
 
 
-def migrate(packages: Path, url: str, *more: str) -> tuple[int, str]:
+def migrate(packages: Path, url: str, *more: str, cached: bool = False) -> tuple[int, str]:
     return run_cli("migrate", "--packages", str(packages), "--no-entry-points",
-                   "--database-url", url, "--no-cache", *more)
+                   "--database-url", url, *([] if cached else ["--no-cache"]), *more)
 
 
+#: Each run goes the full load's way, or the load cache's: a new SQL migration is then
+#: read again from its file and run on asyncpg alone (#17), with the same settings.
+WAYS = pytest.mark.parametrize("cached", [False, True], ids=["full load", "from the cache"])
+
+
+@WAYS
 def test_connections_carry_their_name_and_a_lock_timeout(
-    packages: Path, database_url: str
+    packages: Path, database_url: str, cached: bool
 ) -> None:
+    if cached:
+        assert migrate(packages, database_url, cached=True)[0] == 0
     (packages / "notes/migrations/0002_settings.sql").write_text(
         "DO $$ BEGIN\n"
         "  IF current_setting('application_name') <> 'ydtb-runtime migrate'\n"
@@ -76,22 +84,25 @@ def test_connections_carry_their_name_and_a_lock_timeout(
         "  END IF;\n"
         "END $$;\n")
 
-    code, out = migrate(packages, database_url)
+    code, out = migrate(packages, database_url, cached=cached)
 
     assert code == 0, out
+    assert "notes  0002_settings (" in out
 
 
+@WAYS
 def test_a_lock_held_by_the_application_times_out_retries_and_names_the_holder(
-    packages: Path, database_url: str, session: Session
+    packages: Path, database_url: str, session: Session, cached: bool
 ) -> None:
-    assert migrate(packages, database_url)[0] == 0
+    assert migrate(packages, database_url, cached=cached)[0] == 0
     added = packages / "notes/migrations/0002_add_body.sql"
     added.write_text("ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS body text;\n")
     session.execute("BEGIN")
     session.execute("SELECT count(*) FROM ydtb_notes")  # an open transaction reading it
 
     started = time.monotonic()
-    code, out = migrate(packages, database_url, "--lock-timeout", "1", "--lock-retries", "1")
+    code, out = migrate(packages, database_url, "--lock-timeout", "1", "--lock-retries", "1",
+                        cached=cached)
 
     assert code == 1
     assert time.monotonic() - started < 10
@@ -106,7 +117,7 @@ def test_a_lock_held_by_the_application_times_out_retries_and_names_the_holder(
                      r"raise --lock-timeout\)", out), out
 
     session.execute("COMMIT")
-    code, out = migrate(packages, database_url)
+    code, out = migrate(packages, database_url, cached=cached)
     assert (code, out.splitlines()[0].split(" (")[0]) == (0, "notes  0002_add_body")
 
 

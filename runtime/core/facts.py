@@ -22,25 +22,21 @@ A skeleton is never migrated: its migrations carry the recorded ids and checksum
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Column,
-    ForeignKeyConstraint,
-    Index,
-    MetaData,
-    PrimaryKeyConstraint,
-    Table,
-    UniqueConstraint,
-)
-
-from runtime.core.manifest import Entry
+from runtime.core.manifest import Entry, Recorded
 from runtime.core.model import Migration, Package, Tool
-from runtime.core.references import CROSS_WORKSPACE, crossing_reason, crossings
-from runtime.core.schema import CORE_TABLES
-from runtime.core.versions import parse_dependency, parse_version
+from runtime.core.names import CORE_TABLES
 
-__all__ = ["Skeleton", "crossings_of", "describe", "skeleton"]
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData, Table
+
+__all__ = ["Skeleton", "crossings_of", "describe", "skeleton", "with_migrations"]
+
+# SQLAlchemy is imported where a table is read or built, not above: a run answered from
+# the cache (a change of SQL migration files only) reads no table and imports none (#17).
 
 # The SQL of a skeleton's migrations: they are in the manifest for their ids and
 # checksums; one run by mistake must fail, not pass as applied.
@@ -49,6 +45,8 @@ _NEVER_RUN = ("DO $$ BEGIN RAISE EXCEPTION 'runtime: a migration of a package an
 
 
 def _unique_keys(table: Table) -> list[list[str]]:
+    from sqlalchemy import Index, UniqueConstraint
+
     keys = [[c.name for c in constraint.columns] for constraint in table.constraints
             if isinstance(constraint, UniqueConstraint)]
     keys += [[c.name for c in index.columns] for index in table.indexes
@@ -57,6 +55,8 @@ def _unique_keys(table: Table) -> list[list[str]]:
 
 
 def _foreign_keys(table: Table) -> list[list[Any]]:
+    from runtime.core.references import crossing_reason
+
     keys = [[[e.parent.name for e in key.elements], [e.target_fullname for e in key.elements],
              key.ondelete, crossing_reason(key)]
             for key in table.foreign_key_constraints]
@@ -76,10 +76,27 @@ def describe(package: Package) -> Any:
     return [[str(d) for d in package.dependencies],
             [[t.id, t.name, t.description, t.icon] for t in package.tools],
             package.row_level_security, package.source,
-            [_table(t) for t in package.tables]]
+            [_table(t) for t in package.tables], list(package.type_names),
+            _sources(package.migrations)]
+
+
+def _sources(migrations: Sequence[Migration]) -> list[list[Any]]:
+    # Where each migration came from: a change of SQL migration files only is read
+    # from them again, without the package's code (`runtime.load.pipeline`).
+    return [[m.source, m.transactional, m.statements is None] for m in migrations]
 
 
 def _skeleton_table(data: list[Any], metadata: MetaData) -> Table:
+    from sqlalchemy import (
+        Column,
+        ForeignKeyConstraint,
+        PrimaryKeyConstraint,
+        Table,
+        UniqueConstraint,
+    )
+
+    from runtime.core.references import CROSS_WORKSPACE
+
     name, columns, primary, unique, keys = data
     parts: list[Any] = [Column(c) for c in columns]
     parts.append(PrimaryKeyConstraint(*primary))
@@ -98,35 +115,56 @@ class Skeleton(Package):
     large set are never read past their names.
     """
 
+    #: The manifest's entry it was built from.
+    entry: Entry
     #: The names of the tables it owns, and the non-core tables its foreign keys point
-    #: at (`index`), read without building its tables.
+    #: at (`index`), read without building its tables; and of the enum types it owns.
     table_names: tuple[str, ...]
     referenced_tables: tuple[str, ...]
+    type_names: tuple[str, ...]
+    #: Each migration's file (None if none), whether it runs in a transaction, and
+    #: whether it is Python: a change of SQL migration files is read from them again.
+    migration_sources: tuple[tuple[str | None, bool, bool], ...]
 
     def __init__(self, entry: Entry) -> None:
         try:
-            dependencies, tools, row_level_security, source, tables = entry.facts
+            dependencies, tools, row_level_security, source, tables, types, sources = \
+                entry.facts
             targets = {t.rpartition(".")[0] for table in tables for _, to, _, _ in table[4]
                        for t in to}
             values = {
-                "name": entry.name, "version": parse_version(entry.version_text),
-                "migrations": tuple(_recorded(i, c) for i, c in entry.migrations),
-                "dependencies": tuple(parse_dependency(d) for d in dependencies),
+                "name": entry.name, "_dependencies": list(dependencies),
+                "version_text": entry.version_text,  # as the ledger writes it, unparsed
                 "fingerprint": entry.fingerprint, "tools": tuple(Tool(*t) for t in tools),
                 "row_level_security": bool(row_level_security), "source": source,
                 "entry": entry, "_tables": list(tables),
                 "table_names": tuple(str(table[0]) for table in tables),
                 "referenced_tables": tuple(sorted(targets - CORE_TABLES)),
+                "type_names": tuple(map(str, types)),
+                "migration_sources": tuple((None if f is None else str(f), bool(t), bool(p))
+                                           for f, t, p in sources),
             }
+            if len(values["migration_sources"]) != len(entry.migrations):
+                raise ValueError("one source a migration")
         except (TypeError, ValueError, IndexError) as exc:  # not this version's: load all
             raise ValueError(f"{entry.name}: no facts of the package: {exc}") from exc
         for name, value in values.items():
             object.__setattr__(self, name, value)  # frozen, as Package's __init__ does
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for what is not set yet: the schema and the tables.
+        # Only called for what is not set yet: the parts a run answered from the cache
+        # does not read of the unchanged packages (300 of them cost 0.1 s, #17).
+        if name in _LAZY:
+            try:
+                value = _LAZY[name](self)
+            except (TypeError, ValueError, IndexError) as exc:
+                raise ValueError(f"{self.name}: no facts of its {name}: {exc}") from exc
+            object.__setattr__(self, name, value)
+            return value
         if name not in ("schema", "tables"):
             raise AttributeError(name)
+        from sqlalchemy import MetaData
+
         metadata = MetaData()
         try:
             tables = tuple(_skeleton_table(t, metadata) for t in self.__dict__["_tables"])
@@ -135,6 +173,25 @@ class Skeleton(Package):
         object.__setattr__(self, "tables", tables)
         object.__setattr__(self, "schema", metadata)
         return self.__dict__[name]
+
+
+def _version(package: Skeleton) -> Any:
+    from runtime.core.versions import parse_version  # packaging: read rarely, 30 ms
+
+    return parse_version(package.entry.version_text)
+
+
+def _dependencies(package: Skeleton) -> Any:
+    from runtime.core.versions import parse_dependency
+
+    return tuple(parse_dependency(d) for d in package.__dict__["_dependencies"])
+
+
+_LAZY: dict[str, Callable[[Skeleton], Any]] = {
+    "version": _version,
+    "migrations": lambda p: tuple(_recorded(i, c) for i, c in p.entry.migrations),
+    "dependencies": _dependencies,
+}
 
 
 def skeleton(entry: Entry) -> Skeleton:
@@ -146,9 +203,29 @@ def skeleton(entry: Entry) -> Skeleton:
     return Skeleton(entry)
 
 
+def with_migrations(package: Skeleton, migrations: Sequence[Migration]) -> Skeleton:
+    """Return `package` with `migrations` instead of its own, read again from their files
+    when only they changed (#17); its manifest entry is theirs too.
+
+    Its other facts stay those of the cache: the package's code did not change. It is
+    migrated like a loaded package: what `migrations` run is real SQL.
+    """
+    facts = list(package.entry.facts)
+    facts[6] = _sources(migrations)
+    entry = replace(package.entry, migrations=tuple(Recorded(m.id, m.checksum) for m in migrations),
+                    facts=facts)
+    rebuilt = Skeleton(entry)
+    object.__setattr__(rebuilt, "migrations", tuple(migrations))
+    return rebuilt
+
+
 def crossings_of(package: Package) -> tuple[str, ...]:
     """The package's keys that cross workspaces on purpose (`references.crossings`)."""
-    return package.entry.crossings if isinstance(package, Skeleton) else crossings(package.tables)
+    if isinstance(package, Skeleton):
+        return package.entry.crossings
+    from runtime.core.references import crossings
+
+    return crossings(package.tables)
 
 
 def _recorded(migration_id: str, checksum: str) -> Migration:

@@ -84,11 +84,12 @@ class Manifest:
     def of(cls, packages: Iterable[Package], lints: Iterable[PackageLint] = ()) -> Manifest:
         """Describe `packages` (from `DatabaseRegistry.ordered()`), with what the lint
         found in their migrations (`lint_all`), if it ran."""
-        # SQLAlchemy: not on the no-op path
-        from runtime.core.facts import crossings_of, describe
+        from runtime.core.facts import Skeleton, crossings_of, describe
 
         found = {lint.package: lint for lint in lints}
         return cls(tuple(
+            # A skeleton is its entry (with a lint, if one ran): unchanged since read.
+            replace(p.entry, lint=found.get(p.name)) if isinstance(p, Skeleton) else
             Entry(p.name, p.version_text, p.fingerprint,
                   tuple(Recorded(m.id, m.checksum) for m in p.migrations),
                   crossings_of(p), found.get(p.name), describe(p))

@@ -10,16 +10,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, TypeAlias
 
-from packaging.version import Version
-from sqlalchemy import Enum, MetaData, Table
-
-from runtime.core import ddl, fingerprint
-from runtime.core.schema import CORE_PACKAGE
-from runtime.core.versions import Dependency
+from runtime.core.names import CORE_PACKAGE
 from runtime.errors import Problem, ValidationError, shown
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+    from sqlalchemy import MetaData, Table
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from runtime.core.versions import Dependency
 
 __all__ = [
     "MIGRATION_ID",
@@ -29,6 +28,7 @@ __all__ = [
     "Package",
     "Tool",
     "dependency_graph",
+    "migration_problems",
     "migration_sort_key",
 ]
 
@@ -155,6 +155,48 @@ class Migration:
         return self.checksum[:12]
 
 
+def _migration_id_problem(migration_id: str) -> tuple[str, str]:
+    """Say what is wrong with an id `MIGRATION_ID` refuses, and the id to rename it to."""
+    number = re.match(r"\d+", migration_id)
+    if number is None:
+        return (f"migration id {migration_id!r} does not start with a number",
+                f"rename it like '0001_{migration_id}' so ids sort")
+    # It starts with a number but goes on with something else ("7x", "0001 notes", or a
+    # trailing newline that `$` used to let through).
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", migration_id[number.end():]).strip("_")
+    better = f"{number[0]}_{name}" if name else number[0]
+    return (f"migration id {migration_id!r} must be a number, optionally followed by '_' "
+            "or '-' and letters, digits, '_', '.' or '-'", f"rename it '{better}'")
+
+
+def migration_problems(package: str, migrations: Sequence[object]) -> list[Problem]:
+    """Check a package's migrations once it registers them: ids (Y110, Y111), SQL (Y112)."""
+    found: list[Problem] = []
+    seen: set[str] = set()
+    for migration in migrations:
+        if not isinstance(migration, Migration):
+            found.append(Problem(package, "Y112", f"migration {shown(migration)} is not a "
+                                 "Migration", "wrap it: Migration('0001_name', up=...)"))
+            continue
+
+        def problem(code: str, message: str, hint: str, m: Migration = migration) -> Problem:
+            return Problem(package, code, message, hint, migration=m.id)
+
+        if not MIGRATION_ID.fullmatch(migration.id):
+            found.append(problem("Y110", *_migration_id_problem(migration.id)))
+        if migration.id in seen:
+            found.append(problem("Y111", f"migration id '{migration.id}' is used twice",
+                                 "give each migration its own id"))
+        seen.add(migration.id)
+        # A Migration checked the type of `up` when it was made: SQL text, SQL texts or
+        # a callable (whose statements are None, and which has none to check).
+        statements = migration.statements
+        if statements is not None and not (statements and all(s.strip() for s in statements)):
+            found.append(problem("Y112", f"migration '{migration.id}' has empty SQL",
+                                 "give it SQL text or an async up(conn) function"))
+    return found
+
+
 @dataclass(frozen=True)
 class Tool:
     """A workspace tool a package provides, upserted into `ydtb_tools`."""
@@ -209,6 +251,10 @@ class Package:
         """A hash of each table's structural description (`fingerprint.describe`, what
         the package's fingerprint is made of), by name: a schema edit changes the keys
         of the tables it changes, and only theirs."""
+        # Here, not at the top: a package answered from the load cache is planned and
+        # migrated without SQLAlchemy (#17). Validation fills it as it describes them.
+        from runtime.core import ddl, fingerprint
+
         return {t.name: ddl.fingerprint(fingerprint.describe([t])) for t in self.tables}
 
     @cached_property
@@ -221,6 +267,10 @@ class Package:
     @cached_property
     def type_names(self) -> tuple[str, ...]:
         """The names of the enum types its tables' columns declare, which it owns too."""
+        # Here, not at the top: a package answered from the load cache is planned and
+        # migrated without SQLAlchemy (#17).
+        from sqlalchemy import Enum
+
         return tuple(dict.fromkeys(
             column.type.name for table in self.tables for column in table.columns
             if isinstance(column.type, Enum) and column.type.native_enum

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CORE_PACKAGE",
+    "CORE_TABLES",
     "CORE_VERSION",
     "DEV_KIND",
     "DEV_PREFIX",
@@ -15,9 +16,11 @@ __all__ = [
     "OWNED_TABLES",
     "PACKAGES_TABLE",
     "TABLES_MIGRATION",
+    "TOOLS_TABLE",
     "UNINSTALLED",
     "UNREGISTERED",
     "WORKSPACES_TABLE",
+    "WORKSPACE_TOOLS_TABLE",
 ]
 
 CORE_PACKAGE = "@ydtb/core"
@@ -27,6 +30,11 @@ LEDGER_TABLE = "ydtb_schema_migrations"
 PACKAGES_TABLE = "ydtb_packages"
 #: The tables each package's schema declared when it was last recorded.
 OWNED_TABLES = "ydtb_package_tables"
+TOOLS_TABLE = "ydtb_tools"
+WORKSPACE_TOOLS_TABLE = "ydtb_workspace_tools"
+#: Every table of the core (`runtime.core.schema` builds them; a test holds the two equal).
+CORE_TABLES = frozenset({WORKSPACES_TABLE, TOOLS_TABLE, WORKSPACE_TOOLS_TABLE, LEDGER_TABLE,
+                         PACKAGES_TABLE, OWNED_TABLES})
 #: The core's migration creating `OWNED_TABLES`.
 TABLES_MIGRATION = "0002_package_tables"
 

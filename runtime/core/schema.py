@@ -26,11 +26,14 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from runtime.core.names import (
     CORE_PACKAGE,
+    CORE_TABLES,
     CORE_VERSION,
     LEDGER_TABLE,
     OWNED_TABLES,
     PACKAGES_TABLE,
     TABLES_MIGRATION,
+    TOOLS_TABLE,
+    WORKSPACE_TOOLS_TABLE,
     WORKSPACES_TABLE,
 )
 
@@ -58,7 +61,7 @@ workspaces = Table(
 )
 
 tools = Table(
-    "ydtb_tools",
+    TOOLS_TABLE,
     core_metadata,
     Column("id", String(20), primary_key=True),
     Column("name", String(200), nullable=False),
@@ -69,7 +72,7 @@ tools = Table(
 )
 
 workspace_tools = Table(
-    "ydtb_workspace_tools",
+    WORKSPACE_TOOLS_TABLE,
     core_metadata,
     Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
     Column(
@@ -121,5 +124,3 @@ CORE_MIGRATIONS: tuple[tuple[str, tuple[Table, ...]], ...] = (
     ("0001_core_tables", (workspaces, tools, workspace_tools, ledger, packages)),
     (TABLES_MIGRATION, (package_tables,)),
 )
-
-CORE_TABLES: frozenset[str] = frozenset(core_metadata.tables)

@@ -19,11 +19,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from runtime.core import ddl, fingerprint, graph, references
 from runtime.core.model import (
-    MIGRATION_ID,
     Migration,
     Package,
     Tool,
     dependency_graph,
+    migration_problems,
     migration_sort_key,
 )
 from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, core_metadata
@@ -107,47 +107,6 @@ def _table_problems(package: str, table: Table) -> list[Problem]:
                              f"key to '{WORKSPACES_TABLE}.id'",
                              f"add ForeignKey('{WORKSPACES_TABLE}.id', ondelete='CASCADE')"))
     found.extend(references.cascade_problems(package, table))
-    return found
-
-
-def _migration_id_problem(migration_id: str) -> tuple[str, str]:
-    """Say what is wrong with an id `MIGRATION_ID` refuses, and the id to rename it to."""
-    number = re.match(r"\d+", migration_id)
-    if number is None:
-        return (f"migration id {migration_id!r} does not start with a number",
-                f"rename it like '0001_{migration_id}' so ids sort")
-    # It starts with a number but goes on with something else ("7x", "0001 notes", or a
-    # trailing newline that `$` used to let through).
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", migration_id[number.end():]).strip("_")
-    better = f"{number[0]}_{name}" if name else number[0]
-    return (f"migration id {migration_id!r} must be a number, optionally followed by '_' "
-            "or '-' and letters, digits, '_', '.' or '-'", f"rename it '{better}'")
-
-
-def _migration_problems(package: str, migrations: Sequence[object]) -> list[Problem]:
-    found: list[Problem] = []
-    seen: set[str] = set()
-    for migration in migrations:
-        if not isinstance(migration, Migration):
-            found.append(Problem(package, "Y112", f"migration {shown(migration)} is not a "
-                                 "Migration", "wrap it: Migration('0001_name', up=...)"))
-            continue
-
-        def problem(code: str, message: str, hint: str, m: Migration = migration) -> Problem:
-            return Problem(package, code, message, hint, migration=m.id)
-
-        if not MIGRATION_ID.fullmatch(migration.id):
-            found.append(problem("Y110", *_migration_id_problem(migration.id)))
-        if migration.id in seen:
-            found.append(problem("Y111", f"migration id '{migration.id}' is used twice",
-                                 "give each migration its own id"))
-        seen.add(migration.id)
-        # A Migration checked the type of `up` when it was made: SQL text, SQL texts or
-        # a callable (whose statements are None, and which has none to check).
-        statements = migration.statements
-        if statements is not None and not (statements and all(s.strip() for s in statements)):
-            found.append(problem("Y112", f"migration '{migration.id}' has empty SQL",
-                                 "give it SQL text or an async up(conn) function"))
     return found
 
 
@@ -314,7 +273,7 @@ def build_package(
     except (SQLAlchemyError, TypeError, ValueError) as exc:
         found.append(Problem(name, "Y107", f"schema does not compile to PostgreSQL: {exc}",
                              "fix the table definition SQLAlchemy complains about"))
-    found.extend(_migration_problems(name, given))
+    found.extend(migration_problems(name, given))
     listed_tools, problems = _listed(name, tools, "tools", "Y130",
                                      "Tool(id='timer', name='Timer')")
     found.extend(problems)
@@ -351,7 +310,7 @@ def check_package(package: Package) -> list[Problem]:
     found: list[Problem] = []
     for table in package.tables:
         found.extend(_table_problems(package.name, table))
-    found.extend(_migration_problems(package.name, package.migrations))
+    found.extend(migration_problems(package.name, package.migrations))
     found.extend(_tool_problems(package.name, package.tools, package.row_level_security))
     return found
 

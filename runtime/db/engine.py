@@ -2,6 +2,12 @@
 
 URLs are translated by `runtime.db.urls` (SQLAlchemy names the driver, asyncpg not).
 
+The pipeline runs on an `Engine`: a SQLAlchemy `AsyncEngine`, or a `Database`, which
+hands out asyncpg connections and makes its SQLAlchemy engine only when asked. `migrate`
+opens a `Database`: a run of SQL migrations needs asyncpg alone, and importing
+SQLAlchemy's asyncio extension (with the ORM it imports) cost more than the rest of a
+one-migration deploy (#17). SQLAlchemy is imported here only when an engine is made.
+
 Connection failures leave this module as `DatabaseUnavailableError`, with the password
 hidden from the URL it names.
 """
@@ -9,31 +15,39 @@ hidden from the URL it names.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import anyio
 import anyio.to_thread
 import asyncpg
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from runtime.config import Settings
 from runtime.db.server import EmbeddedServer
 from runtime.db.urls import display_url, plain_url, to_async_url, with_database
 from runtime.errors import DatabaseUnavailableError
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
 __all__ = [
+    "Database",
+    "Engine",
     "check_connection",
+    "connected",
+    "connection",
     "create_database",
     "create_engine",
+    "display",
     "driver",
     "drop_database",
     "lost",
     "open_database",
+    "reach_database",
     "revive",
+    "sqlalchemy_engine",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,14 +60,26 @@ _MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
 # The embedded server behind each engine `open_database` made, for `revive`.
 _SERVERS: dict[int, EmbeddedServer] = {}
 
-#: What a failed connection attempt raises, before and after SQLAlchemy wraps it.
-_CONNECTION_ERRORS = (
+#: What a failed connection attempt raises; SQLAlchemy's wrapping of it (`DBAPIError`:
+#: OperationalError, InterfaceError, ...) too, once SQLAlchemy is imported.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, unreachable, no such socket
     TimeoutError,
     asyncpg.PostgresError,  # bad password, no such database, too many connections
     asyncpg.InterfaceError,
-    sa_exc.DBAPIError,  # SQLAlchemy's wrapping: OperationalError, InterfaceError, ...
 )
+
+
+def _dbapi_error() -> type[BaseException] | None:
+    """SQLAlchemy's `DBAPIError`, if SQLAlchemy is imported: else none can be raised."""
+    module = sys.modules.get("sqlalchemy.exc")
+    error = getattr(module, "DBAPIError", None)
+    return error if isinstance(error, type) else None
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    wrapped = _dbapi_error()
+    return _CONNECTION_ERRORS if wrapped is None else (*_CONNECTION_ERRORS, wrapped)
 
 
 #: What says the server or the connection went away: a restart, pg_terminate_backend,
@@ -72,17 +98,122 @@ def lost(exc: BaseException) -> bool:
     """Tell whether `exc` (or what it wraps) says the database connection went away."""
     seen: set[int] = set()
     error: BaseException | None = exc
+    wrapped = _dbapi_error()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, _LOST):
             return True
         if isinstance(error, asyncpg.InterfaceError) and "closed" in str(error):
             return True  # "connection is closed": used after the server dropped it
-        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        if (wrapped is not None and isinstance(error, wrapped)
+                and getattr(error, "connection_invalidated", False)):
             return True
         orig = getattr(error, "orig", None)
         error = orig if isinstance(orig, BaseException) else error.__cause__
     return False
+
+
+class Database:
+    """A database reached with asyncpg, and its SQLAlchemy engine made when first asked.
+
+    Args:
+        url: any PostgreSQL URL.
+        server_settings: session settings of each connection (`create_engine`).
+        server: the embedded server it is on, if any (`revive`).
+    """
+
+    def __init__(
+        self, url: str, *, server_settings: Mapping[str, str] | None = None,
+        server: EmbeddedServer | None = None,
+    ) -> None:
+        self.url = url
+        self._server_settings = dict(server_settings or {})
+        self._server = server
+        self._engine: AsyncEngine | None = None
+        self._idle: asyncpg.Connection | None = None
+
+    async def connect(self) -> asyncpg.Connection:
+        """Hand out an asyncpg connection: the one given back last, or a new one.
+
+        Give it back with `release`. One is kept: a `migrate` connects to check the
+        database, reads the ledger, then runs, one after the other (#17).
+        """
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.is_closed():
+            return idle
+        return await asyncpg.connect(plain_url(self.url), timeout=_CONNECT_TIMEOUT,
+                                     server_settings=self._server_settings or None)
+
+    async def release(self, raw: asyncpg.Connection) -> None:
+        """Take back a connection of `connect`: kept if idle and none is, else closed."""
+        if raw.is_closed():
+            return
+        if self._idle is None and not raw.is_in_transaction():
+            self._idle = raw
+            return
+        await raw.close()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine on the same database, made (and SQLAlchemy imported) on
+        first use; `dispose` disposes of it."""
+        if self._engine is None:
+            self._engine = create_engine(self.url, server_settings=self._server_settings)
+            if self._server is not None:
+                _SERVERS[id(self._engine)] = self._server
+        return self._engine
+
+    async def dispose(self) -> None:
+        """Close the idle connection, and dispose of the SQLAlchemy engine if one was made."""
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.is_closed():
+            await idle.close()
+        if self._engine is not None:
+            _SERVERS.pop(id(self._engine), None)
+            await self._engine.dispose()
+
+
+#: What the pipeline runs on: see the module doc.
+Engine: TypeAlias = "AsyncEngine | Database"
+
+
+def sqlalchemy_engine(engine: Engine) -> AsyncEngine:
+    """Return the SQLAlchemy engine of `engine` (made now for a `Database`)."""
+    return engine.engine if isinstance(engine, Database) else engine
+
+
+def display(engine: Engine) -> str:
+    """The URL of `engine` for messages, its password hidden."""
+    if isinstance(engine, Database):
+        return display_url(engine.url)
+    return display_url(engine.url.render_as_string(hide_password=False))
+
+
+@asynccontextmanager
+async def connected(
+    engine: Engine,
+) -> AsyncIterator[tuple[AsyncConnection | None, asyncpg.Connection]]:
+    """Yield a connection of `engine`: SQLAlchemy's (None for a `Database`) and its
+    asyncpg one, given back or closed when the block ends."""
+    if isinstance(engine, Database):
+        raw = await engine.connect()
+        try:
+            yield None, raw
+        except BaseException:
+            if not raw.is_closed():
+                raw.terminate()  # in an unknown state: not handed out again
+            raise
+        await engine.release(raw)
+        return
+    async with engine.connect() as conn:
+        yield conn, await driver(conn)
+
+
+@asynccontextmanager
+async def connection(engine: Engine) -> AsyncIterator[asyncpg.Connection]:
+    """Yield an asyncpg connection of `engine` (`connected`)."""
+    async with connected(engine) as (_, raw):
+        yield raw
 
 
 async def revive(engine: AsyncEngine) -> bool:
@@ -117,6 +248,8 @@ def create_engine(url: str, *, server_settings: Mapping[str, str] | None = None)
         server_settings: session settings sent when each connection opens (its
             `application_name`, `lock_timeout`): no round trip of their own.
     """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     connect_args: dict[str, object] = {"timeout": _CONNECT_TIMEOUT}
     if server_settings:
         connect_args["server_settings"] = dict(server_settings)
@@ -129,29 +262,43 @@ def create_engine(url: str, *, server_settings: Mapping[str, str] | None = None)
     )
 
 
-async def check_connection(engine: AsyncEngine, *, timeout: float = _CHECK_TIMEOUT) -> None:
+async def check_connection(engine: Engine, *, timeout: float = _CHECK_TIMEOUT) -> None:
     """Run `SELECT 1` on `engine`, so a wrong URL fails here and not mid-migration.
 
     Raises:
         DatabaseUnavailableError: the server did not answer within `timeout` seconds,
             refused the connection, or refused the login or database.
     """
+    url = engine.url if isinstance(engine, Database) else \
+        engine.url.render_as_string(hide_password=False)
     try:
         with anyio.fail_after(timeout):
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with connection(engine) as raw:
+                await raw.fetchval("SELECT 1")
     except TimeoutError as exc:
-        raise _unavailable(engine.url.render_as_string(hide_password=False), exc, timeout) from exc
-    except _CONNECTION_ERRORS as exc:
-        raise _unavailable(engine.url.render_as_string(hide_password=False), exc) from exc
+        raise _unavailable(url, exc, timeout) from exc
+    except _connection_errors() as exc:
+        raise _unavailable(url, exc) from exc
 
 
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """Yield a checked engine on `settings.database_url`, or on the embedded server.
+    """Yield a checked SQLAlchemy engine on the database of `settings` (`reach_database`).
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be reached or the server started.
+    """
+    async with reach_database(settings) as database:
+        yield database.engine
+
+
+@asynccontextmanager
+async def reach_database(settings: Settings) -> AsyncIterator[Database]:
+    """Yield a checked `Database` on `settings.database_url`, or on the embedded server.
 
     The embedded server starts in a worker thread, so the event loop keeps running;
-    it is stopped on exit only if this call started it.
+    it is stopped on exit only if this call started it. The connection is checked with
+    asyncpg: SQLAlchemy is imported only if its engine is asked for.
 
     Raises:
         DatabaseUnavailableError: the database cannot be reached or the server started.
@@ -163,17 +310,14 @@ async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
         # Not abandoned on cancel: a server started behind our back would outlive us.
         url = await anyio.to_thread.run_sync(server.start)
     try:
-        engine = create_engine(url, server_settings=settings.server_settings())
-        if server is not None:
-            _SERVERS[id(engine)] = server
+        database = Database(url, server_settings=settings.server_settings(), server=server)
         try:
-            await check_connection(engine)
-            yield engine
+            await check_connection(database)
+            yield database
         finally:
-            _SERVERS.pop(id(engine), None)
             # Shielded: on shutdown we are being cancelled, and the cleanup must run.
             with anyio.CancelScope(shield=True):
-                await engine.dispose()
+                await database.dispose()
     finally:
         if server is not None:
             with anyio.CancelScope(shield=True):
@@ -210,7 +354,7 @@ async def _run_on_maintenance(server_url: str, statement: str) -> None:
     url = with_database(plain_url(server_url), _MAINTENANCE_DATABASE)
     try:
         conn = await asyncpg.connect(url, timeout=_CONNECT_TIMEOUT)
-    except _CONNECTION_ERRORS as exc:
+    except _connection_errors() as exc:
         raise _unavailable(url, exc) from exc
     try:
         await conn.execute(statement)

@@ -12,9 +12,9 @@ it reads the ledger and the tables once the lock is held, plans
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core.leftovers import Leftovers, Uninstall, find_leftovers, plan_uninstall
 from runtime.core.model import Package
@@ -22,6 +22,9 @@ from runtime.core.recorded import Ledger
 from runtime.db import ledger, tools
 from runtime.db.run import Run
 from runtime.errors import UninstallRefusedError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["present_tables", "read_leftovers", "uninstall"]
 

@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.core.events import LockHolder, LockWait
-from runtime.db.engine import driver
+from runtime.db.engine import Engine, connection
 
 __all__ = ["Watch", "watching"]
 
@@ -50,7 +49,7 @@ class Watch:
 
 
 @asynccontextmanager
-async def watching(engine: AsyncEngine, pid: int) -> AsyncIterator[Watch]:
+async def watching(engine: Engine, pid: int) -> AsyncIterator[Watch]:
     """Watch the session `pid` for lock waits while the block runs."""
     watch = Watch()
 
@@ -58,8 +57,7 @@ async def watching(engine: AsyncEngine, pid: int) -> AsyncIterator[Watch]:
         while True:
             await anyio.sleep(_EVERY)
             try:
-                async with engine.connect() as conn:
-                    raw = await driver(conn)
+                async with connection(engine) as raw:
                     while True:
                         row = await raw.fetchrow(_WAITING, pid)
                         if row is not None:

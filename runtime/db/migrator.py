@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable, Sequence
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.config import TransactionMode
 from runtime.core import signals
@@ -27,7 +26,7 @@ from runtime.core.model import Package
 from runtime.core.plan import Plan, Step, plan_pending, split_transactions
 from runtime.core.recorded import Ledger
 from runtime.db import ledger
-from runtime.db.engine import driver
+from runtime.db.engine import Engine, connection
 from runtime.db.run import MigrationReport, Run
 from runtime.errors import LedgerConflictError, LockTimeoutError
 
@@ -43,16 +42,16 @@ _BACKOFF_FIRST, _BACKOFF_MOST = 1.0, 30.0  # seconds before running again after 
 
 
 async def read_plan(
-    engine: AsyncEngine, packages: Sequence[Package], *, rerun_edited: bool = False
+    engine: Engine, packages: Sequence[Package], *, rerun_edited: bool = False
 ) -> Plan:
     """Plan a full run without running it (no lock is taken: the answer may be stale at once)."""
-    async with engine.connect() as conn:
-        return plan_pending(packages, await ledger.read_ledger(await driver(conn)),
+    async with connection(engine) as raw:
+        return plan_pending(packages, await ledger.read_ledger(raw),
                             rerun_edited=rerun_edited, complete=True)
 
 
 async def migrate(
-    engine: AsyncEngine,
+    engine: Engine,
     packages: Sequence[Package],
     *,
     rerun_edited: bool = False,
@@ -117,7 +116,7 @@ async def migrate(
 
 
 async def _migrate(
-    engine: AsyncEngine,
+    engine: Engine,
     packages: Sequence[Package],
     *,
     rerun_edited: bool,

@@ -29,24 +29,23 @@ import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import asyncpg
 import asyncpg.transaction
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from runtime.core import ddl, isolation, signals, sql
+from runtime.core import isolation, signals, sql
 from runtime.core.events import Change, ChangeKind, Difference, LockHolder, LockWait
 from runtime.core.leftovers import Uninstall
 from runtime.core.model import Package
+from runtime.core.names import CORE_PACKAGE, CORE_TABLES
 from runtime.core.plan import Plan, Step
 from runtime.core.recorded import Ledger
-from runtime.core.schema import CORE_PACKAGE, core_metadata
 from runtime.db import ledger, locks, security, tools
 from runtime.db.built import Capture, marker
-from runtime.db.engine import driver, lost
+from runtime.db.engine import Engine, connected, display, lost
 from runtime.db.ledger import Kind, LedgerRow
-from runtime.db.urls import display_url
 from runtime.errors import (
     DatabaseUnavailableError,
     IsolationError,
@@ -55,6 +54,9 @@ from runtime.errors import (
     RunLockedError,
     SqlSyntaxError,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
     "LOCK_ID",
@@ -138,11 +140,15 @@ def _reason(exc: BaseException) -> str:
     return str(orig).strip() if orig is not None and str(orig).strip() else text
 
 
-async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -> None:
+async def run_step(conn: AsyncConnection | None, raw: asyncpg.Connection, step: Step) -> None:
     """Run one migration on `conn` (its asyncpg connection `raw`), in the caller's transaction.
 
     Records nothing: `Run.apply` records; scratch databases (`runtime.db.scratch`) and
     the checks run steps unrecorded.
+
+    Args:
+        conn: the SQLAlchemy connection a Python migration is given; None on a
+            `Database` run with asyncpg alone, which runs SQL migrations only (#17).
 
     Raises:
         MigrationFailedError: naming the package, migration, statement and line.
@@ -150,6 +156,10 @@ async def run_step(conn: AsyncConnection, raw: asyncpg.Connection, step: Step) -
     migration = step.migration
     statements = migration.statements
     if statements is None:
+        if conn is None:  # the pipeline runs Python on SQLAlchemy's engine: never here
+            raise MigrationFailedError(step.package.name, migration.id,
+                                       "a Python migration needs a SQLAlchemy connection, "
+                                       "and this run has none")
         try:
             await migration.up(conn)  # type: ignore[operator]
             await conn.commit()
@@ -235,7 +245,7 @@ class Run:
 
     def __init__(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConnection | None,
         raw: asyncpg.Connection,
         recorded: Ledger,
         sender: object,
@@ -243,7 +253,7 @@ class Run:
     ) -> None:
         self.conn = conn
         self.raw = raw
-        self.engine: AsyncEngine | None = None  # set by `open`: the lock watcher's
+        self.engine: Engine | None = None  # set by `open`: the lock watcher's
         self.ledger = recorded
         self.sender = sender
         self._known = {p.name: p for p in known}  # for whose table it is, in messages
@@ -262,7 +272,7 @@ class Run:
     @asynccontextmanager
     async def open(
         cls,
-        engine: AsyncEngine,
+        engine: Engine,
         *,
         packages: Collection[str] | None = None,
         read: bool = True,
@@ -282,8 +292,7 @@ class Run:
                 second of waiting, `run_waiting` names the holder.
         """
         try:
-            async with engine.connect() as conn:
-                raw = await driver(conn)
+            async with connected(engine) as (conn, raw):
                 await _take_lock(raw, sender, wait)
                 try:
                     recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
@@ -300,11 +309,27 @@ class Run:
             # The server went away mid-run: its transaction died with the connection, so
             # the database is as it was; say that, not what the driver tripped on.
             if lost(exc) and not isinstance(exc, DatabaseUnavailableError):
-                url = display_url(engine.url.render_as_string(hide_password=False))
-                raise DatabaseUnavailableError(url, f"the connection was lost during the run: "
-                                               f"{_reason(exc)}; nothing of the run was "
-                                               "kept") from exc
+                raise DatabaseUnavailableError(
+                    display(engine), f"the connection was lost during the run: "
+                    f"{_reason(exc)}; nothing of the run was kept") from exc
             raise
+
+    def know(self, packages: Collection[Package]) -> None:
+        """Tell the run the registered packages, whose tables its messages name
+        (`open`'s `known`), once they are known: a streamed run learns them last."""
+        self._known.update((p.name, p) for p in packages)
+
+    @property
+    def sqlalchemy(self) -> AsyncConnection:
+        """The run's SQLAlchemy connection, which a run on an `AsyncEngine` has.
+
+        Raises:
+            TypeError: the run is on a `Database`, with asyncpg alone.
+        """
+        if self.conn is None:
+            raise TypeError("a run on a Database has no SQLAlchemy connection; open the run "
+                            "on its engine (runtime.db.engine.sqlalchemy_engine)")
+        return self.conn
 
     # -- transactions ---------------------------------------------------------------
 
@@ -387,7 +412,7 @@ class Run:
             return
         declared = {name: (*package.table_names, *package.type_names)
                     for name, package in applied.items()}
-        owners = dict.fromkeys(core_metadata.tables, CORE_PACKAGE)
+        owners = dict.fromkeys(CORE_TABLES, CORE_PACKAGE)
         for package in [*self._known.values(), *applied.values()]:
             owners.update(dict.fromkeys(package.table_names, package.name))
         problems = isolation.judge(built, declared, owners, core=CORE_PACKAGE)
@@ -491,6 +516,8 @@ class Run:
             await ledger.mark_uninstalled(self.raw, plan.name)
             return
         if plan.drop:
+            from runtime.core import ddl  # SQLAlchemy: not on a migration's path
+
             await self.raw.execute(ddl.drop_statement(plan.drop))
         await tools.delete_package_tools(self.raw, [plan.name])
         await ledger.forget_package(self.raw, plan.name)

@@ -114,7 +114,8 @@ async def sync_row_level_security(raw: asyncpg.Connection, packages: Iterable[Pa
         RowLevelSecurityError: a table of an opted-in package does not exist, or
             PostgreSQL refused a statement; the caller's transaction is to be rolled back.
     """
-    packages = [p for p in packages if p.tables]
+    # By name: a skeleton (a package answered from the load cache) builds tables when read.
+    packages = [p for p in packages if p.table_names]
     if not packages:
         return
     states = await read_table_security(raw, [t for p in packages for t in p.table_names])

@@ -27,13 +27,12 @@ import itertools
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from runtime.config import TransactionMode
 from runtime.core.model import Package, dependency_graph
 from runtime.core.plan import Plan, Step, plan_pending, recorded_packages
 from runtime.core.recorded import Ledger
 from runtime.db import migrator
+from runtime.db.engine import Engine
 from runtime.db.run import MigrationReport, Run
 from runtime.errors import MigrationFailedError
 
@@ -110,7 +109,7 @@ class _Feeder:
 
 
 async def migrate_as_loaded(
-    engine: AsyncEngine,
+    engine: Engine,
     arrivals: AsyncIterable[Sequence[Package]],
     resolve: Callable[[], Sequence[Package] | None],
     *,
@@ -156,6 +155,10 @@ async def migrate_as_loaded(
             async for packages in arrivals:
                 await feeder.offer(packages)
             ordered = resolve()
+            if ordered is not None:
+                # Before the judge, at the transaction's end: a migration touching a
+                # table of a package with nothing to apply is told whose table it is.
+                run.know(ordered)
             plan = None if ordered is None else await feeder.finish(ordered)
             if plan is None:
                 run.discard()

@@ -120,9 +120,9 @@ async def sync_package(
     async with Run.open(engine, read=False) as run, run.transaction():
         rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
         built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
-        differences = await compare(run.conn, package, packages, agreed=agreed,
+        differences = await compare(run.sqlalchemy, package, packages, agreed=agreed,
                                     tables={*tables, *_dev_tables(rows, package, packages)})
-        await run.conn.commit()  # ends SQLAlchemy's savepoint, not our transaction
+        await run.sqlalchemy.commit()  # ends SQLAlchemy's savepoint, not our transaction
         declared = booking.declared_keys(package)
         kept = () if allow_destructive else tuple(
             d for d in differences if _left_alone(d, built, declared_before, declared))

@@ -22,15 +22,17 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core.model import Package
-from runtime.core.names import UNREGISTERED
-from runtime.core.schema import PACKAGES_TABLE, WORKSPACES_TABLE
+from runtime.core.names import PACKAGES_TABLE, UNREGISTERED, WORKSPACES_TABLE
 from runtime.errors import ToolInactiveError, ToolNotFoundError, WorkspaceNotFoundError
+
+if TYPE_CHECKING:
+    from sqlalchemy import TextClause
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = [
     "WorkspaceTool",
@@ -79,27 +81,27 @@ WHERE package = ANY($1::text[])
 """
 
 # The workspace-facing statements go through SQLAlchemy, like any application query.
-_LOOKUP = text(f"""
+_LOOKUP = (f"""
 SELECT EXISTS (SELECT 1 FROM {WORKSPACES_TABLE} WHERE id = :workspace),
        (SELECT is_active FROM {_TOOLS} WHERE id = :tool),
        (SELECT package_name FROM {_TOOLS} WHERE id = :tool)
 """)
 
-_ACTIVE_IDS = text(f"SELECT id FROM {_TOOLS} WHERE is_active ORDER BY id")
+_ACTIVE_IDS = (f"SELECT id FROM {_TOOLS} WHERE is_active ORDER BY id")
 
-_ENABLE = text(f"""
+_ENABLE = (f"""
 INSERT INTO {_WORKSPACE_TOOLS} (workspace_id, tool_id) VALUES (:workspace, :tool)
 ON CONFLICT (workspace_id, tool_id) DO NOTHING RETURNING tool_id
 """)
 
-_DISABLE = text(f"""
+_DISABLE = (f"""
 DELETE FROM {_WORKSPACE_TOOLS} WHERE workspace_id = :workspace AND tool_id = :tool
 RETURNING tool_id
 """)
 
-_WORKSPACE_EXISTS = text(f"SELECT EXISTS (SELECT 1 FROM {WORKSPACES_TABLE} WHERE id = :workspace)")
+_WORKSPACE_EXISTS = (f"SELECT EXISTS (SELECT 1 FROM {WORKSPACES_TABLE} WHERE id = :workspace)")
 
-_LIST = text(f"""
+_LIST = (f"""
 SELECT t.id, t.name, t.description, t.icon, t.package_name, wt.enabled_at
 FROM {_TOOLS} t
 LEFT JOIN {_WORKSPACE_TOOLS} wt ON wt.tool_id = t.id AND wt.workspace_id = :workspace
@@ -133,6 +135,13 @@ class WorkspaceTool:
 
 # -- the pipeline's side ----------------------------------------------------------------
 
+
+
+def _text(sql: str) -> TextClause:
+    # SQLAlchemy here, not at the top: a run imports this module, and runs without it (#17).
+    from sqlalchemy import text
+
+    return text(sql)
 
 async def sync_tools(raw: asyncpg.Connection, packages: Sequence[Package]) -> None:
     """Upsert the tools of `packages`, active, and deactivate those they no longer declare.
@@ -192,12 +201,12 @@ async def _lookup(conn: AsyncConnection, workspace_id: str, tool_id: str) -> tup
     Raises:
         WorkspaceNotFoundError, ToolNotFoundError.
     """
-    row = (await conn.execute(_LOOKUP, {"workspace": workspace_id, "tool": tool_id})).one()
+    row = (await conn.execute(_text(_LOOKUP), {"workspace": workspace_id, "tool": tool_id})).one()
     workspace_exists, active, package = row
     if not workspace_exists:
         raise WorkspaceNotFoundError(workspace_id)
     if active is None:
-        known = tuple((await conn.execute(_ACTIVE_IDS)).scalars())
+        known = tuple((await conn.execute(_text(_ACTIVE_IDS))).scalars())
         raise ToolNotFoundError(workspace_id, tool_id, known)
     return bool(active), str(package)
 
@@ -217,7 +226,7 @@ async def enable_tool(engine: AsyncEngine, workspace_id: str, tool_id: str) -> b
         active, package = await _lookup(conn, workspace_id, tool_id)
         if not active:
             raise ToolInactiveError(workspace_id, tool_id, package)
-        result = await conn.execute(_ENABLE, {"workspace": workspace_id, "tool": tool_id})
+        result = await conn.execute(_text(_ENABLE), {"workspace": workspace_id, "tool": tool_id})
         return result.first() is not None
 
 
@@ -233,7 +242,7 @@ async def disable_tool(engine: AsyncEngine, workspace_id: str, tool_id: str) -> 
     """
     async with engine.begin() as conn:
         await _lookup(conn, workspace_id, tool_id)
-        result = await conn.execute(_DISABLE, {"workspace": workspace_id, "tool": tool_id})
+        result = await conn.execute(_text(_DISABLE), {"workspace": workspace_id, "tool": tool_id})
         return result.first() is not None
 
 
@@ -244,7 +253,7 @@ async def list_tools(engine: AsyncEngine, workspace_id: str) -> list[WorkspaceTo
         WorkspaceNotFoundError: no such workspace.
     """
     async with engine.connect() as conn:
-        if not (await conn.execute(_WORKSPACE_EXISTS, {"workspace": workspace_id})).scalar():
+        if not (await conn.execute(_text(_WORKSPACE_EXISTS), {"workspace": workspace_id})).scalar():
             raise WorkspaceNotFoundError(workspace_id)
-        rows = await conn.execute(_LIST, {"workspace": workspace_id})
+        rows = await conn.execute(_text(_LIST), {"workspace": workspace_id})
         return [WorkspaceTool(*row) for row in rows]

@@ -21,20 +21,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+if TYPE_CHECKING:
+    from sqlalchemy import TextClause
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
 
 __all__ = ["WORKSPACE_SETTING", "current_workspace", "set_workspace", "workspace_connection"]
 
 #: The setting the row-level security policies compare `workspace_id` with.
 WORKSPACE_SETTING = "ydtb.workspace_id"
 
-_SET = text(f"SELECT set_config('{WORKSPACE_SETTING}', :workspace, true)")
+_SET = (f"SELECT set_config('{WORKSPACE_SETTING}', :workspace, true)")
 # current_setting(..., true) is NULL before the setting was ever made in the session and
 # '' after a transaction that made it ended: both mean "no workspace".
-_CURRENT = text(f"SELECT nullif(current_setting('{WORKSPACE_SETTING}', true), '')")
+_CURRENT = (f"SELECT nullif(current_setting('{WORKSPACE_SETTING}', true), '')")
 
+
+
+def _text(sql: str) -> TextClause:
+    # SQLAlchemy here, not at the top: a run imports this module, and runs without it (#17).
+    from sqlalchemy import text
+
+    return text(sql)
 
 def _checked(workspace_id: str) -> str:
     if not isinstance(workspace_id, str) or not workspace_id:
@@ -53,12 +63,12 @@ async def set_workspace(conn: AsyncConnection | AsyncSession, workspace_id: str)
     Raises:
         ValueError: `workspace_id` is empty or not a string.
     """
-    await conn.execute(_SET, {"workspace": _checked(workspace_id)})
+    await conn.execute(_text(_SET), {"workspace": _checked(workspace_id)})
 
 
 async def current_workspace(conn: AsyncConnection | AsyncSession) -> str | None:
     """Return the workspace the current transaction on `conn` is scoped to, if any."""
-    result = await conn.execute(_CURRENT)
+    result = await conn.execute(_text(_CURRENT))
     value: str | None = result.scalar()
     return value
 

@@ -35,8 +35,9 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from runtime.load import packages
 
 __all__ = ["Changes", "Sources", "cache_file", "changes", "lookup", "scan", "store"]
 
-_FORMAT = 6  # 6: sys.path directories kept by what they hold; facts in a file beside
+_FORMAT = 7  # 7: facts with the enum types and each migration's file
 _RACY_NS = 2_000_000_000
 _KEPT = 32  # cache files: one per set of package directories loaded, the newest kept
 _STDLIB = os.path.dirname(os.__file__)
@@ -281,14 +282,21 @@ def _unchanged(stored: Stats) -> Stats:
             if _same({path: stat}, {path: current[path]})}
 
 
-def lookup(path: Path, directories: Iterable[Path]) -> Manifest | None:
-    """Return the cached manifest if nothing it was loaded from changed since; else None."""
+def lookup(
+    path: Path, directories: Iterable[Path], scanned: Sources | None = None
+) -> Manifest | None:
+    """Return the cached manifest if nothing it was loaded from changed since; else None.
+
+    `scanned` is `scan(directories)` if the caller made it (`changes` takes it too).
+    """
     try:
         data = json.loads(path.read_text())
         if data.get("format") != _FORMAT:
             return None
         installed = [Path(d) for d in data["installed"]]
-        if not _same(data["packages"], scan(directories, installed).files):
+        files = scan(directories, installed).files if scanned is None else {
+            **scanned.files, **scan((), installed).files}
+        if not _same(data["packages"], files):
             return None
         if not _same(data["modules"], _stat_all(data["modules"])):
             return None
@@ -307,12 +315,22 @@ class Changes:
         manifest: the set as last loaded, with each package's facts.
         directories: the package directories to load: new, or with a file added,
             edited or deleted.
-        kept: the sources (`package.py` files) of the unchanged package directories.
+        unchanged_directories: the package directories that did not change.
+        edited: the files added, edited or deleted in each changed directory the cached
+            set had (a new directory is not in it).
     """
 
     manifest: Manifest
     directories: tuple[Path, ...]
-    kept: frozenset[str]
+    unchanged_directories: tuple[str, ...]
+    edited: Mapping[Path, frozenset[str]] = field(default_factory=dict)
+
+    @cached_property
+    def kept(self) -> frozenset[str]:
+        """The sources (`package.py` files) of the unchanged package directories."""
+        # Resolved when asked: a change of migration files only never asks (#17).
+        return frozenset(str(Path(d).resolve() / packages.PACKAGE_FILE)
+                         for d in self.unchanged_directories)
 
     def unchanged(self, source: str | None) -> bool:
         """Tell whether what `source` registered is as cached: a package directory that
@@ -359,12 +377,19 @@ def changes(
             return None
         changed = sorted(d for d, files in current.items()
                          if d is not None and (d not in stored or not _same(stored[d], files)))
-        kept = frozenset(str(Path(d).resolve() / packages.PACKAGE_FILE)
-                         for d in current if d is not None and d not in changed)
+        edited = {Path(d): _differing(stored[d], current[d]) for d in changed if d in stored}
+        kept = tuple(d for d in current if d is not None and d not in changed)
         facts = json.loads(_facts_file(path).read_text())
         if facts["stamp"] != data["stamp"]:
             return None  # written by another store than the manifest: which is unknown
         manifest = Manifest.from_json(data["manifest"]).with_facts(facts["facts"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return Changes(manifest, tuple(map(Path, changed)), kept)
+    return Changes(manifest, tuple(map(Path, changed)), kept, edited)
+
+
+def _differing(stored: Stats, current: Stats) -> frozenset[str]:
+    """The paths added, deleted or changed between `stored` and `current`."""
+    return frozenset(path for path in stored.keys() | current.keys()
+                     if path not in stored or path not in current
+                     or not _same({path: stored[path]}, {path: current[path]}))

@@ -19,7 +19,6 @@ import contextvars
 import functools
 import importlib.abc
 import importlib.machinery
-import importlib.metadata
 import importlib.util
 import itertools
 import logging
@@ -33,13 +32,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.core.model import UNREGISTERED_MIGRATION
-from runtime.core.registry import DatabaseRegistry
 from runtime.errors import PackageLoadError, Problem, RegistryError, ValidationError
 from runtime.load.bytecode import Bytecode, compiled
 from runtime.load.packages import PACKAGE_FILE, discover
+
+if TYPE_CHECKING:  # the registry is the caller's: a load answered from the cache makes none
+    from runtime.core.registry import DatabaseRegistry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -341,6 +342,8 @@ def editable(group: str = ENTRY_POINT_GROUP) -> list[Installed]:
     """
     sites = _site_directories()
     found: dict[Path, Installed] = {}
+    import importlib.metadata  # 30 ms: only a load with entry points reads them
+
     for entry_point in importlib.metadata.entry_points(group=group):
         located = _locate(entry_point.module)
         if located is None:
@@ -415,6 +418,8 @@ def load_entry_points(
     """
     names: list[str] = []
     skipped = set(skip)
+    import importlib.metadata  # 30 ms: only a load with entry points reads them
+
     for entry_point in importlib.metadata.entry_points(group=group):
         if entry_point.name in skipped:
             continue

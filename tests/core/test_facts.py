@@ -15,7 +15,7 @@ from runtime.core import facts
 from runtime.core.manifest import Manifest
 from runtime.core.model import Migration, Package, Tool
 from runtime.core.registry import DatabaseRegistry
-from runtime.core.schema import CORE_PACKAGE
+from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, core_metadata
 from runtime.core.validation import build_package
 from runtime.errors import DependentsExistError, Problem
 from runtime.kit import metadata, workspace_key, workspace_reference, workspace_table
@@ -232,3 +232,8 @@ def test_an_entry_without_facts_is_refused(bad: object) -> None:
     entry = replace(Manifest.of([build(PackageSpec("p0"))]).entries[0], facts=bad)
     with pytest.raises(ValueError, match="p0: no facts of the package"):
         facts.skeleton(entry)
+
+
+def test_the_core_table_names_are_the_core_schemas() -> None:
+    # Kept as plain names (`runtime.core.names`) for the runs that import no SQLAlchemy.
+    assert frozenset(core_metadata.tables) == CORE_TABLES

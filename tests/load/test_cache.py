@@ -203,6 +203,21 @@ def test_changes_name_the_directories_to_load(root: Path, tmp_path: Path, change
     assert not found.unchanged(str(root / "gone" / "package.py"))
 
 
+def test_changes_name_the_files_added_edited_and_deleted(root: Path, tmp_path: Path) -> None:
+    path = stored(root, tmp_path)
+    migrations = root / "notes/migrations"
+    (migrations / "0002_more.sql").write_text("SELECT 1;")
+    edited = next(migrations.glob("0001_*.sql"))
+    edited.write_text(edited.read_text() + "-- edited\n")
+    write_package(root, "more", name="more")
+
+    found = cache.changes(path, [root])
+
+    assert found is not None
+    # A new directory is not in it: the cached set held none of its files to compare.
+    assert found.edited == {root / "notes": {str(migrations / "0002_more.sql"), str(edited)}}
+
+
 def test_changes_are_none_when_a_module_changed(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
