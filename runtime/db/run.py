@@ -198,7 +198,7 @@ def _units(step: Step) -> list[tuple[str, int]]:
     """
     texts = step.migration.statements or ()
     if step.migration.transactional:
-        return [(text, 1) for text in texts]
+        return [(text, 1) for text in texts if not _comments_alone(text)]
     units: list[tuple[str, int]] = []
     for text in texts:
         try:
@@ -206,6 +206,18 @@ def _units(step: Step) -> list[tuple[str, int]]:
         except SqlSyntaxError:
             units.append((text, 1))  # the server names the syntax error and its line
     return units
+
+
+def _comments_alone(text: str) -> bool:
+    """Whether `text` holds no statement: comments alone (`-- later`) run as nothing, as
+    in psql. Sent, the server answers an empty query, which asyncpg cannot read."""
+    head = text.lstrip()
+    if not head.startswith(("--", "/*")):
+        return not head  # a statement first: no need to parse (Y112 refuses blank SQL)
+    try:
+        return not sql.parse(text)
+    except SqlSyntaxError:
+        return False  # the server names the syntax error and its line
 
 
 def _halfway(step: Step, statement: str) -> str | None:

@@ -437,3 +437,25 @@ async def test_an_edited_migration_that_cannot_run_twice_says_why(engine: AsyncE
         "edited, so it ran again: a migration must run twice without failing; guard it with "
         "CREATE TABLE IF NOT EXISTS, ADD COLUMN IF NOT EXISTS, CREATE INDEX IF NOT EXISTS, "
         "DROP ... IF EXISTS)")
+
+
+@pytest.mark.parametrize("up", ["-- nothing yet", "/* later */\n-- and more later\n",
+                                ["SELECT 1", "-- nothing"]],
+                         ids=["line-comment", "block-comment", "one-of-several"])
+@pytest.mark.parametrize("alone", [False, True], ids=["with-others", "alone"])
+async def test_a_migration_of_comments_alone_runs_as_nothing_and_is_recorded(
+    engine: AsyncEngine, up: Any, alone: bool
+) -> None:
+    """As psql runs such a file; sent as it was, the server's empty answer broke asyncpg."""
+    first = Migration("0001_d", create("ydtb_d"))
+    if alone:  # the other migration applied by an earlier run
+        before = DatabaseRegistry()
+        register(before, "d", [first], "ydtb_d")
+        await migrator.migrate(engine, before.ordered())
+    registry = DatabaseRegistry()
+    register(registry, "d", [first, Migration("0002_d", up)], "ydtb_d")
+
+    report = await migrator.migrate(engine, registry.ordered())
+
+    assert ("d", "0002_d") in [(a.package, a.migration) for a in report.applied]
+    assert ("d", "0002_d") in await ledger_rows(engine)
