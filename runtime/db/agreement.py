@@ -115,10 +115,9 @@ class Agreement:
     def reading(self, name: str, what: str, catalog: str | None) -> Any | None:
         """A copy of what was read of table `name` (`what`: which reading) when its
         catalog key was `catalog`; None when it was read under another key, or never."""
-        kept = self._read.get((name, what))
-        if kept is None or not catalog or kept[0] != catalog:
+        if not self.has_reading(name, what, catalog):
             return None
-        return copy.deepcopy(kept[1])  # the comparison may mark what it is given
+        return copy.deepcopy(self._read[(name, what)][1])  # the comparison may mark it
 
     def has_reading(self, name: str, what: str, catalog: str | None) -> bool:
         """Whether `reading` has something for these arguments (without copying it)."""

@@ -515,8 +515,11 @@ class Daemon:
             try:
                 async with self.engine.connect() as conn:
                     await diff.read_ahead(conn, self.registry.get(name), self._agreed)
-            except RegistryError as exc:
-                await self._failed(exc)
+            except Exception as exc:
+                if engine.lost(exc):
+                    raise  # the reload waits for the database, as for any loss
+                # A head start only, never the developer's concern: the save reads itself.
+                logger.debug("%s: its tables not read ahead: %s", name, exc)
 
     async def _settle(self) -> None:
         """Settle the dev rows of the packages that may need it (`sync.reconcile`).

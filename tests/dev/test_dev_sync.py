@@ -377,3 +377,23 @@ async def test_a_reload_runs_in_the_reloading_context_up_to_its_signal(
 
     assert events == ["signal [True]"]
     assert inside == []
+
+
+async def test_a_read_ahead_that_fails_is_not_the_developers_concern(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+
+    async def refused(*_: Any) -> None:
+        raise RuntimeError("permission denied for table ydtb_notes")
+
+    monkeypatch.setattr(diff, "read_ahead", refused)
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
+    assert await daemon.reload([tmp_path / "notes"]) is True
+    monkeypatch.undo()  # the next save reads the table itself
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)', 'Column("size", Text)']})
+    assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert [event["error"] for event in sent["reloaded"][-2:]] == [None, None]
+    assert await columns(engine, "ydtb_notes") == ["color", "id", "size", "workspace_id"]
