@@ -331,3 +331,37 @@ async def test_a_key_onto_a_table_whose_own_keys_lead_further_compares(
         "ydtb_second", "ydtb_third", "ydtb_workspaces"]
     async with engine.connect() as conn:
         assert await diff.compare(conn, registry.get("third"), packages) == []
+
+
+class _Unread:
+    """A registered package whose tables a comparison of another must not read."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.table_names = (f"ydtb_{name}",)
+
+    @property
+    def tables(self) -> Any:
+        raise AssertionError(f"the tables of {self.name} were read")
+
+
+def test_a_comparison_reads_only_the_tables_its_keys_reach() -> None:
+    """The tables a compared package's keys reach are looked up by name: the other
+    packages' tables are not read, so the comparison does not grow with N (#14)."""
+    registry = DatabaseRegistry(send_signals=False)
+    for name, up in (("first", None), ("second", "first")):
+        metadata = kit.metadata()
+        refs = [Column("up_id", Integer),
+                kit.workspace_reference("up_id", f"ydtb_{up}", ondelete="CASCADE")] if up else []
+        kit.workspace_table(f"ydtb_{name}", metadata, Column("id", Integer, primary_key=True),
+                            kit.workspace_key(), *refs)
+        registry.register_database(package_name=name, schema=metadata, version="1.0.0",
+                                   dependencies=[up] if up else [])
+    others: list[Any] = [_Unread(f"other{i}") for i in range(50)]
+
+    metadata = diff.schema_of([registry.get("second")],
+                              [*others, *registry.ordered(), *others])
+
+    assert sorted(metadata.tables) == ["ydtb_first", "ydtb_second", "ydtb_workspaces"]
+    assert sorted(c.name for c in metadata.tables["ydtb_first"].columns) == [
+        "id", "workspace_id"]
