@@ -16,7 +16,7 @@ it: a run with nothing to apply or record (one ledger read) touches neither.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
@@ -30,11 +30,15 @@ from runtime.db.engine import Engine, connection
 from runtime.db.run import MigrationReport, Run
 from runtime.errors import LedgerConflictError, LockTimeoutError
 
-__all__ = ["Vet", "migrate", "read_plan"]
+__all__ = ["Then", "Vet", "migrate", "read_plan"]
 
 #: Asked of the steps a run is about to apply, with the ledger, before it applies them;
 #: raising refuses the run (`migrate` lints them: `runtime.core.lint`).
 Vet = Callable[[Sequence[Step], Ledger], None]
+
+#: Run in the run's last transaction, after its migrations and records: what it applies
+#: commits with them, or none of it does (the dev daemon's sync of a reload).
+Then = Callable[[Run], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ async def migrate(
     lock_retries: int = 0,
     transaction: TransactionMode = TransactionMode.ALL,
     vet: Vet | None = None,
+    then: Then | None = None,
 ) -> MigrationReport:
     """Apply the pending migrations of `packages` and record them.
 
@@ -86,6 +91,8 @@ async def migrate(
             migration (`TransactionMode`).
         vet: asked of the pending steps, under the lock and before any is applied;
             what it raises ends the run with nothing applied.
+        then: run in the last transaction (one of its own after a `no-transaction`
+            migration); what it raises rolls that transaction back and ends the run.
 
     Raises:
         LedgerConflictError: an applied migration was edited, or a package downgraded.
@@ -101,7 +108,7 @@ async def migrate(
         try:
             await _migrate(engine, packages, rerun_edited=rerun_edited, partial=partial,
                            unregistered=unregistered, sender=sender, known=known, wait=wait,
-                           transaction=transaction, runs=runs, vet=vet)
+                           transaction=transaction, runs=runs, vet=vet, then=then)
             # Reported once the lock is released: a receiver may start a run of its own.
             return await runs[-1].report(earlier=runs[:-1])
         except LockTimeoutError as exc:
@@ -128,6 +135,7 @@ async def _migrate(
     transaction: TransactionMode,
     runs: list[Run],
     vet: Vet | None,
+    then: Then | None,
 ) -> None:
     names = [p.name for p in packages] if partial else None
     async with Run.open(engine, packages=names, sender=sender,
@@ -139,8 +147,15 @@ async def _migrate(
             raise LedgerConflictError(plan.problems)
         if vet is not None:
             vet(plan.steps, run.ledger)
-        for unit in split_transactions(plan, transaction):
+        units = split_transactions(plan, transaction)
+        for number, unit in enumerate(units, 1):
             async with run.transaction(transactional=unit.transactional):
                 if unit.steps:
                     await run.apply(unit.steps)
                 run.record(unit)
+                if then is not None and number == len(units) and unit.transactional:
+                    await then(run)
+                    then = None
+        if then is not None:
+            async with run.transaction():
+                await then(run)

@@ -1,6 +1,7 @@
 """Dev sync: bring the dev database to a package's declared schema, without a migration.
 
-The dev daemon calls `sync_package` once a reload applied the package's migrations.
+The dev daemon calls `sync_in` in the run that applies a reload's migrations, and
+`sync_package` (a run of its own) at start and after migrations it announced.
 The declared schema is compared with the dev database (`runtime.db.diff`); when every
 difference adds something (a table, a nullable or defaulted column, an index, a foreign
 key) they are applied at once and booked in the ledger as one dev change of the
@@ -48,7 +49,7 @@ from runtime.db.engine import driver
 from runtime.db.run import Run, run_step, timed_out
 from runtime.errors import MigrationFailedError, Problem, ProblemsError, RegistryError
 
-__all__ = ["SyncResult", "reconcile", "sync_package"]
+__all__ = ["SyncResult", "reconcile", "sync_in", "sync_package"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,33 @@ async def sync_package(
     """Apply what `package` declares and the database lacks, and book it as a dev change.
 
     Runs in one transaction of a `Run` holding the pipeline's lock, so no migration runs
-    between the comparison and the changes.
+    between the comparison and the changes: `sync_in` on a run of its own.
+
+    Raises:
+        ProblemsError: a difference could not be applied (Y405); nothing was.
+    """
+    async with Run.open(engine, read=False) as run, run.transaction():
+        return await sync_in(run, package, packages, allow_destructive=allow_destructive,
+                             tables=tables, declared_before=declared_before, agreed=agreed)
+
+
+async def sync_in(
+    run: Run,
+    package: Package,
+    packages: Iterable[Package],
+    *,
+    allow_destructive: bool = False,
+    tables: Iterable[str] = (),
+    declared_before: frozenset[ObjectKey] = frozenset(),
+    agreed: Agreement | None = None,
+) -> SyncResult:
+    """Apply what `package` declares and the database lacks in the open transaction of
+    `run`, and book it as a dev change: it commits with what else the transaction holds
+    (a reload's migrations: `runtime.db.migrator.migrate`'s `then`), or not at all.
 
     Args:
-        engine: the dev database, where the package's migrations were applied.
-        package: the package to sync.
+        run: a run with a transaction open, on an `AsyncEngine`.
+        package: the package to sync, whose migrations were applied.
         packages: the registered packages (for the tables its foreign keys point at).
         allow_destructive: also apply drops, narrower types and NOT NULL, and drop what
             the migrations built and the schema does not declare (booked as a dev
@@ -114,26 +137,25 @@ async def sync_package(
             while unchanged (`runtime.db.agreement`; the daemon keeps one).
 
     Raises:
-        ProblemsError: a difference could not be applied (Y405); nothing was.
+        ProblemsError: a difference could not be applied (Y405).
     """
     packages = list(packages)
-    async with Run.open(engine, read=False) as run, run.transaction():
-        rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
-        built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
-        differences = await compare(run.sqlalchemy, package, packages, agreed=agreed,
-                                    tables={*tables, *_dev_tables(rows, package, packages)})
-        await run.sqlalchemy.commit()  # ends SQLAlchemy's savepoint, not our transaction
-        declared = booking.declared_keys(package)
-        kept = () if allow_destructive else tuple(
-            d for d in differences if _left_alone(d, built, declared_before, declared))
-        rest = [d for d in differences if d not in kept]
-        if any(d.destructive for d in rest) and not allow_destructive:
-            dev_built = tuple(d for d in differences if d.kind.startswith("remove_")
-                              and set(booking.keys_of(d)) <= built)
-            return SyncResult(package.name, held=tuple(differences), dev_built=dev_built)
-        if not rest:
-            return SyncResult(package.name, held=kept)
-        change = await _apply(run, package, rest)
+    rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
+    built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
+    differences = await compare(run.sqlalchemy, package, packages, agreed=agreed,
+                                tables={*tables, *_dev_tables(rows, package, packages)})
+    await run.sqlalchemy.commit()  # ends SQLAlchemy's savepoint, not our transaction
+    declared = booking.declared_keys(package)
+    kept = () if allow_destructive else tuple(
+        d for d in differences if _left_alone(d, built, declared_before, declared))
+    rest = [d for d in differences if d not in kept]
+    if any(d.destructive for d in rest) and not allow_destructive:
+        dev_built = tuple(d for d in differences if d.kind.startswith("remove_")
+                          and set(booking.keys_of(d)) <= built)
+        return SyncResult(package.name, held=tuple(differences), dev_built=dev_built)
+    if not rest:
+        return SyncResult(package.name, held=kept)
+    change = await _apply(run, package, rest)
     logger.info("%s: synced %d schema changes as %s", package.name, len(rest),
                 change.migration)
     touched = {key for d in rest for key in booking.keys_of(d)}

@@ -48,7 +48,7 @@ from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
 from runtime.core.schema import CORE_PACKAGE
 from runtime.db import agreement, diff, engine, ledger, migrator, notify, owner, sync, urls
-from runtime.db.run import MigrationReport
+from runtime.db.run import MigrationReport, Run
 from runtime.db.sync import SyncResult
 from runtime.dev import watcher
 from runtime.errors import (
@@ -444,9 +444,11 @@ class Daemon:
                 if problems:
                     raise ValidationError(problems)
                 packages = [candidate.get(name) for name in affected]
-                report = await self._migrate(candidate, packages, removed)
-                edited, migrated = self._changed_schemas(candidate, affected, report)
-                synced = await self._sync(candidate, edited)
+                # The packages whose declared schema changed are synced in the run
+                # that applies the migrations: one lock and one commit for the reload.
+                edited = self._edited_schemas(candidate, affected)
+                report, synced = await self._migrate(candidate, packages, removed, edited)
+                migrated = [name for name in report.by_package() if name not in edited]
         except RegistryError as exc:
             if quiet:
                 return None
@@ -468,23 +470,31 @@ class Daemon:
         return migrated, synced
 
     async def _migrate(
-        self, candidate: DatabaseRegistry, packages: list[Package], removed: list[str]
-    ) -> MigrationReport:
-        """Apply what `packages` have pending; their dev rows are to be settled after.
+        self, candidate: DatabaseRegistry, packages: list[Package], removed: list[str],
+        edited: list[str],
+    ) -> tuple[MigrationReport, list[SyncResult]]:
+        """Apply what `packages` have pending, then sync the schemas of `edited` in the
+        same transaction; their dev rows are to be settled after.
 
         Also when it fails: a migration may have committed before (one that runs outside
         a transaction), and is settled after the next good reload (issue #14).
         """
+        synced: list[SyncResult] = []
+
+        async def sync_edited(run: Run) -> None:
+            synced.extend(await self._sync(candidate, edited, run))
+
         try:
             report = await migrator.migrate(self.engine, packages, rerun_edited=True,
                                             partial=True, unregistered=removed, sender=self,
                                             known=list(candidate.packages.values()),
-                                            vet=self._lint)
+                                            vet=self._lint,
+                                            then=sync_edited if edited else None)
         except BaseException:
             self._unsettled |= {p.name for p in packages}
             raise
         self._unsettled |= set(report.by_package())
-        return report
+        return report, synced
 
     async def _follow_migrations(self, names: list[str]) -> None:
         """Compare packages whose migrations ran but whose declared schema is unchanged.
@@ -597,19 +607,19 @@ class Daemon:
 
     # -- dev sync --------------------------------------------------------------------
 
-    def _changed_schemas(
-        self, candidate: DatabaseRegistry, affected: list[str], report: MigrationReport
-    ) -> tuple[list[str], list[str]]:
-        """Split the packages whose schema may now differ from the database: those that
-        are new or whose declared schema changed (synced before the reload is announced),
-        and those that only had migrations applied (compared after it)."""
-        migrated = report.by_package()
-        edited = [name for name in affected if name not in self.registry
-                  or self.registry.get(name).fingerprint != candidate.get(name).fingerprint]
-        return edited, [name for name in affected if name in migrated and name not in edited]
+    def _edited_schemas(self, candidate: DatabaseRegistry, affected: list[str]) -> list[str]:
+        """The packages whose schema may now differ from the database as the change
+        says: new ones, and those whose declared schema changed (synced before the
+        reload is announced; those that only had migrations applied are compared after
+        it)."""
+        return [name for name in affected if name not in self.registry
+                or self.registry.get(name).fingerprint != candidate.get(name).fingerprint]
 
-    async def _sync(self, registry: DatabaseRegistry, names: list[str]) -> list[SyncResult]:
-        """Bring the dev database to the declared schema of the packages `names`."""
+    async def _sync(
+        self, registry: DatabaseRegistry, names: list[str], run: Run | None = None
+    ) -> list[SyncResult]:
+        """Bring the dev database to the declared schema of the packages `names`: in the
+        open transaction of `run`, or each in a run of its own."""
         results = []
         for name in names:
             if name == CORE_PACKAGE:
@@ -617,8 +627,10 @@ class Daemon:
             # Tables the package declared before: dropped from its schema, still in the
             # database, they are differences too.
             previous = self.registry.get(name) if name in self.registry else None
-            results.append(await sync.sync_package(
-                self.engine, registry.get(name), registry.packages.values(),
+            sync_one = functools.partial(sync.sync_in, run) if run is not None \
+                else functools.partial(sync.sync_package, self.engine)
+            results.append(await sync_one(
+                registry.get(name), registry.packages.values(),
                 allow_destructive=self.allow_destructive,
                 tables=previous.table_names if previous else (),
                 declared_before=booking.declared_keys(previous) if previous else frozenset(),

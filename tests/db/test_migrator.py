@@ -459,3 +459,34 @@ async def test_a_migration_of_comments_alone_runs_as_nothing_and_is_recorded(
 
     assert ("d", "0002_d") in [(a.package, a.migration) for a in report.applied]
     assert ("d", "0002_d") in await ledger_rows(engine)
+
+
+@pytest.mark.parametrize("last", ["transactional", "no-transaction"])
+async def test_what_then_does_commits_with_the_runs_last_transaction(
+    engine: AsyncEngine, last: str
+) -> None:
+    """`then` runs in the run's last transaction (after a `no-transaction` migration, in
+    one of its own): what it raises rolls that transaction back, records included."""
+    registry = DatabaseRegistry()
+    await migrator.migrate(engine, registry.ordered())  # the core, committed before
+    index = Migration("0002_index", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_a_id "
+                      "ON ydtb_a (id)", transactional=False)
+    register(registry, "a", [Migration("0001_a", create("ydtb_a")),
+                             *([index] if last == "no-transaction" else [])], "ydtb_a")
+    seen: list[bool] = []
+
+    async def then(run: Any) -> None:
+        seen.append(run.raw.is_in_transaction())
+        await run.raw.execute("INSERT INTO ydtb_workspaces (id, name, slug) "
+                              "VALUES ('w1', 'W', 'w1')")
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        await migrator.migrate(engine, registry.ordered(), then=then)
+
+    assert seen == [True]
+    assert await scalar(engine, "SELECT count(*) FROM ydtb_workspaces") == 0
+    applied = await scalar(engine, "SELECT array_agg(migration ORDER BY migration) FROM "
+                                   "ydtb_schema_migrations WHERE package = 'a'")
+    # In one transaction, everything went; a `no-transaction` migration commits alone.
+    assert applied == (["0001_a", "0002_index"] if last == "no-transaction" else None)

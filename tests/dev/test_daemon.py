@@ -424,7 +424,7 @@ async def test_a_second_daemon_on_the_database_is_refused_naming_the_first(
 
 @pytest.mark.parametrize("step", [
     "runtime.load.loader.load_directory", "runtime.db.migrator.migrate",
-    "runtime.db.sync.sync_package", "runtime.core.registry.DatabaseRegistry.adopt",
+    "runtime.db.sync.sync_in", "runtime.core.registry.DatabaseRegistry.adopt",
 ], ids=lambda step: step.rpartition(".")[2])
 async def test_a_bug_at_any_step_of_a_reload_is_said_and_the_daemon_goes_on(
     engine: AsyncEngine, root: Path, log: Log, monkeypatch: pytest.MonkeyPatch, step: str

@@ -260,6 +260,32 @@ async def test_a_change_the_database_refuses_is_rolled_back_and_reported(
     assert daemon.registry.get("notes").tables[0].c.keys() == ["id", "workspace_id"]
 
 
+async def test_a_reloads_migrations_and_its_sync_commit_together_or_not_at_all(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    """A reload applies its migrations and syncs its schema in one transaction: when the
+    sync is refused, the migration saved with it is not applied either."""
+    declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    add_title = "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS title text;"
+
+    declare_notes(tmp_path, {"ydtb_notes": [
+        'Column("title", Text)', 'Column("tool_id", Integer, ForeignKey("ydtb_tools.id"))']},
+        [NOTES, add_title])
+    assert await daemon.reload([tmp_path / "notes"]) is False
+
+    assert [p.code for p in sent["reloaded"][-1]["error"].problems] == ["Y405"]
+    assert await columns(engine, "ydtb_notes") == ["id", "workspace_id"]
+    async with engine.connect() as conn:
+        applied = (await ledger.read_ledger(await driver(conn), ["notes"])).applied
+    assert sorted(m for _, m in applied) == ["0001_m1"]
+
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']}, [NOTES, add_title])
+    assert await daemon.reload([tmp_path / "notes"]) is True
+    assert sent["reloaded"][-1]["applied"] == ("notes 0002_m2",)
+    assert await columns(engine, "ydtb_notes") == ["id", "title", "workspace_id"]
+
+
 async def test_a_schema_edit_is_synced_through_the_watcher(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
