@@ -74,14 +74,25 @@ def parse(script: str) -> tuple[Statement, ...]:
     data = script.encode()  # PostgreSQL's locations count bytes; the scanner's, characters
     comments = [(t.start, script[t.start:t.end + 1]) for t in tokens if t.name in _COMMENTS]
     statements = []
+    # Lines and characters are counted on from the statement before, not from the
+    # start: counted from the start, a seed of 100,000 INSERTs took 50 s to read.
+    lines, counted = 1, 0  # the line at byte `counted`
+    chars, decoded = 0, 0  # the characters before byte `decoded`
+    taken = 0  # the comments given to the statements before
     for item in raw:
         start = item.get("stmt_location", 0)
         end = start + item["stmt_len"] if item.get("stmt_len") else len(data)
         chunk = data[start:end].decode()
-        line = data.count(b"\n", 0, start) + 1 + _leading_newlines(chunk)
-        ends = len(data[:end].decode()) if comments else 0
-        mine = tuple(c for offset, c in comments if offset < ends)
-        comments = comments[len(mine):]
+        lines += data.count(b"\n", counted, start)
+        counted = start
+        line = lines + _leading_newlines(chunk)
+        first = taken
+        if taken < len(comments):
+            chars += len(data[decoded:end].decode())
+            decoded = end
+            while taken < len(comments) and comments[taken][0] < chars:
+                taken += 1
+        mine = tuple(c for _, c in comments[first:taken])
         [(kind, node)] = item["stmt"].items()
         statements.append(Statement(chunk.strip(), line, kind, node, mine))
     return tuple(statements)
