@@ -57,6 +57,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "runtime.packages"
 _PREFIX = "_ydtb_dev_"
 _generation = itertools.count(1)
+_OUR_NAME = re.compile(rf"{_PREFIX}\w*?_\d+(?:\.(?P<rest>[\w.]+))?")
 
 
 _log = logging.getLogger(__name__)
@@ -138,7 +139,10 @@ def _reason(exc: BaseException) -> str:
         return f"the package called sys.exit({exc.code!r}); raise an exception instead"
     if isinstance(exc, KeyboardInterrupt):
         return "the package raised KeyboardInterrupt; raise another exception instead"
-    return f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
+    text = f"{type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
+    # The name a package is imported under is ours (a new one each load): an import
+    # error names the module as the package's code does (`schema`, not `_ydtb_dev_x_3.schema`).
+    return _OUR_NAME.sub(lambda m: m["rest"] or ".", text)
 
 
 def _forget(prefix: str, before: set[str]) -> None:

@@ -68,10 +68,12 @@ def test_an_edit_within_the_same_second_and_size_is_seen(root: Path) -> None:
 @pytest.mark.parametrize(("source", "line", "reason"), [
     ("def register(registry):\n    return (\n", 2, "SyntaxError: '(' was never closed"),
     ("import json\nraise RuntimeError('boom')\n", 2, "RuntimeError: boom"),
-    ("from .missing import thing\n", 1,
-     "ModuleNotFoundError: No module named '_ydtb_dev_notes_"),
+    # Modules named as the package's code names them, not as the loader imports them.
+    ("from .missing import thing\n", 1, "ModuleNotFoundError: No module named 'missing' "),
+    ("from .schema import nothing_there\n", 1,
+     "ImportError: cannot import name 'nothing_there' from 'schema' ("),
     ("X = 1\n", None, "defines no register(registry) function"),
-], ids=["syntax", "raises", "missing-module", "no-register"])
+], ids=["syntax", "raises", "missing-module", "missing-name", "no-register"])
 def test_a_broken_package_names_the_file_and_line(
     root: Path, source: str, line: int | None, reason: str
 ) -> None:
