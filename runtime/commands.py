@@ -740,10 +740,13 @@ async def _makemigration(
             console.line(f"nothing to write: the migrations of {package.name} build its "
                          "declared schema", "ok")
         return OK
-    path = generator.write_migration(directory, package, differences, args.name)
+    path, *after = generator.write_migration(directory, package, differences, args.name)
     console.line(f"wrote {_shown(path)}:", "ok")
     for difference in differences:
         console.line(f"  {difference.words}")
+    for later in after:
+        console.line(f"wrote {_shown(later)}: to run after it, outside a transaction: it "
+                     "builds indexes and checks keys without blocking writes", "ok")
     if any(d.destructive for d in differences):
         console.line("  destructive: it drops or narrows what the database holds, and a "
                      "running dev daemon applies it at once", "warn")

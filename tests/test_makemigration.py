@@ -34,26 +34,37 @@ def test_the_schema_edit_is_written_as_an_idempotent_migration_that_builds_it(
     code, out = run("makemigration", "notes", root=root, url=database_url)
 
     path = root / "notes/migrations/0002_update_ydtb_notes.sql"
+    after = root / "notes/migrations/0003_update_ydtb_notes_online.sql"
     assert (code, out) == (0, f"wrote {path}:\n"
                               "  table ydtb_notes: column color declared but missing\n"
                               "  table ydtb_notes: column tool_id declared but missing\n"
                               "  index ix_ydtb_notes_color declared but missing\n"
-                              "  foreign key ydtb_notes_tool_id_fkey declared but missing\n")
+                              "  foreign key ydtb_notes_tool_id_fkey declared but missing\n"
+                              f"wrote {after}: to run after it, outside a transaction: it "
+                              "builds indexes and checks keys without blocking writes\n")
     assert path.read_text().split("\n\n")[1:] == [
         "-- table ydtb_notes: column color declared but missing\n"
         "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS color TEXT;",
         "-- table ydtb_notes: column tool_id declared but missing\n"
         "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS tool_id VARCHAR(20);",
-        "-- index ix_ydtb_notes_color declared but missing\n"
-        "CREATE INDEX IF NOT EXISTS ix_ydtb_notes_color ON ydtb_notes (color);",
         "-- foreign key ydtb_notes_tool_id_fkey declared but missing\n"
         "DO $$\n"
         "BEGIN\n"
         "    ALTER TABLE ydtb_notes ADD CONSTRAINT ydtb_notes_tool_id_fkey FOREIGN KEY(tool_id) "
-        "REFERENCES ydtb_tools (id);\n"
+        "REFERENCES ydtb_tools (id) NOT VALID;\n"
         "EXCEPTION WHEN duplicate_object OR duplicate_table THEN\n"
         "    NULL;  -- it exists already\n"
         "END $$;\n"]
+    # What would block writes while it reads every row runs after, outside a transaction.
+    assert after.read_text().split("\n\n")[1:] == [
+        "-- index ix_ydtb_notes_color declared but missing\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_ydtb_notes_color ON ydtb_notes (color);",
+        "-- foreign key ydtb_notes_tool_id_fkey declared but missing\n"
+        "ALTER TABLE ydtb_notes VALIDATE CONSTRAINT ydtb_notes_tool_id_fkey;\n"]
+    assert after.read_text().startswith("-- runtime: no-transaction\n")
+    # The safety lint finds nothing in either.
+    assert run("check", root=root, url=database_url) == (
+        0, "ok: 2 packages valid (@ydtb/core, notes)\n")
     # On a fresh database: it applies, leaves no drift, runs twice, and is all there is.
     assert run("migrate", root=root, url=database_url)[0] == 0
     assert run("status", root=root, url=database_url)[0] == 0
@@ -68,7 +79,7 @@ def test_the_name_can_be_given(root: Path, database_url: str) -> None:
 
     assert code == 0
     assert sorted(p.name for p in (root / "notes/migrations").iterdir()) == [
-        "0001_create_ydtb_notes.sql", "0002_colour_tools.sql"]
+        "0001_create_ydtb_notes.sql", "0002_colour_tools.sql", "0003_colour_tools_online.sql"]
 
 
 def test_a_destructive_difference_is_written_and_flagged(tmp_path: Path, database_url: str) -> None:
@@ -103,7 +114,8 @@ def test_a_package_is_found_by_its_short_or_directory_name(
         code, out = run("makemigration", given, root=tmp_path, url=database_url)
         assert (code, out.splitlines()[0]) == (
             0, f"wrote {tmp_path / 'basic/migrations/0002_update_ydtb_basic.sql'}:"), given
-        (tmp_path / "basic/migrations/0002_update_ydtb_basic.sql").unlink()
+        for written in (tmp_path / "basic/migrations").glob("000[23]_*"):
+            written.unlink()
 
 
 def test_a_name_two_packages_answer_to_is_refused_naming_both(

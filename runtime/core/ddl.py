@@ -28,8 +28,9 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from runtime.core.schema import core_metadata
 
-__all__ = ["FILL_IN", "backfill", "create_statements", "drop_statement", "enum_statements",
-           "fingerprint", "foreign_key_targets", "unless_it_exists"]
+__all__ = ["FILL_IN", "backfill", "checked_later", "concurrently", "create_statements",
+           "drop_statement", "enum_statements", "fingerprint", "foreign_key_targets",
+           "is_validation", "unique_later", "unless_it_exists", "validated"]
 
 #: What a backfill sets rows without a value to, until the author writes the value: run
 #: as it is, it sets nothing, and the NOT NULL after it fails on those rows, saying so.
@@ -163,6 +164,60 @@ def unless_it_exists(statement: str) -> str:
         "    NULL;  -- it exists already\n"
         "END $$"
     )
+
+
+def checked_later(statement: str, table: str, name: str) -> tuple[str, str]:
+    """Split an ADD CONSTRAINT that checks every row (a foreign key, a CHECK) in two:
+    added NOT VALID (idempotent), which checks new rows only, then validated.
+
+    VALIDATE CONSTRAINT checks the rows under a lock that lets writes go on, where the
+    ADD would block them (lint Y515, Y516), once the transaction that added it
+    committed: a migration written with it puts it in a `no-transaction` file after
+    (`runtime.dev.generator`). Run again, it does nothing.
+    """
+    return unless_it_exists(f"{statement} NOT VALID"), validated(table, name)
+
+
+def validated(table: str, name: str) -> str:
+    """The VALIDATE CONSTRAINT of constraint `name`, added NOT VALID (`checked_later`)."""
+    quote = _DIALECT.identifier_preparer.quote
+    return f"ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {quote(name)}"
+
+
+def unique_later(table: str, name: str, columns: Iterable[str]) -> tuple[str, str]:
+    """A unique constraint on `columns` as its index, then the constraint using it: the
+    index can be built without blocking writes (`concurrently`), the ADD CONSTRAINT
+    would build it under a lock that blocks reads too (lint Y519). Both idempotent."""
+    quote = _DIALECT.identifier_preparer.quote
+    keys = ", ".join(quote(c) for c in columns)
+    # Asked of the catalog: added once, the index belongs to the constraint, and adding
+    # it again fails as "already associated with a constraint", not as a duplicate.
+    return (f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(name)} ON {quote(table)} ({keys})",
+            "DO $$\nBEGIN\n"
+            f"    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
+            f"{_literal(quote(table))}::regclass AND conname = {_literal(name)}) THEN\n"
+            f"        ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} "
+            f"UNIQUE USING INDEX {quote(name)};\n"
+            "    END IF;\n"
+            "END $$")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def is_validation(statement: str) -> bool:
+    """Whether `statement` is a VALIDATE CONSTRAINT (`validated`)."""
+    return statement.startswith("ALTER TABLE ") and " VALIDATE CONSTRAINT " in statement
+
+
+def concurrently(statement: str) -> str | None:
+    """`statement`, a CREATE or DROP INDEX, run without blocking writes (lint Y510,
+    Y511), to run outside a transaction; None if it is not one."""
+    for head in ("CREATE INDEX ", "CREATE UNIQUE INDEX ", "DROP INDEX "):
+        if statement.startswith(head) and not statement.startswith(f"{head}CONCURRENTLY "):
+            return f"{head}CONCURRENTLY {statement[len(head):]}"
+    return None
 
 
 def backfill(table: str, column: str) -> str:

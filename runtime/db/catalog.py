@@ -332,8 +332,9 @@ def _checks(table: str, have: Mapping[str, str], want: Mapping[str, str]) -> lis
     for name in sorted(set(want) - set(have)):
         found.append(Difference(
             "add_constraint", table, name, f"check constraint {name} declared but missing",
-            False, (ddl.unless_it_exists(
-                f"ALTER TABLE {quoted} ADD CONSTRAINT {_quote(name)} {want[name]}"),)))
+            False, ddl.checked_later(
+                f"ALTER TABLE {quoted} ADD CONSTRAINT {_quote(name)} {want[name]}", table,
+                name)))
     for name in sorted(set(have) - set(want)):
         found.append(Difference(
             "remove_constraint", table, name,
@@ -346,7 +347,8 @@ def _checks(table: str, have: Mapping[str, str], want: Mapping[str, str]) -> lis
                 f"check constraint {name} is {have[name]} in the database but declared "
                 f"{want[name]}", False,
                 (f"ALTER TABLE {quoted} DROP CONSTRAINT IF EXISTS {_quote(name)}",
-                 f"ALTER TABLE {quoted} ADD CONSTRAINT {_quote(name)} {want[name]}")))
+                 f"ALTER TABLE {quoted} ADD CONSTRAINT {_quote(name)} {want[name]} NOT VALID",
+                 ddl.validated(table, name))))
     return found
 
 

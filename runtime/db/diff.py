@@ -483,7 +483,8 @@ def _changed_foreign_key(drop: Any, add: Any) -> Difference:
                 f"{_quote(drop.constraint_name)}")
     return Difference("modify_fk", drop.table_name, name,
                       f"foreign key {name} is {_actions(old)} in the database but declared "
-                      f"{_actions(new)}", False, (dropping, statement))
+                      f"{_actions(new)}", False,
+                      (dropping, f"{statement} NOT VALID", ddl.validated(drop.table_name, name)))
 
 
 def _actions(key: Any) -> str:
@@ -585,9 +586,18 @@ def _add_constraint(op: Any, _metadata: MetaData) -> Difference:
     op.constraint_name = op.constraint_name or f"{table}_{'_'.join(columns)}_{suffix}"
     noun = "foreign key" if kind == "add_fk" else "unique constraint"
     [statement] = _render(op)
+    # A foreign key checks every row: added NOT VALID, then validated (`checked_later`).
+    # A plain unique constraint is its index built first, then the constraint using it.
+    statements: tuple[str, ...]
+    if kind == "add_fk":
+        statements = ddl.checked_later(statement, table, op.constraint_name)
+    elif statement == _render(ops.CreateUniqueConstraintOp(
+            op.constraint_name, table, list(columns)))[0]:
+        statements = ddl.unique_later(table, op.constraint_name, columns)
+    else:  # with options of its own (NULLS NOT DISTINCT, DEFERRABLE): as declared
+        statements = (ddl.unless_it_exists(statement),)
     return Difference(kind, table, op.constraint_name,
-                      f"{noun} {op.constraint_name} declared but missing", False,
-                      (ddl.unless_it_exists(statement),))
+                      f"{noun} {op.constraint_name} declared but missing", False, statements)
 
 
 def _remove_constraint(op: Any, _metadata: MetaData) -> Difference:

@@ -53,13 +53,26 @@ def next_migration_path(directory: Path, name: str) -> Path:
     return directory / f"{number:0{width}d}_{_slug(name)}.sql"
 
 
-def render_migration(package: Package, differences: Sequence[Difference]) -> str:
-    """Render the SQL file: a header, then each difference as a comment and its SQL."""
-    lines = [
+def render_migration(package: Package, differences: Sequence[Difference]) -> list[str]:
+    """Render the SQL file: a header, then each difference as a comment and its SQL; and
+    when some of it would block writes for as long as it reads every row, a second file,
+    `no-transaction`, to run after the first commits (alone, when nothing else is left).
+
+    That second file builds the indexes of tables that exist already `CONCURRENTLY`
+    (lint Y510, Y511) and validates the foreign keys and CHECKs the first adds `NOT VALID`
+    (Y515, Y516): what the safety lint asks of a migration written by hand.
+
+    Returns:
+        The file's text, and the second file's if there is one.
+    """
+    header = [
         f"-- Written by `python -m runtime makemigration {package.name}`: what the declared",
         "-- schema has that the database built by the migrations before this one has not",
         "-- (\"declared but missing\"), and the reverse (\"in the database but not declared\").",
     ]
+    lines: list[str] = []
+    after: list[str] = []
+    created = {d.table for d in differences if d.kind == "add_table"}
     rename = suggested_rename(differences)
     for difference in differences:
         if rename is not None and difference is rename.dropped:
@@ -68,13 +81,51 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> str
         if rename is not None and difference is rename.added:
             continue
         warning = " (DESTRUCTIVE: review it)" if difference.destructive else ""
+        now, later = _split(difference, created)
+        if later:
+            after += ["", f"-- {difference.words}{warning}", *(_sql(s) for s in later)]
+        if not now:
+            continue
         lines += ["", f"-- {difference.words}{warning}"]
-        for statement in difference.statements:
+        for statement in now:
             if ddl.FILL_IN in statement:
                 lines.append("-- REVIEW: write the value for rows without one in place of "
                              "NULL (on a table with no such rows it does nothing)")
-            lines.append(statement.replace("\t", "    ") + ";")
-    return "\n".join(lines) + "\n"
+            lines.append(_sql(statement))
+    online = [
+        "-- runtime: no-transaction",
+        "-- Each statement below reads every row of its table without blocking writes to",
+        "-- it, which it cannot do inside a transaction: it runs on its own. Run again, it",
+        "-- does nothing.",
+    ]
+    if not lines:
+        return ["\n".join([*header, *online, *after]) + "\n"]
+    texts = ["\n".join([*header, *lines]) + "\n"]
+    if after:
+        texts.append("\n".join([
+            *online[:1], f"-- Written by `python -m runtime makemigration {package.name}` "
+            "with the migration before", "-- this one, to run once it committed.",
+            *online[1:], *after]) + "\n")
+    return texts
+
+
+def _split(difference: Difference, created: set[str]) -> tuple[list[str], list[str]]:
+    """The statements of `difference` for the migration, and those for the one after it."""
+    if difference.table in created:  # no rows yet: nothing to wait for
+        return [s for s in difference.statements if not ddl.is_validation(s)], []
+    now: list[str] = []
+    later: list[str] = []
+    for statement in difference.statements:
+        online = ddl.concurrently(statement)
+        if later or online is not None or ddl.is_validation(statement):
+            later.append(online or statement)  # what follows a moved statement goes too
+        else:
+            now.append(statement)
+    return now, later
+
+
+def _sql(statement: str) -> str:
+    return statement.replace("\t", "    ") + ";"
 
 
 def _rename_lines(rename: Rename) -> list[str]:
@@ -94,8 +145,9 @@ def _rename_lines(rename: Rename) -> list[str]:
 def write_migration(
     directory: Path, package: Package, differences: Sequence[Difference],
     name: str | None = None,
-) -> Path:
-    """Write `differences` as the next migration in `directory` and return its path.
+) -> list[Path]:
+    """Write `differences` as the next migration in `directory`, with the
+    `no-transaction` one after it if it needs one (`render_migration`); return their paths.
 
     Args:
         directory: the package's migrations directory
@@ -104,13 +156,18 @@ def write_migration(
         differences: from `runtime.db.scratch.compare_migrations`, at least one.
         name: the file's name after its number; derived from the differences when None.
     """
-    path = next_migration_path(directory, name or default_name(differences))
-    # Written aside, then renamed: a dev daemon watching the directory never reads half
-    # a file (a dot file is not a migration, nor a change the watcher reports).
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(render_migration(package, differences), encoding="utf-8")
-    partial.replace(path)
-    return path
+    name = name or default_name(differences)
+    paths = []
+    for text, suffix in zip(render_migration(package, differences), ("", "_online"),
+                            strict=False):
+        path = next_migration_path(directory, f"{name}{suffix}")
+        # Written aside, then renamed: a dev daemon watching the directory never reads
+        # half a file (a dot file is not a migration, nor a change the watcher reports).
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+        paths.append(path)
+    return paths
 
 
 def write_initial(directory: Path, derived: Migration) -> Path:

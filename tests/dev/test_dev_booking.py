@@ -33,7 +33,7 @@ async def booked(engine: AsyncEngine) -> dict[str, tuple[str, ...]]:
     return {change: tuple(map(str, keys)) for change, keys in booking.changes_of(rows).items()}
 
 
-async def makemigration(engine: AsyncEngine, daemon: Daemon, root: Path) -> Path:
+async def makemigration(engine: AsyncEngine, daemon: Daemon, root: Path) -> list[Path]:
     """What `python -m runtime makemigration notes` writes."""
     packages = daemon.registry.ordered()
     differences = await scratch.compare_migrations(scratch.server_url(engine), packages, "notes")

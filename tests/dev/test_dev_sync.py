@@ -192,7 +192,8 @@ async def test_a_generated_migration_takes_the_dev_change_over(
 
     packages = daemon.registry.ordered()
     differences = await scratch.compare_migrations(scratch.server_url(engine), packages, "notes")
-    path = generator.write_migration(tmp_path / "notes/migrations", packages[-1], differences)
+    [path] = generator.write_migration(tmp_path / "notes/migrations", packages[-1],
+                                       differences)
     assert await daemon.reload([path]) is True
 
     assert sent["reloaded"][-1]["applied"] == ("notes 0002_add_color",)

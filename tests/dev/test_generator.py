@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import DatabaseRegistry, kit
+from runtime import DatabaseRegistry, kit, migration_files
+from runtime.core import ddl
+from runtime.core.lint import lint_package
 from runtime.db.diff import Difference
 from runtime.dev import generator
 
@@ -58,7 +60,7 @@ def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path) -> None
     package = DatabaseRegistry(send_signals=False).register_database(
         package_name="notes", schema=kit.metadata(), version="1.0.0")
 
-    path = generator.write_migration(tmp_path, package, [COLOR, TAGS, GONE], "Sync Notes")
+    [path] = generator.write_migration(tmp_path, package, [COLOR, TAGS, GONE], "Sync Notes")
 
     assert path.name == "0001_sync_notes.sql"
     assert path.read_text() == (
@@ -86,7 +88,7 @@ def test_a_column_dropped_and_one_added_are_written_as_a_rename_to_review(
     package = DatabaseRegistry(send_signals=False).register_database(
         package_name="notes", schema=kit.metadata(), version="1.0.0")
 
-    path = generator.write_migration(tmp_path, package, [COLOR, BODY])
+    [path] = generator.write_migration(tmp_path, package, [COLOR, BODY])
 
     assert path.name == "0001_rename_body_to_color.sql"
     assert path.read_text().split("\n\n")[1] == (
@@ -106,3 +108,72 @@ def test_a_column_dropped_and_one_added_are_written_as_a_rename_to_review(
         "END $$;\n"
         "-- ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body;\n"
         "-- ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS color TEXT;\n")
+
+
+KEY = Difference("add_fk", "ydtb_notes", "fk_notes_tag", "foreign key fk_notes_tag declared "
+                 "but missing", False, ddl.checked_later(
+                     "ALTER TABLE ydtb_notes ADD CONSTRAINT fk_notes_tag FOREIGN KEY(tag_id) "
+                     "REFERENCES ydtb_tags (id)", "ydtb_notes", "fk_notes_tag"))
+TAGS_INDEX = Difference("add_index", "ydtb_tags", "ix_ydtb_tags_id",
+                        "index ix_ydtb_tags_id declared but missing", False,
+                        ("CREATE INDEX IF NOT EXISTS ix_ydtb_tags_id ON ydtb_tags (id)",))
+
+
+def test_what_would_block_writes_goes_in_a_no_transaction_migration_after(
+    tmp_path: Path,
+) -> None:
+    """An index of a table that exists is built CONCURRENTLY, and a foreign key added NOT
+    VALID is validated, in a second file that runs outside a transaction once the first
+    committed (lint Y510, Y515); a new table's index stays with the table."""
+    package = DatabaseRegistry(send_signals=False).register_database(
+        package_name="notes", schema=kit.metadata(), version="1.0.0")
+
+    first, second = generator.write_migration(
+        tmp_path, package, [COLOR, INDEX, TAGS, TAGS_INDEX, KEY], "tags")
+
+    assert (first.name, second.name) == ("0001_tags.sql", "0002_tags_online.sql")
+    body = first.read_text().split("\n\n", 1)[1]
+    assert body == (
+        "-- table ydtb_notes: column color declared but missing\n"
+        "ALTER TABLE ydtb_notes ADD COLUMN IF NOT EXISTS color TEXT;\n"
+        "\n"
+        "-- table ydtb_tags declared but missing\n"
+        "CREATE TABLE IF NOT EXISTS ydtb_tags (\n"
+        "    id INTEGER NOT NULL\n"
+        ");\n"
+        "\n"
+        "-- index ix_ydtb_tags_id declared but missing\n"
+        "CREATE INDEX IF NOT EXISTS ix_ydtb_tags_id ON ydtb_tags (id);\n"
+        "\n"
+        "-- foreign key fk_notes_tag declared but missing\n"
+        "DO $$\n"
+        "BEGIN\n"
+        "    ALTER TABLE ydtb_notes ADD CONSTRAINT fk_notes_tag FOREIGN KEY(tag_id) "
+        "REFERENCES ydtb_tags (id) NOT VALID;\n"
+        "EXCEPTION WHEN duplicate_object OR duplicate_table THEN\n"
+        "    NULL;  -- it exists already\n"
+        "END $$;\n")
+    later = second.read_text()
+    assert later.startswith("-- runtime: no-transaction\n")
+    assert later.split("\n\n", 1)[1] == (
+        "-- index ix_ydtb_notes_color declared but missing\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_ydtb_notes_color ON ydtb_notes (color);\n"
+        "\n"
+        "-- foreign key fk_notes_tag declared but missing\n"
+        "ALTER TABLE ydtb_notes VALIDATE CONSTRAINT fk_notes_tag;\n")
+    lints = lint_package("notes", [migration_files.read_sql(p) for p in (first, second)])
+    assert [(f.migration, f.code) for f in lints.findings] == []
+
+
+def test_a_migration_of_indexes_alone_runs_outside_a_transaction(tmp_path: Path) -> None:
+    package = DatabaseRegistry(send_signals=False).register_database(
+        package_name="notes", schema=kit.metadata(), version="1.0.0")
+
+    [path] = generator.write_migration(tmp_path, package, [INDEX])
+
+    migration = migration_files.read_sql(path)
+    assert not migration.transactional
+    assert path.read_text().endswith(
+        "\n-- index ix_ydtb_notes_color declared but missing\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_ydtb_notes_color ON ydtb_notes (color);\n")
+    assert list(lint_package("notes", [migration]).findings) == []
