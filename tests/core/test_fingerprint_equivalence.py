@@ -150,7 +150,8 @@ def columns_of_every_kind() -> Table:
         Column("parent_id", BigInteger, ForeignKey("ydtb_kinds.id", onupdate="CASCADE",
                                                    deferrable=True, match="FULL")),
         Column("untyped", ForeignKey("ydtb_workspaces.id")),
-        CheckConstraint("n > 0", name="n_positive"), kit.workspace_key())
+        CheckConstraint("n > 0", name="n_positive"), UniqueConstraint(name="empty"),
+        PrimaryKeyConstraint(name="empty_key"), kit.workspace_key())
 
 
 @pytest.mark.parametrize("made", [quoted_names, long_names, dialect_options,
