@@ -72,16 +72,18 @@ def _table_lines(compiler: DDLCompiler, table: Table) -> list[str]:
                if _given_options(table) else "")
     head = _join("TABLE", *table._prefixes, preparer.format_table(table), options,
                  f"comment={table.comment!r}")
-    columns = [_column_line(compiler, column) for column in table.columns]
+    # What picks SERIAL over the type in PostgreSQL's column DDL; asked once a table.
+    serial = table._autoincrement_column
+    columns = [_column_line(compiler, column, column is serial) for column in table.columns]
     parts = [_constraint_line(compiler, c) for c in table.constraints
              if c._should_create_for_compiler(compiler)]
     parts += [_index_line(compiler, index) for index in table.indexes]
     return [head, *columns, *sorted(parts)]
 
 
-def _column_line(compiler: DDLCompiler, column: Column[Any]) -> str:
+def _column_line(compiler: DDLCompiler, column: Column[Any], autoincrement: bool) -> str:
     try:
-        return _join("COLUMN", *_column_parts(compiler, column))
+        return _join("COLUMN", *_column_parts(compiler, column, autoincrement))
     except CompileError as exc:
         # The wording of CreateTable's own error, which Y107 messages have always shown.
         raise CompileError(f"(in table '{column.table.description}', column "
@@ -105,13 +107,14 @@ def _quote_names(compiler: DDLCompiler, table: Table) -> None:
             preparer.quote(str(name))
 
 
-def _column_parts(compiler: DDLCompiler, column: Column[Any]) -> list[str]:
+def _column_parts(
+    compiler: DDLCompiler, column: Column[Any], autoincrement: bool
+) -> list[str]:
     type_ = _declared_type(column)
     type_sql = compiler.dialect.type_compiler_instance.process(
         type_, type_expression=column, identifier_preparer=compiler.preparer)
-    # What picks SERIAL over the type in PostgreSQL's column DDL.
-    autoincrement = column is column.table._autoincrement_column
-    constraints = sorted(compiler.process(c) for c in column.constraints)
+    constraints = (sorted(compiler.process(c) for c in column.constraints)
+                   if column.constraints else [])
     return [
         compiler.preparer.format_column(column),
         type_sql,
@@ -126,7 +129,7 @@ def _column_parts(compiler: DDLCompiler, column: Column[Any]) -> list[str]:
         compiler.process(column.identity) if column.identity is not None else "",
         f"comment={column.comment!r}",
         *constraints,
-        _options(compiler, column),
+        _options(compiler, column) if _given_options(column) else "",
     ]
 
 
