@@ -195,3 +195,6 @@ else:
                     "__doc__": _DOC, "__module__": __name__, "__qualname__": name,
                     "workspace_id": declared_attr(_workspace_id)})
         return globals()[name]
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), "WorkspaceScoped"})

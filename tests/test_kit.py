@@ -70,6 +70,7 @@ def test_the_mixin_is_one_class_of_the_kit() -> None:
     assert kit.WorkspaceScoped is WorkspaceScoped
     assert (WorkspaceScoped.__module__, WorkspaceScoped.__qualname__) == (
         "runtime.kit", "WorkspaceScoped")
+    assert "WorkspaceScoped" in dir(kit)
     with pytest.raises(AttributeError, match="no attribute 'Scoped'"):
         kit.Scoped  # noqa: B018 - the module's __getattr__ answers only for the mixin
 
