@@ -51,6 +51,22 @@ def test_a_second_check_imports_neither_the_packages_nor_sqlalchemy(packages: Pa
     assert "_ydtb_dev_" not in second.stderr
 
 
+def test_a_full_check_imports_no_database_driver_parser_or_orm(packages: Path) -> None:
+    # `check` reads files: asyncpg, pglast (its lint is kept by content after the first)
+    # and sqlalchemy.orm were 0.3 s of its full load at N = 300 (#17).
+    command = [sys.executable, "-X", "importtime", "-m", "runtime",
+               *args("check", packages, None, "--no-cache")]
+    env = {**os.environ, "RUNTIME_DATA_DIR": str(packages.parent / "data")}
+    subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+
+    assert again.stdout == "ok: 2 packages valid (@ydtb/core, notes)\n"
+    imported = set(re.findall(r"\|\s+([\w.]+)$", again.stderr, re.MULTILINE))
+    assert any(name.startswith("_ydtb_dev_notes") for name in imported)  # loaded
+    assert not {"asyncpg", "pglast", "sqlalchemy.orm", "runtime.db.engine"} & imported
+
+
 def test_a_second_migrate_reads_only_the_ledger(packages: Path, database_url: str) -> None:
     assert run_cli(*args("migrate", packages, database_url))[0] == 0
 

@@ -81,9 +81,17 @@ class Manifest:
     entries: tuple[Entry, ...]
 
     @classmethod
-    def of(cls, packages: Iterable[Package], lints: Iterable[PackageLint] = ()) -> Manifest:
+    def of(
+        cls, packages: Iterable[Package], lints: Iterable[PackageLint] = (), *,
+        facts: bool = True,
+    ) -> Manifest:
         """Describe `packages` (from `DatabaseRegistry.ordered()`), with what the lint
-        found in their migrations (`lint_all`), if it ran."""
+        found in their migrations (`lint_all`), if it ran.
+
+        Args:
+            facts: describe what the rules across packages read of each package, which
+                only the load cache keeps (`check --no-cache` stores nothing).
+        """
         from runtime.core.facts import Skeleton, crossings_of, describe
 
         found = {lint.package: lint for lint in lints}
@@ -92,7 +100,7 @@ class Manifest:
             replace(p.entry, lint=found.get(p.name)) if isinstance(p, Skeleton) else
             Entry(p.name, p.version_text, p.fingerprint,
                   tuple(Recorded(m.id, m.checksum) for m in p.migrations),
-                  crossings_of(p), found.get(p.name), describe(p))
+                  crossings_of(p), found.get(p.name), describe(p) if facts else None)
             for p in packages))
 
     @property

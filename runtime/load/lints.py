@@ -5,8 +5,8 @@ PostgreSQL's parser was a tenth of `check --no-cache` at N = 300 (#17). What the
 finds in a package is a function of the package's name and migrations (ids, SQL,
 whether each runs in a transaction) and of the lint's own code, so it is kept here
 under a digest of exactly that: the texts of `runtime.core.lint`, `lint_rules` and
-`sql`, and the version of pglast (PostgreSQL's parser), are part of every key, and an
-edited migration or rule is linted afresh. Like the compiled code
+`sql`, and of pglast's `__init__.py` (PostgreSQL's parser; it holds its version), are
+part of every key, and an edited migration or rule is linted afresh. Like the compiled code
 (`runtime.load.bytecode`) it cannot be stale, so `--no-cache` uses it too.
 
 The file, `lint-*.json` beside the load cache's, holds what the last `check` of the
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -69,16 +70,20 @@ def lint_kept(packages: Sequence[Package], path: Path) -> list[PackageLint]:
 
 @functools.cache
 def _salt() -> bytes | None:
-    """The identity of the lint's code: its modules' texts and the parser's version;
-    None when a text cannot be read (nothing is kept then)."""
-    import importlib.metadata  # 30 ms: not on a run that lints nothing kept
-
-    from runtime.core import lint_rules, sql
-
-    digest = hashlib.sha256(f"{_FORMAT}\0{importlib.metadata.version('pglast')}".encode())
+    """The identity of the lint's code: its modules' texts and the parser's (pglast's
+    `__init__.py`, which holds its version); None when a text cannot be read (nothing
+    is kept then)."""
+    # Found, not imported: importing pglast (60 ms), or importlib.metadata to ask its
+    # version (50 ms), was a tenth of a `check` that finds every lint kept (#17).
+    parser = importlib.util.find_spec("pglast")
+    if parser is None or parser.origin is None:
+        return None
+    here = Path(str(lint.__file__)).parent
+    files = [here / "lint.py", here / "lint_rules.py", here / "sql.py", Path(parser.origin)]
+    digest = hashlib.sha256(f"{_FORMAT}\0".encode())
     try:
-        for module in (lint, lint_rules, sql):
-            digest.update(Path(str(module.__file__)).read_bytes())
+        for file in files:
+            digest.update(file.read_bytes())
     except OSError:
         return None
     return digest.digest()

@@ -22,6 +22,7 @@ import importlib.machinery
 import importlib.util
 import itertools
 import logging
+import os
 import re
 import site
 import sys
@@ -95,16 +96,19 @@ class _Finder(importlib.abc.MetaPathFinder):
         if "." not in fullname or not path or not _ours(fullname):
             return None
         leaf = fullname.rpartition(".")[2]
+        # On os.path rather than Path objects, as `packages.discover`: pathlib was a
+        # fifth of this finder's time in a load of 300 packages (#17).
         for entry in path:
-            package_init = Path(entry, leaf, "__init__.py")
-            if package_init.is_file():
+            directory = os.path.join(entry, leaf)
+            package_init = os.path.join(directory, "__init__.py")
+            if os.path.isfile(package_init):
                 return importlib.util.spec_from_file_location(
-                    fullname, package_init, loader=_SourceLoader(fullname, str(package_init)),
-                    submodule_search_locations=[str(package_init.parent)])
-            module = Path(entry, f"{leaf}.py")
-            if module.is_file():
+                    fullname, package_init, loader=_SourceLoader(fullname, package_init),
+                    submodule_search_locations=[directory])
+            module = os.path.join(entry, f"{leaf}.py")
+            if os.path.isfile(module):
                 return importlib.util.spec_from_file_location(
-                    fullname, module, loader=_SourceLoader(fullname, str(module)))
+                    fullname, module, loader=_SourceLoader(fullname, module))
         return None
 
 

@@ -77,6 +77,15 @@ def test_of_a_registry_keeps_order_versions_fingerprints_and_checksums() -> None
     assert notes.migrations == (("0001_initial_schema", packages[1].migrations[0].checksum),)
 
 
+def test_a_manifest_that_is_not_stored_describes_no_facts() -> None:
+    # Only the load cache keeps the facts: `check --no-cache` skips describing them (#17).
+    with_facts, without = Manifest.of(PACKAGES), Manifest.of(PACKAGES, facts=False)
+
+    assert all(entry.facts is not None for entry in with_facts.entries[1:])
+    assert [entry.facts for entry in without.entries[1:]] == [None] * len(PACKAGES[1:])
+    assert without == with_facts  # facts are not compared
+
+
 def test_json_round_trip() -> None:
     assert Manifest.from_json(json.loads(json.dumps(MANIFEST.to_json()))) == MANIFEST
 

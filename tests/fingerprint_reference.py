@@ -1,0 +1,185 @@
+"""`runtime.core.fingerprint.describe` as it was before its shortcuts (#17), for reference.
+
+Ledgers and load caches keep what `describe` gave, so a faster `describe` must give the
+very same lines: tests/core/test_fingerprint_equivalence.py compares the two over many
+tables. Do not change this copy; it is the compiler's own answer for every part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Column, Enum, ForeignKeyConstraint, Index, Sequence, Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import IDX_USING
+from sqlalchemy.exc import CompileError
+from sqlalchemy.sql.base import DialectKWArgs
+from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.elements import ClauseElement, ColumnClause
+from sqlalchemy.types import TypeEngine
+
+from runtime.core.schema import core_metadata
+
+__all__ = ["describe"]
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def describe(tables: Iterable[Table]) -> list[str]:
+    """List what the PostgreSQL DDL of `tables` depends on, one line per part.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: a part does not compile to PostgreSQL.
+    """
+    # No statement: only the compiler's parts are used, each on one object.
+    compiler = _DIALECT.ddl_compiler(_DIALECT, None)  # type: ignore[arg-type]
+    lines: list[str] = []
+    for table in tables:
+        lines.extend(_table_lines(compiler, table))
+    return lines
+
+
+def _table_lines(compiler: DDLCompiler, table: Table) -> list[str]:
+    preparer = compiler.preparer
+    options = compiler.post_create_table(table).replace("\n", "").strip()  # PARTITION BY, WITH...
+    head = _join("TABLE", *table._prefixes, preparer.format_table(table), options,
+                 f"comment={table.comment!r}")
+    columns = [_column_line(compiler, column) for column in table.columns]
+    parts = [_constraint_line(compiler, c) for c in table.constraints
+             if c._should_create_for_compiler(compiler)]
+    parts += [_index_line(compiler, index) for index in table.indexes]
+    return [head, *columns, *sorted(parts)]
+
+
+def _column_line(compiler: DDLCompiler, column: Column[Any]) -> str:
+    try:
+        return _join("COLUMN", *_column_parts(compiler, column))
+    except CompileError as exc:
+        # The wording of CreateTable's own error, which Y107 messages have always shown.
+        raise CompileError(f"(in table '{column.table.description}', column "
+                           f"'{column.name}'): {exc.args[0]}") from exc
+
+
+def _column_parts(compiler: DDLCompiler, column: Column[Any]) -> list[str]:
+    type_ = _declared_type(column)
+    type_sql = compiler.dialect.type_compiler_instance.process(
+        type_, type_expression=column, identifier_preparer=compiler.preparer)
+    # What picks SERIAL over the type in PostgreSQL's column DDL.
+    autoincrement = column is column.table._autoincrement_column
+    constraints = sorted(compiler.process(c) for c in column.constraints)
+    return [
+        compiler.preparer.format_column(column),
+        type_sql,
+        f"enums={list(type_.enums)}" if isinstance(type_, Enum) else "",
+        f"null={column.nullable} pk={column.primary_key} auto={autoincrement}",
+        f"unique={column.unique} index={column.index} system={column.system}",
+        f"default={compiler.get_column_default_string(column)}",
+        f"client_default={_client_default(column.default)}",
+        compiler.process(column.computed) if column.computed is not None else "",
+        compiler.process(column.identity) if column.identity is not None else "",
+        f"comment={column.comment!r}",
+        *constraints,
+        _options(compiler, column),
+    ]
+
+
+def _declared_type(column: Column[Any]) -> TypeEngine[Any]:
+    # An untyped foreign-key column takes the type of the column it points at, as
+    # SQLAlchemy does once the target is in the same MetaData (the core's otherwise).
+    if not column.type._isnull:
+        return column.type
+    for fk in sorted(column.foreign_keys, key=lambda fk: fk.target_fullname):
+        target, _, name = fk.target_fullname.rpartition(".")
+        for metadata in (column.table.metadata, core_metadata):
+            table = metadata.tables.get(target)
+            if table is not None and name in table.c:
+                return table.c[name].type
+    return column.type
+
+
+def _client_default(default: object) -> str:
+    # Only whether there is one, and which sequence: a Python-side default is no DDL,
+    # but any default turns SERIAL off, and its value's repr may hold an id().
+    if default is None:
+        return "none"
+    if isinstance(default, Sequence):
+        return f"sequence {default.name} optional={default.optional}"
+    return "python"
+
+
+def _constraint_line(compiler: DDLCompiler, constraint: Any) -> str:
+    if isinstance(constraint, ForeignKeyConstraint):
+        return _foreign_key_line(compiler, constraint)
+    return _join(type(constraint).__name__, compiler.process(constraint))
+
+
+def _foreign_key_line(compiler: DDLCompiler, fk: ForeignKeyConstraint) -> str:
+    # The target table is usually in another package's MetaData, so the REFERENCES
+    # clause is written from the declared "table.column" strings instead.
+    local = ", ".join(compiler.preparer.quote(e.parent.name) for e in fk.elements)
+    targets = ", ".join(e.target_fullname for e in fk.elements)
+    clauses = (compiler.define_constraint_match(fk) + compiler.define_constraint_cascades(fk)
+               + compiler.define_constraint_deferrability(fk))
+    return _join("ForeignKeyConstraint", str(_name(compiler, fk)),
+                 f"({local}) -> ({targets}){clauses}", f"use_alter={fk.use_alter}",
+                 _options(compiler, fk))
+
+
+def _index_line(compiler: DDLCompiler, index: Index) -> str:
+    expressions = ", ".join(_sql(compiler, e) for e in index.expressions)
+    name = _name(compiler, index)
+    if name is None:
+        # CreateIndex would fail an assertion here; say which index instead.
+        raise CompileError(f"(in table '{index.table}'): index on ({expressions}) has no "
+                           "name, and the naming convention gives it none")
+    options = _given_options(index)
+    if using := options.get("postgresql_using"):
+        # The one index option PostgreSQL's CREATE INDEX checks before rendering it.
+        compiler.preparer.validate_sql_phrase(using, IDX_USING)  # type: ignore[no-untyped-call]
+    return _join("Index", name, f"unique={index.unique}", f"({expressions})",
+                 _options(compiler, index))
+
+
+def _name(compiler: DDLCompiler, item: ForeignKeyConstraint | Index) -> str | None:
+    # The name in the DDL: given, or from the naming convention, truncated as PostgreSQL
+    # would. The preparer asserts on an unnamed item, so ask only about named ones.
+    return None if item.name is None else compiler.preparer.format_constraint(item)
+
+
+def _join(*parts: str) -> str:
+    # Parts a column or table does not have are empty; leave no gap for them.
+    return " ".join(part for part in parts if part)
+
+
+def _given_options(item: DialectKWArgs) -> Mapping[str, Any]:
+    # SQLAlchemy builds `dialect_options` on first read and keeps it: reading it on every
+    # column of 300 packages kept 16 MB (issue #7). Giving or setting a dialect kwarg
+    # builds it, so an item without it has none.
+    memo = getattr(item, "__dict__", None)
+    return {} if memo is not None and "dialect_options" not in memo else item.dialect_kwargs
+
+
+def _options(compiler: DDLCompiler, item: DialectKWArgs) -> str:
+    options = _given_options(item)
+    return " ".join(f"{key}={_value(compiler, options[key])}" for key in sorted(options))
+
+
+def _value(compiler: DDLCompiler, value: object) -> str:
+    # Dialect options hold text, flags, clauses (postgresql_where), columns
+    # (postgresql_include) and lists or mappings of those.
+    if isinstance(value, ClauseElement):
+        return _sql(compiler, value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_value(compiler, value[k])}"
+                               for k in sorted(value, key=str)) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(compiler, v) for v in value) + "]"
+    return repr(value)
+
+
+def _sql(compiler: DDLCompiler, expression: Any) -> str:
+    if isinstance(expression, ColumnClause):
+        return compiler.preparer.format_column(expression)
+    return str(compiler.sql_compiler.process(expression.self_group(), include_table=False,
+                                             literal_binds=True))
