@@ -38,7 +38,6 @@ from runtime.console import (
     table,
 )
 from runtime.core import booking, graph
-from runtime.core.fleet import Member, canary_first, parse_fleet
 from runtime.core.leftovers import Leftovers, Uninstall
 from runtime.core.lint import Finding, lint_steps
 from runtime.core.manifest import Manifest
@@ -72,6 +71,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from runtime.core import citus
+    from runtime.core.fleet import Member
     from runtime.core.registry import DatabaseRegistry
     from runtime.db.diff import Difference
     from runtime.db.run import MigrationReport
@@ -326,6 +326,8 @@ def _read_fleet(args: argparse.Namespace) -> tuple[Member, ...]:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError("--fleet", f"{path}: {reason}",
                          "name a file listing one database a line") from None
+    from runtime.core.fleet import canary_first, parse_fleet  # `--fleet` only
+
     members = parse_fleet(text, str(path))
     return canary_first(members, getattr(args, "canary", None), str(path))
 
