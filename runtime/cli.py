@@ -358,7 +358,7 @@ def _check_settings(settings: Settings, *, entry_points: bool) -> None:
             raise UsageError("--packages", f"{directory} is not a directory",
                              "name the directory holding your package directories; the "
                              "default is packages_dev")
-    if not packages.discover(settings.packages) and not (entry_points and _installed()):
+    if not packages.any_package(settings.packages) and not (entry_points and _installed()):
         # A run of no packages would take every recorded one for unregistered and
         # deactivate its tools.
         raise UsageError("--packages", "no package in "
