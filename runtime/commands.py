@@ -3,7 +3,9 @@
 `runtime.cli` parses the command line and answers from the load cache when it can;
 what it cannot answer lands here, with SQLAlchemy and the packages imported, except a
 `migrate` of changed SQL migration files only (#17): the registry, and SQLAlchemy with
-it, are imported by the functions that use them, not above.
+it, are imported by the functions that use them, not above; so are the modules of the
+other commands alone (`status`, `uninstall`, `--fleet`), which such a `migrate` would
+import for nothing.
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ from runtime.console import (
     summary,
     table,
 )
-from runtime.core import booking, graph
-from runtime.core.leftovers import Leftovers, Uninstall
+from runtime.core import graph
 from runtime.core.lint import Finding, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
@@ -52,7 +53,7 @@ from runtime.core.plan import (
     split_transactions,
 )
 from runtime.core.recorded import Ledger
-from runtime.db import engine, ledger, leftovers, urls
+from runtime.db import engine, ledger, urls
 from runtime.errors import (
     CitusProblemsError,
     LedgerConflictError,
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
 
     from runtime.core import citus
     from runtime.core.fleet import Member
+    from runtime.core.leftovers import Leftovers, Uninstall
     from runtime.core.registry import DatabaseRegistry
     from runtime.db.diff import Difference
     from runtime.db.run import MigrationReport
@@ -488,6 +490,9 @@ def _citus_ready(placements: tuple[citus.Placement, ...]) -> str:
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from runtime.core import booking
+    from runtime.db import leftovers
+
     if args.fleet:
         return await _status_fleet(args, settings, console)
     packages = _load(args, settings, console)
@@ -545,6 +550,7 @@ async def _schema_drift(
     The tables its dev changes built are compared too: one its schema no longer declares
     (and no other package does) is drift until a migration or the dev sync drops it.
     """
+    from runtime.core import booking
     from runtime.db import diff
 
     complete = {s.package for s in statuses if not s.pending and not s.edited}
@@ -558,6 +564,8 @@ async def _schema_drift(
 def _print_status(
     console: Console, statuses: list[PackageStatus], drift: dict[str, list[Difference]]
 ) -> None:
+    from runtime.core import booking
+
     rows = [[s.package, s.version, s.recorded_version or "-", str(len(s.applied)),
              ", ".join(s.pending) or "-",
              ", ".join([*(f"{m} edited" for m in s.edited),
@@ -609,6 +617,8 @@ def _print_leftovers(console: Console, found: Leftovers) -> None:
 
 
 async def _uninstall(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from runtime.db import leftovers
+
     packages = _load(args, settings, console, uninstalling=args.package)
     if packages is None:
         return FAILED
