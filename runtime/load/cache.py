@@ -220,8 +220,11 @@ def store(
     if any(stat and stat[1] > sources.scanned_ns for stat in files.values()):
         return  # saved while loading: which version was read is unknown
     # A load that imported only the changed packages did not import what the others
-    # import: what the last load imported is kept while it is unchanged.
-    modules = {**_unchanged(old.get("modules", {})), **_stat_all(_module_files())}
+    # import: what the last load imported is kept while it is unchanged (checked only
+    # for what this process did not import: stated already, #17).
+    imported = _stat_all(_module_files())
+    modules = {**_unchanged({path: stat for path, stat in old.get("modules", {}).items()
+                             if path not in imported}), **imported}
     # Made before the sys.path directories are listed: the data directory may be in one.
     path.parent.mkdir(parents=True, exist_ok=True)
     listed_ns = time.time_ns()
