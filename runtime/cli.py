@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from runtime import process
 from runtime.config import (
     DEFAULT_LOCK_TIMEOUT,
     DEV_LOCK_TIMEOUT,
@@ -358,7 +359,7 @@ def _check_settings(settings: Settings, *, entry_points: bool) -> None:
             raise UsageError("--packages", f"{directory} is not a directory",
                              "name the directory holding your package directories; the "
                              "default is packages_dev")
-    if not packages.discover(settings.packages) and not (entry_points and _installed()):
+    if not packages.any_package(settings.packages) and not (entry_points and _installed()):
         # A run of no packages would take every recorded one for unregistered and
         # deactivate its tools.
         raise UsageError("--packages", "no package in "
@@ -414,7 +415,8 @@ def main(
     try:
         _check_fleet(args)
         _check_settings(settings, entry_points=not args.no_entry_points)
-        return asyncio.run(_until_signalled(_run(args, settings, console)))
+        with process.running(lasting=args.command == "dev"):
+            return asyncio.run(_until_signalled(_run(args, settings, console)))
     except (UsageError, DatabaseUnavailableError, DatabaseInUseError) as exc:
         return _failed(console, exc, USAGE)
     except RegistryError as exc:

@@ -3,9 +3,11 @@
 `runtime.cli` parses the command line and answers from the load cache when it can;
 what it cannot answer lands here, with SQLAlchemy and the packages imported, except a
 `migrate` of changed SQL migration files only (#17): the registry, and SQLAlchemy with
-it, are imported by the functions that use them, not above. So are the database modules
-(asyncpg, and pglast through the runner): `check` reads files only, and importing them
-was 0.15 s of its full load at N = 300 (#17).
+it, are imported by the functions that use them, not above; so are the modules of the
+other commands alone (`status`, `uninstall`, `--fleet`), which such a `migrate` would
+import for nothing. So are the database modules (asyncpg, and pglast through the
+runner): `check` reads files only, and importing them was 0.15 s of its full load at
+N = 300 (#17).
 """
 
 from __future__ import annotations
@@ -39,9 +41,7 @@ from runtime.console import (
     summary,
     table,
 )
-from runtime.core import booking, graph
-from runtime.core.fleet import Member, canary_first, parse_fleet
-from runtime.core.leftovers import Leftovers, Uninstall
+from runtime.core import graph
 from runtime.core.lint import Finding, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
@@ -74,6 +74,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from runtime.core import citus
+    from runtime.core.fleet import Member
+    from runtime.core.leftovers import Leftovers, Uninstall
     from runtime.core.registry import DatabaseRegistry
     from runtime.db.diff import Difference
     from runtime.db.run import MigrationReport
@@ -331,6 +333,8 @@ def _read_fleet(args: argparse.Namespace) -> tuple[Member, ...]:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError("--fleet", f"{path}: {reason}",
                          "name a file listing one database a line") from None
+    from runtime.core.fleet import canary_first, parse_fleet  # `--fleet` only
+
     members = parse_fleet(text, str(path))
     return canary_first(members, getattr(args, "canary", None), str(path))
 
@@ -494,6 +498,8 @@ def _citus_ready(placements: tuple[citus.Placement, ...]) -> str:
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from runtime.core import booking
+
     if args.fleet:
         return await _status_fleet(args, settings, console)
     packages = _load(args, settings, console)
@@ -553,6 +559,7 @@ async def _schema_drift(
     The tables its dev changes built are compared too: one its schema no longer declares
     (and no other package does) is drift until a migration or the dev sync drops it.
     """
+    from runtime.core import booking
     from runtime.db import diff
 
     complete = {s.package for s in statuses if not s.pending and not s.edited}
@@ -566,6 +573,8 @@ async def _schema_drift(
 def _print_status(
     console: Console, statuses: list[PackageStatus], drift: dict[str, list[Difference]]
 ) -> None:
+    from runtime.core import booking
+
     rows = [[s.package, s.version, s.recorded_version or "-", str(len(s.applied)),
              ", ".join(s.pending) or "-",
              ", ".join([*(f"{m} edited" for m in s.edited),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_cli, write_package
 
 from runtime import process
+from runtime.load import cache
 
 
 @pytest.fixture
@@ -79,3 +82,40 @@ def test_a_reload_collects_nothing_until_it_is_announced(collections: list[int])
         assert not gc.isenabled()  # off before: left off
     finally:
         gc.enable()
+
+
+def test_a_command_collects_nothing_until_it_ends(collections: list[int]) -> None:
+    with process.running():
+        assert not gc.isenabled()
+        made = [[index] for index in range(100_000)]
+        during = list(collections)
+    assert during == []
+    assert gc.isenabled()
+    assert len(made) == 100_000
+
+
+def test_the_daemon_keeps_collecting(collections: list[int]) -> None:
+    with process.running(lasting=True):
+        assert gc.isenabled()
+
+
+@pytest.mark.parametrize("command", ["check", "graph"])
+def test_the_cli_runs_a_command_without_collections_and_restores_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str,
+) -> None:
+    monkeypatch.setenv("RUNTIME_DATA_DIR", str(tmp_path / "data"))
+    write_package(tmp_path / "packages", "notes", name="notes")
+    seen: list[bool] = []
+    scan = cache.scan
+
+    def scanned(*args: Any) -> cache.Sources:
+        seen.append(gc.isenabled())
+        return scan(*args)
+
+    monkeypatch.setattr(cache, "scan", scanned)
+
+    code, _ = run_cli(command, "--packages", str(tmp_path / "packages"), "--no-entry-points")
+
+    assert code == 0
+    assert seen and not any(seen)  # off while the command ran
+    assert gc.isenabled()

@@ -130,8 +130,6 @@ class Skeleton(Package):
         try:
             dependencies, tools, row_level_security, source, tables, types, sources = \
                 entry.facts
-            targets = {t.rpartition(".")[0] for table in tables for _, to, _, _ in table[4]
-                       for t in to}
             values = {
                 "name": entry.name, "_dependencies": list(dependencies),
                 "version_text": entry.version_text,  # as the ledger writes it, unparsed
@@ -139,7 +137,6 @@ class Skeleton(Package):
                 "row_level_security": bool(row_level_security), "source": source,
                 "entry": entry, "_tables": list(tables),
                 "table_names": tuple(str(table[0]) for table in tables),
-                "referenced_tables": tuple(sorted(targets - CORE_TABLES)),
                 "type_names": tuple(map(str, types)),
                 "migration_sources": tuple((None if f is None else str(f), bool(t), bool(p))
                                            for f, t, p in sources),
@@ -175,6 +172,14 @@ class Skeleton(Package):
         return self.__dict__[name]
 
 
+def _referenced_tables(package: Skeleton) -> tuple[str, ...]:
+    # When asked: only a change checked where it lands reads it (`index`), and a
+    # migrate of new SQL migrations makes a skeleton of every package (#17).
+    targets = {t.rpartition(".")[0] for table in package.__dict__["_tables"]
+               for _, to, _, _ in table[4] for t in to}
+    return tuple(sorted(targets - CORE_TABLES))
+
+
 def _version(package: Skeleton) -> Any:
     from runtime.core.versions import parse_version  # packaging: read rarely, 30 ms
 
@@ -188,6 +193,7 @@ def _dependencies(package: Skeleton) -> Any:
 
 
 _LAZY: dict[str, Callable[[Skeleton], Any]] = {
+    "referenced_tables": _referenced_tables,
     "version": _version,
     "migrations": lambda p: tuple(_recorded(i, c) for i, c in p.entry.migrations),
     "dependencies": _dependencies,

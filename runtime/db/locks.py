@@ -15,8 +15,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
-
 from runtime.core.events import LockHolder, LockWait
 from runtime.db.engine import Engine, connection
 
@@ -55,7 +53,7 @@ async def watching(engine: Engine, pid: int) -> AsyncIterator[Watch]:
 
     async def look() -> None:
         while True:
-            await anyio.sleep(_EVERY)
+            await asyncio.sleep(_EVERY)
             try:
                 async with connection(engine) as raw:
                     while True:
@@ -67,10 +65,12 @@ async def watching(engine: Engine, pid: int) -> AsyncIterator[Watch]:
                             # saw no holder does not replace one that did.
                             if holders or watch.last is None:
                                 watch.last = LockWait(row[0], row[1], holders)
-                        await anyio.sleep(_EVERY)
+                        await asyncio.sleep(_EVERY)
             except Exception:  # a look that fails only says less
                 continue
 
+    # asyncio's sleep, not anyio's: anyio's loads its asyncio backend, 40 ms of a
+    # one-migration `migrate`, which otherwise needs none of it (#17).
     # A bare task, not a task group: an error of the block (a failed migration) must
     # leave as itself, not wrapped in an ExceptionGroup.
     task = asyncio.get_running_loop().create_task(look())

@@ -37,7 +37,6 @@ import asyncpg.transaction
 
 from runtime.core import isolation, signals, sql
 from runtime.core.events import Change, ChangeKind, Difference, LockHolder, LockWait
-from runtime.core.leftovers import Uninstall
 from runtime.core.model import Package
 from runtime.core.names import CORE_PACKAGE, CORE_TABLES
 from runtime.core.plan import Plan, Step
@@ -57,6 +56,8 @@ from runtime.errors import (
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from runtime.core.leftovers import Uninstall  # `uninstall` only: not a migrate's (#17)
 
 __all__ = [
     "LOCK_ID",

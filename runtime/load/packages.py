@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "PACKAGE_FILE",
+    "any_package",
     "counts",
     "directory_of",
     "discover",
@@ -60,18 +61,26 @@ def is_package(directory: Path) -> bool:
 
 def discover(roots: Iterable[Path]) -> list[Path]:
     """List the package directories under `roots` (each root's children), sorted per root."""
+    return [root / name for root in roots for name in _package_names(root, ordered=True)]
+
+
+def any_package(roots: Iterable[Path]) -> bool:
+    """Tell whether there is a package directory under `roots`, looking no further than
+    the first: the CLI asks before every command, which then lists them all (#17)."""
+    return any(True for root in roots for _ in _package_names(root, ordered=False))
+
+
+def _package_names(root: Path, *, ordered: bool) -> Iterator[str]:
     # On names and os.path rather than Path objects: a no-op `migrate` lists every
     # package first, and at N = 1000 pathlib was half the time of that listing.
-    found: list[Path] = []
-    for root in roots:
-        try:
-            with os.scandir(root) as entries:
-                names = sorted(e.name for e in entries if not _ignored(e.name) and e.is_dir())
-        except (NotADirectoryError, FileNotFoundError):
-            continue
-        found.extend(root / name for name in names
-                     if os.path.isfile(os.path.join(root, name, PACKAGE_FILE)))
-    return found
+    try:
+        with os.scandir(root) as entries:
+            names = [e.name for e in entries if not _ignored(e.name) and e.is_dir()]
+    except (NotADirectoryError, FileNotFoundError):
+        return
+    for name in sorted(names) if ordered else names:
+        if os.path.isfile(os.path.join(root, name, PACKAGE_FILE)):
+            yield name
 
 
 def directory_of(path: Path, roots: Iterable[Path]) -> Path | None:

@@ -271,7 +271,7 @@ async def _behind_is_loaded(
         recorded = await ledger.read_ledger(raw)
     names = {p.name for p in loaded}
     placeholders = [(p.name, m) for p in loaded for m in p.migrations if m.up is _never_run]
-    return not unregistered(recorded, [p.name for p in packages]) and all(
+    return not unregistered(recorded, {p.name for p in packages}) and all(
         compare(p, recorded) == (None, (), False) for p in packages
         if p.name not in names) and all(
         recorded.applied.get((name, m.id)) == m.checksum for name, m in placeholders)

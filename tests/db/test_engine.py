@@ -5,6 +5,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -17,6 +18,7 @@ from runtime.db.engine import (
     create_engine,
     drop_database,
     open_database,
+    shielded,
 )
 from runtime.errors import DatabaseUnavailableError
 
@@ -48,6 +50,18 @@ async def test_check_connection_gives_up_on_a_server_that_never_answers() -> Non
                 await check_connection(engine, timeout=0.2)
         finally:
             await engine.dispose()
+
+
+async def test_a_cleanup_is_shielded_from_a_cancelled_anyio_scope() -> None:
+    done = []
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        with shielded():
+            await anyio.sleep(0)  # cancelled here, were it not shielded
+            done.append("cleaned up")
+        await anyio.sleep(0)
+
+    assert done == ["cleaned up"]
 
 
 async def test_check_connection_on_a_missing_database_says_so(postgres_server_url: str) -> None:

@@ -52,6 +52,16 @@ def test_discover_lists_directories_with_package_py_sorted(tmp_path: Path) -> No
         tmp_path / "basic", tmp_path / "tasks"]
 
 
+def test_any_package_tells_whether_a_root_holds_a_package(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "not_a_package").mkdir()
+    _package(tmp_path / "some", ".hidden")
+
+    assert not packages.any_package([tmp_path / "empty", tmp_path / "some", tmp_path / "no"])
+    _package(tmp_path / "some", "notes")
+    assert packages.any_package([tmp_path / "empty", tmp_path / "some"])
+
+
 def test_files_walks_what_counts(tmp_path: Path) -> None:
     directory = _package(tmp_path, "notes")
     (directory / "migrations" / "0001_init.sql").write_text("SELECT 1")
