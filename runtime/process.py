@@ -36,9 +36,17 @@ def running(*, lasting: bool = False) -> Iterator[None]:
         lasting: the process lives on (the dev daemon): nothing changes; `loading`
             tunes its start-up.
     """
+    if lasting:
+        yield
+        return
+    with _collector_off():
+        yield
+
+
+@contextmanager
+def _collector_off() -> Iterator[None]:
     enabled = gc.isenabled()
-    if not lasting:
-        gc.disable()
+    gc.disable()
     try:
         yield
     finally:
@@ -115,10 +123,5 @@ def reloading() -> Iterator[None]:
     The collector comes back once the change is announced, and collects what the save
     left while the developer reads the result.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_off():
         yield
-    finally:
-        if enabled:
-            gc.enable()
