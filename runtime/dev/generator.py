@@ -112,7 +112,7 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
 def _split(difference: Difference, created: set[str]) -> tuple[list[str], list[str]]:
     """The statements of `difference` for the migration, and those for the one after it."""
     if difference.table in created:  # no rows yet: nothing to wait for
-        return [s for s in difference.statements if not ddl.is_validation(s)], []
+        return list(difference.statements), []
     now: list[str] = []
     later: list[str] = []
     for statement in difference.statements:

@@ -177,3 +177,18 @@ def test_a_migration_of_indexes_alone_runs_outside_a_transaction(tmp_path: Path)
         "\n-- index ix_ydtb_notes_color declared but missing\n"
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_ydtb_notes_color ON ydtb_notes (color);\n")
     assert list(lint_package("notes", [migration]).findings) == []
+
+
+def test_a_key_of_a_table_the_migration_creates_is_validated_in_it(tmp_path: Path) -> None:
+    """A new table has no rows to wait for: its key is added and validated at once."""
+    package = DatabaseRegistry(send_signals=False).register_database(
+        package_name="notes", schema=kit.metadata(), version="1.0.0")
+    key = Difference("add_fk", "ydtb_tags", "fk_tags_note", "foreign key fk_tags_note "
+                     "declared but missing", False, ddl.checked_later(
+                         "ALTER TABLE ydtb_tags ADD CONSTRAINT fk_tags_note FOREIGN KEY(note_id) "
+                         "REFERENCES ydtb_notes (id)", "ydtb_tags", "fk_tags_note"))
+
+    [path] = generator.write_migration(tmp_path, package, [TAGS, key])
+
+    assert path.read_text().endswith(
+        "END $$;\nALTER TABLE ydtb_tags VALIDATE CONSTRAINT fk_tags_note;\n")
