@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import re
+import signal
 import site
 import sys
 import threading
@@ -123,14 +124,17 @@ def _install_finder() -> None:
 
 
 # What package code may raise: any error, and the exits it should not call. A
-# KeyboardInterrupt is the user's Ctrl-C only on the main thread (signals arrive there);
-# raised in a worker thread, it came from the package.
+# KeyboardInterrupt is the user's Ctrl-C only where Python's own SIGINT handler raises
+# it: on the main thread (signals arrive there), unless an event loop handles SIGINT
+# itself (the CLI's does: Ctrl-C cancels its command, never raising in a load). Raised
+# anywhere else, it came from the package.
 _FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 
 def _interrupted(exc: BaseException) -> bool:
     main = threading.current_thread() is threading.main_thread()
-    return isinstance(exc, KeyboardInterrupt) and main
+    return isinstance(exc, KeyboardInterrupt) and main \
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _made_in_package_code(exc: RegistryError) -> bool:

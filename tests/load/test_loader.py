@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import write_package
+from support import run_cli, write_package
 
 from runtime import DatabaseRegistry, PackageLoadError, ValidationError
 from runtime.load import loader
@@ -229,3 +229,17 @@ def test_a_migration_made_wrong_in_package_code_is_named_with_its_line(root: Pat
 
     assert (caught.value.path, caught.value.line) == (str(package_py.resolve()), 5)
     assert caught.value.reason.startswith("runtime.Migration: id is 5, not a string")
+
+
+def test_a_package_raising_keyboard_interrupt_under_the_cli_is_a_load_error(
+    root: Path,
+) -> None:
+    """The CLI handles Ctrl-C itself (it cancels the command), so a KeyboardInterrupt in
+    a load is the package's: said as a load error, not as the user stopping `check`."""
+    package_py = root / "notes/package.py"
+    package_py.write_text("def register(registry):\n    raise KeyboardInterrupt\n")
+
+    code, out = run_cli("check", "--packages", str(root), "--no-entry-points", "--no-cache")
+
+    assert code == 1, out
+    assert "the package raised KeyboardInterrupt; raise another exception instead" in out
