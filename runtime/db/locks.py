@@ -52,6 +52,8 @@ async def watching(engine: Engine, pid: int) -> AsyncIterator[Watch]:
     watch = Watch()
 
     async def look() -> None:
+        # asyncio's sleep, not anyio's: anyio's loads its asyncio backend, 40 ms of a
+        # one-migration `migrate`, which otherwise needs none of it (#17).
         while True:
             await asyncio.sleep(_EVERY)
             try:
@@ -69,8 +71,6 @@ async def watching(engine: Engine, pid: int) -> AsyncIterator[Watch]:
             except Exception:  # a look that fails only says less
                 continue
 
-    # asyncio's sleep, not anyio's: anyio's loads its asyncio backend, 40 ms of a
-    # one-migration `migrate`, which otherwise needs none of it (#17).
     # A bare task, not a task group: an error of the block (a failed migration) must
     # leave as itself, not wrapped in an ExceptionGroup.
     task = asyncio.get_running_loop().create_task(look())

@@ -92,21 +92,22 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
                 lines.append("-- REVIEW: write the value for rows without one in place of "
                              "NULL (on a table with no such rows it does nothing)")
             lines.append(_sql(statement))
-    online = [
-        "-- runtime: no-transaction",
-        "-- Each statement below reads every row of its table without blocking writes to",
-        "-- it, which it cannot do inside a transaction: it runs on its own. Run again, it",
-        "-- does nothing.",
-    ]
     if not lines:
-        return ["\n".join([*header, *online, *after]) + "\n"]
+        return ["\n".join([*header, _NO_TRANSACTION, *_ONLINE, *after]) + "\n"]
     texts = ["\n".join([*header, *lines]) + "\n"]
     if after:
         texts.append("\n".join([
-            *online[:1], f"-- Written by `python -m runtime makemigration {package.name}` "
-            "with the migration before", "-- this one, to run once it committed.",
-            *online[1:], *after]) + "\n")
+            _NO_TRANSACTION,
+            f"-- Written by `python -m runtime makemigration {package.name}` with the "
+            "migration before", "-- this one, to run once it committed.",
+            *_ONLINE, *after]) + "\n")
     return texts
+
+
+_NO_TRANSACTION = "-- runtime: no-transaction"
+_ONLINE = ["-- Each statement below reads every row of its table without blocking writes to",
+           "-- it, which it cannot do inside a transaction: it runs on its own. Run again, it",
+           "-- does nothing."]
 
 
 def _split(difference: Difference, created: set[str]) -> tuple[list[str], list[str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import DatabaseRegistry, kit, migration_files
+from runtime import DatabaseRegistry, Package, kit, migration_files
 from runtime.core import ddl
 from runtime.core.lint import lint_package
 from runtime.db.diff import Difference
@@ -23,6 +23,13 @@ TAGS = Difference("add_table", "ydtb_tags", None, "table ydtb_tags declared but 
 GONE = Difference("remove_column", "ydtb_tasks", "body",
                   "table ydtb_tasks: column body in the database but not declared", True,
                   ("ALTER TABLE ydtb_tasks DROP COLUMN IF EXISTS body",))
+@pytest.fixture
+def package() -> Package:
+    """Package `notes`, whose name the files' headers give."""
+    return DatabaseRegistry(send_signals=False).register_database(
+        package_name="notes", schema=kit.metadata(), version="1.0.0")
+
+
 BODY = Difference("remove_column", "ydtb_notes", "body",
                   "table ydtb_notes: column body in the database but not declared", True,
                   ("ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS body",))
@@ -56,9 +63,7 @@ def test_the_next_migration_is_numbered_after_the_highest(
     assert generator.next_migration_path(tmp_path, "Add color!").name == expected
 
 
-def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path) -> None:
-    package = DatabaseRegistry(send_signals=False).register_database(
-        package_name="notes", schema=kit.metadata(), version="1.0.0")
+def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path, package: Package) -> None:
 
     [path] = generator.write_migration(tmp_path, package, [COLOR, TAGS, GONE], "Sync Notes")
 
@@ -83,11 +88,8 @@ def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path) -> None
 
 
 def test_a_column_dropped_and_one_added_are_written_as_a_rename_to_review(
-    tmp_path: Path,
+    tmp_path: Path, package: Package
 ) -> None:
-    package = DatabaseRegistry(send_signals=False).register_database(
-        package_name="notes", schema=kit.metadata(), version="1.0.0")
-
     [path] = generator.write_migration(tmp_path, package, [COLOR, BODY])
 
     assert path.name == "0001_rename_body_to_color.sql"
@@ -120,13 +122,11 @@ TAGS_INDEX = Difference("add_index", "ydtb_tags", "ix_ydtb_tags_id",
 
 
 def test_what_would_block_writes_goes_in_a_no_transaction_migration_after(
-    tmp_path: Path,
+    tmp_path: Path, package: Package
 ) -> None:
     """An index of a table that exists is built CONCURRENTLY, and a foreign key added NOT
     VALID is validated, in a second file that runs outside a transaction once the first
     committed (lint Y510, Y515); a new table's index stays with the table."""
-    package = DatabaseRegistry(send_signals=False).register_database(
-        package_name="notes", schema=kit.metadata(), version="1.0.0")
 
     first, second = generator.write_migration(
         tmp_path, package, [COLOR, INDEX, TAGS, TAGS_INDEX, KEY], "tags")
@@ -165,10 +165,9 @@ def test_what_would_block_writes_goes_in_a_no_transaction_migration_after(
     assert [(f.migration, f.code) for f in lints.findings] == []
 
 
-def test_a_migration_of_indexes_alone_runs_outside_a_transaction(tmp_path: Path) -> None:
-    package = DatabaseRegistry(send_signals=False).register_database(
-        package_name="notes", schema=kit.metadata(), version="1.0.0")
-
+def test_a_migration_of_indexes_alone_runs_outside_a_transaction(
+    tmp_path: Path, package: Package
+) -> None:
     [path] = generator.write_migration(tmp_path, package, [INDEX])
 
     migration = migration_files.read_sql(path)
@@ -179,10 +178,10 @@ def test_a_migration_of_indexes_alone_runs_outside_a_transaction(tmp_path: Path)
     assert list(lint_package("notes", [migration]).findings) == []
 
 
-def test_a_key_of_a_table_the_migration_creates_is_validated_in_it(tmp_path: Path) -> None:
+def test_a_key_of_a_table_the_migration_creates_is_validated_in_it(
+    tmp_path: Path, package: Package
+) -> None:
     """A new table has no rows to wait for: its key is added and validated at once."""
-    package = DatabaseRegistry(send_signals=False).register_database(
-        package_name="notes", schema=kit.metadata(), version="1.0.0")
     key = Difference("add_fk", "ydtb_tags", "fk_tags_note", "foreign key fk_tags_note "
                      "declared but missing", False, ddl.checked_later(
                          "ALTER TABLE ydtb_tags ADD CONSTRAINT fk_tags_note FOREIGN KEY(note_id) "
