@@ -83,7 +83,7 @@ one new migration = its SQL + one ledger insert on an open connection, or as a p
 `python floor.py one` (connect, read the ledger, run both); check =
 `python floor.py scan` (start, import sqlalchemy, read every package file); fleet = `python
 floor.py fleet`: the cold floor's transaction on each of 20 databases, 4 at once; reload =
-watchfiles awatch(debounce=50, step=10) noticing the save + asyncpg running the same
+watchfiles awatch(debounce=50, step=3) noticing the save + asyncpg running the same
 statement (the migration's, or the column's or index's DDL) and a ledger row; memory =
 VmHWM of a process importing the daemon's libraries only."""
 

@@ -272,7 +272,7 @@ async def running(
     engine: AsyncEngine, root: Path, *, entry_points: bool = False
 ) -> AsyncIterator[Daemon]:
     """Run a dev daemon on the packages of `root` while the block runs, watching."""
-    daemon = Daemon(engine, [root], entry_points=entry_points, debounce_ms=50, step_ms=10)
+    daemon = Daemon(engine, [root], entry_points=entry_points)  # watching as users do
     async with anyio.create_task_group() as group:
         with anyio.fail_after(20):
             await group.start(daemon.run)

@@ -41,6 +41,7 @@ from benchlib.workload import Edit, SchemaEdit, Workload
 from runtime import process
 from runtime.core import signals
 from runtime.dev.daemon import Daemon
+from runtime.dev.watcher import DEBOUNCE_MS, STEP_MS  # the daemon's defaults
 
 __all__ = [
     "DevProcess",
@@ -53,7 +54,6 @@ __all__ = [
     "reload_loop",
 ]
 
-DEBOUNCE_MS, STEP_MS = 50, 10  # the daemon's defaults
 _START_TIMEOUT = 600  # seconds: start-up applies every migration of N packages
 _EDIT_TIMEOUT = 20
 
