@@ -1,6 +1,8 @@
 """The safety lint's rules: what one statement does to a table that holds rows. No I/O.
 
-Each rule reads a parse tree from `runtime.core.sql` (PostgreSQL's own parser) and says
+Each rule reads a parse tree from `runtime.core.sql` (PostgreSQL's own parser, in its
+JSON form: a node is `{"Kind": {field: value}}` where a field may hold any kind, bare
+where it holds one; fields at their default are left out) and says
 what the statement locks or rewrites, and the lock-safe way to do it, as squawk and
 strong_migrations do (README, "Deploying to production", lists them). A statement on a
 table that is new, created within what is judged together (the same file, or the same
@@ -19,10 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from pglast import ast
-from pglast.enums import AlterTableType as At
-from pglast.enums import ConstrType, NullTestType, ObjectType
 
 if TYPE_CHECKING:
     from runtime.core.sql import Statement
@@ -45,8 +43,8 @@ _SERIAL = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "
 _TYPE_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint", "bool": "boolean",
                "float4": "real", "float8": "double precision", "bpchar": "char"}
 _LOCK_MODES = {5: "SHARE", 6: "SHARE ROW EXCLUSIVE", 7: "EXCLUSIVE", 8: "ACCESS EXCLUSIVE"}
-_REWRITES = {At.AT_SetTableSpace: "SET TABLESPACE", At.AT_SetLogged: "SET LOGGED",
-             At.AT_SetUnLogged: "SET UNLOGGED", At.AT_SetAccessMethod: "SET ACCESS METHOD"}
+_REWRITES = {"AT_SetTableSpace": "SET TABLESPACE", "AT_SetLogged": "SET LOGGED",
+             "AT_SetUnLogged": "SET UNLOGGED", "AT_SetAccessMethod": "SET ACCESS METHOD"}
 
 #: A column's type as written: its name and its modifiers (`varchar`, (20,)).
 ColumnType = tuple[str, tuple[int, ...]]
@@ -107,29 +105,30 @@ def judge(statement: Statement, schema: Schema, *, transactional: bool) -> list[
             `DO` block's, which always is).
     """
     if statement.kind in _LEARNED:
-        # Read from the JSON tree: most of a migration is CREATE TABLE, whose pglast
-        # nodes would cost ten times the parse (`Statement.tree`).
         _LEARNED[statement.kind](statement.node, schema)
         return []
-    if statement.kind in _JSON:
-        hits = _JSON[statement.kind](statement.node, schema, transactional)
-    elif statement.kind in _RULES:
-        hits = _RULES[statement.kind](statement.tree, schema, transactional)
-    else:
+    if statement.kind not in _RULES:
         return []
+    hits = _RULES[statement.kind](statement.node, schema, transactional)
     # Each hit is judged as it is made, before the rule learns what the statement did
     # (a table renamed is new under its new name only after).
     return [h for h in hits if h.code == "Y524" or not schema.exempt(h.table)]
 
 
-def _name(node: Any) -> str:
-    return str(node.relname) if node is not None else "?"
+def _name(relation: Any) -> str:
+    """The name of a `RangeVar` (a table), or "?"."""
+    return str(relation["relname"]) if relation else "?"
+
+
+def _sval(node: Any) -> str | None:
+    """The value of a `String` node, else None."""
+    return node.get("String", {}).get("sval") if isinstance(node, dict) else None
 
 
 def _type_of(type_name: Any) -> ColumnType:
-    names = [n.sval for n in type_name.names or ()]
-    mods = tuple(int(m.val.ival or 0) for m in type_name.typmods or ()
-                 if isinstance(m, ast.A_Const) and isinstance(m.val, ast.Integer))
+    names = [_sval(n) for n in type_name.get("names", ())]
+    mods = tuple(int(m["A_Const"]["ival"].get("ival", 0)) for m in type_name.get("typmods", ())
+                 if "ival" in m.get("A_Const", {}))
     return str(names[-1]) if names else "?", mods
 
 
@@ -140,7 +139,7 @@ def _in_transaction(what: str, transactional: bool) -> Iterator[Hit]:
 
 
 def _index(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    """CREATE INDEX, read from its JSON tree (`_JSON`)."""
+    """CREATE INDEX."""
     table, name = str(node["relation"]["relname"]), node.get("idxname")
     if name:
         schema.indexes[name] = table
@@ -153,10 +152,10 @@ def _index(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
               f"CREATE {unique}INDEX CONCURRENTLY, {_NO_TRANSACTION}")
 
 
-def _drop(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    names = [str(o[-1].sval) if isinstance(o, tuple) else "?" for o in tree.objects or ()]
-    if tree.removeType == ObjectType.OBJECT_INDEX:
-        if tree.concurrent:
+def _drop(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    names = [_last_name(o) for o in node.get("objects", ())]
+    if node["removeType"] == "OBJECT_INDEX":
+        if node.get("concurrent"):
             yield from _in_transaction("DROP INDEX CONCURRENTLY", transactional)
             return
         for index in names:
@@ -164,7 +163,7 @@ def _drop(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
             yield Hit("Y511", table, f"drops index {index} holding an ACCESS EXCLUSIVE lock "
                       f"on {table or 'its table'}, which blocks reads and writes while it "
                       "waits and runs", f"DROP INDEX CONCURRENTLY, {_NO_TRANSACTION}")
-    elif tree.removeType == ObjectType.OBJECT_TABLE:
+    elif node["removeType"] == "OBJECT_TABLE":
         for table in names:
             yield Hit("Y525", table, f"drops table {table}: deployed code that still reads "
                       "or writes it breaks, and its rows are gone",
@@ -173,12 +172,23 @@ def _drop(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
             schema.built.discard(table)
 
 
-def _reindex(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    if any(d.defname == "concurrently" for d in tree.params or ()):
+def _options(node: Any, key: str) -> set[str]:
+    """The names of the options (`DefElem`s) in field `key` of `node`."""
+    return {d["DefElem"]["defname"] for d in node.get(key, ()) if "DefElem" in d}
+
+
+def _last_name(qualified: Any) -> str:
+    """The last part of a qualified name (`List` of `String`s), or "?"."""
+    items = qualified.get("List", {}).get("items") if isinstance(qualified, dict) else None
+    return str(_sval(items[-1]) or "?") if items else "?"
+
+
+def _reindex(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    if "concurrently" in _options(node, "params"):
         yield from _in_transaction("REINDEX CONCURRENTLY", transactional)
         return
-    name = _name(tree.relation) if tree.relation is not None else str(tree.name or "")
-    table = schema.indexes.get(name) if tree.kind == 0 else name  # 0: REINDEX INDEX
+    name = _name(node["relation"]) if "relation" in node else str(node.get("name", ""))
+    table = schema.indexes.get(name) if node["kind"] == "REINDEX_OBJECT_INDEX" else name
     yield Hit("Y512", table, f"rebuilds {name or 'indexes'} holding locks that block writes "
               "to the table, and reads through the index, until it ends",
               f"REINDEX ... CONCURRENTLY, {_NO_TRANSACTION}")
@@ -191,49 +201,50 @@ def _rewrite(table: str | None, what: str) -> Hit:
                "PostgreSQL 19, in a maintenance window")
 
 
-def _vacuum(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    if tree.is_vacuumcmd:
+def _vacuum(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    if node.get("is_vacuumcmd"):
         yield from _in_transaction("VACUUM", transactional)
-    if any(d.defname == "full" for d in tree.options or ()):
-        for rel in tree.rels or (None,):
-            yield _rewrite(_name(rel.relation) if rel is not None else None, "VACUUM FULL")
+    if "full" in _options(node, "options"):
+        for rel in node.get("rels") or [{}]:
+            relation = rel.get("VacuumRelation", {}).get("relation")
+            yield _rewrite(_name(relation) if relation else None, "VACUUM FULL")
 
 
-def _cluster(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    yield _rewrite(_name(tree.relation) if tree.relation is not None else None, "CLUSTER")
+def _cluster(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    yield _rewrite(_name(node["relation"]) if "relation" in node else None, "CLUSTER")
 
 
-def _lock(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    mode = _LOCK_MODES.get(tree.mode)
+def _lock(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    mode = _LOCK_MODES.get(node.get("mode", 0))
     if mode is None:
         return  # the weaker modes block no reader or writer
-    for relation in tree.relations or ():
-        table = _name(relation)
+    for relation in node.get("relations", ()):
+        table = _name(relation.get("RangeVar"))
         yield Hit("Y522", table, f"locks {table} IN {mode} MODE until the run commits, "
                   "after every migration run with it, and blocks its writes all along",
                   "leave it out: each statement takes the lock it needs, for as long as it "
                   "runs")
 
 
-def _rename(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    table = _name(tree.relation)
-    if tree.renameType == ObjectType.OBJECT_TABLE:
-        yield Hit("Y527", table, f"renames table {table} to {tree.newname}: deployed code "
+def _rename(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    table, new_name, old_name = _name(node.get("relation")), node["newname"], node.get("subname")
+    if node["renameType"] == "OBJECT_TABLE":
+        yield Hit("Y527", table, f"renames table {table} to {new_name}: deployed code "
                   "that uses the old name breaks",
                   "keep the table's name; or release code that reads a view of the new "
                   "name first, and rename once no deployed code uses the old one")
         for known in (schema.new, schema.built):
             if table in known:
                 known.discard(table)
-                known.add(tree.newname)
-    elif tree.renameType == ObjectType.OBJECT_COLUMN:
-        yield Hit("Y528", table, f"renames column {table}.{tree.subname} to {tree.newname}: "
+                known.add(new_name)
+    elif node["renameType"] == "OBJECT_COLUMN":
+        yield Hit("Y528", table, f"renames column {table}.{old_name} to {new_name}: "
                   "deployed code that uses the old name breaks",
                   "add the new column, write both, backfill, move the readers, then drop "
-                  "the old one in a later release", column=tree.subname)
-        old = schema.types.pop((table, tree.subname), None)
+                  "the old one in a later release", column=old_name)
+        old = schema.types.pop((table, old_name), None)
         if old is not None:
-            schema.types[(table, tree.newname)] = old
+            schema.types[(table, new_name)] = old
 
 
 def _created(table: str, schema: Schema) -> None:
@@ -274,80 +285,84 @@ def _create_as(node: Any, schema: Schema) -> None:
     _created(str(node["into"]["rel"]["relname"]), schema)
 
 
-def _alter(tree: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
-    if tree.objtype != ObjectType.OBJECT_TABLE:
+def _alter(node: Any, schema: Schema, transactional: bool) -> Iterator[Hit]:
+    if node["objtype"] != "OBJECT_TABLE":
         return
-    table = _name(tree.relation)
-    for cmd in tree.cmds or ():
-        yield from _alter_command(cmd, table, schema, transactional)
+    table = _name(node["relation"])
+    for cmd in node.get("cmds", ()):
+        yield from _alter_command(cmd["AlterTableCmd"], table, schema, transactional)
 
 
 def _alter_command(cmd: Any, table: str, schema: Schema,
                    transactional: bool) -> Iterator[Hit]:
-    kind = cmd.subtype
-    if kind == At.AT_AddColumn:
-        yield from _add_column(cmd.def_, table, schema)
-    elif kind == At.AT_AlterColumnType:
-        yield from _change_type(cmd, table, schema)
-    elif kind == At.AT_SetNotNull:
-        yield from _set_not_null(table, cmd.name, schema)
-    elif kind == At.AT_AddConstraint:
-        yield from _add_constraint(cmd.def_, table, schema)
-    elif kind == At.AT_ValidateConstraint:
-        proven = schema.checks.pop(cmd.name, None)
+    kind, name, definition = cmd["subtype"], cmd.get("name"), cmd.get("def", {})
+    if kind == "AT_AddColumn":
+        yield from _add_column(definition["ColumnDef"], table, schema)
+    elif kind == "AT_AlterColumnType":
+        yield from _change_type(name, definition["ColumnDef"], table, schema)
+    elif kind == "AT_SetNotNull":
+        yield from _set_not_null(table, name, schema)
+    elif kind == "AT_AddConstraint":
+        yield from _add_constraint(definition["Constraint"], table, schema)
+    elif kind == "AT_ValidateConstraint":
+        proven = schema.checks.pop(name, None)
         if proven is not None:
             schema.proven.add(proven)
-    elif kind == At.AT_DropColumn:
-        yield Hit("Y526", table, f"drops column {table}.{cmd.name}: deployed code that "
+    elif kind == "AT_DropColumn":
+        yield Hit("Y526", table, f"drops column {table}.{name}: deployed code that "
                   "still reads or writes it breaks, and its values are gone",
                   "first release code that no longer uses it, then drop it in a later "
-                  "migration", column=cmd.name)
-        schema.types.pop((table, cmd.name), None)
+                  "migration", column=name)
+        schema.types.pop((table, name), None)
     elif kind in _REWRITES:
-        yield _rewrite(table, f"ALTER TABLE ... {_REWRITES[At(kind)]}")
-    elif kind == At.AT_DetachPartition:
-        if cmd.def_.concurrent:
+        yield _rewrite(table, f"ALTER TABLE ... {_REWRITES[kind]}")
+    elif kind == "AT_DetachPartition":
+        partition = definition["PartitionCmd"]
+        if partition.get("concurrent"):
             yield from _in_transaction("DETACH PARTITION CONCURRENTLY", transactional)
         else:
-            yield Hit("Y523", table, f"detaches partition {_name(cmd.def_.name)} holding an "
+            detached = _name(partition.get("name"))
+            yield Hit("Y523", table, f"detaches partition {detached} holding an "
                       f"ACCESS EXCLUSIVE lock on {table}, which blocks reads and writes",
                       f"DETACH PARTITION ... CONCURRENTLY, {_NO_TRANSACTION}")
 
 
 def _volatile(expression: Any) -> str | None:
     """Name the function that makes `expression` volatile (or may), else None."""
-    for node in _walk(expression):
-        if isinstance(node, ast.FuncCall) and node.funcname:
-            name = str(node.funcname[-1].sval)
-            # A package's own functions are named after its tables (Y503): their
-            # volatility is not known here, so they are taken for volatile.
-            if name in _VOLATILE or name.startswith("ydtb_"):
-                return f"{name}()"
+    for name in _calls(expression):
+        # A package's own functions are named after its tables (Y503): their
+        # volatility is not known here, so they are taken for volatile.
+        if name in _VOLATILE or name.startswith("ydtb_"):
+            return f"{name}()"
     return None
 
 
-def _walk(node: Any) -> Iterator[Any]:
-    if isinstance(node, tuple):
+def _calls(node: Any) -> Iterator[str]:
+    """The names of the functions called anywhere in `node`."""
+    if isinstance(node, list):
         for item in node:
-            yield from _walk(item)
-    elif isinstance(node, ast.Node):
-        yield node
-        for name in node:  # a pglast node iterates over its attribute names
-            yield from _walk(getattr(node, name))
+            yield from _calls(item)
+    elif isinstance(node, dict):
+        call = node.get("FuncCall")
+        if isinstance(call, dict) and call.get("funcname"):
+            yield str(_sval(call["funcname"][-1]))
+        for value in node.values():
+            yield from _calls(value)
 
 
 def _add_column(column: Any, table: str, schema: Schema) -> Iterator[Hit]:
-    name = column.colname
-    schema.types[(table, name)] = column_type = _type_of(column.typeName)
-    constraints = {c.contype: c for c in column.constraints or ()}
-    default = constraints.get(ConstrType.CONSTR_DEFAULT)
-    generated = constraints.get(ConstrType.CONSTR_GENERATED)
-    volatile = _volatile(default.raw_expr) if default is not None else None
+    name = column["colname"]
+    schema.types[(table, name)] = column_type = _type_of(column["typeName"])
+    constraints = {c["Constraint"]["contype"]: c["Constraint"]
+                   for c in column.get("constraints", ())}
+    default = constraints.get("CONSTR_DEFAULT")
+    generated = constraints.get("CONSTR_GENERATED")
+    volatile = _volatile(default.get("raw_expr")) if default is not None else None
     filled = (f"a volatile default, {volatile}" if volatile else
-              "an identity" if ConstrType.CONSTR_IDENTITY in constraints else
+              "an identity" if "CONSTR_IDENTITY" in constraints else
               f"type {column_type[0]}" if column_type[0] in _SERIAL else
               "a STORED generated expression" if generated is not None
-              and generated.generated_kind == "s" else None)
+              and generated.get("generated_kind") == "s" else None)
     if filled:
         yield Hit("Y517", table, f"adds column {table}.{name} with {filled}: PostgreSQL "
                   "computes it for every row, rewriting the table under an ACCESS "
@@ -356,14 +371,13 @@ def _add_column(column: Any, table: str, schema: Schema) -> Iterator[Hit]:
                   "DEFAULT, then backfill in batches"
                   + ("; or make it VIRTUAL, as PostgreSQL 18 does by default"
                      if generated is not None else ""), column=name)
-    if (ConstrType.CONSTR_NOTNULL in constraints and default is None and not filled
+    if ("CONSTR_NOTNULL" in constraints and default is None and not filled
             and generated is None):
         yield Hit("Y518", table, f"adds column {table}.{name} NOT NULL without a default: it "
                   "fails on a table holding rows, and deployed code that inserts without "
                   "it breaks", "give it a constant DEFAULT; or add it nullable, backfill, "
                   "then add the NOT NULL constraint NOT VALID and validate it", column=name)
-    for kind in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE,
-                 ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK):
+    for kind in ("CONSTR_PRIMARY", "CONSTR_UNIQUE", "CONSTR_FOREIGN", "CONSTR_CHECK"):
         if kind in constraints:
             yield from _add_constraint(constraints[kind], table, schema, column=name)
 
@@ -388,31 +402,31 @@ def _safe_change(old: ColumnType | None, new: ColumnType) -> bool:
     return False
 
 
-def _change_type(cmd: Any, table: str, schema: Schema) -> Iterator[Hit]:
-    new = _type_of(cmd.def_.typeName)
-    old = schema.types.get((table, cmd.name))
-    schema.types[(table, cmd.name)] = new
-    if _plain_using(cmd, new) and _safe_change(old, new):
+def _change_type(name: str, column: Any, table: str, schema: Schema) -> Iterator[Hit]:
+    new = _type_of(column["typeName"])
+    old = schema.types.get((table, name))
+    schema.types[(table, name)] = new
+    if _plain_using(name, column.get("raw_default"), new) and _safe_change(old, new):
         return
     was = f" from {_shown_type(old)}" if old else ""
-    yield Hit("Y513", table, f"changes the type of {table}.{cmd.name}{was} to "
+    yield Hit("Y513", table, f"changes the type of {table}.{name}{was} to "
               f"{_shown_type(new)}: PostgreSQL rewrites the table and its indexes holding an "
               "ACCESS EXCLUSIVE lock, and deployed code reading the column may break",
               "add a column of the new type, write both, backfill in batches, move the "
               "readers, then drop the old one; widening varchar to text or to a longer "
-              "varchar, or numeric to more digits, needs no rewrite", column=cmd.name)
+              "varchar, or numeric to more digits, needs no rewrite", column=name)
 
 
-def _plain_using(cmd: Any, new: ColumnType) -> bool:
+def _plain_using(name: str, using: Any, new: ColumnType) -> bool:
     """Tell whether a type change has no `USING`, or only `USING col::new_type`, which
     PostgreSQL reads as no `USING` at all."""
-    using = cmd.def_.raw_default
     if using is None:
         return True
-    fields = getattr(using.arg, "fields", None) if isinstance(using, ast.TypeCast) else None
-    return (isinstance(using, ast.TypeCast) and isinstance(using.arg, ast.ColumnRef)
-            and [getattr(f, "sval", None) for f in fields or ()] == [cmd.name]
-            and _type_of(using.typeName) == new)
+    cast = using.get("TypeCast")
+    if cast is None or "ColumnRef" not in cast.get("arg", {}):
+        return False
+    fields = cast["arg"]["ColumnRef"].get("fields", ())
+    return [_sval(f) for f in fields] == [name] and _type_of(cast["typeName"]) == new
 
 
 def _shown_type(column_type: ColumnType | None) -> str:
@@ -437,16 +451,15 @@ def _set_not_null(table: str, column: str, schema: Schema) -> Iterator[Hit]:
 
 def _not_null_column(constraint: Any) -> str | None:
     """The column a `NOT NULL col` or `CHECK (col IS NOT NULL)` constraint is about."""
-    if constraint.contype == ConstrType.CONSTR_NOTNULL and constraint.keys:
-        return str(constraint.keys[0].sval)
-    test = constraint.raw_expr
-    if constraint.contype != ConstrType.CONSTR_CHECK or not isinstance(test, ast.NullTest) \
-            or test.nulltesttype != NullTestType.IS_NOT_NULL:
+    kind, keys = constraint["contype"], constraint.get("keys")
+    if kind == "CONSTR_NOTNULL" and keys:
+        return str(_sval(keys[0]))
+    test = constraint.get("raw_expr", {}).get("NullTest")
+    if kind != "CONSTR_CHECK" or test is None or test.get("nulltesttype") != "IS_NOT_NULL":
         return None
-    fields: Any = getattr(test.arg, "fields", None) or ()
-    if isinstance(test.arg, ast.ColumnRef) and len(fields) == 1 \
-            and isinstance(fields[0], ast.String):
-        return str(fields[0].sval)
+    fields = test.get("arg", {}).get("ColumnRef", {}).get("fields", ())
+    if len(fields) == 1 and _sval(fields[0]) is not None:
+        return str(_sval(fields[0]))
     return None
 
 
@@ -454,51 +467,52 @@ def _learn_constraint(constraint: Any, table: str, schema: Schema) -> None:
     column = _not_null_column(constraint)
     if column is None:
         return
-    if constraint.skip_validation:
-        if constraint.conname:
-            schema.checks[constraint.conname] = (table, column)
+    if constraint.get("skip_validation"):
+        if constraint.get("conname"):
+            schema.checks[constraint["conname"]] = (table, column)
     else:
         schema.proven.add((table, column))
 
 
 def _add_constraint(constraint: Any, table: str, schema: Schema,
                     column: str | None = None) -> Iterator[Hit]:
-    kind = constraint.contype
+    kind, validated = constraint["contype"], not constraint.get("skip_validation")
     # An unnamed constraint is shown with the name PostgreSQL gives it, more or less.
-    columns = [str(k.sval) for k in constraint.fk_attrs or constraint.keys or ()] or \
-        [column or ""]
-    suffix = {ConstrType.CONSTR_FOREIGN: "fkey", ConstrType.CONSTR_CHECK: "check"}.get(kind)
-    name = constraint.conname or "_".join([table, *filter(None, columns), suffix or "key"])
-    if kind == ConstrType.CONSTR_NOTNULL and not constraint.skip_validation:
+    columns = [str(_sval(k)) for k in constraint.get("fk_attrs") or constraint.get("keys")
+               or ()] or [column or ""]
+    suffix = {"CONSTR_FOREIGN": "fkey", "CONSTR_CHECK": "check"}.get(kind)
+    name = constraint.get("conname") or "_".join([table, *filter(None, columns),
+                                                 suffix or "key"])
+    if kind == "CONSTR_NOTNULL" and validated:
         key = _not_null_column(constraint)
         if key is not None:
             yield from _set_not_null(table, key, schema)
     _learn_constraint(constraint, table, schema)
-    if constraint.skip_validation:
+    if not validated:
         return
-    if kind == ConstrType.CONSTR_FOREIGN:
-        target = _name(constraint.pktable)
+    if kind == "CONSTR_FOREIGN":
+        target = _name(constraint.get("pktable"))
         yield Hit("Y515", table, f"adds foreign key {name} and checks every row of {table} "
                   f"holding SHARE ROW EXCLUSIVE locks on {table} and {target}, which block "
                   "their writes", ("add the column without REFERENCES, then " if column
                                    else "") + "add the key NOT VALID, then in a later "
                   f"migration ALTER TABLE {table} VALIDATE CONSTRAINT {name}, which lets "
                   "writes go on", column=column)
-    elif kind == ConstrType.CONSTR_CHECK:
+    elif kind == "CONSTR_CHECK":
         yield Hit("Y516", table, f"adds check constraint {name} and checks every row of "
                   f"{table} holding an ACCESS EXCLUSIVE lock", "add it NOT VALID, then in a "
                   f"later migration ALTER TABLE {table} VALIDATE CONSTRAINT {name}, which "
                   "lets reads and writes go on", column=column)
-    elif kind in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE) \
-            and not constraint.indexname:
-        what = "PRIMARY KEY" if kind == ConstrType.CONSTR_PRIMARY else "UNIQUE"
-        name = constraint.conname or (f"{table}_pkey" if what == "PRIMARY KEY" else name)
+    elif kind in ("CONSTR_PRIMARY", "CONSTR_UNIQUE") and not constraint.get("indexname"):
+        what = "PRIMARY KEY" if kind == "CONSTR_PRIMARY" else "UNIQUE"
+        name = constraint.get("conname") or (f"{table}_pkey" if what == "PRIMARY KEY"
+                                             else name)
         yield Hit("Y519", table, f"adds {what} constraint {name}, building its index "
                   f"holding an ACCESS EXCLUSIVE lock on {table}, which blocks reads and "
                   "writes until it is built", f"CREATE UNIQUE INDEX CONCURRENTLY "
                   f"{_NO_TRANSACTION}, then ALTER TABLE {table} ADD CONSTRAINT {name} "
                   f"{what} USING INDEX with that index", column=column)
-    elif kind == ConstrType.CONSTR_EXCLUSION:
+    elif kind == "CONSTR_EXCLUSION":
         yield Hit("Y520", table, f"adds exclusion constraint {name}, building its index "
                   f"holding an ACCESS EXCLUSIVE lock on {table}; PostgreSQL cannot build "
                   "it concurrently", "declare it when the table is created, or add it in a "
@@ -506,9 +520,8 @@ def _add_constraint(constraint: Any, table: str, schema: Schema,
 
 
 _RULES: dict[str, Any] = {
-    "DropStmt": _drop, "ReindexStmt": _reindex,
+    "IndexStmt": _index, "DropStmt": _drop, "ReindexStmt": _reindex,
     "VacuumStmt": _vacuum, "ClusterStmt": _cluster, "LockStmt": _lock,
     "RenameStmt": _rename, "AlterTableStmt": _alter,
 }
 _LEARNED: dict[str, Any] = {"CreateStmt": _create, "CreateTableAsStmt": _create_as}
-_JSON: dict[str, Any] = {"IndexStmt": _index}  # the most common statement after CREATE TABLE

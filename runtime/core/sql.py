@@ -6,18 +6,24 @@ transaction, which `CREATE INDEX CONCURRENTLY` refuses), and the safety lint
 (`runtime.core.lint`) reads the parse trees that `parse` returns, the comments before
 each statement (where a migration silences a rule), and the statements a PL/pgSQL `DO`
 block runs (`block`), as `makemigration` writes its guarded `ALTER TABLE`s.
+
+The trees are PostgreSQL's JSON form of them (dicts and lists), never pglast's Python
+node classes: importing those and pglast's enums took 55 of the 65 ms its import cost,
+in every process that reads a migration (a `migrate` of one new migration, #17).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.machinery
+import importlib.util
 import json
+import sys
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
-
-from pglast import ast, parser
 
 from runtime.errors import SqlSyntaxError
 
@@ -26,13 +32,48 @@ __all__ = ["Statement", "block", "parse"]
 _COMMENTS = ("SQL_COMMENT", "C_COMMENT")
 
 
+class _Deferred(types.ModuleType):
+    """A module of pglast's imported only when something reads one of its names.
+
+    pglast's parser imports its `ast` and `enums` modules, thousands of classes and
+    enum members, though the JSON parse and the scanner use neither. Whoever reads a
+    name of one (pglast's own `parse_sql`, a package's code) gets the real module. Its
+    file is known without importing it: the load cache states every module's file.
+    """
+
+    def __init__(self, name: str, file: str | None) -> None:
+        super().__init__(name)
+        self.__file__ = file
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update(module.__dict__)  # those that kept this one find it all
+        return getattr(module, name)
+
+
+def _parser() -> Any:
+    found = importlib.util.find_spec("pglast") if "pglast" not in sys.modules else None
+    for name in ("pglast.ast", "pglast.enums"):
+        spec = importlib.machinery.PathFinder.find_spec(
+            name, found.submodule_search_locations) if found is not None else None
+        if spec is not None:
+            sys.modules.setdefault(name, _Deferred(name, spec.origin))
+    return importlib.import_module("pglast.parser")
+
+
+parser = _parser()
+
+
 @dataclass(frozen=True)
 class Statement:
     """One statement of a script: its text, the line it starts on (1-based), its parse tree.
 
     Attributes:
         kind: the name of its parse tree's node (`CreateStmt`, `IndexStmt`, ...).
-        node: its parse tree as PostgreSQL writes it in JSON (dicts and lists): cheap.
+        node: its parse tree as PostgreSQL writes it in JSON (dicts and lists), the
+            node named `kind` unwrapped; locations count bytes of the whole script.
         comments: the comments between the previous statement and its end, in order.
     """
 
@@ -41,16 +82,6 @@ class Statement:
     kind: str = ""
     node: Any = field(default=None, repr=False, compare=False)
     comments: tuple[str, ...] = ()
-
-    @cached_property
-    def tree(self) -> Any:
-        """Its parse tree as `pglast.ast` nodes, locations counted in `text`.
-
-        Built when first asked: pglast makes a Python object of every node, ten times
-        the cost of the parse itself (9 ms for a migration creating three tables), so
-        the lint builds it only for the statements a rule reads.
-        """
-        return parser.parse_sql(self.text)[0].stmt
 
 
 @functools.lru_cache(maxsize=256)
@@ -111,14 +142,15 @@ def block(statement: Statement) -> tuple[Statement, ...]:
     """
     if statement.kind != "DoStmt":
         return ()
-    tree = statement.tree
-    options = {d.defname: d for d in tree.args or ()}
-    language = options.get("language")
-    body = options.get("as")
-    if body is None or (language is not None and language.arg.sval != "plpgsql"):
+    # Parsed again alone: its body's location is then counted in its own text.
+    [raw] = json.loads(parser.parse_sql_json(statement.text))["stmts"]
+    options = {d["DefElem"]["defname"]: d["DefElem"]
+               for d in raw["stmt"]["DoStmt"].get("args", ())}
+    language, body = options.get("language"), options.get("as")
+    if body is None or (language is not None and _string(language) != "plpgsql"):
         return ()
-    code = body.arg.sval
-    first_line = statement.line + _body_offset_lines(statement, body.arg_location)
+    code = _string(body)
+    first_line = statement.line + _body_offset_lines(statement, body.get("arg_location"))
     tag = next(f"$ydtb_{n}$" for n in range(len(code) + 1) if f"$ydtb_{n}$" not in code)
     function = f"CREATE FUNCTION pg_temp.ydtb_lint() RETURNS void LANGUAGE plpgsql AS {tag}" \
                f"{code}{tag}"
@@ -137,9 +169,15 @@ def block(statement: Statement) -> tuple[Statement, ...]:
     return tuple(found)
 
 
+def _string(option: dict[str, Any]) -> str:
+    """The string value of a `DefElem` (a `DO` block's body or language)."""
+    return str(option.get("arg", {}).get("String", {}).get("sval", ""))
+
+
 def _body_offset_lines(statement: Statement, location: int | None) -> int:
-    """Count the lines of `statement` before the text of its `DO` body."""
-    return statement.text.count("\n", 0, location or 0)
+    """Count the lines of `statement` before the text of its `DO` body (`location`
+    counts bytes, as PostgreSQL does)."""
+    return statement.text.encode().count(b"\n", 0, max(location or 0, 0))
 
 
 def _executed(node: Any) -> Iterator[tuple[int, str]]:
@@ -164,15 +202,16 @@ def _executed(node: Any) -> Iterator[tuple[int, str]]:
 def _constant(expression: str) -> str | None:
     """Return the value of a SQL string constant (`'...'`, `$$...$$`), else None."""
     try:
-        [raw] = parser.parse_sql(f"SELECT {expression}")
+        [raw] = json.loads(parser.parse_sql_json(f"SELECT {expression}"))["stmts"]
     except (parser.ParseError, ValueError):
         return None
-    statement: Any = raw.stmt
-    [target] = statement.targetList or (None,)
-    value = getattr(target, "val", None)
-    if isinstance(value, ast.A_Const) and isinstance(value.val, ast.String):
-        return str(value.val.sval)
-    return None
+    targets = raw["stmt"].get("SelectStmt", {}).get("targetList", ())
+    if len(targets) != 1:
+        return None
+    value = targets[0]["ResTarget"].get("val", {}).get("A_Const", {})
+    if "sval" not in value:
+        return None
+    return str(value["sval"].get("sval", ""))
 
 
 def _leading_newlines(text: str) -> int:
