@@ -261,11 +261,8 @@ def _create(node: Any, schema: Schema) -> None:
     for element in node.get("tableElts", ()):
         column = element.get("ColumnDef")
         if column is not None:
-            names = [n["String"]["sval"] for n in column["typeName"].get("names", ())]
-            mods = tuple(int(m["A_Const"]["ival"].get("ival", 0))
-                         for m in column["typeName"].get("typmods", ())
-                         if "ival" in m.get("A_Const", {}))
-            schema.types[(table, column["colname"])] = (str(names[-1]), mods)
+            if "typeName" in column:  # none in `CREATE TABLE ... OF type`
+                schema.types[(table, column["colname"])] = _type_of(column["typeName"])
             if any(c["Constraint"]["contype"] == "CONSTR_NOTNULL"
                    for c in column.get("constraints", ())):
                 schema.proven.add((table, column["colname"]))

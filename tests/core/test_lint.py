@@ -247,6 +247,9 @@ def test_type_changes_that_rewrite_or_scan_are_flagged(before: str, after: str) 
     ("CREATE INDEX CONCURRENTLY i ON t (c);", ["Y524"]),
     ("VACUUM t;", ["Y524"]),
     ("ALTER TYPE ydtb_mood ADD VALUE 'meh';", []),
+    # A typed table's columns name no type: read without one, not a crash.
+    ("CREATE TABLE ydtb_typed OF ydtb_shape (id WITH OPTIONS NOT NULL);\n"
+     "ALTER TABLE ydtb_typed ALTER id TYPE bigint;\nALTER TABLE t DROP COLUMN c;", ["Y526"]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_more_rules(sql: str, expected: list[str]) -> None:
     assert codes(sql) == expected
