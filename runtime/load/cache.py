@@ -84,8 +84,8 @@ def scan(directories: Iterable[Path], installed: Iterable[Path] = ()) -> Sources
         if not root.is_dir():
             files[str(root)] = []  # absent: appearing later changes the state
             continue
-        for directory in packages.discover([root]):
-            _stat_files(directory, files)
+        for path in packages.discover_paths([root]):
+            _stat_files(path, files)
     for directory in installed:
         if directory.is_dir():
             _stat_files(directory, files)
@@ -94,7 +94,7 @@ def scan(directories: Iterable[Path], installed: Iterable[Path] = ()) -> Sources
     return Sources(files, started)
 
 
-def _stat_files(directory: Path, files: Stats) -> None:
+def _stat_files(directory: str | Path, files: Stats) -> None:
     for item in packages.files(directory):
         try:
             stat = item.stat()
