@@ -52,6 +52,8 @@ SPECS = (
          target=Target(1.2, on_ratio=True)),
     Spec("new-process", "one new migration, migrate process", "s",
          target=Target(0.5, sizes=frozenset({300, 1000}))),
+    Spec("new-to-noop", "the same, to the no-op process (its floor)", "s",
+         target=Target(1.5, on_ratio=True, sizes=frozenset({300, 1000}))),
     Spec("incremental", "one new migration, in process", "ms",
          target=Target(0.020, sizes=frozenset({300}))),
     Spec("check-process", "validation, check process", "s",
@@ -80,7 +82,7 @@ floors: cold = asyncpg runs the core DDL and every migration in one transaction 
 ledger insert per migration (in process, or as `python floor.py apply`); no-op = one
 ledger read on an open connection (in process) or `python floor.py read` (connect + read);
 one new migration = its SQL + one ledger insert on an open connection, or as a process
-`python floor.py one` (connect, read the ledger, run both); check =
+`python floor.py one` (connect, read the ledger, run both), and beside the no-op process; check =
 `python floor.py scan` (start, import sqlalchemy, read every package file); fleet = `python
 floor.py fleet`: the cold floor's transaction on each of 20 databases, 4 at once; reload =
 watchfiles awatch(debounce=50, step=3) noticing the save + asyncpg running the same

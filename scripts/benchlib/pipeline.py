@@ -286,14 +286,17 @@ async def _process_runtime(server_url: str, workload: Workload, collect: Collect
     async with database.fresh_database(server_url) as url:
         migrate = _runtime("migrate", workload, "--database-url", url)
         collect.add("cold-process", size, value=run_process(migrate, expect="migrations applied"))
-        collect.add("noop-process", size, value=run_process(migrate, expect="nothing to apply"))
+        noop = run_process(migrate, expect="nothing to apply")
+        collect.add("noop-process", size, value=noop)
         edit = _process_edit(workload)
         edit.save()
         try:
-            collect.add("new-process", size, value=run_process(
-                migrate, expect="1 migration applied to 1 package"))
+            new = run_process(migrate, expect="1 migration applied to 1 package")
         finally:
             edit.remove()
+        collect.add("new-process", size, value=new)
+        # #17: a deploy of one package's migration costs about what a no-op run costs.
+        collect.add("new-to-noop", size, value=new, floor=noop)
     # Unmeasured: the leaf is back as it was, and `check` lints it again for the cache.
     run_process(_runtime("check", workload), expect="packages valid")
     collect.add("check-process", size,
