@@ -69,18 +69,25 @@ def listed(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise PackageLoadError(str(directory), "migrations directory does not exist; "
                                "create it, or fix the path given to load_migrations")
-    # A dangling link is listed too, to be reported rather than skipped without a word.
-    files = sorted(p for p in directory.iterdir()
-                   if is_migration_file(p) and (p.is_file() or p.is_symlink()))
+    # A link is listed whatever it points at (a dangling one, or one to itself, is
+    # reported when read rather than skipped without a word), so only other entries
+    # are asked whether they are files. Listed with os.scandir, whose entries know
+    # their kind without a stat each: Path.iterdir and its stats were half of reading
+    # the migrations of 300 packages (#17).
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries
+                       if is_migration_file(e.name) and (e.is_symlink() or e.is_file()))
+    files = [directory / name for name in names]
     _check_names(files)
     return files
 
 
 def _check_names(files: list[Path]) -> None:
-    numbers = [int(m["number"]) for p in files if (m := _NUMBERED.match(p.stem))]
+    stems = [path.stem for path in files]
+    numbers = [int(m["number"]) for stem in stems if (m := _NUMBERED.match(stem))]
     seen: dict[str, Path] = {}
-    for path in files:
-        if not _NUMBERED.match(path.stem) or not MIGRATION_ID.match(path.stem):
+    for path, stem in zip(files, stems, strict=True):
+        if not _NUMBERED.match(stem) or not MIGRATION_ID.match(stem):
             given = re.match(r"\d+", path.stem)
             number = given[0] if given else f"{max(numbers, default=0) + 1:04d}"
             words = re.sub(r"[^0-9A-Za-z]+", "_", path.stem[len(number) if given else 0:])
@@ -88,10 +95,10 @@ def _check_names(files: list[Path]) -> None:
             raise PackageLoadError(str(path), "a migration file name must be a number, an "
                                    "underscore and a name made of letters, digits and "
                                    f"underscores; rename it to '{better}'")
-        if path.stem in seen:
-            raise PackageLoadError(str(path), f"migration id '{path.stem}' is also used by "
-                                   f"'{seen[path.stem].name}'; renumber one of them")
-        seen[path.stem] = path
+        if stem in seen:
+            raise PackageLoadError(str(path), f"migration id '{stem}' is also used by "
+                                   f"'{seen[stem].name}'; renumber one of them")
+        seen[stem] = path
 
 
 def _read_text(path: Path) -> str:
@@ -122,8 +129,13 @@ def read_sql(path: Path) -> Migration:
         line = sql.count("\n", 0, sql.index("\0")) + 1
         raise PackageLoadError(str(path), "holds a NUL character, which PostgreSQL does not "
                                "take in SQL; remove it", line=line)
-    return Migration(path.stem, up=sql, source=str(path),
-                     transactional=not _NO_TRANSACTION.search(sql))
+    return Migration(path.stem, up=sql, source=str(path), transactional=_transactional(sql))
+
+
+def _transactional(sql: str) -> bool:
+    # The comment's words first: searching every line of every migration for it with
+    # the pattern was a fifth of reading them (#17); without them it cannot match.
+    return "no-transaction" not in sql or not _NO_TRANSACTION.search(sql)
 
 
 def _read_python(path: Path) -> Migration:

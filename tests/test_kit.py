@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Index, MetaData, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runtime import DatabaseRegistry, PackageLoadError
+from runtime import DatabaseRegistry, PackageLoadError, migration_files
 from runtime.kit import WorkspaceScoped, load_migrations, metadata, workspace_table
 from runtime.load.loader import load_directory
 
@@ -352,3 +354,47 @@ def test_a_broken_migration_fails_its_package_load(tmp_path: Path) -> None:
         load_directory(package, DatabaseRegistry(send_signals=False))
 
     assert (caught.value.path, caught.value.line) == (str(path.resolve()), 1)
+
+
+# -- reading migration files as before (#17) -------------------------------------------
+
+_FRAGMENTS = st.sampled_from(["-- runtime: no-transaction", "--runtime:no-transaction",
+                              "  --  runtime:  no-transaction  ", "no-transaction",
+                              "-- runtime: no-transaction;", "CREATE INDEX ix ON t (c);",
+                              "-- a note", "runtime:", "\n", " ", "\t", "\r\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FRAGMENTS, max_size=8).map("".join))
+def test_the_no_transaction_line_is_found_as_the_pattern_finds_it(sql: str) -> None:
+    assert migration_files._transactional(sql) is not bool(
+        migration_files._NO_TRANSACTION.search(sql))
+
+
+_ENTRIES = st.dictionaries(
+    st.sampled_from(["0001_a.sql", "0002_b.py", "0003_c.sql", "_helper.py", ".0004.sql",
+                     "README.md", "0005_d.sql", "10_e.sql", "0002_b.sql"]),
+    st.sampled_from(["file", "directory", "link", "dangling"]), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ENTRIES)
+def test_migration_files_are_listed_as_path_iterdir_listed_them(
+    tmp_path_factory: pytest.TempPathFactory, entries: dict[str, str]
+) -> None:
+    directory = tmp_path_factory.mktemp("migrations")
+    for name, kind in entries.items():
+        path = directory / name
+        if kind == "file":
+            path.write_text("SELECT 1;", encoding="utf-8")
+        elif kind == "directory":
+            path.mkdir()
+        else:
+            path.symlink_to(directory / "0001_a.sql" if kind == "link" else "/nowhere")
+    before = sorted(p for p in directory.iterdir() if migration_files.is_migration_file(p)
+                    and (p.is_file() or p.is_symlink()))
+    try:
+        listed = migration_files.listed(directory)
+    except PackageLoadError:
+        return  # a misnamed file: refused whichever way it was listed
+    assert listed == before
