@@ -267,14 +267,16 @@ async def _compare_copies(
 # start-up (#17). Taking them away after is not enough: the first new attribute turns
 # an item's compact attribute dict (keys shared by its class) into one of its own,
 # three times its size, which stays. So the comparison works on a copy of each item's
-# attributes, and the items get their own back after.
-_MEMOS = frozenset({"dialect_options", "_type_affinity"})
+# attributes, and the items get their own back after. An item's event dispatcher is
+# made on demand too (a copy asks for it), and the registry drops it when no listener
+# uses it (`runtime.core.registry`).
+_MEMOS = frozenset({"dialect_options", "_type_affinity", "dispatch"})
 
 
 @contextmanager
 def _unmarked(tables: Iterable[Table]) -> Iterator[None]:
     """Leave `tables`' schema items as they were, but for what is not a memo."""
-    items = [item for table in tables for item in _schema_items(table)
+    items = [item for table in tables for item in ddl.schema_items(table)
              if hasattr(item, "__dict__")]
     kept = [vars(item) for item in items]
     for item, attributes in zip(items, kept, strict=True):
@@ -286,15 +288,6 @@ def _unmarked(tables: Iterable[Table]) -> Iterator[None]:
             used, item.__dict__ = vars(item), attributes
             attributes.update((key, value) for key, value in used.items()
                               if key not in _MEMOS and attributes.get(key) is not value)
-
-
-def _schema_items(table: Table) -> Iterator[object]:
-    yield table
-    yield from table.constraints
-    yield from table.indexes
-    for column in table.columns:
-        yield column
-        yield column.type
 
 
 # What is read of a table, kept by an `Agreement` under its catalog key.
