@@ -390,6 +390,8 @@ def _shed_dispatchers(tables: Iterable[Table]) -> None:
     again, as it was, if ever asked for; one with listeners stays.
     """
     for item in (item for table in tables for item in ddl.schema_items(table)):
+        if not hasattr(type(item), "dispatch"):
+            continue  # a type: asking for its attributes would make it a dict of them
         attributes: dict[str, object] = getattr(item, "__dict__", {})
         dispatch = attributes.get("dispatch")
         if dispatch is not None and _idle(dispatch):
