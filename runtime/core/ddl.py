@@ -9,7 +9,7 @@ a stub for every table they point at, and compiled there.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +30,7 @@ from runtime.core.schema import core_metadata
 
 __all__ = ["FILL_IN", "backfill", "checked_later", "concurrently", "create_statements",
            "drop_statement", "enum_statements", "fingerprint", "foreign_key_targets",
-           "is_validation", "unique_later", "unless_it_exists", "validated"]
+           "is_validation", "schema_items", "unique_later", "unless_it_exists", "validated"]
 
 #: What a backfill sets rows without a value to, until the author writes the value: run
 #: as it is, it sets nothing, and the NOT NULL after it fails on those rows, saying so.
@@ -50,6 +50,20 @@ def foreign_key_targets(table: Table) -> list[tuple[str, str, Column[object]]]:
         target_table, _, target_column = spec.rpartition(".")
         targets.append((target_table, target_column, fk.parent))
     return targets
+
+
+def schema_items(table: Table) -> Iterator[object]:
+    """Yield `table` and the schema items it holds: its constraints, indexes and
+    columns, and each column's type, defaults, identity and foreign keys."""
+    yield table
+    yield from table.constraints
+    yield from table.indexes
+    for column in table.columns:
+        yield column
+        yield column.type
+        yield from (item for item in (column.server_default, column.server_onupdate,
+                                      column.identity, column.computed) if item is not None)
+        yield from column.foreign_keys
 
 
 def _scratch_metadata(tables: Iterable[Table]) -> MetaData:

@@ -47,7 +47,8 @@ _NEVER_RUN = ("DO $$ BEGIN RAISE EXCEPTION 'runtime: a migration of a package an
 def _unique_keys(table: Table) -> list[list[str]]:
     from sqlalchemy import Index, UniqueConstraint
 
-    keys = [[c.name for c in constraint.columns] for constraint in table.constraints
+    # The constraints themselves, not their `.columns`, which SQLAlchemy makes and keeps.
+    keys = [[c.name for c in constraint] for constraint in table.constraints
             if isinstance(constraint, UniqueConstraint)]
     keys += [[c.name for c in index.columns] for index in table.indexes
              if isinstance(index, Index) and index.unique]
@@ -65,7 +66,7 @@ def _foreign_keys(table: Table) -> list[list[Any]]:
 
 def _table(table: Table) -> list[Any]:
     return [table.name, [c.name for c in table.columns],
-            [c.name for c in table.primary_key.columns], _unique_keys(table),
+            [c.name for c in table.primary_key], _unique_keys(table),
             _foreign_keys(table)]
 
 

@@ -152,8 +152,9 @@ def delete_action(key: ForeignKeyConstraint) -> str:
 
 
 def _unique(table: Table, columns: set[str]) -> bool:
-    keys = [{c.name for c in table.primary_key.columns}]
-    keys += [{c.name for c in constraint.columns} for constraint in table.constraints
+    # The constraints themselves, not their `.columns`, which SQLAlchemy makes and keeps.
+    keys = [{c.name for c in table.primary_key}]
+    keys += [{c.name for c in constraint} for constraint in table.constraints
              if isinstance(constraint, UniqueConstraint)]
     keys += [{c.name for c in index.columns} for index in table.indexes
              if isinstance(index, Index) and index.unique]

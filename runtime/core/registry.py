@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from types import MappingProxyType
+from types import MappingProxyType, MemberDescriptorType
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 
 from runtime.core import ddl, graph, signals, validation
 from runtime.core.index import SetIndex
@@ -224,6 +224,7 @@ class DatabaseRegistry:
         )
         if package is None:
             raise ValidationError(problems)
+        _shed_dispatchers(package.tables)
         return self.register(package)
 
     def trust(self, packages: Iterable[Package]) -> None:
@@ -378,3 +379,40 @@ class DatabaseRegistry:
         self._stale = set(other._stale)
         self._order = other._order
         self._ordered = None
+
+
+def _shed_dispatchers(tables: Iterable[Table]) -> None:
+    """Drop the event dispatchers SQLAlchemy left on the schema items of `tables`.
+
+    Attaching an item to its parent gives it a dispatcher of its own, for listeners of
+    that one item, which it keeps: 25,000 at N = 300 packages, 7 MB held for nothing,
+    23 MB of the dev daemon's peak at N = 1000 (#17). One no listener uses is made
+    again, as it was, if ever asked for; one with listeners stays.
+    """
+    for item in (item for table in tables for item in ddl.schema_items(table)):
+        if not hasattr(type(item), "dispatch"):
+            continue  # a type: asking for its attributes would make it a dict of them
+        attributes: dict[str, object] = getattr(item, "__dict__", {})
+        dispatch = attributes.get("dispatch")
+        if dispatch is not None and _idle(dispatch):
+            del attributes["dispatch"]
+
+
+def _idle(dispatch: object) -> bool:
+    """Whether no listener uses `dispatch`: each event of it is in a slot, never asked
+    for or with no listeners. Laid out otherwise (not SQLAlchemy 2), it is kept."""
+    names = getattr(dispatch, "_event_names", None)
+    if names is None:
+        return False
+    kind = type(dispatch)
+    for name in names:
+        slot = kind.__dict__.get(name)
+        if not isinstance(slot, MemberDescriptorType):
+            return False
+        try:
+            event = slot.__get__(dispatch, kind)
+        except AttributeError:
+            continue  # never asked for (read through getattr, it would be made now)
+        if getattr(event, "listeners", None) or getattr(event, "propagate", None):
+            return False
+    return True

@@ -90,7 +90,8 @@ def _table_problems(package: str, table: Table) -> list[Problem]:
     if table.schema is not None:
         found.append(problem("Y108", f"table '{table.name}' is in schema '{table.schema}'",
                              "drop schema=...; package tables live in the default schema"))
-    if not table.primary_key.columns:
+    # Not `.columns`: SQLAlchemy keeps what that makes on the key, for every table (#17).
+    if not len(table.primary_key):
         found.append(problem("Y103", f"table '{table.name}' has no primary key",
                              "mark a column primary_key=True"))
     column = table.c.get("workspace_id")

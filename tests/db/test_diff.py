@@ -365,3 +365,25 @@ def test_a_comparison_reads_only_the_tables_its_keys_reach() -> None:
     assert sorted(metadata.tables) == ["ydtb_first", "ydtb_second", "ydtb_workspaces"]
     assert sorted(c.name for c in metadata.tables["ydtb_first"].columns) == [
         "id", "workspace_id"]
+
+
+async def test_a_comparison_leaves_the_declared_tables_as_they_were(
+    engine: AsyncEngine,
+) -> None:
+    # SQLAlchemy keeps what a copy reads on the copied items: kept on every declared
+    # table the dev daemon compared at start-up, 80 MB at N = 1000 packages (#17).
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, lambda md: [
+        Column("title", Text), Index("ix_title", "title", postgresql_using="hash")],
+        "ALTER TABLE ydtb_notes ADD COLUMN title text;\n"
+        "CREATE INDEX ix_title ON ydtb_notes USING hash (title);")
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+    [table] = package.tables
+    items = [table, *table.constraints, *table.indexes, *table.columns,
+             *(c.type for c in table.columns)]
+    before = [dict(vars(item)) for item in items]
+
+    assert await compare(engine, package, packages) == []
+
+    assert [dict(vars(item)) for item in items] == before

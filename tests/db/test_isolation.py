@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from runtime import kit
 from runtime.core.model import Migration
 from runtime.core.registry import DatabaseRegistry
-from runtime.db import checks, migrator, urls
+from runtime.db import built, checks, migrator, urls
 from runtime.db import engine as db_engine
 from runtime.errors import IsolationError
 
@@ -91,6 +91,21 @@ async def test_an_undeclared_table_is_refused_and_nothing_is_kept(db: AsyncEngin
         "[Y501]"]
     assert "rogue_global" not in await tables(db)
     assert "ydtb_notes" not in await tables(db)  # the whole run was rolled back
+
+
+async def test_what_the_triggers_noted_is_read_whole_a_batch_at_a_time(
+    db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read in batches, not all at once (#17): the rogue table, noted after the core's
+    # tables and ydtb_notes, comes many batches later and is judged all the same.
+    monkeypatch.setattr(built, "_BATCH", 2)
+    registry = DatabaseRegistry(send_signals=False)
+    notes(registry, Migration("0002_rogue", up="CREATE TABLE IF NOT EXISTS rogue_global "
+                                                "(id int PRIMARY KEY, secret text);"))
+
+    [problem] = await refused(db, registry)
+
+    assert problem.startswith("@t/notes: migration 0002_rogue creates table rogue_global")
 
 
 async def test_a_python_migration_is_read_from_the_database_too(db: AsyncEngine) -> None:
