@@ -26,8 +26,8 @@ def running(*, lasting: bool = False) -> Iterator[None]:
     """Tune the process for a command of the CLI, then restore it.
 
     A command that ends after its run collects nothing: what it makes lives until it
-    ends (the modules it imports: pglast's parser alone makes thousands of enum members
-    and node classes; the load cache's manifest), and each collection only scans it
+    ends (the modules it imports, SQLAlchemy's and asyncpg's classes; the load cache's
+    manifest), and each collection only scans it
     again. A `migrate` of one new migration at N = 300 spent 15-25 ms in 72 collections
     after the command began (#17). `loading` keeps the collector off while it loads
     either way, and freezes what it made.
