@@ -53,7 +53,10 @@ def _profiled(path: Path, title: str) -> Iterator[None]:
         profiler.stop()
         tree = profiler.output_text(color=False, unicode=False)
         flat = profiler.output_text(color=False, unicode=False, flat=True, flat_time="total")
-        path.write_text(f"{title}\n{tree}\n-- by total time --\n{flat}")
+        own = profiler.output_text(color=False, unicode=False, flat=True, flat_time="self",
+                                    show_all=True)
+        path.write_text(f"{title}\n{tree}\n-- by total time --\n{flat}\n"
+                        f"-- by own time --\n{own}")
 
 
 @contextlib.contextmanager
