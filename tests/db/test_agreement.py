@@ -12,7 +12,7 @@ from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime import DatabaseRegistry, Migration, Package, kit
-from runtime.db import diff, migrator
+from runtime.db import agreement, diff, migrator
 from runtime.db.agreement import Agreement
 
 # Two tables: a change to one of them leaves the other agreeing.
@@ -264,3 +264,45 @@ async def test_the_server_is_asked_once_whether_two_defaults_are_equal(
         event.remove(engine.sync_engine, "before_cursor_execute", note)
 
     assert asked == ["SELECT 'a'::text = 'a' AS anon_1"] * 2
+
+
+def _reading(table: str) -> dict[str, Any]:
+    """A reading the size of alembic's reflection of a table of 8 columns (~1.7 kB)."""
+    return {"columns": [{"name": f"{table}_c{i}", "type": Text(), "nullable": True,
+                         "default": None, "comment": "x" * 100} for i in range(8)]}
+
+
+def test_a_reading_is_a_copy_marking_it_leaves_what_is_kept() -> None:
+    agreed = Agreement()
+    agreed.keep("ydtb_notes", "reflected", "k1", _reading("ydtb_notes"))
+    first = agreed.reading("ydtb_notes", "reflected", "k1")
+    first["columns"].clear()
+    assert len(agreed.reading("ydtb_notes", "reflected", "k1")["columns"]) == 8
+    assert agreed.reading("ydtb_notes", "reflected", "k2") is None  # another catalog key
+
+
+def test_the_readings_of_every_table_a_benchmark_goes_round_are_kept() -> None:
+    # 30 packages of 5 tables, each read twice (reflection, shapes): at 256 readings,
+    # the first packages' were gone by the time the next round of saves reached them.
+    agreed = Agreement()
+    tables = [f"ydtb_p{p:03d}_t{t}" for p in range(30) for t in range(5)]
+    for name in tables:
+        agreed.keep(name, "reflected", "k", _reading(name))
+        agreed.keep(name, "shapes", "k", {"name": name})
+    assert all(agreed.has_reading(name, "reflected", "k")
+               and agreed.has_reading(name, "shapes", "k") for name in tables)
+
+
+def test_the_oldest_readings_go_once_the_kept_bytes_are_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agreement, "KEPT_BYTES", 20_000)
+    agreed = Agreement()
+    tables = [f"ydtb_t{n}" for n in range(40)]
+    for name in tables:
+        agreed.keep(name, "reflected", "k", _reading(name))
+    kept = [name for name in tables if agreed.has_reading(name, "reflected", "k")]
+    assert kept == tables[-len(kept):]  # the latest, in order
+    assert 0 < len(kept) < len(tables)
+    agreed.keep(tables[-1], "reflected", None, _reading("gone"))  # gone from the database
+    assert not agreed.has_reading(tables[-1], "reflected", "k")
