@@ -132,6 +132,8 @@ async def compare(
     *,
     tables: Iterable[str] = (),
     agreed: Agreement | None = None,
+    defer: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> list[Difference]:
     """List how the database on `conn` differs from `package`'s declared tables.
 
@@ -143,9 +145,10 @@ async def compare(
         tables: more table names to compare, such as tables the package used to declare:
             found in the database, they are reported as not declared.
         agreed: what agreed with this database before (see `compare_each`).
+        defer, only: tables not to compare now, or the only ones to (see `compare_each`).
     """
     found = await compare_each(conn, [package], packages, previous={package.name: tables},
-                               agreed=agreed, reread=False)
+                               agreed=agreed, reread=False, defer=defer, only=only)
     return found[package.name]
 
 
@@ -157,6 +160,8 @@ async def compare_each(
     previous: Mapping[str, Iterable[str]] | None = None,
     agreed: Agreement | None = None,
     reread: bool = True,
+    defer: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> dict[str, list[Difference]]:
     """Compare several packages with the database in one pass (one reflection of it all).
 
@@ -170,6 +175,9 @@ async def compare_each(
         reread: read every compared table from the database. False (one package's
             sync, whose next save compares its tables again): what `agreed` kept of a
             table under its catalog key now is used, and what is read is kept.
+        defer: tables not to compare now (the dev daemon compares them after it
+            announced a save: the tables the save did not change).
+        only: the only tables to compare, if given (those it deferred).
 
     Returns:
         The differences of each package of `targets`, by name; empty lists included.
@@ -181,10 +189,12 @@ async def compare_each(
     listed, planner = await conn.run_sync(_listing, frozenset(owners), agreed is not None)
     declared = {name: key for p in targets for name, key in p.table_keys.items()} \
         if agreed is not None else {}
-    compared = frozenset(owners) - (agreed.unchanged(declared, listed) if agreed else set())
+    compared = frozenset(owners if only is None else set(owners).intersection(only)) \
+        - (agreed.unchanged(declared, listed) if agreed else set()) - set(defer)
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}
     if compared:
-        kept = agreed if agreed is not None and not reread else None
+        # Read afresh, the readings are kept only where they cost no memory.
+        kept = agreed if agreed is not None and (not reread or agreed.spills) else None
         for difference in await _compare_tables(conn, targets, packages, compared, listed,
                                                 kept):
             found[owners[difference.table]].append(difference)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -61,9 +61,9 @@ class SyncResult:
     Attributes:
         package: the package's name.
         change: the dev change applied and recorded; None when nothing was applied.
-        held: the differences left alone: all of the package's when some of them are
-            destructive; else what the database has that no dev change built and the
-            schema declares nowhere.
+        held: the differences left alone: all of those found in the tables compared
+            when some of them are destructive; else what the database has that no dev
+            change built and the schema declares nowhere.
         revisits: the change touched an object a recorded dev change touched: the
             migrations may now build what the dev database has (`reconcile`).
         dev_built: of `held`, the removals of what only dev changes built: no migration
@@ -91,6 +91,8 @@ async def sync_package(
     tables: Iterable[str] = (),
     declared_before: frozenset[ObjectKey] = frozenset(),
     agreed: Agreement | None = None,
+    defer: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks, and book it as a dev change.
 
@@ -102,7 +104,8 @@ async def sync_package(
     """
     async with Run.open(engine, read=False) as run, run.transaction():
         return await sync_in(run, package, packages, allow_destructive=allow_destructive,
-                             tables=tables, declared_before=declared_before, agreed=agreed)
+                             tables=tables, declared_before=declared_before, agreed=agreed,
+                             defer=defer, only=only)
 
 
 async def sync_in(
@@ -114,6 +117,8 @@ async def sync_in(
     tables: Iterable[str] = (),
     declared_before: frozenset[ObjectKey] = frozenset(),
     agreed: Agreement | None = None,
+    defer: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks in the open transaction of
     `run`, and book it as a dev change: it commits with what else the transaction holds
@@ -135,6 +140,9 @@ async def sync_in(
             before, no dev change built, is left alone.
         agreed: the tables that agreed with the database before, not compared again
             while unchanged (`runtime.db.agreement`; the daemon keeps one).
+        defer, only: tables not to compare now, or the only ones to
+            (`runtime.db.diff.compare_each`): what is held or applied is of the tables
+            compared.
 
     Raises:
         ProblemsError: a difference could not be applied (Y405).
@@ -143,7 +151,8 @@ async def sync_in(
     rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
     built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
     differences = await compare(run.sqlalchemy, package, packages, agreed=agreed,
-                                tables={*tables, *_dev_tables(rows, package, packages)})
+                                tables={*tables, *_dev_tables(rows, package, packages)},
+                                defer=defer, only=only)
     await run.sqlalchemy.commit()  # ends SQLAlchemy's savepoint, not our transaction
     declared = booking.declared_keys(package)
     kept = () if allow_destructive else tuple(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -251,8 +251,12 @@ class Daemon:
         Raises:
             DatabaseInUseError: another daemon runs on the database (`runtime.db.owner`).
         """
-        async with owner.claimed(self.engine) as self._claim:
-            await self._run(task_status)
+        # What its comparisons read of the tables is kept in a file while it runs:
+        # start-up reads every package it compares, which memory would keep at 2 kB a
+        # table; a first save of any of them then compares it without reading it (#14).
+        with self._agreed.spilling():
+            async with owner.claimed(self.engine) as self._claim:
+                await self._run(task_status)
 
     async def _run(self, task_status: Any) -> None:
         async with notify.publishing(self.engine, self, self.registry):
@@ -417,8 +421,9 @@ class Daemon:
             done = await self._change(dirs, seen, quiet=quiet)
         if done is None:
             return False
-        migrated, synced = done
-        await self._follow_migrations(migrated)
+        migrated, synced, deferred = done
+        await self._follow(migrated)
+        await self._follow(sorted(deferred), only=deferred)
         with _noticing_loss():
             await self._reread([r.package for r in synced if r.change is not None])
             await self._settle()
@@ -426,11 +431,12 @@ class Daemon:
 
     async def _change(
         self, dirs: set[Path], seen: float, *, quiet: bool
-    ) -> tuple[list[str], list[SyncResult]] | None:
+    ) -> tuple[list[str], list[SyncResult], dict[str, frozenset[str]]] | None:
         """Load, apply and sync the change to `dirs`, and say so with `reloaded`.
 
-        Returns the packages whose migrations ran but whose schema is unchanged, and
-        what the dev sync did; None when the change failed.
+        Returns the packages whose migrations ran but whose schema is unchanged, what
+        the dev sync did, and the tables it left to compare after (`_deferrable`); None
+        when the change failed.
         """
         # The set is checked once everything changed is loaded (check_set below): one
         # package at a time, the first half of a joint change would be refused.
@@ -447,7 +453,9 @@ class Daemon:
                 # The packages whose declared schema changed are synced in the run
                 # that applies the migrations: one lock and one commit for the reload.
                 edited = self._edited_schemas(candidate, affected)
-                report, synced = await self._migrate(candidate, packages, removed, edited)
+                deferred = self._deferrable(candidate, edited)
+                report, synced = await self._migrate(candidate, packages, removed, edited,
+                                                     deferred)
                 migrated = [name for name in report.by_package() if name not in edited]
         except RegistryError as exc:
             if quiet:
@@ -467,11 +475,11 @@ class Daemon:
         await signals.emit_async(
             signals.reloaded, self, packages=tuple(changed + removed), applied=applied,
             elapsed_ms=_ms(seen), error=None)
-        return migrated, synced
+        return migrated, synced, deferred
 
     async def _migrate(
         self, candidate: DatabaseRegistry, packages: list[Package], removed: list[str],
-        edited: list[str],
+        edited: list[str], deferred: Mapping[str, frozenset[str]],
     ) -> tuple[MigrationReport, list[SyncResult]]:
         """Apply what `packages` have pending, then sync the schemas of `edited` in the
         same transaction; their dev rows are to be settled after.
@@ -482,7 +490,7 @@ class Daemon:
         synced: list[SyncResult] = []
 
         async def sync_edited(run: Run) -> None:
-            synced.extend(await self._sync(candidate, edited, run))
+            synced.extend(await self._sync(candidate, edited, run, defer=deferred))
 
         try:
             report = await migrator.migrate(self.engine, packages, rerun_edited=True,
@@ -496,18 +504,21 @@ class Daemon:
         self._unsettled |= set(report.by_package())
         return report, synced
 
-    async def _follow_migrations(self, names: list[str]) -> None:
-        """Compare packages whose migrations ran but whose declared schema is unchanged.
+    async def _follow(
+        self, names: list[str], only: Mapping[str, frozenset[str]] | None = None
+    ) -> None:
+        """Compare packages whose migrations ran but whose declared schema is unchanged,
+        or (`only`) the tables a save left to compare after (`_deferrable`).
 
-        Done after `reloaded`: the change the developer made (a migration) is applied and
-        announced at once, and the comparison (alembic, 60-110 ms) only says whether
-        the migration and the schema still agree.
+        Done after `reloaded`: the change the developer made (a migration, a table's
+        declaration) is applied and announced at once, and the comparison (alembic,
+        60-110 ms) only says whether the rest of the database still agrees.
         """
         if not names:
             return
         try:
             with _noticing_loss():
-                synced = await self._sync(self.registry, names)
+                synced = await self._sync(self.registry, names, only=only)
         except RegistryError as exc:
             await self._failed(exc)
             return
@@ -615,11 +626,33 @@ class Daemon:
         return [name for name in affected if name not in self.registry
                 or self.registry.get(name).fingerprint != candidate.get(name).fingerprint]
 
+    def _deferrable(
+        self, candidate: DatabaseRegistry, edited: list[str]
+    ) -> dict[str, frozenset[str]]:
+        """The tables of the packages `edited` that a save need not compare before it
+        is announced: declared as before, and never compared since the daemon started
+        (it compares only what changed while it was away). Compared after, so a
+        package's first save compares the table it changed, not its every table (#14).
+        """
+        deferred = {}
+        for name in edited:
+            if name not in self.registry or name == CORE_PACKAGE:
+                continue  # new: all of it is the change
+            before, now = self.registry.get(name).table_keys, candidate.get(name).table_keys
+            tables = frozenset(table for table, key in now.items()
+                               if before.get(table) == key and not self._agreed.knows(table))
+            if tables:
+                deferred[name] = tables
+        return deferred
+
     async def _sync(
-        self, registry: DatabaseRegistry, names: list[str], run: Run | None = None
+        self, registry: DatabaseRegistry, names: list[str], run: Run | None = None, *,
+        defer: Mapping[str, frozenset[str]] | None = None,
+        only: Mapping[str, frozenset[str]] | None = None,
     ) -> list[SyncResult]:
         """Bring the dev database to the declared schema of the packages `names`: in the
-        open transaction of `run`, or each in a run of its own."""
+        open transaction of `run`, or each in a run of its own; of each package, not the
+        tables `defer` names, or only those `only` names."""
         results = []
         for name in names:
             if name == CORE_PACKAGE:
@@ -634,7 +667,8 @@ class Daemon:
                 allow_destructive=self.allow_destructive,
                 tables=previous.table_names if previous else (),
                 declared_before=booking.declared_keys(previous) if previous else frozenset(),
-                agreed=self._agreed))
+                agreed=self._agreed, defer=(defer or {}).get(name, frozenset()),
+                only=only[name] if only is not None else None))
         self._unsettled |= {result.package for result in results if result.revisits}
         return results
 

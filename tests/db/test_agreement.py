@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, event, text
 from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -306,3 +308,37 @@ def test_the_oldest_readings_go_once_the_kept_bytes_are_spent(
     assert 0 < len(kept) < len(tables)
     agreed.keep(tables[-1], "reflected", None, _reading("gone"))  # gone from the database
     assert not agreed.has_reading(tables[-1], "reflected", "k")
+
+
+_OPS = st.lists(st.tuples(
+    st.sampled_from(["keep", "keep", "read", "gone"]),
+    st.sampled_from(["ydtb_a", "ydtb_b", "ydtb_c"]),
+    st.sampled_from(["reflected", "shapes"]),
+    st.sampled_from(["k1", "k2"]),
+    st.integers(0, 3)), max_size=40)
+
+
+@given(_OPS)
+@settings(max_examples=60, deadline=None)
+def test_a_spilling_agreement_reads_back_what_it_kept_as_memory_would(
+    ops: list[tuple[str, str, str, str, int]],
+) -> None:
+    model: dict[tuple[str, str], tuple[str, Any]] = {}  # every reading, kept forever
+    agreed = Agreement()
+    with agreed.spilling():
+        assert agreed.spills
+        for op, name, what, catalog, value in ops:
+            reading = {"columns": [{"name": f"c{value}", "type": Text()}] * value}
+            if op == "keep":
+                agreed.keep(name, what, catalog, reading)
+                model[(name, what)] = (catalog, reading)
+            elif op == "gone":
+                agreed.keep(name, what, None, reading)
+                model.pop((name, what), None)
+            kept = model.get((name, what))
+            expected = kept[1] if kept is not None and kept[0] == catalog else None
+            assert agreed.has_reading(name, what, catalog) == (expected is not None)
+            assert repr(agreed.reading(name, what, catalog)) == repr(expected)
+    assert not agreed.spills
+    assert not any(agreed.has_reading(name, what, catalog)
+                   for (name, what), (catalog, _) in model.items())

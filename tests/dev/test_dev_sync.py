@@ -424,3 +424,67 @@ async def test_a_read_ahead_that_fails_is_not_the_developers_concern(
 
     assert [event["error"] for event in sent["reloaded"][-2:]] == [None, None]
     assert await columns(engine, "ydtb_notes") == ["color", "id", "size", "workspace_id"]
+
+
+@contextmanager
+def reads(sent: Sent, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, list[str]]]]:
+    """The tables alembic's comparison reflects, each with the `reloaded` signals sent by
+    then."""
+    read: list[tuple[int, list[str]]] = []
+    original = Inspector.get_multi_columns
+
+    def spy(self: Inspector, *args: Any, **kwargs: Any) -> Any:
+        read.append((len(sent["reloaded"]), sorted(kwargs.get("filter_names") or [])))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Inspector, "get_multi_columns", spy)
+    yield read
+
+
+TWO_TABLES = {"ydtb_notes": [], "ydtb_tags": []}
+
+
+async def test_a_first_save_after_a_restart_compares_the_table_it_changed_first(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Restarted on a database in step, the daemon compares no package: a first save
+    # compares the table it changed before it is announced, the package's others after.
+    declare_notes(tmp_path, TWO_TABLES, [NOTES + create_sql("ydtb_tags")])
+    await started_daemon(engine, tmp_path)
+    daemon = await started_daemon(engine, tmp_path)
+    async with engine.begin() as conn:  # drift made by hand: found all the same
+        await (await driver(conn)).execute("ALTER TABLE ydtb_tags ADD COLUMN extra text")
+    with reads(sent, monkeypatch) as read:
+        declare_notes(tmp_path, {**TWO_TABLES, "ydtb_notes": ['Column("color", Text)']})
+        assert await daemon.reload([tmp_path / "notes"]) is True
+
+    signalled = len(sent["reloaded"])
+    assert read[0] == (signalled - 1, ["ydtb_notes"])  # before the signal: the table saved
+    assert (signalled, ["ydtb_tags"]) in read  # after it: the package's others
+    assert await columns(engine, "ydtb_notes") == ["color", "id", "workspace_id"]
+    assert [d["changes"] for d in sent["schema_drift"]][-1] == (
+        "table ydtb_tags: column extra in the database but not declared: would run "
+        "ALTER TABLE ydtb_tags DROP COLUMN IF EXISTS extra",)
+
+
+async def test_a_first_save_of_a_package_start_up_compared_reads_no_table(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Start-up applies the migrations and compares the packages: what it read is kept
+    # (in a file, while the daemon runs), and a first save compares with it.
+    declare_notes(tmp_path, TWO_TABLES, [NOTES + create_sql("ydtb_tags")])
+    daemon = Daemon(engine, [tmp_path], entry_points=False)
+    async with anyio.create_task_group() as group:
+        with anyio.fail_after(20):
+            await group.start(daemon.run)
+            await daemon.watching.wait()
+            with reads(sent, monkeypatch) as read:
+                declare_notes(tmp_path, {**TWO_TABLES, "ydtb_notes": ['Column("color", Text)']})
+                while not any(r["applied"] for r in sent["reloaded"]):
+                    await anyio.sleep(0.01)
+        daemon.stop()
+        group.cancel_scope.cancel()
+
+    assert [tables for signalled, tables in read if signalled == 0] == []
+    assert await columns(engine, "ydtb_notes") == ["color", "id", "workspace_id"]
+    assert await drift(engine, daemon) == []
