@@ -123,7 +123,13 @@ class Agreement:
     def spilling(self) -> Iterator[None]:
         """Keep the readings in a temporary file while the block runs, every one of them:
         memory keeps where each is. They go with the file when the block ends."""
-        with tempfile.TemporaryFile(prefix="runtime-readings-") as file:
+        try:
+            file = tempfile.TemporaryFile(prefix="runtime-readings-")  # noqa: SIM115
+        except OSError as exc:  # no temporary directory to write to: memory it is
+            logger.debug("readings kept in memory: %s", exc)
+            yield
+            return
+        with file:
             self._spill = _Spill(file)
             try:
                 yield
@@ -212,7 +218,11 @@ class _Spill:
 
     def put(self, key: tuple[str, str], catalog: str, data: bytes) -> None:
         record = catalog.encode() + b"\n" + data  # a catalog key is an md5: no newline
-        os.pwrite(self._fd, record, self._end)
+        try:
+            os.pwrite(self._fd, record, self._end)
+        except OSError as exc:  # the disk is full: the table is read again next time
+            logger.debug("%s: its %s reading is not kept: %s", *key, exc)
+            return
         self._at[key] = self._end << 32 | len(record)
         self._end += len(record)
 
@@ -220,7 +230,12 @@ class _Spill:
         at = self._at.get(key)
         if at is None:
             return None
-        catalog, _, data = os.pread(self._fd, at & 0xFFFFFFFF, at >> 32).partition(b"\n")
+        try:
+            record = os.pread(self._fd, at & 0xFFFFFFFF, at >> 32)
+        except OSError as exc:
+            logger.debug("%s: its %s reading is unreadable: %s", *key, exc)
+            return None
+        catalog, _, data = record.partition(b"\n")
         return catalog.decode(), data
 
     def drop(self, key: tuple[str, str]) -> None:

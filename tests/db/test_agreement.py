@@ -342,3 +342,33 @@ def test_a_spilling_agreement_reads_back_what_it_kept_as_memory_would(
     assert not agreed.spills
     assert not any(agreed.has_reading(name, what, catalog)
                    for (name, what), (catalog, _) in model.items())
+
+
+def test_with_no_temporary_file_the_readings_are_kept_in_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied", "/tmp")
+
+    monkeypatch.setattr(agreement.tempfile, "TemporaryFile", refused)
+    agreed = Agreement()
+    with agreed.spilling():
+        assert not agreed.spills
+        agreed.keep("ydtb_notes", "reflected", "k", _reading("ydtb_notes"))
+        assert agreed.has_reading("ydtb_notes", "reflected", "k")
+
+
+def test_a_full_disk_keeps_no_reading_and_breaks_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agreed = Agreement()
+    with agreed.spilling():
+        agreed.keep("ydtb_notes", "reflected", "k1", _reading("ydtb_notes"))
+
+        def full(*_args: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(agreement.os, "pwrite", full)
+        agreed.keep("ydtb_notes", "reflected", "k2", _reading("ydtb_notes"))
+        assert agreed.reading("ydtb_notes", "reflected", "k2") is None  # read again
+        assert agreed.reading("ydtb_notes", "reflected", "k1") is None  # not the old one
