@@ -34,6 +34,7 @@ Choices made here:
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import warnings
@@ -790,8 +791,15 @@ def _default(value: Any) -> str:
 
 def _render(op: Any) -> tuple[str, ...]:
     """Render one alembic operation as PostgreSQL, offline (no connection needed)."""
-    buffer = io.StringIO()
-    context = MigrationContext.configure(dialect_name="postgresql", opts={
-        "as_sql": True, "output_buffer": buffer, "literal_binds": True})
-    Operations(context).invoke(op)
+    context, operations = _offline()
+    buffer = context.impl.output_buffer = io.StringIO()
+    operations.invoke(op)
     return (buffer.getvalue().strip().removesuffix(";"),)
+
+
+@functools.cache
+def _offline() -> tuple[MigrationContext, Operations]:
+    """One offline context for every rendering: making one was 0.5 ms of each (#14)."""
+    context = MigrationContext.configure(dialect_name="postgresql", opts={
+        "as_sql": True, "output_buffer": io.StringIO(), "literal_binds": True})
+    return context, Operations(context)

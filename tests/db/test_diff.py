@@ -387,3 +387,13 @@ async def test_a_comparison_leaves_the_declared_tables_as_they_were(
     assert await compare(engine, package, packages) == []
 
     assert [dict(vars(item)) for item in items] == before
+
+
+def test_each_operation_is_rendered_alone_by_the_one_offline_context() -> None:
+    from alembic.operations import ops
+
+    first = diff._render(ops.CreateIndexOp("ix_a", "ydtb_notes", ["title"], if_not_exists=True))
+    second = diff._render(ops.DropIndexOp("ix_b", table_name="ydtb_tags", if_exists=True))
+
+    assert first == ("CREATE INDEX IF NOT EXISTS ix_a ON ydtb_notes (title)",)
+    assert second == ("DROP INDEX IF EXISTS ix_b",)
