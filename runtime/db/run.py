@@ -280,6 +280,7 @@ class Run:
         self._unregistered: tuple[str, ...] = ()
         self._to_record: Plan | None = None  # by the open transaction
         self._discard = False
+        self._read_for: Collection[str] | None = ()  # whose rows `ledger` holds; None: all
 
     @classmethod
     @asynccontextmanager
@@ -314,6 +315,8 @@ class Run:
                                 len(recorded.applied))
                     run = cls(conn, raw, recorded, sender, known)
                     run.engine = engine
+                    run._read_for = (None if packages is None else frozenset(packages)) \
+                        if read else ()
                     yield run
                 finally:
                     if not raw.is_closed():
@@ -326,6 +329,13 @@ class Run:
                     display(engine), f"the connection was lost during the run: "
                     f"{_reason(exc)}; nothing of the run was kept") from exc
             raise
+
+    def dev_rows(self, package: str) -> tuple[str, ...] | None:
+        """The dev changes of `package` the ledger held when the lock was taken; None
+        when the run did not read them (it read none, or other packages')."""
+        if self._read_for is not None and package not in self._read_for:
+            return None
+        return self.ledger.dev.get(package, ())
 
     def know(self, packages: Collection[Package]) -> None:
         """Tell the run the registered packages, whose tables its messages name

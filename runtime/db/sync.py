@@ -148,7 +148,9 @@ async def sync_in(
         ProblemsError: a difference could not be applied (Y405).
     """
     packages = list(packages)
-    rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
+    rows = run.dev_rows(package.name)  # read with the lock: a reload's run read them
+    if rows is None:
+        rows = (await ledger.read_ledger(run.raw, [package.name])).dev.get(package.name, ())
     built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
     differences = await compare(run.sqlalchemy, package, packages, agreed=agreed,
                                 tables={*tables, *_dev_tables(rows, package, packages)},

@@ -63,6 +63,26 @@ async def test_one_reader_reads_every_package_or_some(engine: AsyncEngine) -> No
     assert set(some.applied) == {("tags", "0001_create")}
 
 
+async def test_a_run_answers_for_the_dev_changes_of_the_packages_it_read(
+    engine: AsyncEngine,
+) -> None:
+    registry = DatabaseRegistry(send_signals=False)
+    _register(registry, "notes", "")
+    _register(registry, "tags", "")
+    await migrator.migrate(engine, registry.ordered())
+    async with Run.open(engine) as run, run.transaction():
+        run.record_dev(registry.get("notes"), "dev:1", [("dev:1 table ydtb_notes", "x")],
+                       (), 1.0)
+
+    async with Run.open(engine, packages=["notes"]) as run:
+        assert run.dev_rows("notes") == ("dev:1 table ydtb_notes",)
+        assert run.dev_rows("tags") is None  # not read: the caller reads it
+    async with Run.open(engine) as run:
+        assert run.dev_rows("tags") == ()
+    async with Run.open(engine, read=False) as run:
+        assert run.dev_rows("notes") is None
+
+
 async def test_each_row_is_recorded_with_its_kind_and_announced_after_commit(
     engine: AsyncEngine,
 ) -> None:
