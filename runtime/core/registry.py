@@ -83,6 +83,7 @@ class DatabaseRegistry:
         self._stale: set[str] = {CORE_PACKAGE}
         self._order: list[str] | None = None  # the names in dependency order
         self._ordered: list[Package] | None = None
+        self._shed = True  # `register_database` drops idle event dispatchers (`shed`)
 
     # -- reading -------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class DatabaseRegistry:
         except KeyError:
             raise PackageNotFoundError(name, tuple(sorted(self._index.packages))) from None
 
-    def copy(self, *, check_set: bool = True) -> DatabaseRegistry:
+    def copy(self, *, check_set: bool = True, shed: bool = True) -> DatabaseRegistry:
         """Return an independent registry with the same packages that sends no signals.
 
         The dev daemon loads a changed package into a copy and adopts it only once the
@@ -119,9 +120,13 @@ class DatabaseRegistry:
 
         Args:
             check_set: see `DatabaseRegistry`.
+            shed: drop the idle event dispatchers of what is registered into the copy as
+                it is registered; False leaves that to `shed` later (the dev daemon, once
+                it announced a reload: 1.4 ms of it).
         """
         clone = DatabaseRegistry(send_signals=False, check_set=check_set,
                                  require_row_level_security=self.require_row_level_security)
+        clone._shed = shed
         with self._lock:
             clone._take(self)
         return clone
@@ -224,8 +229,16 @@ class DatabaseRegistry:
         )
         if package is None:
             raise ValidationError(problems)
-        _shed_dispatchers(package.tables)
+        if self._shed:
+            _shed_dispatchers(package.tables)
         return self.register(package)
+
+    def shed(self, names: Iterable[str]) -> None:
+        """Drop the idle event dispatchers of the packages `names` (those registered
+        into a `copy(shed=False)` and adopted since); names not registered are skipped."""
+        for name in names:
+            if name in self:
+                _shed_dispatchers(self.get(name).tables)
 
     def trust(self, packages: Iterable[Package]) -> None:
         """Register `packages` as a set known to be valid, without checking it.

@@ -130,6 +130,8 @@ class Daemon:
         self._blocked: LockTimeoutError | None = None  # why the last reload must run again
         #: Packages whose dev rows may be settled now (`_settle`).
         self._unsettled: set[str] = set()
+        #: Packages adopted whose idle event dispatchers are still to drop (`_reload`).
+        self._unshed: set[str] = set()
         # The tables found to agree with the database: a save of schema.py compares the
         # tables it changed, not the package's every table (#14).
         self._agreed = agreement.Agreement()
@@ -422,6 +424,8 @@ class Daemon:
         if done is None:
             return False
         migrated, synced, deferred = done
+        self.registry.shed(self._unshed)  # memory, not the developer's wait
+        self._unshed.clear()
         await self._follow(migrated)
         await self._follow(sorted(deferred), only=deferred)
         with _noticing_loss():
@@ -440,7 +444,7 @@ class Daemon:
         """
         # The set is checked once everything changed is loaded (check_set below): one
         # package at a time, the first half of a joint change would be refused.
-        candidate = self.registry.copy(check_set=False)
+        candidate = self.registry.copy(check_set=False, shed=False)
         try:
             with _noticing_loss():
                 sources, changed, removed = await self._load_changed(candidate, sorted(dirs))
@@ -470,6 +474,7 @@ class Daemon:
             return None
         self._broken -= dirs
         await self._adopt(candidate, sources, report)
+        self._unshed.update(changed)
         await self._announce(synced)
         applied = report.applied + tuple(r.change for r in synced if r.change is not None)
         await signals.emit_async(
