@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -206,15 +207,24 @@ _BY_HAND = (
 )
 
 
+@pytest.mark.parametrize("spilling", [False, True], ids=["in-memory", "spilling"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_a_comparison_with_what_it_kept_finds_what_a_fresh_one_finds(
-    engine: AsyncEngine, seed: int
+    engine: AsyncEngine, seed: int, spilling: bool
 ) -> None:
     rng = random.Random(seed)
     declared: list[Callable[[], Any]] = []  # fresh items each time: a Column has one table
-    package, packages = notes()
+    _, packages = notes()
     await migrator.migrate(engine, packages)
     agreed = Agreement()
+    with agreed.spilling() if spilling else contextlib.nullcontext():
+        await _walk(engine, rng, declared, agreed)
+
+
+async def _walk(
+    engine: AsyncEngine, rng: random.Random, declared: list[Callable[[], Any]],
+    agreed: Agreement,
+) -> None:
     for step in range(14):
         move = rng.choice(["declare", "declare", "by hand", "sync", "sync", "undeclare"])
         if move == "declare":
@@ -232,6 +242,12 @@ async def test_a_comparison_with_what_it_kept_finds_what_a_fresh_one_finds(
             kept = await diff.compare(conn, package, packages, agreed=agreed)
             fresh = (await diff.compare_each(conn, [package], packages))[package.name]
         assert sorted(d.words for d in kept) == sorted(d.words for d in fresh), step
+        # What a save defers and compares after (`defer`, then `only`) is all of it.
+        later = set(rng.sample(["ydtb_notes", "ydtb_tags"], rng.randrange(3)))
+        async with engine.connect() as conn:
+            split = [*await diff.compare(conn, package, packages, defer=later),
+                     *await diff.compare(conn, package, packages, only=later)]
+        assert sorted(d.words for d in split) == sorted(d.words for d in fresh), step
         differences = [d for d in fresh if not d.destructive]
         async with engine.begin() as conn:
             if move == "by hand":
