@@ -27,10 +27,10 @@ def running(*, lasting: bool = False) -> Iterator[None]:
 
     A command that ends after its run collects nothing: what it makes lives until it
     ends (the modules it imports, SQLAlchemy's and asyncpg's classes; the load cache's
-    manifest), and each collection only scans it
-    again. A `migrate` of one new migration at N = 300 spent 15-25 ms in 72 collections
-    after the command began (#17). `loading` keeps the collector off while it loads
-    either way, and freezes what it made.
+    manifest), and each collection only scans it again. A `migrate` of one new
+    migration at N = 300 spent 15-25 ms in 72 collections after the command began
+    (#17). `loading` keeps the collector off while it loads either way, and freezes
+    what it made.
 
     Args:
         lasting: the process lives on (the dev daemon): nothing changes; `loading`

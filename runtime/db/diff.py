@@ -190,8 +190,9 @@ async def compare_each(
     listed, planner = await conn.run_sync(_listing, frozenset(owners), agreed is not None)
     declared = {name: key for p in targets for name, key in p.table_keys.items()} \
         if agreed is not None else {}
-    compared = frozenset(owners if only is None else set(owners).intersection(only)) \
-        - (agreed.unchanged(declared, listed) if agreed else set()) - set(defer)
+    asked = owners.keys() if only is None else owners.keys() & set(only)
+    compared = frozenset(asked) - set(defer) \
+        - (agreed.unchanged(declared, listed) if agreed else set())
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}
     if compared:
         # Read afresh, the readings are kept only where they cost no memory.
