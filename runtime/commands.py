@@ -87,10 +87,12 @@ Command = Callable[[argparse.Namespace, Settings, Console], Coroutine[Any, Any, 
 
 
 def _registry(settings: Settings) -> DatabaseRegistry:
-    """A registry for a command's load (SQLAlchemy is imported with it)."""
+    """A registry for a command's load (SQLAlchemy is imported with it); it lives as
+    long as the command, so it keeps SQLAlchemy's idle dispatchers (`shed`)."""
     from runtime.core.registry import DatabaseRegistry
 
-    return DatabaseRegistry(send_signals=False, require_row_level_security=settings.require_rls)
+    return DatabaseRegistry(send_signals=False, shed=False,
+                            require_row_level_security=settings.require_rls)
 
 
 def _load(

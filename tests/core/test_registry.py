@@ -171,6 +171,17 @@ def test_a_copy_may_leave_the_dispatchers_to_drop_after_it_is_adopted(
         table.c.workspace_id]
 
 
+def test_a_registry_of_one_command_keeps_the_dispatchers() -> None:
+    # A command's process returns the memory as it ends: shedding was a tenth of
+    # loading 300 packages (`check --no-cache`, #17).
+    registry = DatabaseRegistry(send_signals=False, shed=False)
+    table = kit.workspace_table("ydtb_notes", (metadata := kit.metadata()),
+                                Column("id", Integer, primary_key=True), kit.workspace_key())
+    registry.register_database(package_name="@acme/notes", schema=metadata, version="1.0.0")
+
+    assert len([item for item in ddl.schema_items(table) if "dispatch" in vars(item)]) > 5
+
+
 def test_registering_the_same_definition_again_changes_nothing(
     registry: DatabaseRegistry, register: Register, received: list[Event]
 ) -> None:
