@@ -60,6 +60,7 @@ SPECS = (
          target=Target(0.5, sizes=frozenset({300}))),
     Spec("check-loaded", "validation, check --no-cache process", "s",
          target=Target(2.0, sizes=frozenset({300}))),
+    Spec("check-tables", "the same, to SQLAlchemy building the tables alone", "s"),
     Spec("fleet", f"fleet apply, {fleet.DATABASES} databases, {fleet.CONCURRENCY} at once, "
          "process", "s", target=Target(1.1, on_ratio=True)),
     Spec("reload", "save -> applied -> signal", "ms", target=Target(0.050)),
@@ -83,8 +84,10 @@ ledger insert per migration (in process, or as `python floor.py apply`); no-op =
 ledger read on an open connection (in process) or `python floor.py read` (connect + read);
 one new migration = its SQL + one ledger insert on an open connection, or as a process
 `python floor.py one` (connect, read the ledger, run both), and beside the no-op process; check =
-`python floor.py scan` (start, import sqlalchemy, read every package file); fleet = `python
-floor.py fleet`: the cold floor's transaction on each of 20 databases, 4 at once; reload =
+`python floor.py scan` (start, import sqlalchemy, read every package file), and `python
+floor.py tables` (the same, then run every schema.py: SQLAlchemy building the tables);
+fleet = `python floor.py fleet`: the cold floor's transaction on each of 20 databases, 4 at
+once; reload =
 watchfiles awatch(debounce=50, step=3) noticing the save + asyncpg running the same
 statement (the migration's, or the column's or index's DDL) and a ledger row; memory =
 VmHWM of a process importing the daemon's libraries only."""

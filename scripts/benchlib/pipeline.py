@@ -279,6 +279,7 @@ async def _process_floors(
     scan = run_process([script, "scan", str(workload.root)])
     collect.add("check-process", size, floor=scan)
     collect.add("check-loaded", size, floor=scan)
+    collect.add("check-tables", size, floor=run_process([script, "tables", str(workload.root)]))
 
 
 async def _process_runtime(server_url: str, workload: Workload, collect: Collector) -> None:
@@ -301,5 +302,6 @@ async def _process_runtime(server_url: str, workload: Workload, collect: Collect
     run_process(_runtime("check", workload), expect="packages valid")
     collect.add("check-process", size,
                 value=run_process(_runtime("check", workload), expect="packages valid"))
-    collect.add("check-loaded", size, value=run_process(
-        _runtime("check", workload, "--no-cache"), expect="packages valid"))
+    loaded = run_process(_runtime("check", workload, "--no-cache"), expect="packages valid")
+    collect.add("check-loaded", size, value=loaded)
+    collect.add("check-tables", size, value=loaded)
