@@ -8,9 +8,12 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support import write_package
 
 from runtime.core.manifest import Entry, Manifest
@@ -286,3 +289,44 @@ def test_changes_need_the_facts_of_the_same_store(root: Path, tmp_path: Path) ->
     assert cache.changes(path, [root]) is None
     facts.unlink()
     assert cache.changes(path, [root]) is None
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(), lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(facts=st.lists(_JSON, min_size=1, max_size=6), changed=st.data())
+def test_facts_written_back_as_read_are_what_encoding_them_afresh_writes(
+    root: Path, tmp_path: Path, facts: list[object], changed: st.DataObject
+) -> None:
+    # A `migrate` of one package's new migration writes the others' lines as `changes`
+    # read them (#17): the file must be the one a fresh encoding of every entry gives,
+    # whatever the facts hold (line breaks in strings, U+2028, nesting).
+    names = [f"@acme/p{i}" for i in range(len(facts))]
+    manifest = Manifest(tuple(Entry(n, "1.0.0", f"f{i}", (), facts=f)
+                              for i, (n, f) in enumerate(zip(names, facts, strict=True))))
+    path = cache.cache_file(tmp_path / "data", [root], False)
+    cache.store(path, manifest, cache.scan([root]), entry_points=False)
+    found = cache.changes(path, [root])
+    assert found is not None
+    read = found.manifest
+    assert [e.facts for e in read.entries] == facts
+    index = changed.draw(st.integers(0, len(facts) - 1))
+    new = changed.draw(_JSON)
+    edited = Manifest(tuple(replace(e, facts=new) if i == index else e
+                            for i, e in enumerate(read.entries)))
+    facts_file = path.with_name(path.name.replace("load-", "facts-"))
+
+    cache.store(path, edited, cache.scan([root]), entry_points=False)
+    written = facts_file.read_bytes()
+    cache._lines.clear()  # nothing read: every line encoded afresh
+    cache.store(path, edited, cache.scan([root]), entry_points=False)
+
+    assert written.split(b"\n")[1:] == facts_file.read_bytes().split(b"\n")[1:]
+    again = cache.changes(path, [root])
+    assert again is not None
+    assert [e.facts for e in again.manifest.entries] == [e.facts for e in edited.entries]
