@@ -136,6 +136,34 @@ def _positive(text: str) -> int:
     return value
 
 
+def _package_name(text: str) -> str:
+    # Asked here, not after loading every package: `uninstall ''` said ": the database
+    # records no such package".
+    from runtime.core.versions import is_valid_name  # packaging: only for these commands
+
+    if not is_valid_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a package name (write name or "
+                                         "@scope/name, in lower case)")
+    return text
+
+
+_MAX_DEBOUNCE_MS = 60_000
+
+
+def _milliseconds(text: str) -> int:
+    # watchfiles takes an unsigned 64-bit count: -1 raised OverflowError from its Rust
+    # side, a traceback once the daemon had loaded. A minute is longer than any burst.
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of "
+                                         "milliseconds") from None
+    if not 0 <= value <= _MAX_DEBOUNCE_MS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and {_MAX_DEBOUNCE_MS} "
+                                         "milliseconds")
+    return value
+
+
 class _Version(argparse.Action):
     """`--version`, reading the version only when asked: importlib.metadata and the
     distribution lookup cost about 20 ms, a tenth of a no-op `migrate`."""
@@ -235,20 +263,22 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
                            help="print the SQL distributing the tables with Citus, in "
                            "dependency order, instead of the graph")
     dev = commands.add_parser("dev", parents=[common], help="the hot-reload dev daemon")
-    dev.add_argument("--debounce", type=int, default=50, metavar="MS",
+    dev.add_argument("--debounce", type=_milliseconds, default=50, metavar="MS",
                      help="group saves closer than this into one reload (default 50)")
     dev.add_argument("--allow-destructive", action="store_true",
                      help="also apply schema edits that may lose data (drops, narrower "
                      "types, NOT NULL) to the dev database")
     make = commands.add_parser("makemigration", parents=[common],
                                help="write a package's schema changes as a migration")
-    make.add_argument("package", metavar="PACKAGE", help="the package, e.g. @ydtb/basic")
+    make.add_argument("package", metavar="PACKAGE", type=_package_name,
+                      help="the package, e.g. @ydtb/basic")
     make.add_argument("--name", help="the file name after its number (default: derived)")
     uninstall = commands.add_parser(
         "uninstall", parents=[common],
         help="remove a package no longer registered from the database, keeping its data "
         "unless --purge")
-    uninstall.add_argument("package", metavar="PACKAGE", help="the package, e.g. @ydtb/basic")
+    uninstall.add_argument("package", metavar="PACKAGE", type=_package_name,
+                           help="the package, e.g. @ydtb/basic")
     uninstall.add_argument("--purge", action="store_true",
                            help="also drop its tables and delete its ledger rows and tools: "
                            "registered again, it installs afresh")

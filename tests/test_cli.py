@@ -166,6 +166,24 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["", "@YDTB/Basic", "no spaces"])
+@pytest.mark.parametrize("command", ["makemigration", "uninstall"])
+def test_a_package_argument_that_is_no_package_name_is_a_usage_error(
+    packages: Path, command: str, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(*args(command, packages), name)[0] == 2
+    assert f"argument PACKAGE: {name!r} is not a package name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "99999999999999999999"])
+def test_a_debounce_the_watcher_cannot_take_is_a_usage_error(
+    packages: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # -1 went through to watchfiles: an OverflowError traceback after the load.
+    assert run_cli(*args("dev", packages), "--debounce", value)[0] == 2
+    assert f"argument --debounce: {value!r} is not " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("url", "said"), [
     ("garbage", "'garbage' is not a PostgreSQL URL"),
     ("mysql://me@host/db", "'mysql://me@host/db' is not a PostgreSQL URL"),
