@@ -44,9 +44,17 @@ def compiled(path: str, source: bytes) -> CodeType:
     11 ms reload when only a migration was added, scripts/bench).
 
     Raises:
-        SyntaxError: the source does not compile.
+        SyntaxError: the source does not compile; it names `path` and the line.
     """
-    return compile(source, path, "exec", dont_inherit=True)
+    try:
+        return compile(source, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        if isinstance(exc, SyntaxError) and exc.filename:
+            raise
+        # A NUL byte (a binary file saved over the source): Python 3.11 names no file,
+        # and the error pointed at the line of package.py importing it.
+        line = source.count(b"\n", 0, max(source.find(b"\0"), 0)) + 1
+        raise SyntaxError(str(exc), (path, line, None, None)) from None
 
 
 def bytecode_file(data_dir: Path, directories: Sequence[Path]) -> Path:

@@ -97,6 +97,24 @@ def test_an_error_raised_in_a_sibling_module_points_at_it(root: Path) -> None:
     assert (caught.value.path, caught.value.line) == (str((root / "notes/schema.py").resolve()), 2)
 
 
+@pytest.mark.parametrize(("content", "line", "reason"), [
+    (b"metadata = None\n\xff\xfe\x00garbage", 2, "null bytes"),
+    (b"\xff\xfegarbage\n", 1, "SyntaxError"),
+], ids=["null-bytes", "not-utf-8"])
+def test_a_binary_file_saved_over_a_sibling_module_is_named(
+    root: Path, content: bytes, line: int, reason: str
+) -> None:
+    # Python 3.11 names no file for a NUL byte: the error pointed at package.py.
+    (root / "notes/schema.py").write_bytes(content)
+
+    with pytest.raises(PackageLoadError) as caught:
+        loader.load_directory(root / "notes", DatabaseRegistry())
+
+    assert (caught.value.path, caught.value.line) == (str((root / "notes/schema.py").resolve()),
+                                                      line)
+    assert reason in str(caught.value)
+
+
 def test_a_validation_error_passes_through_with_its_problems(root: Path) -> None:
     schema = root / "notes/schema.py"
     schema.write_text(schema.read_text().replace("'ydtb_notes'", "'notes'"))
