@@ -150,6 +150,25 @@ def test_a_package_with_a_schema_alone_gets_its_derived_migration_as_its_first_f
         0, "nothing to write: the migrations of notes build its declared schema\n")
 
 
+def test_a_package_with_a_schema_alone_builds_its_comments(
+    tmp_path: Path, database_url: str
+) -> None:
+    # CREATE TABLE leaves comments out: the derived migration built the table without
+    # them, and `check --db` refused the package (Y404) though it had no migration.
+    write_package(tmp_path, "notes", name="notes", migrations={}, tables={"ydtb_notes": [
+        'Column("color", Text, comment="the note\'s colour")', 'comment="a workspace\'s notes"']})
+
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
+    assert run("status", root=tmp_path, url=database_url)[1].count("difference") == 0
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+    written = (tmp_path / "notes/migrations/0001_initial_schema.sql").read_text()
+    assert "COMMENT ON TABLE ydtb_notes IS 'a workspace''s notes'" in written
+    assert "COMMENT ON COLUMN ydtb_notes.color IS 'the note''s colour'" in written
+    assert sorted(p.name for p in (tmp_path / "notes/migrations").iterdir()) == [
+        "0001_initial_schema.sql"]  # the migration builds the schema: nothing more
+
+
 def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: str) -> None:
     write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
         'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.named_types import CreateEnumType
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable, SetColumnComment, SetTableComment
 
 from runtime.core.schema import core_metadata
 
@@ -133,7 +133,10 @@ def create_statements(tables: Iterable[Table]) -> list[str]:
     """Render `CREATE TABLE IF NOT EXISTS` and `CREATE INDEX IF NOT EXISTS` for `tables`.
 
     Tables come in foreign-key order, after the enum types their columns use; stubs
-    for tables outside `tables` are not rendered.
+    for tables outside `tables` are not rendered. A table's and its columns' comments
+    follow it (`COMMENT ON` sets them again to the same on a second run): CREATE TABLE
+    leaves them out, and a package of a schema alone was built without them, which
+    `check --db` then refused (Y404).
     """
     tables = list(tables)
     own = {table.name for table in tables}
@@ -144,6 +147,10 @@ def create_statements(tables: Iterable[Table]) -> list[str]:
             continue
         ddl = CreateTable(table, if_not_exists=True).compile(dialect=_DIALECT)
         statements.append(str(ddl).strip())
+        if table.comment is not None:
+            statements.append(str(SetTableComment(table).compile(dialect=_DIALECT)))
+        statements += [str(SetColumnComment(column).compile(dialect=_DIALECT))
+                       for column in table.columns if column.comment is not None]
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             ddl = CreateIndex(index, if_not_exists=True).compile(dialect=_DIALECT)
             statements.append(str(ddl).strip())
