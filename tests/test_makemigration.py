@@ -219,27 +219,34 @@ def sql(url: str, *statements: str) -> object:
     return asyncio.run(go())
 
 
+@pytest.mark.parametrize(("old", "new", "renamed"), [
+    ("color", "colour", "color TO colour"),
+    # Reserved words: `RENAME COLUMN user TO owner` was a syntax error.
+    ("user", "owner", '"user" TO owner'),
+    ("color", "order", 'color TO "order"'),
+])
 def test_a_renamed_column_is_written_as_a_rename_that_keeps_the_values(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, old: str, new: str, renamed: str
 ) -> None:
     write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
-        'Column("color", Text)']},
-        migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes", "color text")})
+        f'Column("{old}", Text)']},
+        migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes", f'"{old}" text')})
     assert run("migrate", root=tmp_path, url=database_url)[0] == 0
     sql(database_url, "INSERT INTO ydtb_workspaces (id, name, slug) VALUES ('w1', 'W', 'w')",
-        "INSERT INTO ydtb_notes (id, workspace_id, color) VALUES (1, 'w1', 'red')")
+        f'INSERT INTO ydtb_notes (id, workspace_id, "{old}") VALUES (1, \'w1\', \'red\')')
     # A rename breaks the code deployed with it: a new major version (Y303).
     write_package(tmp_path, "notes", name="notes", version="2.0.0", tables={"ydtb_notes": [
-        'Column("colour", Text)']}, migrations={})
+        f'Column("{new}", Text)']}, migrations={})
 
     assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
 
-    written = (tmp_path / "notes/migrations/0002_rename_color_to_colour.sql").read_text()
-    assert "RENAME COLUMN color TO colour;" in written
-    assert "-- ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS color;" in written
+    written = (tmp_path / f"notes/migrations/0002_rename_{old}_to_{new}.sql").read_text()
+    assert f"RENAME COLUMN {renamed};" in written
+    assert f"-- ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS {renamed.split(' TO ')[0]};" \
+        in written
     code, out = run("migrate", root=tmp_path, url=database_url)
     assert code == 0, out
-    assert sql(database_url, "SELECT colour FROM ydtb_notes") == "red"
+    assert sql(database_url, f'SELECT "{new}" FROM ydtb_notes') == "red"
     assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0  # runs twice
 
 

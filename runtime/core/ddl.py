@@ -30,7 +30,8 @@ from runtime.core.schema import core_metadata
 
 __all__ = ["FILL_IN", "backfill", "checked_later", "concurrently", "create_statements",
            "drop_statement", "enum_statements", "fingerprint", "foreign_key_targets",
-           "is_validation", "schema_items", "unique_later", "unless_it_exists", "validated"]
+           "is_validation", "quote", "schema_items", "unique_later", "unless_it_exists",
+           "validated"]
 
 #: What a backfill sets rows without a value to, until the author writes the value: run
 #: as it is, it sets nothing, and the NOT NULL after it fails on those rows, saying so.
@@ -157,12 +158,16 @@ def create_statements(tables: Iterable[Table]) -> list[str]:
     return statements
 
 
+def quote(name: str) -> str:
+    """Quote an identifier where PostgreSQL needs it, as the DDL this module renders."""
+    return str(_DIALECT.identifier_preparer.quote(name))
+
+
 def drop_statement(tables: Iterable[str]) -> str:
     """Render one `DROP TABLE IF EXISTS` of `tables`, each name quoted where it needs it.
 
     One statement: PostgreSQL then drops tables that reference each other in any order.
     """
-    quote = _DIALECT.identifier_preparer.quote
     return f"DROP TABLE IF EXISTS {', '.join(quote(t) for t in tables)}"
 
 

@@ -201,9 +201,12 @@ def _column_exists(table: str, column: str) -> str:
 
 
 def _quote(name: str) -> str:
-    """Quote an identifier when PostgreSQL needs it (not lower-case letters and digits)."""
-    plain = name.replace("_", "a").isalnum() and name.islower() and not name[0].isdigit()
-    return name if plain else '"' + name.replace('"', '""') + '"'
+    """Quote an identifier as PostgreSQL's DDL compiler does: when it is not lower-case
+    letters and digits, or is a reserved word (`RENAME COLUMN user` was a syntax error)."""
+    # Imported here: a run that renames nothing (the no-op path) needs no SQLAlchemy.
+    from runtime.core.ddl import quote
+
+    return quote(name)
 
 
 def _literal(text: str) -> str:
