@@ -347,10 +347,6 @@ def _catalog_differences(
     return found
 
 
-def _quote(name: str) -> str:
-    return str(_DIALECT.identifier_preparer.quote(name))
-
-
 # SQLAlchemy's reflection queries of indexes and unique constraints join pg_attribute
 # to `unnest(indkey)`, which the planner guesses at 1,000 rows: it then hashes or
 # merges the whole of pg_attribute (every column of every table in the database), 25-40
@@ -531,8 +527,8 @@ def _changed_foreign_key(drop: Any, add: Any) -> Difference:
     name = add.constraint_name = add.constraint_name or drop.constraint_name
     [statement] = _render(add)
     # Dropped and added again: run twice, it drops the new one and adds it again.
-    dropping = (f"ALTER TABLE {_quote(drop.table_name)} DROP CONSTRAINT IF EXISTS "
-                f"{_quote(drop.constraint_name)}")
+    dropping = (f"ALTER TABLE {ddl.quote(drop.table_name)} DROP CONSTRAINT IF EXISTS "
+                f"{ddl.quote(drop.constraint_name)}")
     return Difference("modify_fk", drop.table_name, name,
                       f"foreign key {name} is {_actions(old)} in the database but declared "
                       f"{_actions(new)}", False,
@@ -605,7 +601,7 @@ def _add_column(op: Any, _metadata: MetaData) -> Difference:
 
 def _not_null(table: str, column: str) -> list[str]:
     return [ddl.backfill(table, column),
-            f"ALTER TABLE {_quote(table)} ALTER COLUMN {_quote(column)} SET NOT NULL"]
+            f"ALTER TABLE {ddl.quote(table)} ALTER COLUMN {ddl.quote(column)} SET NOT NULL"]
 
 
 def _remove_column(op: Any, _metadata: MetaData) -> Difference:
@@ -700,7 +696,7 @@ def _alter(kind: str, op: Any, old: Any, new: Any) -> Difference:
     if kind == "modify_type":
         # Without USING, PostgreSQL refuses a change with no implicit cast (text to
         # integer, say): the cast runs on every row, and fails on one it cannot convert.
-        quoted = _DIALECT.identifier_preparer.quote(op.column_name)
+        quoted = ddl.quote(op.column_name)
         extra["postgresql_using"] = f"{quoted}::{_sql(new)}"
     single = ops.AlterColumnOp(op.table_name, op.column_name, **existing,
                                **{_ALTERED.get(kind, kind): new}, **extra)
@@ -732,7 +728,7 @@ def _alter(kind: str, op: Any, old: Any, new: Any) -> Difference:
 def _identity(op: Any, old: Any, new: Any) -> Difference:
     """An identity added to a column or taken from it, guarded to run twice: PostgreSQL
     has ADD GENERATED and DROP IDENTITY IF EXISTS, but no ADD GENERATED IF NOT EXISTS."""
-    table, column = _quote(op.table_name), _quote(op.column_name)
+    table, column = ddl.quote(op.table_name), ddl.quote(op.column_name)
     def words(identity: Any) -> str:
         return (f"GENERATED {'ALWAYS' if identity.always else 'BY DEFAULT'} AS IDENTITY"
                 if isinstance(identity, Identity) else "not an identity column")
