@@ -43,7 +43,7 @@ from runtime.core.plan import Plan, Step
 from runtime.core.recorded import Ledger
 from runtime.db import ledger, locks, security, tools
 from runtime.db.built import Capture, marker
-from runtime.db.engine import Engine, connected, display, lost
+from runtime.db.engine import Engine, connected, display, lost, shielded
 from runtime.db.ledger import Kind, LedgerRow
 from runtime.errors import (
     DatabaseUnavailableError,
@@ -307,8 +307,8 @@ class Run:
         """
         try:
             async with connected(engine) as (conn, raw):
-                await _take_lock(raw, sender, wait)
                 try:
+                    await _take_lock(raw, sender, wait)
                     recorded = await ledger.read_ledger(raw, packages) if read else Ledger()
                     logger.info("took the pipeline's lock (backend pid %d); the ledger "
                                 "records %d migrations", raw.get_server_pid(),
@@ -319,8 +319,17 @@ class Run:
                         if read else ()
                     yield run
                 finally:
+                    # Also when taking it was cut short, and shielded: cancelled (a
+                    # daemon stopped, a task group ending) while the server granted the
+                    # lock, or in this unlock, the connection went back to the pool
+                    # holding it, and the next run on another connection waited for it
+                    # without end. All of this session's: it holds no other.
                     if not raw.is_closed():
-                        await raw.execute("SELECT pg_advisory_unlock($1)", LOCK_ID)
+                        with shielded():
+                            try:
+                                await raw.execute("SELECT pg_advisory_unlock_all()")
+                            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                                raw.terminate()  # its session ends, and the lock with it
         except Exception as exc:
             # The server went away mid-run: its transaction died with the connection, so
             # the database is as it was; say that, not what the driver tripped on.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import anyio
+import asyncpg
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,7 +16,8 @@ from runtime.core.events import ChangeKind
 from runtime.core.plan import plan_pending
 from runtime.db import ledger, migrator
 from runtime.db.engine import driver
-from runtime.db.run import Run
+from runtime.db.run import LOCK_ID, Run
+from runtime.db.urls import plain_url
 
 WRITES = re.compile(
     r"\b(write_rows|write_packages|forget_dev_changes|mark_uninstalled|forget_package)\(")
@@ -124,3 +127,23 @@ async def test_a_discarded_transaction_leaves_nothing(engine: AsyncEngine) -> No
     assert await _kinds(engine) == {}
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT to_regclass('ydtb_notes')"))).scalar() is None
+
+
+async def test_a_cancelled_run_lets_the_lock_go(engine: AsyncEngine, database_url: str) -> None:
+    # Its unlock was cancelled with it, and the connection went back to the pool still
+    # holding the lock: the next run on another connection (a daemon started again in
+    # the same process, a `migrate` elsewhere) waited for it without end.
+    with anyio.CancelScope() as scope:
+        async with Run.open(engine):
+            scope.cancel()
+            await anyio.sleep(5)
+
+    other = await asyncpg.connect(plain_url(database_url))
+    try:
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID) is True
+    finally:
+        await other.close()
+    async with engine.connect() as conn:  # and the pooled connection holds none either
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = " \
+               "pg_backend_pid()"
+        assert (await conn.execute(text(held))).scalar() == 0
