@@ -298,6 +298,8 @@ class Package:
             == [(m.id, m.checksum, m.transactional) for m in other.migrations]
             and self.tools == other.tools
             and self.row_level_security == other.row_level_security
+            # Its file: a package directory renamed registers it from its new place.
+            and self.source == other.source
         )
 
 

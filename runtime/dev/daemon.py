@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -577,22 +578,31 @@ class Daemon:
         removed: list[str] = []
         # A package belongs to the directory that registered it: another directory (a
         # copy still carrying its name) registering it is refused (Y209).
+        # One whose file is gone moved (its directory renamed, its deletion not seen yet).
         reloaded = {name for d in dirs for name in self._sources.get(d, [])}
         taken = {name: package.source or name for name, package in self.registry.packages.items()
-                 if name not in reloaded}
+                 if name not in reloaded and not _gone(package.source)}
         for directory in dirs:
             if directory in self._installed:
                 names = await anyio.to_thread.run_sync(functools.partial(
                     loader.load_installed, self._installed[directory], candidate, taken=taken))
             elif is_package(directory):
-                names = await anyio.to_thread.run_sync(functools.partial(
-                    loader.load_directory, directory, candidate, taken=taken))
+                try:
+                    names = await anyio.to_thread.run_sync(functools.partial(
+                        loader.load_directory, directory, candidate, taken=taken))
+                except PackageLoadError:
+                    if is_package(directory):
+                        raise
+                    names = []  # renamed or deleted while it loaded: as if gone before
             else:
                 names = []
             taken.update((name, candidate.get(name).source or name) for name in names)
             sources[directory] = names
             changed.extend(names)
             removed.extend(n for n in self._sources.get(directory, []) if n not in names)
+        # A package another directory of the change registers moved there (a directory
+        # renamed): removed, it was unregistered from its new place too.
+        removed = [name for name in removed if name not in changed]
         candidate.update(remove=[name for name in removed if name in candidate])
         return sources, changed, removed
 
@@ -603,6 +613,10 @@ class Daemon:
         report: MigrationReport,
     ) -> None:
         self.registry.adopt(candidate)  # validated in _reload: not checked twice
+        for directory, names in sources.items():  # moved here: no longer the old place's
+            for other, loaded in self._sources.items():
+                if other != directory and not set(loaded).isdisjoint(names):
+                    self._sources[other] = [n for n in loaded if n not in names]
         self._sources.update(sources)
         for name, items in report.by_package().items():
             await signals.emit_async(
@@ -727,6 +741,12 @@ class _DatabaseLost(Exception):
 def _backoff(attempt: int) -> float:
     """Seconds before retry `attempt + 1` of a reload blocked by a lock: 1, 2, 4... 10."""
     return float(min(_BLOCKED_FIRST * 2 ** attempt, _BLOCKED_MOST))
+
+
+def _gone(source: str | None) -> bool:
+    """Whether `source` is a file (a package directory's `package.py`, an editable
+    install's module) that is no longer there; an entry point's source is no file."""
+    return source is not None and os.path.isabs(source) and not os.path.exists(source)
 
 
 def _ms(since: float) -> float:

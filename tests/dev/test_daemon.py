@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -398,6 +399,33 @@ async def test_a_copied_package_is_refused_until_renamed(
                               and r["error"] is None)
         assert sorted(daemon.registry.packages) == ["@ydtb/core", "notes", "notes2"]
     assert await query(engine, "SELECT package_name FROM ydtb_tools WHERE id = 'jot'") == "notes"
+
+
+async def test_a_package_directory_renamed_is_the_same_package_from_its_new_place(
+    engine: AsyncEngine, root: Path, log: Log
+) -> None:
+    moved, again = root / "notes_moved", root / "notes_again"
+    daemon = Daemon(engine, [root], entry_points=False)
+    await daemon.start()
+    # One change, the old directory gone and the new one there: the package was
+    # registered from the new one, then unregistered as the old one's ("notes: package
+    # is not registered"), and the change refused.
+    (root / "notes").rename(moved)
+    assert await daemon.reload([root / "notes", moved]) is True
+    assert daemon.registry.get("notes").source == str((moved / "package.py").resolve())
+    # The new place seen before the old one's deletion: the name is not taken by a
+    # package whose file is gone (Y209), and the deletion seen after leaves it alone.
+    moved.rename(again)
+    assert await daemon.reload([again]) is True
+    assert await daemon.reload([moved]) is True
+    assert daemon.registry.get("notes").source == str((again / "package.py").resolve())
+
+    async with running(engine, root) as watching:  # as the watcher sees it, however grouped
+        await change(log, functools.partial(again.rename, moved), until=lambda _: "notes"
+                     in watching.registry and watching.registry.get("notes").source
+                     == str((moved / "package.py").resolve()))
+    assert await query(engine, "SELECT count(*) FROM ydtb_notes") == 0  # kept, as it was
+    assert [e for e in sent(log, "reloaded") if e["error"] is not None] == []
 
 
 async def test_a_second_daemon_on_the_database_is_refused_naming_the_first(
