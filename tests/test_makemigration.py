@@ -150,6 +150,37 @@ def test_a_package_with_a_schema_alone_gets_its_derived_migration_as_its_first_f
         0, "nothing to write: the migrations of notes build its declared schema\n")
 
 
+def test_a_schema_alone_changed_after_it_was_applied_says_how_to_go_on(
+    tmp_path: Path, database_url: str
+) -> None:
+    before = ['Column("color", Text)']
+    write_package(tmp_path, "notes", name="notes", migrations={},
+                  tables={"ydtb_notes": before})
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    after = [*before, 'Column("size", Integer)']
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": after},
+                  migrations={})
+
+    code, out = run("migrate", root=tmp_path, url=database_url)
+
+    # Not "restore its applied content": it has no file.
+    assert code == 1
+    assert "migration 0001_initial_schema, derived from its schema, changed with the " \
+           "schema after it was applied" in out
+    assert "declare the schema as it was when applied, run python -m runtime makemigration " \
+           "notes to write that migration out as its first file" in out
+    # The way the hint says.
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": before},
+                  migrations={})
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": after},
+                  migrations={})
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+    code, out = run("migrate", root=tmp_path, url=database_url)
+    assert code == 0, out
+    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
+
+
 def test_a_package_with_a_schema_alone_builds_its_comments(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -37,6 +37,8 @@ CORE_TABLES = frozenset({WORKSPACES_TABLE, TOOLS_TABLE, WORKSPACE_TOOLS_TABLE, L
                          PACKAGES_TABLE, OWNED_TABLES})
 #: The core's migration creating `OWNED_TABLES`.
 TABLES_MIGRATION = "0002_package_tables"
+#: The id of the migration a package with none of its own gets from its schema.
+INITIAL_SCHEMA = "0001_initial_schema"
 
 #: The fingerprint `ydtb_packages` records for a package once it is unregistered and its
 #: tools deactivated: a later full run sees it and does not deactivate them again, and a

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from runtime.config import TransactionMode
-from runtime.core.names import CORE_PACKAGE, DEV_PREFIX, TABLES_MIGRATION
+from runtime.core.names import CORE_PACKAGE, DEV_PREFIX, INITIAL_SCHEMA, TABLES_MIGRATION
 from runtime.core.recorded import Ledger, Planned, PlannedMigration, compare
 from runtime.core.recorded import unregistered as unregistered_in
 from runtime.errors import Problem
@@ -94,10 +94,22 @@ class Plan:
 
 
 def _edited(package: Planned, migration: PlannedMigration, recorded: str) -> Problem:
+    checksums = f"checksum recorded {recorded[:12]}, now {migration.checksum[:12]}"
+    if migration.id == INITIAL_SCHEMA and getattr(migration, "source", "") is None:
+        # Derived from the schema (the package has no migrations): there is no file to
+        # restore, and the schema is what changed.
+        return Problem(
+            package.name, "Y301",
+            f"migration {migration.id}, derived from its schema, changed with the schema "
+            f"after it was applied ({checksums})",
+            f"declare the schema as it was when applied, run python -m runtime "
+            f"makemigration {package.name} to write that migration out as its first file, "
+            "then declare the change and run makemigration again",
+            migration=migration.id,
+        )
     return Problem(
         package.name, "Y301",
-        f"migration {migration.id} was edited after it was applied "
-        f"(checksum recorded {recorded[:12]}, now {migration.checksum[:12]})",
+        f"migration {migration.id} was edited after it was applied ({checksums})",
         "restore its applied content and put the change in a new migration; "
         "the dev daemon re-runs edited migrations on a dev database",
         migration=migration.id,

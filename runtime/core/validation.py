@@ -26,6 +26,7 @@ from runtime.core.model import (
     migration_problems,
     migration_sort_key,
 )
+from runtime.core.names import INITIAL_SCHEMA
 from runtime.core.schema import CORE_PACKAGE, CORE_TABLES, WORKSPACES_TABLE, core_metadata
 from runtime.core.versions import Dependency, is_valid_name, parse_dependency, parse_version
 from runtime.errors import Problem, shown
@@ -45,8 +46,6 @@ __all__ = [
 ]
 
 PREFIX = "ydtb_"
-#: The id of the migration a package with none of its own gets from its schema.
-INITIAL_SCHEMA = "0001_initial_schema"
 _WORKSPACE_COLUMN = (
     "Column('workspace_id', String(20), ForeignKey('ydtb_workspaces.id', ondelete='CASCADE'), "
     "nullable=False, index=True)"
