@@ -658,6 +658,8 @@ def _purged(plan: Uninstall, program: str) -> Iterator[str]:
     """What a purge does, in words."""
     if plan.drop:
         yield f"tables dropped: {', '.join(plan.drop)}"
+    if plan.types:
+        yield f"types dropped, used by those tables only: {', '.join(plan.types)}"
     if plan.shared:
         yield f"tables kept, recorded for another package too: {', '.join(plan.shared)}"
     if plan.removed.tables is None:

@@ -273,3 +273,37 @@ def test_purge_is_refused_while_the_database_holds_what_depends_on_its_tables(
     assert run("uninstall", installed, database_url, "tags", "--purge")[0] == 0
     assert run("uninstall", installed, database_url, "notes", "--purge")[0] == 0
     assert leftovers(run("status", installed, database_url)[1]) == []
+
+
+def test_purge_drops_the_enum_types_of_its_tables_and_a_reinstall_makes_them_afresh(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Left behind, a reinstall's guarded CREATE TYPE kept the old labels.
+    monkeypatch.setenv("RUNTIME_DATA_DIR", str(tmp_path / "data"))
+    root = tmp_path / "packages"
+
+    def labels_package(*labels: str) -> None:
+        quoted = ", ".join(f"'{label}'" for label in labels)
+        write_package(root, "labels", name="labels", tables={"ydtb_labels": [
+            f'Column("color", Enum({quoted}, name="ydtb_labels_color"))']}, migrations={
+            "0001_labels.sql": f"DO $$ BEGIN CREATE TYPE ydtb_labels_color AS ENUM ({quoted});"
+                               "\nEXCEPTION WHEN duplicate_object THEN NULL; END $$;\n"
+                               + create_sql("ydtb_labels", "color ydtb_labels_color")})
+
+    labels_package("red", "blue")
+    assert run("migrate", root, database_url)[0] == 0
+    shutil.rmtree(root / "labels")
+    write_package(root, "notes", name="notes")  # a run of no packages is refused
+
+    code, out = run("uninstall", root, database_url, "labels", "--purge", "--plan")
+    assert code == 0
+    assert "  types dropped, used by those tables only: ydtb_labels_color" in out.splitlines()
+    assert run("uninstall", root, database_url, "labels", "--purge")[0] == 0
+    assert query(database_url, "SELECT typname FROM pg_type WHERE typname LIKE "
+                               "'ydtb_labels%'") == []
+
+    labels_package("green")
+    assert run("migrate", root, database_url)[0] == 0
+    assert query(database_url, "SELECT unnest(enum_range(NULL::ydtb_labels_color))::text") \
+        == ["green"]
+    assert run("check", root, database_url, "--db")[0] == 0

@@ -116,6 +116,8 @@ class Uninstall:
         tools: the ids of the tools it provided: deleted by a purge (with the workspaces'
             choices of them), else deactivated.
         done: nothing to do: it is uninstalled already, and not purged.
+        types: the enum types a purge drops after the tables: those that only the
+            columns of `drop` use (read from the database, `runtime.db.leftovers`).
     """
 
     removed: Removed
@@ -124,6 +126,7 @@ class Uninstall:
     shared: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()
     done: bool = False
+    types: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

@@ -12,6 +12,7 @@ it reads the ledger and the tables once the lock is held, plans
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -26,7 +27,7 @@ from runtime.errors import UninstallRefusedError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["present_tables", "read_leftovers", "uninstall"]
+__all__ = ["present_tables", "read_leftovers", "types_only_of", "uninstall"]
 
 _PRESENT = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -34,6 +35,32 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                   AND d.objid = c.oid AND d.deptype = 'e')
 """
+
+# The enum types (and their arrays' element types) columns of the tables $1 use, which
+# no column of another table uses: made for those tables, they go with them.
+_TYPES_ONLY_OF = """
+SELECT DISTINCT t.typname
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type used ON used.oid = a.atttypid
+JOIN pg_type t ON t.oid = CASE WHEN used.typelem <> 0 THEN used.typelem ELSE used.oid END
+WHERE c.relname = ANY($1::text[]) AND t.typtype = 'e' AND t.typnamespace = n.oid
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_attribute o
+    JOIN pg_class oc ON oc.oid = o.attrelid
+    JOIN pg_type ou ON ou.oid = o.atttypid
+    WHERE o.attnum > 0 AND NOT o.attisdropped AND NOT (oc.relname = ANY($1::text[])
+                                                       AND oc.relnamespace = n.oid)
+      AND (ou.oid = t.oid OR ou.typelem = t.oid))
+ORDER BY 1
+"""
+
+
+async def types_only_of(conn: asyncpg.Connection, tables: Sequence[str]) -> tuple[str, ...]:
+    """The enum types of the database's `public` schema that columns of `tables` use and
+    no other column does: what a purge of those tables drops with them."""
+    return tuple(row[0] for row in await conn.fetch(_TYPES_ONLY_OF, list(tables)))
 
 
 async def present_tables(conn: asyncpg.Connection) -> set[str]:
@@ -87,6 +114,8 @@ async def uninstall(
             tool_ids = ()
         plan = plan_uninstall(name, purge=purge, registered=packages, ledger=run.ledger,
                               leftovers=found, tables=tables, tools=tool_ids)
+        if plan.drop:  # its enum types: left behind, a reinstall kept their old labels
+            plan = replace(plan, types=await types_only_of(run.raw, plan.drop))
         if not apply or plan.done:
             return plan
         try:

@@ -541,16 +541,19 @@ class Run:
         """Carry out `plan` in the open transaction: all of it, or nothing.
 
         Keeping the data, it deactivates the package's tools and marks it uninstalled;
-        purging, it drops its tables, deletes its tools and every ledger row of it.
+        purging, it drops its tables and the enum types only they use, deletes its tools
+        and every ledger row of it.
         """
         if not plan.purge:
             await tools.deactivate_tools(self.raw, [plan.name])
             await ledger.mark_uninstalled(self.raw, plan.name)
             return
-        if plan.drop:
-            from runtime.core import ddl  # SQLAlchemy: not on a migration's path
+        from runtime.core import ddl  # SQLAlchemy: not on a migration's path
 
+        if plan.drop:
             await self.raw.execute(ddl.drop_statement(plan.drop))
+        if plan.types:
+            await self.raw.execute(f"DROP TYPE IF EXISTS {', '.join(map(ddl.quote, plan.types))}")
         await tools.delete_package_tools(self.raw, [plan.name])
         await ledger.forget_package(self.raw, plan.name)
 

@@ -90,3 +90,24 @@ async def test_a_package_known_by_its_migrations_alone_is_recorded_as_uninstalle
     async with engine.connect() as conn:
         assert (await conn.execute(text(
             "SELECT version FROM ydtb_packages WHERE package = 'tags'"))).scalar() == "1.0.0"
+
+
+async def test_the_types_a_purge_drops_are_those_only_its_tables_use(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        for statement in (
+            "CREATE TYPE ydtb_a_kind AS ENUM ('x')", "CREATE TYPE ydtb_a_mood AS ENUM ('y')",
+            "CREATE TYPE ydtb_shared AS ENUM ('z')", "CREATE TYPE ydtb_unused AS ENUM ('u')",
+            "CREATE TABLE ydtb_a1 (kind ydtb_a_kind, moods ydtb_a_mood[], s ydtb_shared)",
+            "CREATE TABLE ydtb_a2 (kind ydtb_a_kind)",
+            "CREATE TABLE ydtb_b (s ydtb_shared)",
+        ):
+            await conn.execute(text(statement))
+        raw = (await conn.get_raw_connection()).driver_connection
+
+        # An array's element type counts; a type another table's column uses stays.
+        assert await leftovers.types_only_of(raw, ["ydtb_a1", "ydtb_a2"]) == (
+            "ydtb_a_kind", "ydtb_a_mood")
+        assert await leftovers.types_only_of(raw, ["ydtb_a1"]) == ("ydtb_a_mood",)
+        assert await leftovers.types_only_of(raw, ["ydtb_b"]) == ()
