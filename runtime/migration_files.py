@@ -32,7 +32,8 @@ _NO_TRANSACTION = re.compile(r"^\s*--\s*runtime:\s*no-transaction\s*$", re.MULTI
 def is_migration_file(path: str | Path) -> bool:
     """Tell whether `load_migrations` reads the file `path` (by its name alone)."""
     name = os.path.basename(path)
-    return name.endswith(SUFFIXES) and not name.startswith(("_", "."))
+    # `.SQL` too, to be refused by name (`listed`) rather than skipped without a word.
+    return name.lower().endswith(SUFFIXES) and not name.startswith(("_", "."))
 
 
 def load_migrations(directory: str | Path) -> list[Migration]:
@@ -87,6 +88,9 @@ def _check_names(files: list[Path]) -> None:
     numbers = [int(m["number"]) for stem in stems if (m := _NUMBERED.match(stem))]
     seen: dict[str, Path] = {}
     for path, stem in zip(files, stems, strict=True):
+        if path.suffix not in SUFFIXES:
+            raise PackageLoadError(str(path), "a migration file ends in .sql or .py, in lower "
+                                   f"case; rename it to '{stem}{path.suffix.lower()}'")
         if not _NUMBERED.match(stem) or not MIGRATION_ID.match(stem):
             given = re.match(r"\d+", path.stem)
             number = given[0] if given else f"{max(numbers, default=0) + 1:04d}"

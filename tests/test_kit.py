@@ -306,6 +306,23 @@ def test_badly_named_file_says_how_to_rename_it(tmp_path: Path, name: str, renam
         "(fix the file and save it again)")
 
 
+@pytest.mark.parametrize(("name", "rename"), [("0002_add.SQL", "0002_add.sql"),
+                                             ("0002_add.Py", "0002_add.py")])
+def test_an_upper_case_extension_is_refused_not_skipped(
+    tmp_path: Path, name: str, rename: str
+) -> None:
+    # Skipped, the daemon said "no schema change" for a migration its author saved.
+    write(tmp_path, "0001_first.sql", "SELECT 1")
+    path = write(tmp_path, name, "SELECT 1")
+
+    with pytest.raises(PackageLoadError) as caught:
+        load_migrations(tmp_path)
+
+    assert str(caught.value) == (f"{path}: a migration file ends in .sql or .py, in lower "
+                                 f"case; rename it to '{rename}' (fix the file and save it "
+                                 "again)")
+
+
 def test_two_files_with_one_id_are_refused(tmp_path: Path) -> None:
     write(tmp_path, "0001_a.sql", "SELECT 1")
     write(tmp_path, "0001_a.py", UP.format(sql="SELECT 1"))
