@@ -28,7 +28,7 @@ from runtime.config import TransactionMode
 from runtime.core.names import CORE_PACKAGE, DEV_PREFIX, INITIAL_SCHEMA, TABLES_MIGRATION
 from runtime.core.recorded import Ledger, Planned, PlannedMigration, compare
 from runtime.core.recorded import unregistered as unregistered_in
-from runtime.errors import Problem
+from runtime.errors import PROGRAM, Problem
 
 if TYPE_CHECKING:
     # Only for types: `runtime.core.model` imports SQLAlchemy.
@@ -102,8 +102,8 @@ def _edited(package: Planned, migration: PlannedMigration, recorded: str) -> Pro
             package.name, "Y301",
             f"migration {migration.id}, derived from its schema, changed with the schema "
             f"after it was applied ({checksums})",
-            f"declare the schema as it was when applied, run python -m runtime "
-            f"makemigration {package.name} to write that migration out as its first file, "
+            f"declare the schema as it was when applied, run {PROGRAM} makemigration "
+            f"{package.name} to write that migration out as its first file, "
             "then declare the change and run makemigration again",
             migration=migration.id,
         )
