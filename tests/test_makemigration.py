@@ -200,6 +200,22 @@ def test_a_package_with_a_schema_alone_builds_its_comments(
         "0001_initial_schema.sql"]  # the migration builds the schema: nothing more
 
 
+def test_a_new_column_is_written_with_its_comment(tmp_path: Path, database_url: str) -> None:
+    # ADD COLUMN leaves the comment out: `check --db` refused the migration written.
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("color", Text, comment="the note\'s colour")']},
+        migrations={"0001_create_ydtb_notes.sql": create_sql("ydtb_notes")})
+
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+
+    written = (tmp_path / "notes/migrations/0002_add_color.sql").read_text()
+    assert "COMMENT ON COLUMN ydtb_notes.color IS 'the note''s colour'" in written
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
+    assert run("makemigration", "notes", root=tmp_path, url=database_url) == (
+        0, "nothing to write: the migrations of notes build its declared schema\n")
+
+
 def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: str) -> None:
     write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
         'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},

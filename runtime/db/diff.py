@@ -64,7 +64,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.schema import DefaultClause
+from sqlalchemy.schema import DefaultClause, SetColumnComment
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 
@@ -592,6 +592,8 @@ def _add_column(op: Any, _metadata: MetaData) -> Difference:
     statement = AddColumn(op.table_name, added, if_not_exists=True)
     # A native enum column's type comes first: ADD COLUMN does not create it.
     statements = [*ddl.enum_statements([column]), str(statement.compile(dialect=_DIALECT)).strip()]
+    if column.comment is not None:  # ADD COLUMN does not say it: a comparison later did
+        statements.append(str(SetColumnComment(column).compile(dialect=_DIALECT)))
     if needs_value:
         statements += _not_null(op.table_name, column.name)
     return Difference("add_column", op.table_name, column.name,
