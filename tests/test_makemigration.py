@@ -11,6 +11,8 @@ from support import create_sql, run_cli, write_package
 
 from runtime.db.urls import plain_url
 
+ENUM_SQL = ("DO $$ BEGIN CREATE TYPE ydtb_notes_status AS ENUM ('open', 'done');\n"
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$;\n")
 COLOR = ['Column("color", Text, index=True)',
          'Column("tool_id", String(20), ForeignKey("ydtb_tools.id"))']
 
@@ -214,6 +216,31 @@ def test_a_new_column_is_written_with_its_comment(tmp_path: Path, database_url: 
     assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
     assert run("makemigration", "notes", root=tmp_path, url=database_url) == (
         0, "nothing to write: the migrations of notes build its declared schema\n")
+
+
+def test_a_removed_enum_label_is_written_as_a_placeholder_that_fails_until_written(
+    tmp_path: Path, database_url: str
+) -> None:
+    # No statement drops a label in place: the file was written with no statement,
+    # ran as done, and `check --db` refused it.
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},
+        migrations={"0001_create_ydtb_notes.sql": ENUM_SQL + create_sql(
+            "ydtb_notes", "status ydtb_notes_status")})
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    write_package(tmp_path, "notes", name="notes", version="2.0.0", tables={"ydtb_notes": [
+        'Column("status", Enum("open", name="ydtb_notes_status"))']}, migrations={})
+
+    assert run("makemigration", "notes", root=tmp_path, url=database_url)[0] == 0
+
+    [path] = (tmp_path / "notes/migrations").glob("0002_*.sql")
+    written = path.read_text()
+    assert "-- REVIEW: write it here, guarded to run twice" in written
+    assert "PostgreSQL cannot drop or move a label of ydtb_notes_status in place" in written
+    assert "runtime: no-transaction" not in written
+    code, out = run("migrate", root=tmp_path, url=database_url)
+    assert code == 1
+    assert "this migration is to be written by hand: see its REVIEW comment" in out
 
 
 def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: str) -> None:

@@ -81,6 +81,9 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
         if rename is not None and difference is rename.added:
             continue
         warning = " (DESTRUCTIVE: review it)" if difference.destructive else ""
+        if not difference.statements:  # no statement does it: the author writes it
+            lines += ["", f"-- {difference.words}{warning}", *_by_hand(difference)]
+            continue
         now, later = _split(difference, created)
         if later:
             after += ["", f"-- {difference.words}{warning}", *(_sql(s) for s in later)]
@@ -102,6 +105,20 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
             "migration before", "-- this one, to run once it committed.",
             *_ONLINE, *after]) + "\n")
     return texts
+
+
+def _by_hand(difference: Difference) -> list[str]:
+    """A placeholder that fails until the author writes what no statement does in
+    place: written empty, the migration ran as done and `check --db` refused it."""
+    lines = ["-- REVIEW: write it here, guarded to run twice, in place of the statement "
+             "below, which fails until you do."]
+    if difference.kind == "modify_enum":
+        lines.append(f"-- PostgreSQL cannot drop or move a label of {difference.name} in "
+                     "place: rename the type, create it with the declared labels, convert "
+                     "each column using it (USING column::text::type, its default dropped "
+                     "and set again), then drop the old type.")
+    return [*lines, "DO $$ BEGIN RAISE EXCEPTION 'runtime: this migration is to be written "
+            "by hand: see its REVIEW comment'; END $$;"]
 
 
 _NO_TRANSACTION = "-- runtime: no-transaction"
