@@ -180,6 +180,12 @@ def test_a_registry_of_one_command_keeps_the_dispatchers() -> None:
     registry.register_database(package_name="@acme/notes", schema=metadata, version="1.0.0")
 
     assert len([item for item in ddl.schema_items(table) if "dispatch" in vars(item)]) > 5
+    # A copy of it is one too (a `migrate` loads the changed packages into a copy).
+    tags = kit.workspace_table("ydtb_tags", (tags_metadata := kit.metadata()),
+                               Column("id", Integer, primary_key=True), kit.workspace_key())
+    registry.copy().register_database(package_name="@acme/tags", schema=tags_metadata,
+                                      version="1.0.0")
+    assert len([item for item in ddl.schema_items(tags) if "dispatch" in vars(item)]) > 5
 
 
 def test_registering_the_same_definition_again_changes_nothing(
