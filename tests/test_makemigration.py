@@ -30,6 +30,13 @@ def run(command: str, *args: str, root: Path, url: str) -> tuple[int, str]:
                    "--no-entry-points")
 
 
+def assert_migrations_build_the_schema(root: Path, url: str) -> None:
+    """`check --db` accepts package `notes`, and `makemigration` has nothing to write."""
+    assert run("check", "--db", root=root, url=url)[0] == 0
+    assert run("makemigration", "notes", root=root, url=url) == (
+        0, "nothing to write: the migrations of notes build its declared schema\n")
+
+
 def test_the_schema_edit_is_written_as_an_idempotent_migration_that_builds_it(
     root: Path, database_url: str
 ) -> None:
@@ -70,9 +77,7 @@ def test_the_schema_edit_is_written_as_an_idempotent_migration_that_builds_it(
     # On a fresh database: it applies, leaves no drift, runs twice, and is all there is.
     assert run("migrate", root=root, url=database_url)[0] == 0
     assert run("status", root=root, url=database_url)[0] == 0
-    assert run("check", "--db", root=root, url=database_url)[0] == 0
-    assert run("makemigration", "notes", root=root, url=database_url) == (
-        0, "nothing to write: the migrations of notes build its declared schema\n")
+    assert_migrations_build_the_schema(root, database_url)
 
 
 def test_the_name_can_be_given(root: Path, database_url: str) -> None:
@@ -147,9 +152,7 @@ def test_a_package_with_a_schema_alone_gets_its_derived_migration_as_its_first_f
     assert "CREATE INDEX IF NOT EXISTS ix_ydtb_notes_color" in first.read_text()
     # The same migration by its checksum: not an edit where it ran, and complete.
     assert run("migrate", root=tmp_path, url=database_url)[1].startswith("nothing to apply")
-    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
-    assert run("makemigration", "notes", root=tmp_path, url=database_url) == (
-        0, "nothing to write: the migrations of notes build its declared schema\n")
+    assert_migrations_build_the_schema(tmp_path, database_url)
 
 
 def test_a_schema_alone_changed_after_it_was_applied_says_how_to_go_on(
@@ -213,9 +216,7 @@ def test_a_new_column_is_written_with_its_comment(tmp_path: Path, database_url: 
     written = (tmp_path / "notes/migrations/0002_add_color.sql").read_text()
     assert "COMMENT ON COLUMN ydtb_notes.color IS 'the note''s colour'" in written
     assert run("migrate", root=tmp_path, url=database_url)[0] == 0
-    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
-    assert run("makemigration", "notes", root=tmp_path, url=database_url) == (
-        0, "nothing to write: the migrations of notes build its declared schema\n")
+    assert_migrations_build_the_schema(tmp_path, database_url)
 
 
 def test_a_removed_enum_label_is_written_as_a_placeholder_that_fails_until_written(

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from runtime.config import TransactionMode
-from runtime.core.names import CORE_PACKAGE, DEV_PREFIX, INITIAL_SCHEMA, TABLES_MIGRATION
-from runtime.core.recorded import Ledger, Planned, PlannedMigration, compare
+from runtime.core.names import CORE_PACKAGE, DEV_PREFIX, TABLES_MIGRATION
+from runtime.core.recorded import Ledger, PlannedMigration, compare
 from runtime.core.recorded import unregistered as unregistered_in
 from runtime.errors import PROGRAM, Problem
 
@@ -93,9 +93,13 @@ class Plan:
         return [s.migration.id for s in self.steps if s.package.name == package]
 
 
-def _edited(package: Planned, migration: PlannedMigration, recorded: str) -> Problem:
+def _edited(package: Package, migration: PlannedMigration, recorded: str) -> Problem:
     checksums = f"checksum recorded {recorded[:12]}, now {migration.checksum[:12]}"
-    if migration.id == INITIAL_SCHEMA and getattr(migration, "source", "") is None:
+    # Imported on this error's path only: validation imports SQLAlchemy, which a
+    # `migrate` of new SQL migrations does without (#17).
+    from runtime.core.validation import derived_migration
+
+    if derived_migration(package) is migration:
         # Derived from the schema (the package has no migrations): there is no file to
         # restore, and the schema is what changed.
         return Problem(
