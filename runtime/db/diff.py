@@ -63,6 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import DefaultClause, SetColumnComment
 from sqlalchemy.sql.elements import ClauseElement
@@ -406,8 +407,7 @@ def _upgrade_ops(
     # them with `include_name` (15 ms at N = 300 packages, growing with N).
     autogen = AutogenContext(context, metadata=metadata)
     autogen.inspector.get_table_names = lambda schema=None, **_: present  # type: ignore[method-assign]
-    if answers is not None:
-        _remembering(context.impl, answers)
+    _remembering(context.impl, {} if answers is None else answers)
     unread = _reflect(autogen.inspector, present, readings)
     upgrade = ops.UpgradeOps([])
     with warnings.catch_warnings():
@@ -437,8 +437,13 @@ def _remembering(impl: Any, answers: dict[Any, bool]) -> None:
                metadata_column.primary_key
                and metadata_column is metadata_column.table._autoincrement_column)
         if key not in answers:
-            answers[key] = asked(inspector_column, metadata_column,
-                                 rendered_metadata_default, rendered_inspector_default)
+            try:
+                with impl.connection.begin_nested():  # a failure leaves the rest alone
+                    answers[key] = asked(inspector_column, metadata_column,
+                                         rendered_metadata_default, rendered_inspector_default)
+            except DBAPIError:
+                # `SELECT 0 = 'x'`: the column's type changes too, its default with it.
+                answers[key] = True
         return answers[key]
 
     impl.compare_server_default = compare_server_default

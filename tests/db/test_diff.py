@@ -281,6 +281,26 @@ async def test_function_defaults_compare_equal_to_themselves(engine: AsyncEngine
     assert await compare(engine, package, packages) == []
 
 
+
+async def test_a_default_of_another_type_is_a_difference_not_a_failure(
+    engine: AsyncEngine,
+) -> None:
+    # alembic asks the server `SELECT 0 = 'x'`, which fails: the comparison went with it,
+    # and with it the transaction the dev sync compares in (found by tests/db/test_narrowing).
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, lambda md: [Column("rank", Text, server_default="x")],
+                    "ALTER TABLE ydtb_notes ADD COLUMN rank integer DEFAULT 0;")
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    async with engine.connect() as conn, conn.begin():
+        found = await diff.compare(conn, package, packages)
+        assert await conn.scalar(text("SELECT 1")) == 1  # the transaction goes on
+
+    assert [d.kind for d in found] == ["modify_type", "modify_default"]
+    await run_twice(engine, found)
+    assert await compare(engine, package, packages) == []
+
 async def test_foreign_keys_into_a_dependency_resolve(engine: AsyncEngine) -> None:
     registry = DatabaseRegistry(send_signals=False)
     notes(registry, lambda md: [])
