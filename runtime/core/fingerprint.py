@@ -44,7 +44,7 @@ from sqlalchemy.types import TypeEngine
 
 from runtime.core.schema import core_metadata
 
-__all__ = ["describe"]
+__all__ = ["describe", "parts"]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -63,7 +63,35 @@ def describe(tables: Iterable[Table]) -> list[str]:
     return lines
 
 
+def parts(table: Table) -> dict[tuple[str, str], str]:
+    """`describe`'s lines of `table`, each under the part it describes: `("table", "")`,
+    `("column", name)`, `("index", name)`, or `("constraint", line)` (a key may be
+    unnamed). Two declarations of a table differ in the parts whose lines differ.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: a part does not compile to PostgreSQL.
+    """
+    compiler = _DIALECT.ddl_compiler(_DIALECT, None)  # type: ignore[arg-type]
+    head, columns, constraints, indexes = _table_parts(compiler, table)
+    found = {("table", ""): head}
+    found.update((("column", str(c.name)), line)
+                 for c, line in zip(table.columns, columns, strict=True))
+    found.update((("constraint", line), line) for line in constraints)
+    found.update((("index", str(i.name)), line)
+                 for i, line in zip(table.indexes, indexes, strict=True))
+    return found
+
+
 def _table_lines(compiler: DDLCompiler, table: Table) -> list[str]:
+    head, columns, constraints, indexes = _table_parts(compiler, table)
+    return [head, *columns, *sorted([*constraints, *indexes])]
+
+
+def _table_parts(
+    compiler: DDLCompiler, table: Table
+) -> tuple[str, list[str], list[str], list[str]]:
+    """The table's line, its columns', its constraints' and its indexes' (in the
+    table's order)."""
     preparer = compiler.preparer
     _quote_names(compiler, table)
     # PARTITION BY, WITH...: nothing for a table given no PostgreSQL option (each one's
@@ -75,10 +103,10 @@ def _table_lines(compiler: DDLCompiler, table: Table) -> list[str]:
     # What picks SERIAL over the type in PostgreSQL's column DDL; asked once a table.
     serial = table._autoincrement_column
     columns = [_column_line(compiler, column, column is serial) for column in table.columns]
-    parts = [_constraint_line(compiler, c) for c in table.constraints
-             if c._should_create_for_compiler(compiler)]
-    parts += [_index_line(compiler, index) for index in table.indexes]
-    return [head, *columns, *sorted(parts)]
+    constraints = [_constraint_line(compiler, c) for c in table.constraints
+                   if c._should_create_for_compiler(compiler)]
+    indexes = [_index_line(compiler, index) for index in table.indexes]
+    return head, columns, constraints, indexes
 
 
 def _column_line(compiler: DDLCompiler, column: Column[Any], autoincrement: bool) -> str:

@@ -142,6 +142,10 @@ class Agreement:
         return {name for name, key in declared.items()
                 if self._keys.get(name) == (key, catalog.get(name))}
 
+    def agrees(self, name: str, declared: str, catalog: str | None) -> bool:
+        """Whether table `name` agreed under these keys, the last time it was compared."""
+        return catalog is not None and self._keys.get(name) == (declared, catalog)
+
     def knows(self, name: str) -> bool:
         """Whether table `name` was found to agree (under whatever keys)."""
         return name in self._keys

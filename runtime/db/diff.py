@@ -52,13 +52,13 @@ from sqlalchemy import (
     Column,
     Float,
     Identity,
+    Index,
     Integer,
     MetaData,
     Numeric,
     SmallInteger,
     String,
     Table,
-    inspect,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -72,11 +72,12 @@ from sqlalchemy.types import TypeEngine
 from runtime.core import ddl
 from runtime.core.events import Difference
 from runtime.core.model import Package
+from runtime.core.narrowing import Narrowing
 from runtime.core.schema import core_metadata
 from runtime.db import agreement, catalog
 from runtime.db.agreement import Agreement
 
-__all__ = ["Difference", "compare", "compare_each", "read_ahead", "schema_of"]
+__all__ = ["Difference", "compare", "compare_ahead", "compare_each", "schema_of"]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 _CALL = re.compile(r"^[A-Za-z_][\w.]*\(")
@@ -85,12 +86,13 @@ _INTEGER_RANKS = ((BigInteger, 3), (SmallInteger, 1), (Integer, 2))  # subclasse
 
 def schema_of(
     targets: Iterable[Package], packages: Iterable[Package], *,
-    only: Collection[str] | None = None,
+    only: Collection[str] | None = None, narrowed: Mapping[str, Narrowing] | None = None,
 ) -> MetaData:
     """Return one `MetaData` holding copies of the tables of the `targets` (those named
     in `only`, if given) and of the tables their foreign keys reach (in `packages` or the
     core), so those resolve: of these, their columns alone (names and types), which is
     what resolving a key reads, and no keys of their own that would reach further.
+    Of the tables `narrowed` names, the copy holds the narrowing's parts alone.
     """
     targets = list(targets)
     metadata = MetaData()
@@ -99,14 +101,37 @@ def schema_of(
     # core's tables too: most packages reach `ydtb_workspaces` alone (#14). And not what
     # those reach in turn: at N = 300 a leaf's keys led through half the packages.
     compared = [t for target in targets for t in target.tables if only is None or t.name in only]
+    narrowed = narrowed or {}
     for table in compared:
-        table.to_metadata(metadata)
+        if table.name in narrowed:
+            _narrow_copy(table, narrowed[table.name], metadata)
+        else:
+            table.to_metadata(metadata)
     reached = {name for table in compared for name, _, _ in ddl.foreign_key_targets(table)}
     for name, declared in _declared(reached - set(metadata.tables), targets, packages).items():
         # A copy of each type: an enum binds itself to the table of its column.
         Table(name, metadata, *(Column(c.name, c.type.copy(), primary_key=c.primary_key)
                                 for c in declared.columns))
     return metadata
+
+
+def _narrow_copy(table: Table, narrowing: Narrowing, metadata: MetaData) -> Table:
+    """A copy of `table` in `metadata` of the narrowing's columns and indexes alone
+    (`runtime.core.narrowing`: plain indexes), with its comment and primary key."""
+    copy = Table(table.name, metadata, *(c._copy() for c in table.columns
+                                         if c.name in narrowing.columns),
+                 comment=table.comment)
+    # A column's own: its foreign key, its check, its `index=True` (made again below
+    # when it is the narrowing's, from the table's, as for every index compared).
+    for constraint in list(copy.constraints):
+        if constraint is not copy.primary_key:
+            copy.constraints.discard(constraint)
+    copy.indexes.clear()
+    for index in table.indexes:
+        if index.name in narrowing.indexes:
+            Index(index.name, *(copy.c[c.name] for c in index.columns), _table=copy,
+                  unique=index.unique, **index.kwargs)
+    return copy
 
 
 def _declared(
@@ -136,6 +161,7 @@ async def compare(
     agreed: Agreement | None = None,
     defer: Collection[str] = (),
     only: Collection[str] | None = None,
+    narrow: Mapping[str, Narrowing] | None = None,
 ) -> list[Difference]:
     """List how the database on `conn` differs from `package`'s declared tables.
 
@@ -147,10 +173,12 @@ async def compare(
         tables: more table names to compare, such as tables the package used to declare:
             found in the database, they are reported as not declared.
         agreed: what agreed with this database before (see `compare_each`).
-        defer, only: tables not to compare now, or the only ones to (see `compare_each`).
+        defer, only, narrow: tables not to compare now, or the only ones to, and the
+            parts of tables a save changed (see `compare_each`).
     """
     found = await compare_each(conn, [package], packages, previous={package.name: tables},
-                               agreed=agreed, reread=False, defer=defer, only=only)
+                               agreed=agreed, reread=False, defer=defer, only=only,
+                               narrow=narrow)
     return found[package.name]
 
 
@@ -164,6 +192,7 @@ async def compare_each(
     reread: bool = True,
     defer: Collection[str] = (),
     only: Collection[str] | None = None,
+    narrow: Mapping[str, Narrowing] | None = None,
 ) -> dict[str, list[Difference]]:
     """Compare several packages with the database in one pass (one reflection of it all).
 
@@ -180,6 +209,9 @@ async def compare_each(
         defer: tables not to compare now (the dev daemon compares them after it
             announced a save: the tables the save did not change).
         only: the only tables to compare, if given (those it deferred).
+        narrow: the parts a save changed of some tables (`runtime.core.narrowing`):
+            of a table that agreed with the database under its declaration before the
+            save (in `agreed`) and its catalog key now, only those are compared.
 
     Returns:
         The differences of each package of `targets`, by name; empty lists included.
@@ -188,18 +220,22 @@ async def compare_each(
     previous = previous or {}
     owners = {table: p.name for p in targets
               for table in (*p.table_names, *previous.get(p.name, ()))}
-    listed, planner = await conn.run_sync(_listing, frozenset(owners), agreed is not None)
+    asked = frozenset(owners.keys() if only is None else owners.keys() & set(only)) \
+        - set(defer)
+    listed, planner = await conn.run_sync(_listing, asked, agreed is not None) \
+        if asked else ({}, {})
     declared = {name: key for p in targets for name, key in p.table_keys.items()} \
         if agreed is not None else {}
-    asked = owners.keys() if only is None else owners.keys() & set(only)
-    compared = frozenset(asked) - set(defer) \
-        - (agreed.unchanged(declared, listed) if agreed else set())
+    compared = asked - (agreed.unchanged(declared, listed) if agreed else set())
+    narrowed = {name: narrowing for name, narrowing in (narrow or {}).items()
+                if name in compared and agreed is not None
+                and agreed.agrees(name, narrowing.before, listed.get(name))}
     found: dict[str, list[Difference]] = {p.name: [] for p in targets}
     if compared:
         # Read afresh, the readings are kept only where they cost no memory.
         kept = agreed if agreed is not None and (not reread or agreed.spills) else None
         for difference in await _compare_tables(conn, targets, packages, compared, listed,
-                                                kept):
+                                                kept, narrowed):
             found[owners[difference.table]].append(difference)
     if planner:
         await conn.execute(_PLANNER_BACK, planner)
@@ -211,53 +247,44 @@ async def compare_each(
     return found
 
 
-async def read_ahead(conn: AsyncConnection, package: Package, agreed: Agreement) -> None:
-    """Read the package's tables as its next comparison will, and keep what is read in
-    `agreed` under their catalog keys (tables already read under them are not read).
+async def compare_ahead(
+    conn: AsyncConnection, package: Package, packages: Iterable[Package], agreed: Agreement,
+    tables: Collection[str],
+) -> None:
+    """Compare `tables` of `package` as its next comparison will, keeping in `agreed`
+    what is read under their catalog keys, and whether they agree.
 
     For the dev daemon, once it announced a change that altered them: the next save of
-    `schema.py` then compares them without reading them first (#14).
+    `schema.py` then compares them without reading them first, and of a table that
+    agrees, only the parts the save changed (`compare_each`'s `narrow`; #14).
     """
-    listed, planner = await conn.run_sync(_listing, frozenset(package.table_names), True)
-    unread = [name for name in sorted(listed)
-              if not (agreed.has_reading(name, _REFLECTED, listed[name])
-                      and agreed.has_reading(name, _SHAPES, listed[name]))]
-    if unread:
-        reflected = await conn.run_sync(_read_reflection, unread)
-        shapes = await conn.run_sync(catalog.shapes_of, unread)
-        _keep(agreed, listed, reflected, _REFLECTED)
-        _keep(agreed, listed, shapes, _SHAPES)
-    if planner:
-        await conn.execute(_PLANNER_BACK, planner)
-
-
-def _read_reflection(sync_conn: Connection, tables: list[str]) -> dict[str, dict[str, Any]]:
-    """What alembic's comparison reflects of `tables` (`_reflect`), read as it reads it."""
-    inspector = inspect(sync_conn)
-    _reflect(inspector, tables, {})
-    return _reflected(inspector, tables)
+    await compare_each(conn, [package], packages, agreed=agreed, reread=False, only=tables)
 
 
 async def _compare_tables(
     conn: AsyncConnection, targets: list[Package], packages: Iterable[Package],
     compared: frozenset[str], listed: Mapping[str, str], kept: Agreement | None,
+    narrowed: Mapping[str, Narrowing],
 ) -> list[Difference]:
     """Compare the tables `compared` of `targets` (`listed`: those in the database,
-    with their catalog keys), with what `kept` read of them under those keys."""
+    with their catalog keys), with what `kept` read of them under those keys; of those
+    `narrowed` names, their narrowings' parts."""
     own = [t for p in targets for t in p.tables if t.name in compared]
     with _unmarked(own):
-        return await _compare_copies(conn, targets, packages, compared, listed, kept)
+        return await _compare_copies(conn, targets, packages, compared, listed, kept,
+                                     narrowed)
 
 
 async def _compare_copies(
     conn: AsyncConnection, targets: list[Package], packages: Iterable[Package],
     compared: frozenset[str], listed: Mapping[str, str], kept: Agreement | None,
+    narrowed: Mapping[str, Narrowing],
 ) -> list[Difference]:
-    metadata = schema_of(targets, packages, only=compared)
+    metadata = schema_of(targets, packages, only=compared, narrowed=narrowed)
     readings = _readings(kept, listed, compared, _REFLECTED)
     upgrade, read = await conn.run_sync(_upgrade_ops, metadata, compared,
                                         sorted(compared & set(listed)), readings,
-                                        kept.answers if kept is not None else None)
+                                        kept.answers if kept is not None else None, narrowed)
     _keep(kept, listed, read, _REFLECTED)
     added = {op.table_name for op in upgrade.ops if isinstance(op, ops.CreateTableOp)}
     present = compared - added
@@ -385,11 +412,13 @@ def _listing(
 def _upgrade_ops(
     sync_conn: Connection, metadata: MetaData, own: frozenset[str], present: list[str],
     readings: Mapping[str, dict[str, Any]], answers: dict[Any, bool] | None = None,
+    narrowed: Mapping[str, Narrowing] | None = None,
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
     """Alembic's operations making the database's tables `present` (and `own` ones it
     lacks) what `metadata` declares, and what was read of the tables not in
     `readings` (alembic's reflection of each, by table). `answers`: what the server
-    said of defaults before (`_remembering`), added to."""
+    said of defaults before (`_remembering`), added to. Of the tables `narrowed`
+    names, the database's are seen with the narrowing's parts alone, as `metadata`'s."""
     def include_name(name: str | None, type_: str, _parents: Any) -> bool:
         return type_ != "table" or name in own
 
@@ -409,13 +438,16 @@ def _upgrade_ops(
     autogen.inspector.get_table_names = lambda schema=None, **_: present  # type: ignore[method-assign]
     _remembering(context.impl, {} if answers is None else answers)
     unread = _reflect(autogen.inspector, present, readings)
+    read = _reflected(autogen.inspector, unread)  # whole: what is kept is the table's
+    for name, narrowing in (narrowed or {}).items():
+        _narrow_reading(autogen.inspector.info_cache, name, narrowing)
     upgrade = ops.UpgradeOps([])
     with warnings.catch_warnings():
         # Alembic does not compare a generated column's expression, and warns so at
         # every comparison; `runtime.db.catalog` compares it.
         warnings.filterwarnings("ignore", "Computed default on", UserWarning)
         autogenerate._produce_net_changes(autogen, upgrade)
-    return upgrade, _reflected(autogen.inspector, unread)
+    return upgrade, read
 
 
 def _remembering(impl: Any, answers: dict[Any, bool]) -> None:
@@ -470,6 +502,17 @@ def _reflect(
         found.update(((None, name), reading[kind]) for name, reading in readings.items())
         inspector.info_cache[f"alembic_{kind}"] = found
     return unread
+
+
+def _narrow_reading(cache: dict[str, Any], name: str, narrowing: Narrowing) -> None:
+    """Leave in alembic's cache (`_reflect`) the parts of table `name` a narrowed copy
+    has (`_narrow_copy`): its columns, its indexes, its primary key and comment."""
+    key = (None, name)
+    for kind, parts in (("columns", narrowing.columns), ("indexes", narrowing.indexes)):
+        found = cache[f"alembic_{kind}"]
+        found[key] = [part for part in found.get(key, ()) if part["name"] in parts]
+    for kind in ("foreign_keys", "unique_constraints", "check_constraints"):
+        cache[f"alembic_{kind}"][key] = []
 
 
 def _reflected(inspector: Any, tables: list[str]) -> dict[str, dict[str, Any]]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -41,6 +41,7 @@ from runtime.core import booking
 from runtime.core.booking import ObjectKey
 from runtime.core.events import Change, ChangeKind, Difference
 from runtime.core.model import Migration, Package
+from runtime.core.narrowing import Narrowing
 from runtime.core.plan import Step, dev_change_id
 from runtime.db import ledger, objects, scratch
 from runtime.db.agreement import Agreement
@@ -93,6 +94,7 @@ async def sync_package(
     agreed: Agreement | None = None,
     defer: Collection[str] = (),
     only: Collection[str] | None = None,
+    narrow: Mapping[str, Narrowing] | None = None,
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks, and book it as a dev change.
 
@@ -105,7 +107,7 @@ async def sync_package(
     async with Run.open(engine, read=False) as run, run.transaction():
         return await sync_in(run, package, packages, allow_destructive=allow_destructive,
                              tables=tables, declared_before=declared_before, agreed=agreed,
-                             defer=defer, only=only)
+                             defer=defer, only=only, narrow=narrow)
 
 
 async def sync_in(
@@ -119,6 +121,7 @@ async def sync_in(
     agreed: Agreement | None = None,
     defer: Collection[str] = (),
     only: Collection[str] | None = None,
+    narrow: Mapping[str, Narrowing] | None = None,
 ) -> SyncResult:
     """Apply what `package` declares and the database lacks in the open transaction of
     `run`, and book it as a dev change: it commits with what else the transaction holds
@@ -140,9 +143,9 @@ async def sync_in(
             before, no dev change built, is left alone.
         agreed: the tables that agreed with the database before, not compared again
             while unchanged (`runtime.db.agreement`; the daemon keeps one).
-        defer, only: tables not to compare now, or the only ones to
-            (`runtime.db.diff.compare_each`): what is held or applied is of the tables
-            compared.
+        defer, only, narrow: tables not to compare now, or the only ones to, and the
+            parts of tables a save changed (`runtime.db.diff.compare_each`): what is
+            held or applied is of the tables compared.
 
     Raises:
         ProblemsError: a difference could not be applied (Y405).
@@ -154,7 +157,7 @@ async def sync_in(
     built = {key for row in rows if (key := booking.parse_row(row)[1]) is not None}
     differences = await compare(run.sqlalchemy, package, packages, agreed=agreed,
                                 tables={*tables, *_dev_tables(rows, package, packages)},
-                                defer=defer, only=only)
+                                defer=defer, only=only, narrow=narrow)
     await run.sqlalchemy.commit()  # ends SQLAlchemy's savepoint, not our transaction
     declared = booking.declared_keys(package)
     kept = () if allow_destructive else tuple(

@@ -40,10 +40,11 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runtime.core import booking, signals
+from runtime.core import booking, narrowing, signals
 from runtime.core.events import Difference
 from runtime.core.lint import lint_steps
 from runtime.core.model import Package
+from runtime.core.narrowing import Narrowing
 from runtime.core.plan import Step
 from runtime.core.recorded import Ledger
 from runtime.core.registry import DatabaseRegistry
@@ -430,7 +431,7 @@ class Daemon:
         await self._follow(migrated)
         await self._follow(sorted(deferred), only=deferred)
         with _noticing_loss():
-            await self._reread([r.package for r in synced if r.change is not None])
+            await self._compare_ahead(synced)
             await self._settle()
         return True
 
@@ -460,7 +461,7 @@ class Daemon:
                 edited = self._edited_schemas(candidate, affected)
                 deferred = self._deferrable(candidate, edited)
                 report, synced = await self._migrate(candidate, packages, removed, edited,
-                                                     deferred)
+                                                     deferred, self._narrowings(candidate, edited))
                 migrated = [name for name in report.by_package() if name not in edited]
         except RegistryError as exc:
             if quiet:
@@ -486,6 +487,7 @@ class Daemon:
     async def _migrate(
         self, candidate: DatabaseRegistry, packages: list[Package], removed: list[str],
         edited: list[str], deferred: Mapping[str, frozenset[str]],
+        narrowed: Mapping[str, Mapping[str, Narrowing]],
     ) -> tuple[MigrationReport, list[SyncResult]]:
         """Apply what `packages` have pending, then sync the schemas of `edited` in the
         same transaction; their dev rows are to be settled after.
@@ -496,7 +498,8 @@ class Daemon:
         synced: list[SyncResult] = []
 
         async def sync_edited(run: Run) -> None:
-            synced.extend(await self._sync(candidate, edited, run, defer=deferred))
+            synced.extend(await self._sync(candidate, edited, run, defer=deferred,
+                                           narrow=narrowed))
 
         try:
             report = await migrator.migrate(self.engine, packages, rerun_edited=True,
@@ -530,23 +533,31 @@ class Daemon:
             return
         await self._announce(synced)
 
-    async def _reread(self, names: list[str]) -> None:
-        """Read the tables of the packages a dev change just altered, as a comparison
-        reads them (`diff.read_ahead`).
+    async def _compare_ahead(self, synced: list[SyncResult]) -> None:
+        """Compare the tables a dev change just altered with the database, as the next
+        save's comparison would.
 
-        Done after `reloaded`: the next save of the package then compares its tables
-        with the database as read now (`Agreement` keeps it under the catalog keys),
-        without reading them on its way to the developer (#14).
+        Done after `reloaded`: the `Agreement` keeps what is read under the tables'
+        catalog keys and, when they agree with their declaration, that they do. The
+        next save of the package then compares its tables with the database as read
+        now, and of a table that agreed, only the parts the save changed
+        (`runtime.core.narrowing`), without reading anything on its way to the
+        developer (#14).
         """
-        for name in names:
+        for result in synced:
+            if result.change is None:
+                continue
+            tables = {difference.table for difference in result.change.differences}
             try:
                 async with self.engine.connect() as conn:
-                    await diff.read_ahead(conn, self.registry.get(name), self._agreed)
+                    await diff.compare_ahead(conn, self.registry.get(result.package),
+                                             self.registry.packages.values(), self._agreed,
+                                             tables)
             except Exception as exc:
                 if engine.lost(exc):
                     raise  # the reload waits for the database, as for any loss
-                # A head start only, never the developer's concern: the save reads itself.
-                logger.debug("%s: its tables not read ahead: %s", name, exc)
+                # A head start only, never the developer's concern: the save compares.
+                logger.debug("%s: its tables not compared ahead: %s", result.package, exc)
 
     async def _settle(self) -> None:
         """Settle the dev rows of the packages that may need it (`sync.reconcile`).
@@ -649,9 +660,9 @@ class Daemon:
         self, candidate: DatabaseRegistry, edited: list[str]
     ) -> dict[str, frozenset[str]]:
         """The tables of the packages `edited` that a save need not compare before it
-        is announced: declared as before, and never compared since the daemon started
-        (it compares only what changed while it was away). Compared after, so a
-        package's first save compares the table it changed, not its every table (#14).
+        is announced: declared as before. Compared after (a change made to them by hand
+        is found then), so a save compares the table it changed, not its every table,
+        nor reads their catalog keys on the way (#14).
         """
         deferred = {}
         for name in edited:
@@ -659,19 +670,43 @@ class Daemon:
                 continue  # new: all of it is the change
             before, now = self.registry.get(name).table_keys, candidate.get(name).table_keys
             tables = frozenset(table for table, key in now.items()
-                               if before.get(table) == key and not self._agreed.knows(table))
+                               if before.get(table) == key)
             if tables:
                 deferred[name] = tables
         return deferred
+
+    def _narrowings(
+        self, candidate: DatabaseRegistry, edited: list[str]
+    ) -> dict[str, dict[str, Narrowing]]:
+        """The parts each saved table of the packages `edited` changed, where comparing
+        those alone finds what comparing the table finds (`runtime.core.narrowing`;
+        the comparison checks that the table agreed with the database before)."""
+        found: dict[str, dict[str, Narrowing]] = {}
+        for name in edited:
+            if name not in self.registry or name == CORE_PACKAGE:
+                continue
+            before, now = self.registry.get(name), candidate.get(name)
+            old = {t.name: t for t in before.tables}
+            for table in now.tables:
+                key = before.table_keys.get(table.name)
+                if key is None or key == now.table_keys[table.name] \
+                        or not self._agreed.knows(table.name):
+                    continue
+                narrowed = narrowing.narrowing(old[table.name], table, key)
+                if narrowed is not None:
+                    found.setdefault(name, {})[table.name] = narrowed
+        return found
 
     async def _sync(
         self, registry: DatabaseRegistry, names: list[str], run: Run | None = None, *,
         defer: Mapping[str, frozenset[str]] | None = None,
         only: Mapping[str, frozenset[str]] | None = None,
+        narrow: Mapping[str, Mapping[str, Narrowing]] | None = None,
     ) -> list[SyncResult]:
         """Bring the dev database to the declared schema of the packages `names`: in the
         open transaction of `run`, or each in a run of its own; of each package, not the
-        tables `defer` names, or only those `only` names."""
+        tables `defer` names, or only those `only` names, and of those `narrow` names,
+        the parts a save changed."""
         results = []
         for name in names:
             if name == CORE_PACKAGE:
@@ -687,7 +722,8 @@ class Daemon:
                 tables=previous.table_names if previous else (),
                 declared_before=booking.declared_keys(previous) if previous else frozenset(),
                 agreed=self._agreed, defer=(defer or {}).get(name, frozenset()),
-                only=only[name] if only is not None else None))
+                only=only[name] if only is not None else None,
+                narrow=(narrow or {}).get(name)))
         self._unsettled |= {result.package for result in results if result.revisits}
         return results
 

@@ -71,9 +71,9 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
     original = diff._compare_tables
 
     async def spy(conn: Any, targets: Any, packages: Any, tables: frozenset[str],
-                  listed: Any, kept: Any) -> Any:
+                  listed: Any, kept: Any, narrowed: Any) -> Any:
         seen.append(set(tables))
-        return await original(conn, targets, packages, tables, listed, kept)
+        return await original(conn, targets, packages, tables, listed, kept, narrowed)
 
     monkeypatch.setattr(diff, "_compare_tables", spy)
     return seen

@@ -406,7 +406,7 @@ async def test_a_reload_runs_in_the_reloading_context_up_to_its_signal(
     assert inside == []
 
 
-async def test_a_read_ahead_that_fails_is_not_the_developers_concern(
+async def test_a_comparison_ahead_that_fails_is_not_the_developers_concern(
     engine: AsyncEngine, tmp_path: Path, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     declare_notes(tmp_path, {"ydtb_notes": []}, [NOTES])
@@ -415,7 +415,7 @@ async def test_a_read_ahead_that_fails_is_not_the_developers_concern(
     async def refused(*_: Any) -> None:
         raise RuntimeError("permission denied for table ydtb_notes")
 
-    monkeypatch.setattr(diff, "read_ahead", refused)
+    monkeypatch.setattr(diff, "compare_ahead", refused)
     declare_notes(tmp_path, {"ydtb_notes": ['Column("color", Text)']})
     assert await daemon.reload([tmp_path / "notes"]) is True
     monkeypatch.undo()  # the next save reads the table itself
@@ -488,3 +488,55 @@ async def test_a_first_save_of_a_package_start_up_compared_reads_no_table(
     assert [tables for signalled, tables in read if signalled == 0] == []
     assert await columns(engine, "ydtb_notes") == ["color", "id", "workspace_id"]
     assert await drift(engine, daemon) == []
+
+
+@contextmanager
+def narrowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, set[str], set[str]]]]:
+    """The tables each comparison narrowed: the columns and indexes it compared."""
+    seen: list[tuple[str, set[str], set[str]]] = []
+    original = diff._narrow_copy
+
+    def spy(table: Any, narrowing: Any, metadata: Any) -> Any:
+        seen.append((table.name, set(narrowing.columns), set(narrowing.indexes)))
+        return original(table, narrowing, metadata)
+
+    monkeypatch.setattr(diff, "_narrow_copy", spy)
+    yield seen
+
+
+async def test_a_save_compares_only_what_it_changed_of_a_table_that_agreed(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE])
+    daemon = await started_daemon(engine, tmp_path)
+    with narrowed(monkeypatch) as seen:
+        declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)', 'Column("color", Text)']})
+        assert await daemon.reload([tmp_path / "notes"]) is True
+        declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)',
+                                                'Column("color", Text, index=True)']})
+        assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert seen == [("ydtb_notes", {"color", "id"}, set()),
+                    ("ydtb_notes", {"color", "id"}, {"ix_ydtb_notes_color"})]
+    assert "ix_ydtb_notes_color" in await index_names(engine)
+    assert await drift(engine, daemon) == []
+
+
+async def test_what_changed_by_hand_between_two_saves_is_compared_whole(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The table agreed with its declaration before the save, but not as the database
+    # is now: a narrowed comparison would miss the column added by hand.
+    declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text)']}, [WITH_TITLE])
+    daemon = await started_daemon(engine, tmp_path)
+    async with engine.begin() as conn:
+        await (await driver(conn)).execute("ALTER TABLE ydtb_notes ADD COLUMN extra text")
+    with narrowed(monkeypatch) as seen:
+        declare_notes(tmp_path, {"ydtb_notes": ['Column("title", Text, index=True)']})
+        assert await daemon.reload([tmp_path / "notes"]) is True
+
+    assert seen == []
+    assert "ix_ydtb_notes_title" in await index_names(engine)
+    assert [d["changes"] for d in sent["schema_drift"]][-1] == (
+        "table ydtb_notes: column extra in the database but not declared: would run "
+        "ALTER TABLE ydtb_notes DROP COLUMN IF EXISTS extra",)
