@@ -59,6 +59,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    literal_column,
+    select,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -469,16 +471,39 @@ def _remembering(impl: Any, answers: dict[Any, bool]) -> None:
                metadata_column.primary_key
                and metadata_column is metadata_column.table._autoincrement_column)
         if key not in answers:
+            quoted = _string_literal(inspector_column, metadata_column)
             try:
                 with impl.connection.begin_nested():  # a failure leaves the rest alone
                     answers[key] = asked(inspector_column, metadata_column,
-                                         rendered_metadata_default, rendered_inspector_default)
+                                         rendered_metadata_default, rendered_inspector_default) \
+                        if quoted is None or None in (rendered_inspector_default,
+                                                      rendered_metadata_default) \
+                        else not impl.connection.scalar(select(
+                            literal_column(rendered_inspector_default) == literal_column(quoted)))
             except DBAPIError:
                 # `SELECT 0 = 'x'`: the column's type changes too, its default with it.
                 answers[key] = True
         return answers[key]
 
     impl.compare_server_default = compare_server_default
+
+
+def _string_literal(inspector_column: Any, metadata_column: Any) -> str | None:
+    """The SQL literal of a column's declared text default, as CREATE TABLE writes it
+    (`server_default="it's"`: `'it''s'`); None for any other default, or a column that
+    alembic compares otherwise (numbers, its serial key).
+
+    alembic writes the literal by stripping a quote from each end and adding one: a
+    default of `'draft'` (quotes included), which PostgreSQL holds as `'''draft'''`, was
+    compared with `'draft'`, a drift no migration could mend; `it's` was a syntax error.
+    """
+    default = metadata_column.server_default
+    value = getattr(default, "arg", None)
+    if not isinstance(value, str) or isinstance(inspector_column.type, Numeric | Float) \
+            or (metadata_column.primary_key
+                and metadata_column is metadata_column.table._autoincrement_column):
+        return None
+    return "'" + value.replace("'", "''") + "'"
 
 
 # What alembic reflects of each table, in one query per kind for all the tables it

@@ -282,6 +282,27 @@ async def test_function_defaults_compare_equal_to_themselves(engine: AsyncEngine
 
 
 
+async def test_a_text_default_with_quotes_compares_equal_to_itself(engine: AsyncEngine) -> None:
+    # alembic strips a quote from each end of a declared text default: `'draft'` (quotes
+    # included) was compared with draft, and `it's` was a syntax error.
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, lambda md: [
+        Column("state", Text, server_default="'draft'"),
+        Column("said", Text, server_default="it's"),
+        Column("plain", Text, server_default="x"),
+    ], "ALTER TABLE ydtb_notes ADD COLUMN state text DEFAULT '''draft''',\n"
+       "    ADD COLUMN said text DEFAULT 'it''s', ADD COLUMN plain text DEFAULT 'x';")
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    assert await compare(engine, package, packages) == []
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE ydtb_notes ALTER COLUMN state SET DEFAULT 'draft'"))
+    assert [d.words for d in await compare(engine, package, packages)] == [
+        "table ydtb_notes: column state has default 'draft'::text in the database but "
+        "declared default '''draft'''"]
+
+
 async def test_a_default_of_another_type_is_a_difference_not_a_failure(
     engine: AsyncEngine,
 ) -> None:
