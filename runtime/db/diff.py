@@ -50,6 +50,7 @@ from alembic.operations import Operations, ops
 from sqlalchemy import (
     BigInteger,
     Column,
+    Enum,
     Float,
     Identity,
     Index,
@@ -69,7 +70,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import DefaultClause, SetColumnComment
 from sqlalchemy.sql.elements import ClauseElement
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import ARRAY, TypeEngine
 
 from runtime.core import ddl
 from runtime.core.events import Difference
@@ -439,6 +440,7 @@ def _upgrade_ops(
     autogen = AutogenContext(context, metadata=metadata)
     autogen.inspector.get_table_names = lambda schema=None, **_: present  # type: ignore[method-assign]
     _remembering(context.impl, {} if answers is None else answers)
+    _comparing_arrays(context.impl)
     unread = _reflect(autogen.inspector, present, readings)
     read = _reflected(autogen.inspector, unread)  # whole: what is kept is the table's
     for name, narrowing in (narrowed or {}).items():
@@ -486,6 +488,24 @@ def _remembering(impl: Any, answers: dict[Any, bool]) -> None:
         return answers[key]
 
     impl.compare_server_default = compare_server_default
+
+
+def _comparing_arrays(impl: Any) -> None:
+    """Make alembic tell an array from its item type: it compares the types' names up
+    to their brackets, so `TEXT[]` against `TEXT` was no difference, and a column made
+    an array (or no longer one) in `schema.py` was never synced nor written."""
+    asked = impl.compare_type
+
+    def compare_type(inspector_column: Any, metadata_column: Any) -> bool:
+        found, declared = inspector_column.type, metadata_column.type
+        if not (isinstance(found, ARRAY) or isinstance(declared, ARRAY)):
+            return bool(asked(inspector_column, metadata_column))
+        if not (isinstance(found, ARRAY) and isinstance(declared, ARRAY)):
+            return True
+        return bool(asked(Column(inspector_column.name, found.item_type),
+                          Column(metadata_column.name, declared.item_type)))
+
+    impl.compare_type = compare_type
 
 
 def _string_literal(inspector_column: Any, metadata_column: Any) -> str | None:
@@ -548,6 +568,23 @@ def _reflected(inspector: Any, tables: list[str]) -> dict[str, dict[str, Any]]:
     return {name: {kind: cache[f"alembic_{kind}"][(None, name)] for kind in _REFLECTION}
             for name in tables
             if all((None, name) in cache[f"alembic_{kind}"] for kind in _REFLECTION)}
+
+
+def _retyped(op: Any, declared: Column[Any], alter: tuple[str, ...]) -> tuple[str, ...]:
+    """`alter` (the column's type changed), with what it needs around it: its new enum
+    type created first, and its default taken off before and put back after (the
+    declared one): PostgreSQL casts the default with the column, and refuses one it
+    cannot cast (`'{}'::jsonb` to bigint)."""
+    table, column = ddl.quote(op.table_name), ddl.quote(op.column_name)
+    before = ddl.enum_statements([declared])
+    after: list[str] = []
+    if op.existing_server_default not in (None, False):
+        before.append(f"ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT")
+        if declared.server_default is not None:
+            compiler = _DIALECT.ddl_compiler(_DIALECT, None)  # type: ignore[arg-type]
+            default = compiler.get_column_default_string(declared)
+            after.append(f"ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {default}")
+    return (*before, *alter, *after)
 
 
 def _same_call(old: Any, new: Any) -> bool:
@@ -623,7 +660,9 @@ def _flatten(items: Iterable[Any]) -> Iterator[Any]:
 
 def _describe(op: Any, metadata: MetaData) -> list[Difference]:
     if isinstance(op, ops.AlterColumnOp):
-        return [_alter(kind, op, old, new) for kind, *_, old, new in op.to_diff_tuple()
+        declared = metadata.tables[op.table_name].c[op.column_name]
+        return [_alter(kind, op, old, new, declared) for kind, *_, old, new
+                in op.to_diff_tuple()
                 if not (kind == "modify_default" and _same_call(old, new))]
     for op_type, describe in _DESCRIBERS:
         if isinstance(op, op_type):
@@ -763,7 +802,7 @@ _ALTERED = {"modify_type": "modify_type", "modify_nullable": "modify_nullable",
             "modify_default": "modify_server_default", "modify_comment": "modify_comment"}
 
 
-def _alter(kind: str, op: Any, old: Any, new: Any) -> Difference:
+def _alter(kind: str, op: Any, old: Any, new: Any, declared: Column[Any]) -> Difference:
     """One change of a column, rendered alone so each difference has its own SQL."""
     existing = {"existing_type": op.existing_type, "existing_nullable": op.existing_nullable,
                 "existing_server_default": op.existing_server_default}
@@ -771,14 +810,17 @@ def _alter(kind: str, op: Any, old: Any, new: Any) -> Difference:
     if kind == "modify_type":
         # Without USING, PostgreSQL refuses a change with no implicit cast (text to
         # integer, say): the cast runs on every row, and fails on one it cannot convert.
+        # To an enum, through text: no other type casts to one.
         quoted = ddl.quote(op.column_name)
-        extra["postgresql_using"] = f"{quoted}::{_sql(new)}"
+        through = "::text" if isinstance(new, Enum) else ""
+        extra["postgresql_using"] = f"{quoted}{through}::{_sql(new)}"
     single = ops.AlterColumnOp(op.table_name, op.column_name, **existing,
                                **{_ALTERED.get(kind, kind): new}, **extra)
     where = f"table {op.table_name}: column {op.column_name}"
     if kind == "modify_type":
         words = f"{where} is {_sql(old)} in the database but declared {_sql(new)}"
-        destructive = not _widens(old, new)
+        return Difference(kind, op.table_name, op.column_name, words, not _widens(old, new),
+                          _retyped(op, declared, _render(single)))
     elif kind == "modify_nullable":
         words = (f"{where} is {'nullable' if old else 'NOT NULL'} in the database but "
                  f"declared {'nullable' if new else 'NOT NULL'}")

@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime import DatabaseRegistry, Migration, Package, kit
@@ -280,6 +280,37 @@ async def test_function_defaults_compare_equal_to_themselves(engine: AsyncEngine
 
     assert await compare(engine, package, packages) == []
 
+
+
+@pytest.mark.parametrize(("declare", "sql", "kinds"), [
+    pytest.param(lambda md: [Column("size", BigInteger, server_default="0")],
+                 "ALTER TABLE ydtb_notes ADD COLUMN size jsonb DEFAULT '{}'::jsonb;",
+                 ["modify_type", "modify_default"], id="a-default-that-does-not-cast"),
+    pytest.param(lambda md: [Column("state", Enum("draft", "done", name="ydtb_note_state"))],
+                 "ALTER TABLE ydtb_notes ADD COLUMN state bigint;", ["modify_type"],
+                 id="to-an-enum"),
+    pytest.param(lambda md: [Column("tags", Text)],
+                 "ALTER TABLE ydtb_notes ADD COLUMN tags text[];", ["modify_type"],
+                 id="an-array-no-longer"),
+    pytest.param(lambda md: [Column("tags", ARRAY(Text))],
+                 "ALTER TABLE ydtb_notes ADD COLUMN tags text;", ["modify_type"],
+                 id="made-an-array"),
+])
+async def test_a_type_change_is_found_and_its_sql_runs(
+    engine: AsyncEngine, declare: Declare, sql: str, kinds: list[str]
+) -> None:
+    # Found by tests/db/test_comparison_properties.py: alembic saw TEXT[] and TEXT as one
+    # type; the change's SQL failed on a default PostgreSQL cannot cast with the column,
+    # and on an enum type it did not create.
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, declare, sql)
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+
+    found = await compare(engine, package, packages)
+    assert [d.kind for d in found] == kinds
+    await run_twice(engine, found)
+    assert await compare(engine, package, packages) == []
 
 
 async def test_a_text_default_with_quotes_compares_equal_to_itself(engine: AsyncEngine) -> None:
