@@ -611,7 +611,9 @@ def _differences(upgrade: Any, metadata: MetaData) -> list[Difference]:
                 found.append(_changed_foreign_key(op, changed[id(op)]))
             continue
         found.extend(_describe(op, metadata))
-    return found
+    # A key's drop first: alembic drops the unique keys before the foreign keys, and
+    # PostgreSQL refuses to drop a unique key a foreign key still stands on.
+    return sorted(found, key=lambda difference: difference.kind != "remove_fk")
 
 
 def _changed_foreign_keys(flat: list[Any]) -> dict[int, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -58,6 +59,7 @@ _TYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "text[]": (ARRAY(Text), (text("'{}'::text[]"),)),
     "uuid": (UUID, (func.gen_random_uuid(),)),
     "enum": (Enum("draft", "done", name="ydtb_things_state"), ("draft",)),
+    "enum+": (Enum("draft", "review", "done", name="ydtb_things_state"), ("review",)),
 }
 _NAMES = ("a", "b", "c", "d")
 
@@ -65,28 +67,43 @@ _column = st.tuples(st.sampled_from(sorted(_TYPES)), st.booleans(), st.integers(
                     st.sampled_from((None, "said so")))
 _declaration = st.fixed_dictionaries({
     "columns": st.dictionaries(st.sampled_from(_NAMES), _column, max_size=4),
-    "computed": st.booleans(),
+    "computed": st.sampled_from((None, "id * 2", "id * 3")),
+    "identity": st.booleans(),
+    "parent": st.sampled_from((None, "CASCADE", "SET NULL", "RESTRICT")),
     "check": st.sampled_from((None, "id > 0", "id < 1000000")),
     "unique": st.sampled_from((None, ("a",), ("a", "b"))),
     "indexes": st.dictionaries(
         st.sampled_from(("ix_p", "ix_q")),
         st.tuples(st.lists(st.sampled_from(("workspace_id", *_NAMES)), min_size=1,
                            max_size=2, unique=True),
-                  st.sampled_from(("plain", "unique", "partial", "hash"))),
+                  st.sampled_from(("plain", "unique", "partial", "hash", "include"))),
         max_size=2),
     "comment": st.sampled_from((None, "the things")),
 })
 
 
+def _enum(declared: dict[str, Any]) -> str | None:
+    """The enum a declaration's columns use: one type, so the labels of all of them."""
+    kinds = {kind for kind, *_ in declared["columns"].values()} & {"enum", "enum+"}
+    return max(kinds) if kinds else None
+
+
 def _table(declared: dict[str, Any]) -> Table:
     columns = []
+    enum = _enum(declared)
     for name, (kind, nullable, default, comment) in declared["columns"].items():
+        kind = enum if kind.startswith("enum") else kind
         type_, defaults = _TYPES[kind]
         server_default = defaults[default] if default < len(defaults) else None
         columns.append(Column(name, type_, nullable=nullable, server_default=server_default,
                               comment=comment))
     if declared["computed"]:
-        columns.append(Column("twice", BigInteger, Computed("id * 2")))
+        columns.append(Column("twice", BigInteger, Computed(declared["computed"])))
+    if declared["identity"]:
+        columns.append(Column("serial_no", BigInteger, Identity()))
+    if declared["parent"]:
+        columns += [Column("parent_id", Integer), kit.workspace_key(),
+                    kit.workspace_reference("parent_id", TABLE, ondelete=declared["parent"])]
     items: list[Any] = list(columns)
     if declared["check"]:
         items.append(CheckConstraint(declared["check"], name="ck_things_id"))
@@ -105,6 +122,8 @@ def _table(declared: dict[str, Any]) -> Table:
             options["postgresql_where"] = text("id > 10")
         if kind == "hash":
             options["postgresql_using"] = "hash"
+        if kind == "include":
+            options["postgresql_include"] = ["id"]
         Index(name, *on, _table=table, **options)
     return table
 
@@ -159,8 +178,11 @@ async def test_a_table_agrees_with_itself_and_its_differences_sql_converges(
                 await raw.execute(statement)
             assert [d.words for d in await diff.compare(conn, old, old_all)] == []
 
-            if not await _castable(raw, old.tables[0], new.tables[0]):
-                return  # its USING fails, as PostgreSQL says: the author writes another
+            if not await _castable(raw, old.tables[0], new.tables[0]) \
+                    or (_enum(before) or _enum(after)) != (_enum(after) or _enum(before)):
+                # PostgreSQL cannot: no cast; a label removed (a REVIEW placeholder); a
+                # label added is not used in the transaction that added it.
+                return
             found = await diff.compare(conn, new, new_all)
             for _ in range(2):  # idempotent: the second time changes nothing
                 for statement in (s for d in found for s in d.statements):
