@@ -74,6 +74,7 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
     after: list[str] = []
     created = {d.table for d in differences if d.kind == "add_table"}
     rename = suggested_rename(differences)
+    keys_later = False  # a unique key or index built by the file after this one
     for difference in differences:
         if rename is not None and difference is rename.dropped:
             lines += _rename_lines(rename)
@@ -85,6 +86,11 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
             lines += ["", f"-- {difference.words}{warning}", *_by_hand(difference)]
             continue
         now, later = _split(difference, created)
+        if difference.kind == "add_fk" and keys_later:
+            # It may stand on that key: PostgreSQL refuses it before the key exists.
+            now, later = [], [*now, *later]
+        keys_later |= difference.kind in _KEYS and any(
+            word in statement.upper() for statement in later for word in _UNIQUE)
         if later:
             after += ["", f"-- {difference.words}{warning}", *(_sql(s) for s in later)]
         if not now:
@@ -121,6 +127,8 @@ def _by_hand(difference: Difference) -> list[str]:
             "by hand: see its REVIEW comment'; END $$;"]
 
 
+_KEYS = frozenset({"add_constraint", "modify_constraint", "add_index", "modify_index"})
+_UNIQUE = ("UNIQUE", "PRIMARY KEY")  # what a foreign key may stand on
 _NO_TRANSACTION = "-- runtime: no-transaction"
 _ONLINE = ["-- Each statement below reads every row of its table without blocking writes to",
            "-- it, which it cannot do inside a transaction: it runs on its own. Run again, it",

@@ -191,3 +191,30 @@ def test_a_key_of_a_table_the_migration_creates_is_validated_in_it(
 
     assert path.read_text().endswith(
         "END $$;\nALTER TABLE ydtb_tags VALIDATE CONSTRAINT fk_tags_note;\n")
+
+
+def test_a_foreign_key_on_a_key_the_file_after_builds_goes_after_it(
+    tmp_path: Path, package: Package
+) -> None:
+    # Found by tests/db/test_comparison_properties.py: the key went to the first file,
+    # and PostgreSQL refused it ("no unique constraint matching given keys").
+    unique = Difference(
+        "add_constraint", "ydtb_notes", "uq_ydtb_notes_workspace_id_id",
+        "unique constraint uq_ydtb_notes_workspace_id_id declared but missing", False,
+        ("CREATE UNIQUE INDEX IF NOT EXISTS uq_ydtb_notes_workspace_id_id ON ydtb_notes "
+         "(workspace_id, id)",
+         "ALTER TABLE ydtb_notes ADD CONSTRAINT uq_ydtb_notes_workspace_id_id UNIQUE USING "
+         "INDEX uq_ydtb_notes_workspace_id_id"))
+    parent = Difference(
+        "add_fk", "ydtb_notes", "fk_notes_parent", "foreign key fk_notes_parent declared but "
+        "missing", False,
+        ("ALTER TABLE ydtb_notes ADD CONSTRAINT fk_notes_parent FOREIGN KEY(workspace_id, "
+         "parent_id) REFERENCES ydtb_notes (workspace_id, id) NOT VALID",
+         "ALTER TABLE ydtb_notes VALIDATE CONSTRAINT fk_notes_parent"))
+
+    first, second = generator.write_migration(tmp_path, package, [COLOR, unique, parent], "p")
+
+    assert "fk_notes_parent" not in first.read_text()
+    later = second.read_text()
+    assert later.index("UNIQUE USING INDEX") < later.index("ADD CONSTRAINT fk_notes_parent") \
+        < later.index("VALIDATE CONSTRAINT fk_notes_parent")
