@@ -66,7 +66,8 @@ _TYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
 _NAMES = ("a", "b", "c", "d")
 
 _column = st.tuples(st.sampled_from(sorted(_TYPES)), st.booleans(), st.integers(0, 4),
-                    st.sampled_from((None, "said so")))
+                    st.sampled_from((None, "said so")),
+                    st.sampled_from((None, "index", "unique")))
 _declaration = st.fixed_dictionaries({
     "columns": st.dictionaries(st.sampled_from(_NAMES), _column, max_size=4),
     "computed": st.sampled_from((None, "id * 2", "id * 3")),
@@ -93,12 +94,15 @@ def _enum(declared: dict[str, Any]) -> str | None:
 def _table(declared: dict[str, Any]) -> Table:
     columns = []
     enum = _enum(declared)
-    for name, (kind, nullable, default, comment) in declared["columns"].items():
+    for name, (kind, nullable, default, comment, flag) in declared["columns"].items():
         kind = enum if kind.startswith("enum") else kind
         type_, defaults = _TYPES[kind]
         server_default = defaults[default] if default < len(defaults) else None
+        # `index=True` and `unique=True`: alone, on types a btree indexes.
+        flag = flag if kind not in ("jsonb", "text[]") else None
         columns.append(Column(name, type_, nullable=nullable, server_default=server_default,
-                              comment=comment))
+                              comment=comment, index=flag == "index" or None,
+                              unique=flag == "unique" or None))
     if declared["computed"]:
         columns.append(Column("twice", BigInteger, Computed(declared["computed"])))
     if declared["identity"]:
