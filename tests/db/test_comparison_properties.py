@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
@@ -41,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runtime import DatabaseRegistry, Package, kit
 from runtime.core import ddl, sql
 from runtime.core.events import suggested_rename
-from runtime.db import diff, migrator
+from runtime.db import diff
 from runtime.db.engine import driver
 from runtime.dev import generator
 
@@ -160,12 +159,6 @@ async def _castable(raw: Any, old: Table, new: Table) -> bool:
 
 
 _TYPE_OF = {Text: "text", String: "varchar"}
-
-
-@pytest.fixture
-async def core(engine: AsyncEngine) -> AsyncEngine:
-    await migrator.migrate(engine, DatabaseRegistry(send_signals=False).ordered())
-    return engine
 
 
 @settings(max_examples=60, deadline=None,

@@ -77,6 +77,19 @@ async def run_twice(engine: AsyncEngine, differences: Sequence[Difference]) -> N
                 await raw.execute(statement)
 
 
+async def converged(engine: AsyncEngine, declare: Declare, sql: str) -> list[Difference]:
+    """The differences between `declare` and the database `sql` builds; their SQL, run
+    twice (idempotent: the second run changes nothing), leaves none."""
+    registry = DatabaseRegistry(send_signals=False)
+    package = notes(registry, declare, sql)
+    packages = registry.ordered()
+    await migrator.migrate(engine, packages)
+    found = await compare(engine, package, packages)
+    await run_twice(engine, found)
+    assert await compare(engine, package, packages) == []
+    return found
+
+
 def tags(metadata: MetaData) -> list[Any]:
     kit.workspace_table("ydtb_tags", metadata, Column("id", Integer, primary_key=True),
                         Column("note_id", Integer),
@@ -227,16 +240,9 @@ async def test_what_postgresql_renders_the_same_is_no_difference(engine: AsyncEn
 async def test_each_difference_is_described_and_its_sql_makes_it_disappear(
     engine: AsyncEngine, declare: Declare, sql: str, words: str, destructive: bool
 ) -> None:
-    registry = DatabaseRegistry(send_signals=False)
-    package = notes(registry, declare, sql)
-    packages = registry.ordered()
-    await migrator.migrate(engine, packages)
-
-    found = await compare(engine, package, packages)
+    found = await converged(engine, declare, sql)
 
     assert [(d.words, d.destructive) for d in found] == [(words, destructive)]
-    await run_twice(engine, found)  # idempotent: the second run changes nothing
-    assert await compare(engine, package, packages) == []
 
 
 async def test_a_table_the_package_no_longer_declares_is_found_when_named(
@@ -315,15 +321,9 @@ async def test_each_change_is_found_and_its_sql_runs(
     # Found by tests/db/test_comparison_properties.py: alembic saw TEXT[] and TEXT as one
     # type; the change's SQL failed on a default PostgreSQL cannot cast with the column,
     # on an enum type it did not create, and in the cases below.
-    registry = DatabaseRegistry(send_signals=False)
-    package = notes(registry, declare, sql)
-    packages = registry.ordered()
-    await migrator.migrate(engine, packages)
+    found = await converged(engine, declare, sql)
 
-    found = await compare(engine, package, packages)
     assert [d.kind for d in found] == kinds
-    await run_twice(engine, found)
-    assert await compare(engine, package, packages) == []
 
 
 async def test_a_text_default_with_quotes_compares_equal_to_itself(engine: AsyncEngine) -> None:

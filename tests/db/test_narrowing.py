@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from runtime import DatabaseRegistry, Package, kit
 from runtime.core import ddl
 from runtime.core.narrowing import Narrowing, narrowing
-from runtime.db import diff, migrator
+from runtime.db import diff
 from runtime.db.agreement import Agreement
 
 TABLE = "ydtb_items"
@@ -112,12 +112,6 @@ def _package(table: Table) -> tuple[Package, list[Package]]:
     package = registry.register_database(package_name="items", schema=metadata,
                                          version="1.0.0")
     return package, registry.ordered()
-
-
-@pytest.fixture
-async def core(engine: AsyncEngine) -> AsyncEngine:
-    await migrator.migrate(engine, DatabaseRegistry(send_signals=False).ordered())
-    return engine
 
 
 @settings(max_examples=60, deadline=None,
