@@ -611,9 +611,14 @@ def _differences(upgrade: Any, metadata: MetaData) -> list[Difference]:
                 found.append(_changed_foreign_key(op, changed[id(op)]))
             continue
         found.extend(_describe(op, metadata))
-    # A key's drop first: alembic drops the unique keys before the foreign keys, and
-    # PostgreSQL refuses to drop a unique key a foreign key still stands on.
-    return sorted(found, key=lambda difference: difference.kind != "remove_fk")
+    # PostgreSQL refuses a unique key's drop while a foreign key stands on it, and a key
+    # onto a unique key not yet there: foreign keys are dropped first and added last, and
+    # new tables (whose keys are in their CREATE TABLE) come after the unique keys added
+    # to the tables they point at. alembic's order is kept otherwise.
+    return sorted(found, key=lambda difference: _ORDER.get(difference.kind, 1))
+
+
+_ORDER = {"remove_fk": 0, "add_table": 2, "add_fk": 3}
 
 
 def _changed_foreign_keys(flat: list[Any]) -> dict[int, Any]:

@@ -86,7 +86,8 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
             lines += ["", f"-- {difference.words}{warning}", *_by_hand(difference)]
             continue
         now, later = _split(difference, created)
-        if difference.kind == "add_fk" and keys_later:
+        if keys_later and difference.kind in ("add_fk", "add_table") \
+                and any("REFERENCES" in statement for statement in now):
             # It may stand on that key: PostgreSQL refuses it before the key exists.
             now, later = [], [*now, *later]
         keys_later |= difference.kind in _KEYS and any(

@@ -288,6 +288,14 @@ async def test_function_defaults_compare_equal_to_themselves(engine: AsyncEngine
 
 
 
+def tags_onto_notes(metadata: MetaData) -> list[Any]:
+    """No more of ydtb_notes; ydtb_tags beside it, keyed onto it."""
+    kit.workspace_table("ydtb_tags", metadata, Column("id", Integer, primary_key=True),
+                        Column("note_id", Integer),
+                        kit.workspace_reference("note_id", "ydtb_notes"))
+    return []
+
+
 @pytest.mark.parametrize(("declare", "sql", "kinds"), [
     pytest.param(lambda md: [Column("size", BigInteger, server_default="0")],
                  "ALTER TABLE ydtb_notes ADD COLUMN size jsonb DEFAULT '{}'::jsonb;",
@@ -308,6 +316,10 @@ async def test_function_defaults_compare_equal_to_themselves(engine: AsyncEngine
                  "(id * 2) VIRTUAL, ADD CONSTRAINT ck_ydtb_notes_positive CHECK (id > 0);",
                  ["modify_computed"], id="virtual-expression-with-a-check"),
     # A unique key a foreign key stands on is dropped after the foreign key.
+    # A new table keyed onto a unique key added to a table that exists: the key first.
+    pytest.param(lambda md: tags_onto_notes(md),
+                 "ALTER TABLE ydtb_notes DROP CONSTRAINT uq_ydtb_notes_workspace_id_id;",
+                 ["add_constraint", "add_table"], id="a-table-keyed-onto-a-key-added"),
     pytest.param(lambda md: [Column("code", Integer), Column("parent_code", Integer)],
                  "ALTER TABLE ydtb_notes ADD COLUMN code integer, ADD COLUMN parent_code "
                  "integer, ADD CONSTRAINT uq_notes_code UNIQUE (workspace_id, code);\n"

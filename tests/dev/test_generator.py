@@ -218,3 +218,26 @@ def test_a_foreign_key_on_a_key_the_file_after_builds_goes_after_it(
     later = second.read_text()
     assert later.index("UNIQUE USING INDEX") < later.index("ADD CONSTRAINT fk_notes_parent") \
         < later.index("VALIDATE CONSTRAINT fk_notes_parent")
+
+
+def test_a_new_table_keyed_onto_a_key_the_file_after_builds_goes_after_it(
+    tmp_path: Path, package: Package
+) -> None:
+    unique = Difference(
+        "add_constraint", "ydtb_notes", "uq_ydtb_notes_workspace_id_id",
+        "unique constraint uq_ydtb_notes_workspace_id_id declared but missing", False,
+        ("CREATE UNIQUE INDEX IF NOT EXISTS uq_ydtb_notes_workspace_id_id ON ydtb_notes "
+         "(workspace_id, id)",
+         "ALTER TABLE ydtb_notes ADD CONSTRAINT uq_ydtb_notes_workspace_id_id UNIQUE USING "
+         "INDEX uq_ydtb_notes_workspace_id_id"))
+    tags = Difference(
+        "add_table", "ydtb_tags", None, "table ydtb_tags declared but missing", False,
+        ("CREATE TABLE IF NOT EXISTS ydtb_tags (\n\tworkspace_id VARCHAR(20) NOT NULL,\n"
+         "\tnote_id INTEGER,\n\tFOREIGN KEY(workspace_id, note_id) REFERENCES ydtb_notes "
+         "(workspace_id, id)\n)",))
+
+    first, second = generator.write_migration(tmp_path, package, [COLOR, unique, tags], "t")
+
+    assert "ydtb_tags" not in first.read_text()
+    later = second.read_text()
+    assert later.index("UNIQUE USING INDEX") < later.index("CREATE TABLE IF NOT EXISTS ydtb_tags")
