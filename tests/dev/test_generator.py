@@ -193,18 +193,21 @@ def test_a_key_of_a_table_the_migration_creates_is_validated_in_it(
         "END $$;\nALTER TABLE ydtb_tags VALIDATE CONSTRAINT fk_tags_note;\n")
 
 
+# A unique key of a table that exists: built CONCURRENTLY, in the `_online` file.
+WORKSPACE_KEY = Difference(
+    "add_constraint", "ydtb_notes", "uq_ydtb_notes_workspace_id_id",
+    "unique constraint uq_ydtb_notes_workspace_id_id declared but missing", False,
+    ("CREATE UNIQUE INDEX IF NOT EXISTS uq_ydtb_notes_workspace_id_id ON ydtb_notes "
+     "(workspace_id, id)",
+     "ALTER TABLE ydtb_notes ADD CONSTRAINT uq_ydtb_notes_workspace_id_id UNIQUE USING "
+     "INDEX uq_ydtb_notes_workspace_id_id"))
+
+
 def test_a_foreign_key_on_a_key_the_file_after_builds_goes_after_it(
     tmp_path: Path, package: Package
 ) -> None:
     # Found by tests/db/test_comparison_properties.py: the key went to the first file,
     # and PostgreSQL refused it ("no unique constraint matching given keys").
-    unique = Difference(
-        "add_constraint", "ydtb_notes", "uq_ydtb_notes_workspace_id_id",
-        "unique constraint uq_ydtb_notes_workspace_id_id declared but missing", False,
-        ("CREATE UNIQUE INDEX IF NOT EXISTS uq_ydtb_notes_workspace_id_id ON ydtb_notes "
-         "(workspace_id, id)",
-         "ALTER TABLE ydtb_notes ADD CONSTRAINT uq_ydtb_notes_workspace_id_id UNIQUE USING "
-         "INDEX uq_ydtb_notes_workspace_id_id"))
     parent = Difference(
         "add_fk", "ydtb_notes", "fk_notes_parent", "foreign key fk_notes_parent declared but "
         "missing", False,
@@ -212,7 +215,8 @@ def test_a_foreign_key_on_a_key_the_file_after_builds_goes_after_it(
          "parent_id) REFERENCES ydtb_notes (workspace_id, id) NOT VALID",
          "ALTER TABLE ydtb_notes VALIDATE CONSTRAINT fk_notes_parent"))
 
-    first, second = generator.write_migration(tmp_path, package, [COLOR, unique, parent], "p")
+    first, second = generator.write_migration(
+        tmp_path, package, [COLOR, WORKSPACE_KEY, parent], "p")
 
     assert "fk_notes_parent" not in first.read_text()
     later = second.read_text()
@@ -223,20 +227,13 @@ def test_a_foreign_key_on_a_key_the_file_after_builds_goes_after_it(
 def test_a_new_table_keyed_onto_a_key_the_file_after_builds_goes_after_it(
     tmp_path: Path, package: Package
 ) -> None:
-    unique = Difference(
-        "add_constraint", "ydtb_notes", "uq_ydtb_notes_workspace_id_id",
-        "unique constraint uq_ydtb_notes_workspace_id_id declared but missing", False,
-        ("CREATE UNIQUE INDEX IF NOT EXISTS uq_ydtb_notes_workspace_id_id ON ydtb_notes "
-         "(workspace_id, id)",
-         "ALTER TABLE ydtb_notes ADD CONSTRAINT uq_ydtb_notes_workspace_id_id UNIQUE USING "
-         "INDEX uq_ydtb_notes_workspace_id_id"))
     tags = Difference(
         "add_table", "ydtb_tags", None, "table ydtb_tags declared but missing", False,
         ("CREATE TABLE IF NOT EXISTS ydtb_tags (\n\tworkspace_id VARCHAR(20) NOT NULL,\n"
          "\tnote_id INTEGER,\n\tFOREIGN KEY(workspace_id, note_id) REFERENCES ydtb_notes "
          "(workspace_id, id)\n)",))
 
-    first, second = generator.write_migration(tmp_path, package, [COLOR, unique, tags], "t")
+    first, second = generator.write_migration(tmp_path, package, [COLOR, WORKSPACE_KEY, tags], "t")
 
     assert "ydtb_tags" not in first.read_text()
     later = second.read_text()
