@@ -254,8 +254,11 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     check.add_argument("--citus", action="store_true",
                        help="also check that Citus can distribute the schema by "
                        "workspace_id (Y701-Y710)")
-    commands.add_parser("status", parents=[common, as_json, fleet],
-                        help="packages against the ledger")
+    status = commands.add_parser("status", parents=[common, as_json, fleet],
+                                 help="packages against the ledger")
+    status.add_argument("--no-drift", action="store_true",
+                        help="skip comparing the declared schema with the database (a "
+                        "second or so a database of 100 packages)")
     graph_cmd = commands.add_parser("graph", parents=[common, as_json],
                                     help="the dependency graph")
     graph_cmd.add_argument("--format", choices=["text", "mermaid", "dot"], default="text")

@@ -45,7 +45,6 @@ from runtime.core import graph
 from runtime.core.lint import Finding, lint_steps
 from runtime.core.manifest import Manifest
 from runtime.core.model import Package
-from runtime.core.names import CORE_PACKAGE
 from runtime.core.plan import (
     PackageStatus,
     Plan,
@@ -71,7 +70,7 @@ from runtime.load.lints import lint_file, lint_kept
 from runtime.load.packages import migrations_directory
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from runtime.core import citus
     from runtime.core.fleet import Member
@@ -507,13 +506,13 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
     packages = _load(args, settings, console)
     if packages is None:
         return FAILED
-    from runtime.db import engine, ledger, leftovers
+    from runtime.db import diff, engine, ledger, leftovers
 
     async with engine.open_database(settings) as db, db.connect() as conn:
         raw = await engine.driver(conn)
         recorded = await ledger.read_ledger(raw)
         statuses = package_status(packages, recorded)
-        drift = await _schema_drift(conn, packages, statuses, recorded)
+        drift = {} if args.no_drift else await diff.drift(conn, packages, statuses, recorded)
         found = await leftovers.read_leftovers(raw, packages, recorded)
     if console.json:
         console.document({"packages": [{
@@ -538,9 +537,8 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
 
 
 async def _status_fleet(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    """`status --fleet`: each database's pending, edited and undeclared migrations, or
-    that it did not answer; read only. Schema drift is left to `status` on one database:
-    comparing every package's schema with each database takes seconds a database."""
+    """`status --fleet`: each database's pending, edited and undeclared migrations and
+    its schema drift, or that it did not answer; read only."""
     members = _read_fleet(args)
     packages = _load(args, settings, console)
     if packages is None:
@@ -548,28 +546,9 @@ async def _status_fleet(args: argparse.Namespace, settings: Settings, console: C
     from runtime.db import fleet
 
     standings = await fleet.read_each(members, packages, concurrency=args.concurrency,
-                                      server_settings=settings.server_settings())
+                                      server_settings=settings.server_settings(),
+                                      drift=not args.no_drift)
     return report_standings(console, standings)
-
-
-async def _schema_drift(
-    conn: AsyncConnection, packages: list[Package], statuses: list[PackageStatus],
-    recorded: Ledger,
-) -> dict[str, list[Difference]]:
-    """Compare the schema of each package whose migrations are all applied with the database.
-
-    The tables its dev changes built are compared too: one its schema no longer declares
-    (and no other package does) is drift until a migration or the dev sync drops it.
-    """
-    from runtime.core import booking
-    from runtime.db import diff
-
-    complete = {s.package for s in statuses if not s.pending and not s.edited}
-    targets = [p for p in packages if p.name in complete and p.name != CORE_PACKAGE]
-    declared = {t for p in packages for t in p.table_names}
-    built = {p.name: booking.tables_of(recorded.dev.get(p.name, ())) - declared
-             for p in targets}
-    return await diff.compare_each(conn, targets, packages, previous=built)
 
 
 def _print_status(

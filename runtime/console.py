@@ -619,9 +619,10 @@ def report_fleet(console: Console, names: Sequence[str], ended: Sequence[Applied
 
 def report_standings(console: Console, standings: Sequence[Standing]) -> int:
     """Show where each database of a fleet stands, as a table or JSON; return the exit
-    code: 1 if a database did not answer or has edited migrations."""
+    code: 1 if a database did not answer, has edited migrations or drifted, as `status`
+    says of one database."""
     failed = any(s.error is not None or any(p.edited for p in s.statuses)
-                 for s in standings)
+                 or _drifted(s) for s in standings)
     if console.json:
         console.document({"ok": not failed, "databases": [_standing_json(s, console.program)
                                                            for s in standings]})
@@ -629,8 +630,9 @@ def report_standings(console: Console, standings: Sequence[Standing]) -> int:
     rows = [[s.name, *(str(sum(len(getattr(p, field)) for p in s.statuses))
                        if s.error is None else "-" for field in ("pending", "edited",
                                                                   "unknown")),
+             "-" if s.drift is None else str(sum(map(len, s.drift.values()))),
              _state(s)] for s in standings]
-    for line in table(["DATABASE", "PENDING", "EDITED", "UNDECLARED", "STATE"], rows):
+    for line in table(["DATABASE", "PENDING", "EDITED", "UNDECLARED", "DRIFT", "STATE"], rows):
         console.line(line)
     for standing in standings:
         name = console.style(standing.name, "name")
@@ -640,6 +642,9 @@ def report_standings(console: Console, standings: Sequence[Standing]) -> int:
             for migration in status.edited:
                 console.line(f"{name}: {status.package} {migration} was edited after it "
                              "was applied", "warn")
+        for package, differences in (standing.drift or {}).items():
+            for difference in differences:
+                console.line(f"{name}: {package}: {difference.words}", "warn")
     return FAILED if failed else OK
 
 
@@ -654,18 +659,25 @@ def _fleet_error(error: BaseException, program: str) -> str:
     return describe(error, program)
 
 
+def _drifted(standing: Standing) -> bool:
+    return standing.drift is not None and any(standing.drift.values())
+
+
 def _state(standing: Standing) -> str:
     if standing.error is not None:
         return "unreachable"
     if any(p.edited for p in standing.statuses):
         return "edited"
+    if _drifted(standing):
+        return "drifted"
     if all(p.up_to_date and not p.unknown for p in standing.statuses):
         return "up to date"
     return "behind"
 
 
 def _standing_json(standing: Standing, program: str) -> dict[str, object]:
-    """A database of `status --fleet --json`: its migrations pending, edited, undeclared."""
+    """A database of `status --fleet --json`: its migrations pending, edited, undeclared,
+    and how its schema differs from the packages'."""
     def each(field: str) -> list[dict[str, str]]:
         return [{"package": p.package, "migration": m}
                 for p in standing.statuses for m in getattr(p, field)]
@@ -673,4 +685,8 @@ def _standing_json(standing: Standing, program: str) -> dict[str, object]:
     return {"name": standing.name, "url": standing.url, "reachable": standing.error is None,
             "state": _state(standing), "pending": each("pending"), "edited": each("edited"),
             "unknown": each("unknown"),
+            "drift": None if standing.drift is None else [
+                {"package": package, "kind": d.kind, "table": d.table, "name": d.name,
+                 "words": d.words, "destructive": d.destructive}
+                for package, differences in standing.drift.items() for d in differences],
             "error": None if standing.error is None else _fleet_error(standing.error, program)}

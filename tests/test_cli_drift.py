@@ -54,6 +54,11 @@ def test_status_shows_schema_drift_in_plain_words(root: Path, database_url: str)
     assert json.loads(out)["packages"][1]["schema_drift"] == [{
         "kind": "add_column", "table": "ydtb_notes", "name": "color",
         "words": "table ydtb_notes: column color declared but missing", "destructive": False}]
+    # The ledger alone: the schema is not compared.
+    assert run("status", "--no-drift", root=root, url=database_url) == (0, (
+        "PACKAGE     VERSION  RECORDED  APPLIED  PENDING  DRIFT\n"
+        "@ydtb/core  1.0.0    1.0.0     2        -        -\n"
+        "notes       1.0.0    1.0.0     1        -        -\n"))
 
 
 def test_status_lists_dev_changes_and_compares_no_package_with_pending_migrations(

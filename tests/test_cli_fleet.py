@@ -216,10 +216,10 @@ def test_status_shows_each_database_read_only(
 
     assert code == 1, out  # a database did not answer
     assert out.splitlines()[:4] == [
-        "DATABASE  PENDING  EDITED  UNDECLARED  STATE",
-        "c1        0        0       0           up to date",
-        "c2        5        0       0           behind",
-        "gone      -        -       -           unreachable",
+        "DATABASE  PENDING  EDITED  UNDECLARED  DRIFT  STATE",
+        "c1        0        0       0           0      up to date",
+        "c2        5        0       0           0      behind",
+        "gone      -        -       -           -      unreachable",
     ]
     assert "gone: cannot reach the database: FileNotFoundError" in out
     assert ledgers({"c2": cells["c2"]}) == {"c2": []}  # read only
@@ -228,11 +228,51 @@ def test_status_shows_each_database_read_only(
     document = json.loads(out)
     assert document["ok"] is False
     c1, c2, gone = document["databases"]
-    assert (c1["state"], c1["pending"], c1["reachable"]) == ("up to date", [], True)
+    assert (c1["state"], c1["pending"], c1["reachable"], c1["drift"]) == (
+        "up to date", [], True, [])
     assert c2["state"] == "behind"
     assert {"package": "a", "migration": "0001_a"} in c2["pending"]
     assert (gone["reachable"], gone["state"]) == (False, "unreachable")
     assert gone["error"].startswith("cannot reach the database: FileNotFoundError")
+
+
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def test_status_shows_each_database_drift(
+    packages: Path, cells: dict[str, str], tmp_path: Path
+) -> None:
+    fleet = _fleet(tmp_path, [f"c1 {cells['c1']}", f"c2 {cells['c2']}"])
+    code, out = _migrate(packages, fleet)
+    assert code == 0, out
+    asyncio.run(_execute(cells["c2"], "ALTER TABLE ydtb_b ADD COLUMN by_hand int"))
+    command = ["status", "--packages", str(packages), "--no-entry-points", "--fleet",
+               str(fleet)]
+
+    code, out = run_cli(*command)
+
+    assert code == 1, out  # as `status` of one database that drifted
+    assert out.splitlines()[:3] == [
+        "DATABASE  PENDING  EDITED  UNDECLARED  DRIFT  STATE",
+        "c1        0        0       0           0      up to date",
+        "c2        0        0       0           1      drifted",
+    ]
+    assert "c2: b: table ydtb_b: column by_hand in the database but not declared" in out, out
+
+    code, out = run_cli(*command, "--json")
+    c1, c2 = json.loads(out)["databases"]
+    assert c1["drift"] == []
+    assert [(d["package"], d["table"], d["name"]) for d in c2["drift"]] == [
+        ("b", "ydtb_b", "by_hand")]
+
+    code, out = run_cli(*command, "--no-drift")
+    assert code == 0, out  # the ledgers alone: both up to date, their schemas not compared
+    assert out.splitlines()[2] == "c2        0        0       0           -      up to date"
 
 
 @pytest.mark.parametrize(("lines", "more", "message"), [

@@ -38,7 +38,7 @@ import functools
 import io
 import re
 import warnings
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,15 +72,18 @@ from sqlalchemy.schema import DefaultClause, SetColumnComment
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import ARRAY, TypeEngine
 
-from runtime.core import ddl
+from runtime.core import booking, ddl
 from runtime.core.events import Difference
 from runtime.core.model import Package
+from runtime.core.names import CORE_PACKAGE
 from runtime.core.narrowing import Narrowing
+from runtime.core.plan import PackageStatus
+from runtime.core.recorded import Ledger
 from runtime.core.schema import core_metadata
 from runtime.db import agreement, catalog
 from runtime.db.agreement import Agreement
 
-__all__ = ["Difference", "compare", "compare_ahead", "compare_each", "schema_of"]
+__all__ = ["Difference", "compare", "compare_ahead", "compare_each", "drift", "schema_of"]
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 _CALL = re.compile(r"^[A-Za-z_][\w.]*\(")
@@ -248,6 +251,24 @@ async def compare_each(
             agreed.record(name, declared.get(name) if name not in differing else None,
                           listed.get(name))
     return found
+
+
+async def drift(
+    conn: AsyncConnection, packages: Sequence[Package], statuses: Iterable[PackageStatus],
+    recorded: Ledger,
+) -> dict[str, list[Difference]]:
+    """How the database differs from each package whose migrations are all applied
+    (`status`, and each database of `status --fleet`); the others are behind, not drifted.
+
+    The tables its dev changes built are compared too: one its schema no longer declares
+    (and no other package does) is drift until a migration or the dev sync drops it.
+    """
+    complete = {s.package for s in statuses if not s.pending and not s.edited}
+    targets = [p for p in packages if p.name in complete and p.name != CORE_PACKAGE]
+    declared = {t for p in packages for t in p.table_names}
+    built = {p.name: booking.tables_of(recorded.dev.get(p.name, ())) - declared
+             for p in targets}
+    return await compare_each(conn, targets, packages, previous=built)
 
 
 async def compare_ahead(

@@ -33,6 +33,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runtime.config import TransactionMode
+from runtime.core.events import Difference
 from runtime.core.fleet import Member
 from runtime.core.model import Package
 from runtime.core.plan import PackageStatus, package_status
@@ -83,12 +84,18 @@ class Applied:
 
 @dataclass(frozen=True)
 class Standing:
-    """Where one database stands against the packages; `error` when it did not answer."""
+    """Where one database stands against the packages; `error` when it did not answer.
+
+    `drift`: how the database differs from each package whose migrations it has all
+    applied (`diff.drift`, as `status` compares one database), by package; None when
+    not compared.
+    """
 
     name: str
     url: str
     statuses: tuple[PackageStatus, ...] = ()
     error: RegistryError | None = None
+    drift: Mapping[str, Sequence[Difference]] | None = None
 
 
 #: One database's run, given its engine, checked: what it applied; None when it
@@ -209,19 +216,21 @@ async def _at_once(packages: Sequence[Package]) -> AsyncIterator[Sequence[Packag
 
 async def read_each(
     members: Sequence[Member], packages: Sequence[Package], *, concurrency: int,
-    server_settings: Mapping[str, str],
+    server_settings: Mapping[str, str], drift: bool = True,
 ) -> list[Standing]:
-    """Read each database's ledger, `concurrency` at once; in the order of `members`.
+    """Read each database's ledger and compare its schema with the packages,
+    `concurrency` at once; in the order of `members`.
 
     Read only: no lock is taken, so a run under way may change the answer at once.
     A database that does not answer within `CONNECT_TIMEOUT` has its error instead.
+    Without `drift`, the schemas are not compared.
     """
     found: dict[str, Standing] = {}
     limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def one(member: Member) -> None:
         async with limiter:
-            found[member.name] = await _read_one(member, packages, server_settings)
+            found[member.name] = await _read_one(member, packages, server_settings, drift)
 
     async with anyio.create_task_group() as group:
         for member in members:
@@ -230,15 +239,20 @@ async def read_each(
 
 
 async def _read_one(
-    member: Member, packages: Sequence[Package], server_settings: Mapping[str, str]
+    member: Member, packages: Sequence[Package], server_settings: Mapping[str, str],
+    drift: bool,
 ) -> Standing:
+    from runtime.db import diff  # alembic: not on `migrate --fleet`'s path
+
     shown = display_url(member.url)
     engine = create_engine(member.url, server_settings=server_settings)
     try:
         await check_connection(engine, timeout=CONNECT_TIMEOUT)
         async with engine.connect() as conn:
             recorded = await ledger.read_ledger(await driver(conn))
-        return Standing(member.name, shown, tuple(package_status(packages, recorded)))
+            statuses = package_status(packages, recorded)
+            differences = await diff.drift(conn, packages, statuses, recorded) if drift else None
+        return Standing(member.name, shown, tuple(statuses), drift=differences)
     except RegistryError as exc:
         return Standing(member.name, shown, error=exc)
     except Exception as exc:
