@@ -73,7 +73,7 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
                             require_rls=settings.require_rls)
     # Kept for the command if the cache cannot answer: it finds what changed from the
     # same scan, made before anything loads (30 ms at N = 300, #17).
-    args.scanned = cache.scan(settings.packages)
+    args.scanned = cache.scan(settings.packages, known=cache.listings(path))
     manifest = cache.lookup(path, settings.packages, args.scanned)
     if manifest is None:
         return None

@@ -146,7 +146,9 @@ def _scanned(args: argparse.Namespace, settings: Settings) -> cache.Sources | No
     if args.no_cache:
         return None
     scanned = getattr(args, "scanned", None)
-    return scanned if isinstance(scanned, cache.Sources) else cache.scan(settings.packages)
+    if isinstance(scanned, cache.Sources):
+        return scanned
+    return cache.scan(settings.packages, known=cache.listings(_cache_file(args, settings)))
 
 
 def _refuse_dependents(package: str, problems: ProblemsError) -> None:

@@ -108,9 +108,9 @@ def test_the_cli_runs_a_command_without_collections_and_restores_the_collector(
     seen: list[bool] = []
     scan = cache.scan
 
-    def scanned(*args: Any) -> cache.Sources:
+    def scanned(*args: Any, **kwargs: Any) -> cache.Sources:
         seen.append(gc.isenabled())
-        return scan(*args)
+        return scan(*args, **kwargs)
 
     monkeypatch.setattr(cache, "scan", scanned)
 

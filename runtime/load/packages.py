@@ -12,11 +12,13 @@ daemon reloads on, and the reverse.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 __all__ = [
     "PACKAGE_FILE",
+    "Lister",
+    "Listing",
     "any_package",
     "counts",
     "directory_of",
@@ -24,7 +26,9 @@ __all__ = [
     "discover_paths",
     "files",
     "is_package",
+    "listing",
     "migrations_directory",
+    "tree",
 ]
 
 #: The file that makes a directory a package: it defines `register(registry)`.
@@ -102,20 +106,62 @@ def directory_of(path: Path, roots: Iterable[Path]) -> Path | None:
     return None
 
 
-def files(directory: str | Path) -> Iterator[os.DirEntry[str]]:
-    """Yield every file of a package directory that counts, at any depth."""
+#: What a directory holds that counts: the names of its files and of its directories.
+Listing = tuple[Sequence[str], Sequence[str]]
+#: Lists a directory (`listing`, or a cache of listings): the path, and whether a
+#: link to a directory counts as a directory (a packages root) or as a file (inside a
+#: package, as the loader and the watcher see it).
+Lister = Callable[[str, bool], Listing]
+
+
+def listing(directory: str, follow: bool = False) -> Listing:
+    """The names in `directory` that count: (files, directories).
+
+    Raises:
+        OSError: `directory` cannot be listed (gone, or not a directory).
+    """
+    found: tuple[list[str], list[str]] = ([], [])
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not _ignored(entry.name):
+                found[entry.is_dir(follow_symlinks=follow)].append(entry.name)
+    return found
+
+
+def files(directory: str | Path, listed: Lister = listing) -> Iterator[str]:
+    """Yield the path of every file of a package directory that counts, at any depth.
+
+    Raises:
+        OSError: a directory of it cannot be listed.
+    """
     # A stack of directories, not a generator for each: a no-op `migrate` walks every
     # package directory, and at N = 1000 the nested generators were a third of it (#17).
     pending = [os.fspath(directory)]
     while pending:
-        with os.scandir(pending.pop()) as entries:
-            for entry in entries:
-                if _ignored(entry.name):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                else:
-                    yield entry
+        current = pending.pop()
+        names, directories = listed(current, False)
+        for name in names:
+            yield os.path.join(current, name)
+        pending.extend(os.path.join(current, name) for name in directories)
+
+
+def tree(root: str, listed: Lister = listing) -> Iterator[tuple[str, Listing | None]]:
+    """Yield each package directory under `root`, sorted, with its own listing (None if
+    it went while listed): `discover`'s rule, on `listed`'s listings (the load cache's
+    scan, which lists only the directories changed since it last did, #17)."""
+    try:
+        _, children = listed(root, True)
+    except OSError:
+        return
+    for name in sorted(children):
+        directory = os.path.join(root, name)
+        try:
+            found = listed(directory, False)
+        except OSError:
+            yield directory, None
+            continue
+        if PACKAGE_FILE in found[0]:
+            yield directory, found
 
 
 def migrations_directory(source: str | None) -> Path | None:

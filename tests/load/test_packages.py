@@ -69,8 +69,8 @@ def test_files_walks_what_counts(tmp_path: Path) -> None:
     (directory / "__pycache__" / "package.cpython-311.pyc").write_bytes(b"")
     (directory / ".package.py.swp").write_text("")
 
-    assert sorted(Path(e.path).relative_to(directory).as_posix()
-                  for e in packages.files(directory)) == [
+    assert sorted(Path(path).relative_to(directory).as_posix()
+                  for path in packages.files(directory)) == [
         "migrations/0001_init.sql", "package.py"]
 
 

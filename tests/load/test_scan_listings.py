@@ -1,0 +1,143 @@
+"""The load cache's scan lists again only the directories whose time changed (#17).
+
+A scan given the listings of an earlier one (`known`) must find exactly what a scan
+without them finds, whatever was created, deleted, renamed or edited in between.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runtime.load import cache, packages
+
+PAST = 1_700_000_000_000_000_000  # well before any scan: not "racy"
+
+
+def _package(root: Path, name: str) -> Path:
+    directory = root / name
+    (directory / "migrations").mkdir(parents=True)
+    (directory / "package.py").write_text("def register(registry): pass\n")
+    (directory / "schema.py").write_text("# no tables\n")
+    (directory / "migrations" / "0001_init.sql").write_text("SELECT 1;\n")
+    return directory
+
+
+def _age(root: Path, when: int) -> None:
+    """Date every directory and file under `root` at `when`: long since changed."""
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, ns=(when, when), follow_symlinks=False)
+
+
+def _files_of(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _dirs_of(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+# One change to the tree: what it does, and a number choosing where.
+_CHANGES = st.tuples(st.sampled_from([
+    "add_file", "add_sql", "edit", "remove_file", "rename_file", "add_package",
+    "remove_package", "add_subdirectory", "remove_package_py", "add_package_py",
+    "add_ignored", "add_plain_directory",
+]), st.integers(0, 1_000))
+
+
+def _change(root: Path, kind: str, pick: int) -> None:
+    directories = _dirs_of(root)
+    files = _files_of(root)
+    directory = directories[pick % len(directories)] if directories else None
+    if kind == "add_package" or directory is None:
+        name = f"p{pick}"
+        while (root / name).exists():
+            name += "x"
+        _package(root, name)
+    elif kind == "add_file":
+        (directory / f"data{pick}.json").write_text("{}")
+    elif kind == "add_sql" and (directory / "migrations").is_dir():
+        (directory / "migrations" / f"{pick:04d}_more.sql").write_text("SELECT 2;")
+    elif kind == "edit" and files:
+        files[pick % len(files)].write_text(f"-- edited {pick}\n")
+    elif kind == "remove_file" and files:
+        files[pick % len(files)].unlink()
+    elif kind == "rename_file" and files:
+        source = files[pick % len(files)]
+        source.rename(source.with_name(f"renamed{pick}_{source.name}"))
+    elif kind == "remove_package":
+        shutil.rmtree(directory)
+    elif kind == "add_subdirectory":
+        (directory / f"sub{pick}").mkdir(exist_ok=True)
+        (directory / f"sub{pick}" / "helper.py").write_text("X = 1\n")
+    elif kind == "remove_package_py":
+        (directory / "package.py").unlink(missing_ok=True)
+    elif kind == "add_package_py":
+        (directory / "package.py").write_text("def register(registry): pass\n")
+    elif kind == "add_ignored":
+        (directory / f".schema.py.{pick}.swp").write_text("")
+    elif kind == "add_plain_directory":
+        (root / f"notes{pick}").mkdir(exist_ok=True)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.integers(1, 4), rounds=st.lists(st.lists(_CHANGES, max_size=6), max_size=4))
+def test_a_scan_from_known_listings_finds_what_a_full_scan_finds(
+    tmp_path_factory: pytest.TempPathFactory, start: int,
+    rounds: list[list[tuple[str, int]]],
+) -> None:
+    root = tmp_path_factory.mktemp("packages")
+    for number in range(start):
+        _package(root, f"p{number}")
+    for turn, changes in enumerate(rounds):
+        _age(root, PAST + turn * 1_000_000_000)  # a distinct time each round
+        known = cache.scan([root]).listings
+        # Every directory listed is old enough to keep.
+        assert {str(root), *map(str, _dirs_of(root))} <= known.keys()
+        for kind, pick in changes:
+            _change(root, kind, pick)  # each sets the time of the directories it changes
+        assert cache.scan([root], known=known).files == cache.scan([root]).files
+
+
+def test_an_unchanged_directory_is_not_listed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "packages"
+    for name in ("notes", "tags"):
+        _package(root, name)
+    _age(root, PAST)
+    first = cache.scan([root])
+    (root / "tags" / "migrations" / "0002_more.sql").write_text("SELECT 2;")
+    listed: list[str] = []
+    listing = packages.listing
+
+    def counted(directory: str, follow: bool = False) -> Any:
+        listed.append(os.path.relpath(directory, root))
+        return listing(directory, follow)
+
+    monkeypatch.setattr(packages, "listing", counted)
+
+    again = cache.scan([root], known=first.listings)
+
+    assert listed == ["tags/migrations"]  # the one directory whose time changed
+    assert str(root / "tags" / "migrations" / "0002_more.sql") in again.files
+
+
+def test_a_directory_changed_just_before_the_scan_is_not_kept(tmp_path: Path) -> None:
+    # Its time may not change again for an entry added within the same clock tick.
+    root = tmp_path / "packages"
+    _package(root, "notes")
+    _age(root, PAST)
+    (root / "notes" / "migrations" / "0002_more.sql").write_text("SELECT 2;")
+
+    listings = cache.scan([root]).listings
+
+    assert str(root / "notes" / "migrations") not in listings
+    assert listings[str(root / "notes")][0] == PAST
