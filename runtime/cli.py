@@ -20,9 +20,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from runtime import process
@@ -54,6 +54,9 @@ from runtime.errors import (
 )
 from runtime.load import packages
 
+if TYPE_CHECKING:
+    from runtime.core.manifest import Manifest
+
 __all__ = ["SCRIPT", "exit_now", "main", "script"]
 
 #: The console script installed with the package, equivalent to `python -m runtime`.
@@ -71,35 +74,63 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     started = time.perf_counter()
     path = cache.cache_file(settings.data_dir, settings.packages, not args.no_entry_points,
                             require_rls=settings.require_rls)
-    # Kept for the command if the cache cannot answer: it finds what changed from the
-    # same scan, made before anything loads (30 ms at N = 300, #17).
-    args.scanned = cache.scan(settings.packages, known=cache.listings(path))
-    manifest = cache.lookup(path, settings.packages, args.scanned)
+
+    def look_up() -> Manifest | None:
+        # Kept for the command if the cache cannot answer: it finds what changed from the
+        # same scan, made before anything loads (30 ms at N = 300, #17).
+        args.scanned = cache.scan(settings.packages, known=cache.listings(path))
+        return cache.lookup(path, settings.packages, args.scanned)
+
+    if args.command == "check":
+        return _check_from_cache(args, console, look_up())
+    return await _migrate_from_cache(settings, console, look_up, started)
+
+
+def _check_from_cache(
+    args: argparse.Namespace, console: Console, manifest: Manifest | None
+) -> int | None:
     if manifest is None:
         return None
-    if args.command == "check":
-        lints = manifest.lints
-        if lints is None:
-            return None  # loaded by another command, not linted: `check` lints and keeps it
-        if console.json:
-            failed = bool(args.strict and report_lint(console, lints, strict=args.strict))
-            console.document(check_document(console, manifest, cached=True, failed=failed))
-            return FAILED if failed else OK
-        console.line(f"ok: {len(manifest.entries)} packages valid "
-                     f"({', '.join(manifest.names)}); unchanged since their last load", "ok")
-        for line in crossings(manifest):
-            console.line(line, "warn")
-        found = report_lint(console, lints, strict=args.strict)
-        return FAILED if args.strict and found else OK
+    lints = manifest.lints
+    if lints is None:
+        return None  # loaded by another command, not linted: `check` lints and keeps it
+    if console.json:
+        failed = bool(args.strict and report_lint(console, lints, strict=args.strict))
+        console.document(check_document(console, manifest, cached=True, failed=failed))
+        return FAILED if failed else OK
+    console.line(f"ok: {len(manifest.entries)} packages valid "
+                 f"({', '.join(manifest.names)}); unchanged since their last load", "ok")
+    for line in crossings(manifest):
+        console.line(line, "warn")
+    found = report_lint(console, lints, strict=args.strict)
+    return FAILED if args.strict and found else OK
+
+
+async def _migrate_from_cache(
+    settings: Settings, console: Console, look_up: Callable[[], Manifest | None],
+    started: float,
+) -> int | None:
     import asyncpg
 
     from runtime.db import quick
 
+    # A named database's ledger is read while the files are scanned (#17): the scan
+    # waits on the disk and the connection on the server, each letting the other run.
+    # A cache that cannot answer wastes that one read.
+    url = settings.database_url
+    reading = None if url is None else asyncio.ensure_future(quick.read(url))
     try:
-        if not await quick.up_to_date(settings, manifest):
+        manifest = await asyncio.to_thread(look_up)
+        if manifest is None:
+            return None
+        if not (manifest.up_to_date(await reading) if reading is not None
+                else await quick.up_to_date(settings, manifest)):
             return None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RegistryError):
         return None  # the full run says what is wrong, in its own words
+    finally:
+        if reading is not None:
+            await _settled(reading)
     elapsed_ms = (time.perf_counter() - started) * 1000
     if console.json:
         console.document(summary(console, ok=True, applied=0, packages=len(manifest.entries),
@@ -108,6 +139,14 @@ async def _from_cache(args: argparse.Namespace, settings: Settings, console: Con
     console.line(f"nothing to apply: {len(manifest.entries)} packages up to date "
                  f"({elapsed_ms:.1f} ms, unchanged since their last load)", "ok")
     return OK
+
+
+async def _settled(task: asyncio.Future[Any]) -> None:
+    """Wait for `task`, cancelled if still running; what it raised is answered for."""
+    task.cancel()
+    await asyncio.wait([task])  # raises nothing of the task's, passes a cancellation on
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio would log it as never retrieved
 
 
 async def _run(args: argparse.Namespace, settings: Settings, console: Console) -> int:

@@ -18,19 +18,20 @@ import asyncpg
 
 from runtime.config import Settings
 from runtime.core.manifest import Manifest
+from runtime.core.recorded import Ledger
 from runtime.db.ledger import read_ledger
-from runtime.db.server import EmbeddedServer
 from runtime.db.urls import plain_url
 
-__all__ = ["up_to_date"]
+__all__ = ["read", "up_to_date"]
 
 _CONNECT_TIMEOUT = 10.0
 
 
-async def _read(url: str, manifest: Manifest) -> bool:
+async def read(url: str) -> Ledger:
+    """The ledger of the database at `url`, on a connection of its own."""
     conn = await asyncpg.connect(plain_url(url), timeout=_CONNECT_TIMEOUT)
     try:
-        return manifest.up_to_date(await read_ledger(conn))
+        return await read_ledger(conn)
     finally:
         await conn.close()
 
@@ -41,10 +42,12 @@ async def up_to_date(settings: Settings, manifest: Manifest) -> bool:
     Starts the embedded server when `settings` names no database, and stops it after.
     """
     if settings.database_url is not None:
-        return await _read(settings.database_url, manifest)
+        return manifest.up_to_date(await read(settings.database_url))
+    from runtime.db.server import EmbeddedServer  # a named database does without it
+
     server = EmbeddedServer(settings.data_dir)
     url = await asyncio.to_thread(server.start)
     try:
-        return await _read(url, manifest)
+        return manifest.up_to_date(await read(url))
     finally:
         await asyncio.to_thread(server.stop)
