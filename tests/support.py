@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +23,7 @@ from runtime.console import Console, drift_hint, held
 from runtime.core import signals
 from runtime.core.events import Change, ChangeKind
 from runtime.db.engine import driver
+from runtime.db.urls import plain_url
 from runtime.dev.daemon import Daemon
 
 PACKAGE_PY = '''\
@@ -160,6 +162,15 @@ async def columns(engine: AsyncEngine, table: str) -> list[str]:
         rows = await conn.execute(text("SELECT column_name FROM information_schema.columns "
                                        "WHERE table_name = :t ORDER BY 1"), {"t": table})
         return [r[0] for r in rows]
+
+
+async def execute(url: str, script: str) -> None:
+    """Run `script` on the database at `url`, as a person with psql would."""
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        await conn.execute(script)
+    finally:
+        await conn.close()
 
 
 def run_cli(*argv: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from support import run_cli, write_package
+from support import execute, run_cli, write_package
 
 from runtime.db.engine import create_database, drop_database
 from runtime.db.urls import plain_url
@@ -85,14 +85,6 @@ def test_a_new_migration_is_applied(packages: Path, database_url: str) -> None:
     code, out = run_cli(*args("migrate", packages, database_url))
 
     assert (code, out.splitlines()[0].split(" (")[0]) == (0, "notes  0002_more")
-
-
-async def execute(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(plain_url(url))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 def test_a_database_behind_the_cache_gets_the_full_run(packages: Path, database_url: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from support import create_sql, run_cli, write_package
+from support import create_sql, execute, run_cli, write_package
 
 from runtime.db.engine import create_database, drop_database
 from runtime.db.urls import plain_url
@@ -236,21 +236,13 @@ def test_status_shows_each_database_read_only(
     assert gone["error"].startswith("cannot reach the database: FileNotFoundError")
 
 
-async def _execute(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(plain_url(url))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def test_status_shows_each_database_drift(
     packages: Path, cells: dict[str, str], tmp_path: Path
 ) -> None:
     fleet = _fleet(tmp_path, [f"c1 {cells['c1']}", f"c2 {cells['c2']}"])
     code, out = _migrate(packages, fleet)
     assert code == 0, out
-    asyncio.run(_execute(cells["c2"], "ALTER TABLE ydtb_b ADD COLUMN by_hand int"))
+    asyncio.run(execute(cells["c2"], "ALTER TABLE ydtb_b ADD COLUMN by_hand int"))
     command = ["status", "--packages", str(packages), "--no-entry-points", "--fleet",
                str(fleet)]
 

@@ -24,7 +24,7 @@ import anyio
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support import create_sql, readable, run_cli, write_package
+from support import create_sql, execute, readable, run_cli, write_package
 
 from runtime import migration_files, signals
 from runtime.core.lint import lint_package
@@ -282,14 +282,6 @@ def rows_sql(c: Case) -> str:
     names = "".join(", " + line.split()[0] for line in c.sql if not line.startswith(
         ("CONSTRAINT", "title_length"))) if c.rows else ""
     return ROWS.format(names=names, values=c.rows)
-
-
-async def execute(url: str, script: str) -> None:
-    conn = await asyncpg.connect(plain_url(url))
-    try:
-        await conn.execute(script)
-    finally:
-        await conn.close()
 
 
 # Everything a migration can build in the schema, as PostgreSQL renders it.
