@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from runtime.core.manifest import Manifest
 from runtime.load import packages
@@ -106,7 +106,7 @@ class _Lister:
             return seen
         mtime = os.stat(directory).st_mtime_ns
         kept = self.known.get(directory)
-        if kept is not None and kept[0] == mtime and kept[1] == follow:
+        if _kept(kept, mtime, follow):
             found: packages.Listing = (kept[2], kept[3])
         else:
             found = packages.listing(directory, follow)
@@ -114,6 +114,14 @@ class _Lister:
         if mtime < self.trusted_before:
             self.listings[directory] = [mtime, follow, list(found[0]), list(found[1])]
         return found
+
+
+def _kept(kept: Any, mtime: int, follow: bool) -> TypeGuard[list[Any]]:
+    """Tell whether `kept` is a listing of a directory of time `mtime` (read as `follow`
+    says); anything else (another time, or a cache file damaged) is listed again."""
+    return (type(kept) is list and len(kept) == 4 and kept[0] == mtime and kept[1] is follow
+            and all(type(names) is list and all(type(n) is str for n in names)
+                    for names in kept[2:]))
 
 
 def scan(

@@ -141,3 +141,16 @@ def test_a_directory_changed_just_before_the_scan_is_not_kept(tmp_path: Path) ->
 
     assert str(root / "notes" / "migrations") not in listings
     assert listings[str(root / "notes")][0] == PAST
+
+
+@pytest.mark.parametrize("damaged", [
+    [], [1, 2], ["x", False, [], []], [0, False, "names", []], [0, False, [1], []], None,
+])
+def test_a_damaged_listing_is_read_again(tmp_path: Path, damaged: Any) -> None:
+    root = tmp_path / "packages"
+    _package(root, "notes")
+    _age(root, PAST)
+    full = cache.scan([root])
+    known = {**full.listings, str(root / "notes"): damaged}
+
+    assert cache.scan([root], known=known).files == full.files
