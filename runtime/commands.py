@@ -746,13 +746,18 @@ async def _makemigration(
             console.line(f"nothing to write: the migrations of {package.name} build its "
                          "declared schema", "ok")
         return OK
-    path, *after = generator.write_migration(directory, package, differences, args.name)
-    console.line(f"wrote {_shown(path)}:", "ok")
-    for difference in differences:
-        console.line(f"  {difference.words}")
-    for later in after:
-        console.line(f"wrote {_shown(later)}: to run after it, outside a transaction: it "
-                     "builds indexes and checks keys without blocking writes", "ok")
+    for path, part in generator.write_migration(directory, package, differences, args.name):
+        if part == generator.BEFORE:
+            console.line(f"wrote {_shown(path)}: to run first, outside a transaction: the "
+                         "enum labels the next one may use (PostgreSQL uses a label only "
+                         "once it is committed)", "ok")
+        elif part == generator.AFTER:
+            console.line(f"wrote {_shown(path)}: to run after it, outside a transaction: "
+                         "it builds indexes and checks keys without blocking writes", "ok")
+        else:
+            console.line(f"wrote {_shown(path)}:", "ok")
+            for difference in differences:
+                console.line(f"  {difference.words}")
     if any(d.destructive for d in differences):
         console.line("  destructive: it drops or narrows what the database holds, and a "
                      "running dev daemon applies it at once", "warn")

@@ -262,6 +262,43 @@ def test_an_enum_column_is_written_with_its_type(tmp_path: Path, database_url: s
         "0001_create_ydtb_notes.sql", "0002_add_status.sql"]
 
 
+def test_an_enum_label_and_its_use_are_written_as_two_migrations_that_apply(
+    tmp_path: Path, database_url: str
+) -> None:
+    # PostgreSQL uses a label only once the transaction that added it committed, and a
+    # run commits its migrations together: the label goes in a no-transaction file first.
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},
+        migrations={"0001_create_ydtb_notes.sql": ENUM_SQL + create_sql(
+            "ydtb_notes", "status ydtb_notes_status")})
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("status", Enum("open", "doing", "done", name="ydtb_notes_status"), '
+        'server_default="doing")']}, migrations={})
+
+    code, out = run("makemigration", "notes", "--name", "doing", root=tmp_path,
+                    url=database_url)
+
+    labels = tmp_path / "notes/migrations/0002_doing_labels.sql"
+    path = tmp_path / "notes/migrations/0003_doing.sql"
+    assert code == 0, out
+    assert out.splitlines() == [
+        f"wrote {labels}: to run first, outside a transaction: the enum labels the next one "
+        "may use (PostgreSQL uses a label only once it is committed)",
+        f"wrote {path}:",
+        "  table ydtb_notes: column status has no default in the database but declared "
+        "default 'doing'",
+        "  enum type ydtb_notes_status: label doing declared but missing"]
+    assert labels.read_text().startswith("-- runtime: no-transaction\n")
+    assert labels.read_text().endswith(
+        "ALTER TYPE ydtb_notes_status ADD VALUE IF NOT EXISTS 'doing' BEFORE 'done';\n")
+    assert "ADD VALUE" not in path.read_text()
+    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    assert run("check", "--db", root=tmp_path, url=database_url)[0] == 0
+    assert run("makemigration", "notes", root=tmp_path, url=database_url) == (
+        0, "nothing to write: the migrations of notes build its declared schema\n")
+
+
 def test_a_type_change_is_written_with_a_cast_that_converts_the_rows(
     tmp_path: Path, database_url: str
 ) -> None:

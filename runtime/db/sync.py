@@ -35,7 +35,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core import booking
 from runtime.core.booking import ObjectKey
@@ -46,7 +46,7 @@ from runtime.core.plan import Step, dev_change_id
 from runtime.db import ledger, objects, scratch
 from runtime.db.agreement import Agreement
 from runtime.db.diff import compare
-from runtime.db.engine import driver
+from runtime.db.engine import Engine, connected, driver
 from runtime.db.run import Run, run_step, timed_out
 from runtime.errors import MigrationFailedError, Problem, ProblemsError, RegistryError
 
@@ -202,24 +202,58 @@ def _left_alone(
 async def _apply(run: Run, package: Package, differences: Sequence[Difference]) -> Change:
     change_id = dev_change_id(package)
     started = time.perf_counter()
+    labels = [d for d in differences if d.kind == "add_enum_value"]
+    if labels and len(labels) < len(differences) and run.engine is not None:
+        await _add_labels(run.engine, package, change_id, labels)
     for difference in differences:
         # One step per difference, so a failure names the difference it came from.
-        step = Step(package, Migration(change_id, up=list(difference.statements)))
-        try:
-            await run_step(run.conn, run.raw, step)
-        except MigrationFailedError as exc:
-            if timed_out(exc):
-                raise  # the run says whose lock it waited for: not the schema's fault
-            raise ProblemsError([Problem(
-                package.name, "Y405",
-                f"cannot apply to the dev database: {difference.words}: "
-                f"{exc.reason.splitlines()[0]}",
-                "nothing was applied; fix the declared schema, or write a migration that "
-                "prepares the data first",
-                table=difference.table)]) from exc
+        await _step(run.conn, run.raw, package, change_id, difference,
+                    "nothing was applied; fix the declared schema, or write a migration "
+                    "that prepares the data first")
     rows = await _booked(run, change_id, differences)
     return run.record_dev(package, change_id, rows, differences,
                           (time.perf_counter() - started) * 1000)
+
+
+async def _add_labels(
+    engine: Engine, package: Package, change_id: str, labels: Sequence[Difference]
+) -> None:
+    """Add the enum labels of a save on a connection of their own, committed before the
+    rest of its differences run.
+
+    PostgreSQL does not let a transaction use a label it added ("unsafe use of new
+    value"), so a label saved with a default or a column type using it could not be
+    applied in one transaction. A label changes no row, and is booked with the rest of
+    the change (its statement runs again there, `IF NOT EXISTS`); if the rest fails, the
+    label stays, as declared.
+    """
+    async with connected(engine) as (conn, raw):
+        for label in labels:
+            await _step(conn, raw, package, change_id, label,
+                        "nothing else was applied; fix the declared schema")
+
+
+async def _step(
+    conn: AsyncConnection | None, raw: asyncpg.Connection, package: Package, change_id: str,
+    difference: Difference, consequence: str,
+) -> None:
+    """Run `difference`'s statements as a step of dev change `change_id`.
+
+    Raises:
+        ProblemsError: it failed (Y405), naming the difference.
+        MigrationFailedError: it waited too long for a lock (the run names the holder).
+    """
+    step = Step(package, Migration(change_id, up=list(difference.statements)))
+    try:
+        await run_step(conn, raw, step)
+    except MigrationFailedError as exc:
+        if timed_out(exc):
+            raise  # the run says whose lock it waited for: not the schema's fault
+        raise ProblemsError([Problem(
+            package.name, "Y405",
+            f"cannot apply to the dev database: {difference.words}: "
+            f"{exc.reason.splitlines()[0]}", consequence,
+            table=difference.table)]) from exc
 
 
 async def _booked(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from runtime.core import ddl
 from runtime.core.events import Rename, suggested_rename
@@ -20,6 +21,9 @@ from runtime.core.model import Migration, Package
 from runtime.db.diff import Difference
 
 __all__ = [
+    "AFTER",
+    "BEFORE",
+    "Written",
     "default_name",
     "next_migration_path",
     "render_migration",
@@ -53,7 +57,15 @@ def next_migration_path(directory: Path, name: str) -> Path:
     return directory / f"{number:0{width}d}_{_slug(name)}.sql"
 
 
-def render_migration(package: Package, differences: Sequence[Difference]) -> list[str]:
+#: The name endings of the files written with a migration: the enum labels it uses,
+#: added before it; what would block writes, run after it (`render_migration`).
+BEFORE = "_labels"
+AFTER = "_online"
+
+
+def render_migration(
+    package: Package, differences: Sequence[Difference]
+) -> list[tuple[str, str]]:
     """Render the SQL file: a header, then each difference as a comment and its SQL; and
     when some of it would block writes for as long as it reads every row, a second file,
     `no-transaction`, to run after the first commits (alone, when nothing else is left).
@@ -62,9 +74,24 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
     (lint Y510, Y511) and validates the foreign keys and CHECKs the first adds `NOT VALID`
     (Y515, Y516): what the safety lint asks of a migration written by hand.
 
+    Labels added to enum types, with anything else, go in a `no-transaction` file before
+    the first: PostgreSQL does not let a transaction use a label it added, and the first
+    file may (a default, a column of the type), in the one transaction of a run.
+
     Returns:
-        The file's text, and the second file's if there is one.
+        Each file's name ending (`BEFORE`, "", `AFTER`) and text, in the order they run.
     """
+    labels = [d for d in differences if d.kind == "add_enum_value"]
+    if labels and len(labels) < len(differences):
+        first = "\n".join([
+            _NO_TRANSACTION,
+            f"-- Written by `python -m runtime makemigration {package.name}` with the "
+            "migration after", "-- this one, which may use these labels: PostgreSQL uses "
+            "a label only once the", "-- transaction that added it committed. Run again, "
+            "it does nothing.",
+            *(line for d in labels for line in ("", f"-- {d.words}", *map(_sql, d.statements)))])
+        rest = [d for d in differences if d not in labels]
+        return [(BEFORE, first + "\n"), *render_migration(package, rest)]
     header = [
         f"-- Written by `python -m runtime makemigration {package.name}`: what the declared",
         "-- schema has that the database built by the migrations before this one has not",
@@ -103,14 +130,14 @@ def render_migration(package: Package, differences: Sequence[Difference]) -> lis
                              "NULL (on a table with no such rows it does nothing)")
             lines.append(_sql(statement))
     if not lines:
-        return ["\n".join([*header, _NO_TRANSACTION, *_ONLINE, *after]) + "\n"]
-    texts = ["\n".join([*header, *lines]) + "\n"]
+        return [("", "\n".join([*header, _NO_TRANSACTION, *_ONLINE, *after]) + "\n")]
+    texts = [("", "\n".join([*header, *lines]) + "\n")]
     if after:
-        texts.append("\n".join([
+        texts.append((AFTER, "\n".join([
             _NO_TRANSACTION,
             f"-- Written by `python -m runtime makemigration {package.name}` with the "
             "migration before", "-- this one, to run once it committed.",
-            *_ONLINE, *after]) + "\n")
+            *_ONLINE, *after]) + "\n"))
     return texts
 
 
@@ -169,12 +196,21 @@ def _rename_lines(rename: Rename) -> list[str]:
     return lines
 
 
+class Written(NamedTuple):
+    """A file `write_migration` wrote, and its part: `BEFORE`, "" (the migration) or
+    `AFTER`, as its name ends."""
+
+    path: Path
+    part: str
+
+
 def write_migration(
     directory: Path, package: Package, differences: Sequence[Difference],
     name: str | None = None,
-) -> list[Path]:
+) -> list[Written]:
     """Write `differences` as the next migration in `directory`, with the
-    `no-transaction` one after it if it needs one (`render_migration`); return their paths.
+    `no-transaction` ones before and after it if it needs them (`render_migration`);
+    return their paths, in the order they run.
 
     Args:
         directory: the package's migrations directory
@@ -184,17 +220,16 @@ def write_migration(
         name: the file's name after its number; derived from the differences when None.
     """
     name = name or default_name(differences)
-    paths = []
-    for text, suffix in zip(render_migration(package, differences), ("", "_online"),
-                            strict=False):
+    written = []
+    for suffix, text in render_migration(package, differences):
         path = next_migration_path(directory, f"{name}{suffix}")
         # Written aside, then renamed: a dev daemon watching the directory never reads
         # half a file (a dot file is not a migration, nor a change the watcher reports).
         partial = path.with_name(f".{path.name}.partial")
         partial.write_text(text, encoding="utf-8")
         partial.replace(path)
-        paths.append(path)
-    return paths
+        written.append(Written(path, suffix))
+    return written
 
 
 def write_initial(directory: Path, derived: Migration) -> Path:

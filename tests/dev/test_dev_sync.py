@@ -192,7 +192,7 @@ async def test_a_generated_migration_takes_the_dev_change_over(
 
     packages = daemon.registry.ordered()
     differences = await scratch.compare_migrations(scratch.server_url(engine), packages, "notes")
-    [path] = generator.write_migration(tmp_path / "notes/migrations", packages[-1],
+    [(path, _)] = generator.write_migration(tmp_path / "notes/migrations", packages[-1],
                                        differences)
     assert await daemon.reload([path]) is True
 
@@ -259,6 +259,62 @@ async def test_a_change_the_database_refuses_is_rolled_back_and_reported(
         "the data first) [Y405]"]
     assert await columns(engine, "ydtb_notes") == ["id", "workspace_id"]
     assert daemon.registry.get("notes").tables[0].c.keys() == ["id", "workspace_id"]
+
+
+MOOD = 'Column("mood", Enum("calm", "busy", {more}name="ydtb_mood"){default})'
+
+
+@pytest.mark.parametrize("columns_after", [
+    pytest.param([MOOD.format(more='"away", ', default=', server_default="away"')],
+                 id="as-its-default"),
+    pytest.param([MOOD.format(more='"away", ', default=""),
+                  'Column("was", Enum("calm", "busy", "away", name="ydtb_mood"), '
+                  'server_default="away")'], id="as-a-new-columns-default"),
+])
+async def test_an_enum_label_saved_with_its_use_is_synced(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent, columns_after: list[str]
+) -> None:
+    # PostgreSQL refuses a label in the transaction that added it ("unsafe use of new
+    # value"): the label is committed first, the rest in the reload's transaction.
+    declare_notes(tmp_path, {"ydtb_notes": [MOOD.format(more="", default="")]}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+
+    declare_notes(tmp_path, {"ydtb_notes": columns_after})
+    assert await daemon.reload([tmp_path / "notes"]) is True, sent["reloaded"][-1]
+
+    [synced] = sent["schema_changed"][-1:]
+    assert "enum type ydtb_mood: label away declared but missing" in synced["changes"]
+    assert await drift(engine, daemon) == []
+    async with engine.connect() as conn:
+        raw = await driver(conn)
+        assert await raw.fetchval("SELECT enum_range(NULL::ydtb_mood)::text") == (
+            "{calm,busy,away}")
+        await raw.execute("INSERT INTO ydtb_workspaces (id, slug, name) VALUES "
+                          "('w1', 'w1', 'w1')")
+        await raw.execute("INSERT INTO ydtb_notes (id, workspace_id) VALUES (1, 'w1')")
+        assert await raw.fetchval("SELECT count(*) FROM ydtb_notes WHERE 'away' IN "
+                                  "(mood::text, to_jsonb(ydtb_notes)->>'was')") == 1
+
+
+async def test_an_enum_label_stays_when_the_rest_of_its_save_is_refused(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    declare_notes(tmp_path, {"ydtb_notes": [MOOD.format(more="", default="")]}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+    booked = await dev_rows(engine)
+
+    # ydtb_tools.id is varchar: PostgreSQL refuses an integer column referencing it.
+    declare_notes(tmp_path, {"ydtb_notes": [
+        MOOD.format(more='"away", ', default=', server_default="away"'),
+        'Column("tool_id", Integer, ForeignKey("ydtb_tools.id"))']})
+    assert await daemon.reload([tmp_path / "notes"]) is False
+
+    assert "foreign key ydtb_notes_tool_id_fkey" in str(sent["reloaded"][-1]["error"])
+    assert await columns(engine, "ydtb_notes") == ["id", "mood", "workspace_id"]
+    async with engine.connect() as conn:  # the label is declared: it stays, and changes no row
+        assert await (await driver(conn)).fetchval(
+            "SELECT enum_range(NULL::ydtb_mood)::text") == "{calm,busy,away}"
+    assert await dev_rows(engine) == booked  # the refused save booked nothing
 
 
 async def test_a_reloads_migrations_and_its_sync_commit_together_or_not_at_all(

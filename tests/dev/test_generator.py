@@ -65,7 +65,7 @@ def test_the_next_migration_is_numbered_after_the_highest(
 
 def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path, package: Package) -> None:
 
-    [path] = generator.write_migration(tmp_path, package, [COLOR, TAGS, GONE], "Sync Notes")
+    [(path, _)] = generator.write_migration(tmp_path, package, [COLOR, TAGS, GONE], "Sync Notes")
 
     assert path.name == "0001_sync_notes.sql"
     assert path.read_text() == (
@@ -90,7 +90,7 @@ def test_the_file_is_commented_sql_ending_each_statement(tmp_path: Path, package
 def test_a_column_dropped_and_one_added_are_written_as_a_rename_to_review(
     tmp_path: Path, package: Package
 ) -> None:
-    [path] = generator.write_migration(tmp_path, package, [COLOR, BODY])
+    [(path, _)] = generator.write_migration(tmp_path, package, [COLOR, BODY])
 
     assert path.name == "0001_rename_body_to_color.sql"
     assert path.read_text().split("\n\n")[1] == (
@@ -128,7 +128,7 @@ def test_what_would_block_writes_goes_in_a_no_transaction_migration_after(
     VALID is validated, in a second file that runs outside a transaction once the first
     committed (lint Y510, Y515); a new table's index stays with the table."""
 
-    first, second = generator.write_migration(
+    (first, _), (second, _) = generator.write_migration(
         tmp_path, package, [COLOR, INDEX, TAGS, TAGS_INDEX, KEY], "tags")
 
     assert (first.name, second.name) == ("0001_tags.sql", "0002_tags_online.sql")
@@ -168,7 +168,7 @@ def test_what_would_block_writes_goes_in_a_no_transaction_migration_after(
 def test_a_migration_of_indexes_alone_runs_outside_a_transaction(
     tmp_path: Path, package: Package
 ) -> None:
-    [path] = generator.write_migration(tmp_path, package, [INDEX])
+    [(path, _)] = generator.write_migration(tmp_path, package, [INDEX])
 
     migration = migration_files.read_sql(path)
     assert not migration.transactional
@@ -187,7 +187,7 @@ def test_a_key_of_a_table_the_migration_creates_is_validated_in_it(
                          "ALTER TABLE ydtb_tags ADD CONSTRAINT fk_tags_note FOREIGN KEY(note_id) "
                          "REFERENCES ydtb_notes (id)", "ydtb_tags", "fk_tags_note"))
 
-    [path] = generator.write_migration(tmp_path, package, [TAGS, key])
+    [(path, _)] = generator.write_migration(tmp_path, package, [TAGS, key])
 
     assert path.read_text().endswith(
         "END $$;\nALTER TABLE ydtb_tags VALIDATE CONSTRAINT fk_tags_note;\n")
@@ -215,7 +215,7 @@ def test_a_foreign_key_on_a_key_the_file_after_builds_goes_after_it(
          "parent_id) REFERENCES ydtb_notes (workspace_id, id) NOT VALID",
          "ALTER TABLE ydtb_notes VALIDATE CONSTRAINT fk_notes_parent"))
 
-    first, second = generator.write_migration(
+    (first, _), (second, _) = generator.write_migration(
         tmp_path, package, [COLOR, WORKSPACE_KEY, parent], "p")
 
     assert "fk_notes_parent" not in first.read_text()
@@ -233,8 +233,31 @@ def test_a_new_table_keyed_onto_a_key_the_file_after_builds_goes_after_it(
          "\tnote_id INTEGER,\n\tFOREIGN KEY(workspace_id, note_id) REFERENCES ydtb_notes "
          "(workspace_id, id)\n)",))
 
-    first, second = generator.write_migration(tmp_path, package, [COLOR, WORKSPACE_KEY, tags], "t")
+    (first, _), (second, _) = generator.write_migration(
+        tmp_path, package, [COLOR, WORKSPACE_KEY, tags], "t")
 
     assert "ydtb_tags" not in first.read_text()
     later = second.read_text()
     assert later.index("UNIQUE USING INDEX") < later.index("CREATE TABLE IF NOT EXISTS ydtb_tags")
+
+
+def test_enum_labels_go_in_a_no_transaction_migration_before_what_may_use_them(
+    tmp_path: Path, package: Package
+) -> None:
+    label = Difference("add_enum_value", "ydtb_notes", "away",
+                       "enum type ydtb_mood: label away declared but missing", False,
+                       ("ALTER TYPE ydtb_mood ADD VALUE IF NOT EXISTS 'away'",))
+
+    written = generator.write_migration(tmp_path, package, [COLOR, label], "mood")
+
+    assert [(w.path.name, w.part) for w in written] == [
+        ("0001_mood_labels.sql", generator.BEFORE), ("0002_mood.sql", "")]
+    assert migration_files.read_sql(written[0].path).transactional is False
+    assert written[0].path.read_text().endswith(
+        "-- enum type ydtb_mood: label away declared but missing\n"
+        "ALTER TYPE ydtb_mood ADD VALUE IF NOT EXISTS 'away';\n")
+    assert "ADD VALUE" not in written[1].path.read_text()
+    # A label alone needs no file of its own: nothing else in its transaction uses it.
+    (tmp_path / "alone").mkdir()
+    [(alone, part)] = generator.write_migration(tmp_path / "alone", package, [label], "away")
+    assert (alone.name, part) == ("0001_away.sql", "")
