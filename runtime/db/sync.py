@@ -203,9 +203,11 @@ async def _apply(run: Run, package: Package, differences: Sequence[Difference]) 
     change_id = dev_change_id(package)
     started = time.perf_counter()
     labels = [d for d in differences if d.kind == "add_enum_value"]
-    if labels and len(labels) < len(differences) and run.engine is not None:
+    if labels and len(labels) < len(differences) and run.engine is not None \
+            and not await run.raw.fetchval(_TYPES_LOCKED):
         await _add_labels(run.engine, package, change_id, labels)
-    for difference in differences:
+    # The labels first: a use of one before it is added is refused as no label at all.
+    for difference in [*labels, *(d for d in differences if d not in labels)]:
         # One step per difference, so a failure names the difference it came from.
         await _step(run.conn, run.raw, package, change_id, difference,
                     "nothing was applied; fix the declared schema, or write a migration "
@@ -213,6 +215,13 @@ async def _apply(run: Run, package: Package, differences: Sequence[Difference]) 
     rows = await _booked(run, change_id, differences)
     return run.record_dev(package, change_id, rows, differences,
                           (time.perf_counter() - started) * 1000)
+
+
+# Whether this transaction holds a lock on a type (a migration of the same reload altered
+# one): a label added on another connection would wait for it to end, which it never
+# would. The labels are then added in it, and a use of them is refused (Y405), saying why.
+_TYPES_LOCKED = """SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid()
+    AND locktype = 'object' AND classid = 'pg_type'::regclass)"""
 
 
 async def _add_labels(

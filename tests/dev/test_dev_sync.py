@@ -296,6 +296,27 @@ async def test_an_enum_label_saved_with_its_use_is_synced(
                                   "(mood::text, to_jsonb(ydtb_notes)->>'was')") == 1
 
 
+async def test_an_enum_label_used_after_a_migration_altered_its_type_is_refused_at_once(
+    engine: AsyncEngine, tmp_path: Path, sent: Sent
+) -> None:
+    # The reload's transaction holds the type's lock: a label added on another
+    # connection would wait for it forever (lock timeouts, retried). It is added in the
+    # transaction instead, and its use refused, saying why.
+    declare_notes(tmp_path, {"ydtb_notes": [MOOD.format(more="", default="")]}, [NOTES])
+    daemon = await started_daemon(engine, tmp_path)
+
+    declare_notes(tmp_path, {"ydtb_notes": [
+        MOOD.format(more='"x", "y", ', default=', server_default="y"')]},
+        [NOTES, "ALTER TYPE ydtb_mood ADD VALUE IF NOT EXISTS 'x';"])
+    assert await daemon.reload([tmp_path / "notes"]) is False
+
+    error = sent["reloaded"][-1]["error"]
+    assert isinstance(error, ProblemsError), error
+    [problem] = error.problems
+    assert problem.code == "Y405"
+    assert 'unsafe use of new value "y"' in str(problem)
+
+
 async def test_an_enum_label_stays_when_the_rest_of_its_save_is_refused(
     engine: AsyncEngine, tmp_path: Path, sent: Sent
 ) -> None:
