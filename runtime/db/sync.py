@@ -258,6 +258,11 @@ async def _step(
     except MigrationFailedError as exc:
         if timed_out(exc):
             raise  # the run says whose lock it waited for: not the schema's fault
+        if "unsafe use of new value" in exc.reason:
+            consequence = ("nothing was applied; PostgreSQL uses an enum label only once "
+                           "the transaction that added it committed, and a migration of "
+                           "this save altered the type: save the migration alone first, "
+                           "then the use of the label")
         raise ProblemsError([Problem(
             package.name, "Y405",
             f"cannot apply to the dev database: {difference.words}: "

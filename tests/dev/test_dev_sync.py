@@ -315,6 +315,7 @@ async def test_an_enum_label_used_after_a_migration_altered_its_type_is_refused_
     [problem] = error.problems
     assert problem.code == "Y405"
     assert 'unsafe use of new value "y"' in str(problem)
+    assert "save the migration alone first, then the use of the label" in str(problem)
 
 
 async def test_an_enum_label_stays_when_the_rest_of_its_save_is_refused(
