@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
     BigInteger,
@@ -204,9 +204,20 @@ async def test_a_table_agrees_with_itself_and_its_differences_sql_converges(
             await transaction.rollback()
 
 
+def _plain(**columns: Any) -> dict[str, Any]:
+    """A declaration of `columns` alone."""
+    return {"columns": columns, "computed": None, "identity": False, "parent": None,
+            "other": None, "check": None, "unique": None, "indexes": {}, "comment": None}
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=_declaration, after=_declaration)
+# A label added and used as the default, as a new column's default: in a file before.
+@example(before=_plain(a=("enum", True, 4, None, None)),
+         after=_plain(a=("enum+", True, 0, None, None)))
+@example(before=_plain(a=("enum", True, 4, None, None)),
+         after=_plain(a=("enum+", True, 4, None, None), b=("enum+", False, 0, None, None)))
 async def test_the_migration_makemigration_writes_builds_the_declared_table(
     core: AsyncEngine, before: dict[str, Any], after: dict[str, Any]
 ) -> None:
@@ -224,10 +235,10 @@ async def test_the_migration_makemigration_writes_builds_the_declared_table(
         found = await diff.compare(conn, new, new_all, tables=gone)
         await conn.commit()
         files = [text for _, text in generator.render_migration(new, found)] if found else []
-        if not castable or (_enum(before) or _enum(after)) != (_enum(after) or _enum(before)) \
-                or any(not d.statements for d in found) or suggested_rename(found):
+        if not castable or any(not d.statements for d in found) or suggested_rename(found):
             # PostgreSQL cannot (see above), or the author reviews it: a placeholder to
-            # write, a column dropped and one added written as a rename.
+            # write (a label removed), a column dropped and one added written as a rename.
+            # A label added goes in a file before the one that may use it.
             return
         for _ in range(2):
             for file in files:
