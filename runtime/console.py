@@ -12,15 +12,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
-from blinker import Signal
-
-from runtime.core import signals
 from runtime.errors import PROGRAM as _PROGRAM
 from runtime.errors import LockTimeoutError, Problem, ProblemsError
 
 if TYPE_CHECKING:
     # Types only: every command imports this module, and the no-op path answers in
-    # 0.25 s; the event values are imported where events are rendered.
+    # 0.25 s; the event values (and blinker's signals) are imported where events are
+    # rendered.
+    from blinker import Signal
+
     from runtime.core.citus import Placement
     from runtime.core.events import Change, Difference, LockHolder, LockWait
     from runtime.core.lint import Finding, PackageLint
@@ -313,6 +313,7 @@ def held(difference: Difference) -> str:
 @contextmanager
 def report_signals(console: Console) -> Iterator[None]:
     """Print a line for each signal while the block runs: the console is just a receiver."""
+    from runtime.core import signals  # blinker: not on a no-op `migrate`'s path
     from runtime.core.events import ChangeKind
 
     def applied(_sender: Any, *, package: str, migration: str, duration_ms: float,
@@ -441,6 +442,8 @@ def _retrying(console: Console) -> Callable[..., None]:
 def report_waiting(console: Console) -> Iterator[None]:
     """Say, while the block runs, when a run waits for another run's lock, or backs off
     after a lock timeout to run again."""
+    from runtime.core import signals
+
     with signals.run_waiting.connected_to(_waiting(console)), \
             signals.migration_retrying.connected_to(_retrying(console)):
         yield
@@ -503,6 +506,8 @@ def report_progress(console: Console) -> Iterator[None]:
     terminal, after a second, a progress line whose clock keeps going; in JSON mode an
     event per migration run and per migration applied.
     """
+    from runtime.core import signals
+
     progress = _Progress(console)
     stop = threading.Event()
     ticker = None

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from runtime.core.lint import Finding, PackageLint
 from runtime.core.recorded import Ledger, is_up_to_date
 
 if TYPE_CHECKING:
     from packaging.version import Version
 
+    from runtime.core.lint import PackageLint
     from runtime.core.model import Package
 
 __all__ = ["Entry", "Manifest", "Recorded"]
@@ -180,6 +180,10 @@ def _lint_json(lint: PackageLint | None) -> Any:
 def _lint_of(package: str, data: Any) -> PackageLint | None:
     if data is None:
         return None
+    # Here, not at the top: a cache holds the lint only once `check` ran, and a no-op
+    # `migrate` before that need not import the lint's module (1.5 ms).
+    from runtime.core.lint import Finding, PackageLint
+
     findings, python = data
     return PackageLint(package, tuple(Finding.from_json(f) for f in findings),
                        python=tuple(map(str, python)))
