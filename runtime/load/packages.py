@@ -23,7 +23,6 @@ __all__ = [
     "counts",
     "directory_of",
     "discover",
-    "discover_paths",
     "files",
     "is_package",
     "listing",
@@ -66,33 +65,14 @@ def is_package(directory: Path) -> bool:
 
 def discover(roots: Iterable[Path]) -> list[Path]:
     """List the package directories under `roots` (each root's children), sorted per root."""
-    return [root / name for root in roots for name in _package_names(root, ordered=True)]
-
-
-def discover_paths(roots: Iterable[Path]) -> list[str]:
-    """`discover`, as strings: the load cache's scan of 1,000 packages made a `Path` of
-    each only to turn it back into a string (#17)."""
-    return [os.path.join(root, name) for root in roots
-            for name in _package_names(root, ordered=True)]
+    return [Path(directory) for root in roots
+            for directory, found in tree(os.fspath(root)) if found is not None]
 
 
 def any_package(roots: Iterable[Path]) -> bool:
     """Tell whether there is a package directory under `roots`, looking no further than
     the first: the CLI asks before every command, which then lists them all (#17)."""
-    return any(True for root in roots for _ in _package_names(root, ordered=False))
-
-
-def _package_names(root: Path, *, ordered: bool) -> Iterator[str]:
-    # On names and os.path rather than Path objects: a no-op `migrate` lists every
-    # package first, and at N = 1000 pathlib was half the time of that listing.
-    try:
-        with os.scandir(root) as entries:
-            names = [e.name for e in entries if not _ignored(e.name) and e.is_dir()]
-    except (NotADirectoryError, FileNotFoundError):
-        return
-    for name in sorted(names) if ordered else names:
-        if os.path.isfile(os.path.join(root, name, PACKAGE_FILE)):
-            yield name
+    return any(found is not None for root in roots for _, found in tree(os.fspath(root)))
 
 
 def directory_of(path: Path, roots: Iterable[Path]) -> Path | None:
