@@ -11,7 +11,9 @@ The state, like make's or ruff's, is each file's size and modification time:
 
 - every file of every package directory that counts (`runtime.load.packages`: a new,
   edited or deleted file), and which directories hold a `package.py`; the same for the
-  source directories of editable installs the load found (`loader.editable`);
+  source directories of editable installs the load found (`loader.editable`). What each
+  directory held is kept with its time too, so the next scan lists only the directories
+  whose time changed (`_Lister`); the files are all stated each time;
 - every module file the loading process had imported outside the standard library
   (SQLAlchemy, helpers the packages import, this runtime's own code);
 - with entry points, what of each `sys.path` directory decides what Python imports and
