@@ -524,9 +524,9 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
             "dev_objects": {change: [str(key) for key in keys]
                             for change, keys in booking.changes_of(s.dev).items()},
             "up_to_date": s.up_to_date,
-            "schema_drift": [{"kind": d.kind, "table": d.table, "name": d.name,
-                              "words": d.words, "destructive": d.destructive}
-                             for d in drift.get(s.package, [])],
+            "schema_drift": None if args.no_drift else [
+                {"kind": d.kind, "table": d.table, "name": d.name, "words": d.words,
+                 "destructive": d.destructive} for d in drift.get(s.package, [])],
         } for s in statuses], "removed": [{
             "package": r.package, "version": r.version,
             "tables": None if r.tables is None else list(r.tables), "ledger_rows": r.rows,

@@ -59,6 +59,8 @@ def test_status_shows_schema_drift_in_plain_words(root: Path, database_url: str)
         "PACKAGE     VERSION  RECORDED  APPLIED  PENDING  DRIFT\n"
         "@ydtb/core  1.0.0    1.0.0     2        -        -\n"
         "notes       1.0.0    1.0.0     1        -        -\n"))
+    code, out = run("status", "--no-drift", "--json", root=root, url=database_url)
+    assert (code, json.loads(out)["packages"][1]["schema_drift"]) == (0, None)
 
 
 def test_status_lists_dev_changes_and_compares_no_package_with_pending_migrations(
