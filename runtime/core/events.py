@@ -20,6 +20,7 @@ __all__ = [
     "LockHolder",
     "LockWait",
     "Rename",
+    "labels_first",
     "suggested_rename",
 ]
 
@@ -168,6 +169,18 @@ class Rename:
     added: Difference
     what: str
     statement: str
+
+
+def labels_first(differences: Sequence[Difference]) -> list[Difference]:
+    """The enum labels `differences` add, to commit before the others run.
+
+    PostgreSQL does not let a transaction use a label it added ("unsafe use of new
+    value"), and the others may use one (a default, a column of the type): the dev sync
+    commits them first, `makemigration` writes them in a file before its migration.
+    Labels alone need nothing of the kind: empty then.
+    """
+    labels = [d for d in differences if d.kind == "add_enum_value"]
+    return labels if len(labels) < len(differences) else []
 
 
 def suggested_rename(differences: Sequence[Difference]) -> Rename | None:

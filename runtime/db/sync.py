@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from runtime.core import booking
 from runtime.core.booking import ObjectKey
-from runtime.core.events import Change, ChangeKind, Difference
+from runtime.core.events import Change, ChangeKind, Difference, labels_first
 from runtime.core.model import Migration, Package
 from runtime.core.narrowing import Narrowing
 from runtime.core.plan import Step, dev_change_id
@@ -202,12 +202,14 @@ def _left_alone(
 async def _apply(run: Run, package: Package, differences: Sequence[Difference]) -> Change:
     change_id = dev_change_id(package)
     started = time.perf_counter()
-    labels = [d for d in differences if d.kind == "add_enum_value"]
-    if labels and len(labels) < len(differences) and run.engine is not None \
-            and not await run.raw.fetchval(_TYPES_LOCKED):
+    labels = labels_first(differences)
+    rest = [d for d in differences if d not in labels]
+    if labels and run.engine is not None and not await run.raw.fetchval(_TYPES_LOCKED):
         await _add_labels(run.engine, package, change_id, labels)
-    # The labels first: a use of one before it is added is refused as no label at all.
-    for difference in [*labels, *(d for d in differences if d not in labels)]:
+        labels = []  # committed: booked below with the rest, not run again
+    # Any label left goes first: a use of one before it is added is refused as no label
+    # at all, after it with PostgreSQL's reason.
+    for difference in [*labels, *rest]:
         # One step per difference, so a failure names the difference it came from.
         await _step(run.conn, run.raw, package, change_id, difference,
                     "nothing was applied; fix the declared schema, or write a migration "
@@ -233,8 +235,7 @@ async def _add_labels(
     PostgreSQL does not let a transaction use a label it added ("unsafe use of new
     value"), so a label saved with a default or a column type using it could not be
     applied in one transaction. A label changes no row, and is booked with the rest of
-    the change (its statement runs again there, `IF NOT EXISTS`); if the rest fails, the
-    label stays, as declared.
+    the change; if the rest fails, the label stays, as declared.
     """
     async with connected(engine) as (conn, raw):
         for label in labels:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from runtime.core import ddl
-from runtime.core.events import Rename, suggested_rename
+from runtime.core.events import Rename, labels_first, suggested_rename
 from runtime.core.model import Migration, Package
 from runtime.db.diff import Difference
 
@@ -81,8 +81,8 @@ def render_migration(
     Returns:
         Each file's name ending (`BEFORE`, "", `AFTER`) and text, in the order they run.
     """
-    labels = [d for d in differences if d.kind == "add_enum_value"]
-    if labels and len(labels) < len(differences):
+    labels = labels_first(differences)
+    if labels:
         first = "\n".join([
             _NO_TRANSACTION,
             f"-- Written by `python -m runtime makemigration {package.name}` with the "
