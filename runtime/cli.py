@@ -123,8 +123,9 @@ async def _migrate_from_cache(
         manifest = await asyncio.to_thread(look_up)
         if manifest is None:
             return None
-        if not (manifest.up_to_date(await reading) if reading is not None
-                else await quick.up_to_date(settings, manifest)):
+        recorded = await (reading if reading is not None
+                          else quick.read_embedded(settings.data_dir))
+        if not manifest.up_to_date(recorded):
             return None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RegistryError):
         return None  # the full run says what is wrong, in its own words

@@ -1,6 +1,6 @@
-"""Tell whether a `migrate` would do nothing, from a manifest: one ledger read, no SQLAlchemy.
+"""The ledger read that tells whether a `migrate` would do nothing: one read, no SQLAlchemy.
 
-The CLI asks this before loading anything when the load cache holds the packages'
+The CLI reads it before loading anything when the load cache holds the packages'
 manifest (`runtime.load.cache`). The ledger is read by the pipeline's one reader
 (`runtime.db.ledger`) and compared by the pipeline's own comparison
 (`Manifest.up_to_date`, which is `runtime.core.recorded.is_up_to_date`). It reads without
@@ -13,16 +13,15 @@ which reports it properly.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 
-from runtime.config import Settings
-from runtime.core.manifest import Manifest
 from runtime.core.recorded import Ledger
 from runtime.db.ledger import read_ledger
 from runtime.db.urls import plain_url
 
-__all__ = ["read", "up_to_date"]
+__all__ = ["read", "read_embedded"]
 
 _CONNECT_TIMEOUT = 10.0
 
@@ -36,18 +35,14 @@ async def read(url: str) -> Ledger:
         await conn.close()
 
 
-async def up_to_date(settings: Settings, manifest: Manifest) -> bool:
-    """Tell whether the database of `settings` holds everything `manifest` describes.
-
-    Starts the embedded server when `settings` names no database, and stops it after.
-    """
-    if settings.database_url is not None:
-        return manifest.up_to_date(await read(settings.database_url))
+async def read_embedded(data_dir: Path) -> Ledger:
+    """The ledger of the embedded server's database in `data_dir`, started for it and
+    stopped after (when no other process runs it)."""
     from runtime.db.server import EmbeddedServer  # a named database does without it
 
-    server = EmbeddedServer(settings.data_dir)
+    server = EmbeddedServer(data_dir)
     url = await asyncio.to_thread(server.start)
     try:
-        return manifest.up_to_date(await read(url))
+        return await read(url)
     finally:
         await asyncio.to_thread(server.stop)
