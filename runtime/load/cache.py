@@ -447,7 +447,7 @@ def lookup(
         if not data:
             return None
         installed = [Path(d) for d in data["installed"]]
-        known = data["listings"]
+        known = listings(path)
         files = scan(directories, installed, known).files if scanned is None else {
             **scanned.files, **scan((), installed, known).files}
         if not _same(data["packages"], files):
@@ -530,7 +530,7 @@ def changes(
         if not _same_path(data["path"], data["listed_ns"]):
             return None
         stored = _by_directory(data["packages"], roots)
-        current = _by_directory((scanned or scan(roots, (), data["listings"])).files, roots)
+        current = _by_directory((scanned or scan(roots, (), listings(path))).files, roots)
         if not _same(stored.pop(None, {}), current.pop(None, {})):
             return None
         changed = sorted(d for d, files in current.items()

@@ -6,6 +6,7 @@ without them finds, whatever was created, deleted, renamed or edited in between.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runtime.core.manifest import Entry, Manifest
 from runtime.load import cache, packages
 
 PAST = 1_700_000_000_000_000_000  # well before any scan: not "racy"
@@ -154,3 +156,19 @@ def test_a_damaged_listing_is_read_again(tmp_path: Path, damaged: Any) -> None:
     known = {**full.listings, str(root / "notes"): damaged}
 
     assert cache.scan([root], known=known).files == full.files
+
+
+def test_a_cache_file_whose_listings_are_damaged_still_answers(tmp_path: Path) -> None:
+    root = tmp_path / "packages"
+    _package(root, "notes")
+    _age(root, PAST)
+    path = cache.cache_file(tmp_path / "data", [root], False)
+    manifest = Manifest((Entry("@ydtb/core", "1.0.0", "f0", (("0001_core_tables", "c0"),)),))
+    cache.store(path, manifest, cache.scan([root]), entry_points=False)
+    data = json.loads(path.read_text())
+    data["listings"] = ["not", "a", "mapping"]
+    path.write_text(json.dumps(data))
+
+    assert cache.listings(path) == {}
+    assert cache.lookup(path, [root]) == manifest  # listed afresh, the files unchanged
+    assert cache.changes(path, [root]) is not None
