@@ -219,16 +219,21 @@ def test_a_new_column_is_written_with_its_comment(tmp_path: Path, database_url: 
     assert_migrations_build_the_schema(tmp_path, database_url)
 
 
+def migrate_with_status(root: Path, url: str) -> None:
+    """Package `notes` with a column of enum type ydtb_notes_status (open, done), migrated."""
+    write_package(root, "notes", name="notes", tables={"ydtb_notes": [
+        'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},
+        migrations={"0001_create_ydtb_notes.sql": ENUM_SQL + create_sql(
+            "ydtb_notes", "status ydtb_notes_status")})
+    assert run("migrate", root=root, url=url)[0] == 0
+
+
 def test_a_removed_enum_label_is_written_as_a_placeholder_that_fails_until_written(
     tmp_path: Path, database_url: str
 ) -> None:
     # No statement drops a label in place: the file was written with no statement,
     # ran as done, and `check --db` refused it.
-    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
-        'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},
-        migrations={"0001_create_ydtb_notes.sql": ENUM_SQL + create_sql(
-            "ydtb_notes", "status ydtb_notes_status")})
-    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    migrate_with_status(tmp_path, database_url)
     write_package(tmp_path, "notes", name="notes", version="2.0.0", tables={"ydtb_notes": [
         'Column("status", Enum("open", name="ydtb_notes_status"))']}, migrations={})
 
@@ -267,11 +272,7 @@ def test_an_enum_label_and_its_use_are_written_as_two_migrations_that_apply(
 ) -> None:
     # PostgreSQL uses a label only once the transaction that added it committed, and a
     # run commits its migrations together: the label goes in a no-transaction file first.
-    write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
-        'Column("status", Enum("open", "done", name="ydtb_notes_status"))']},
-        migrations={"0001_create_ydtb_notes.sql": ENUM_SQL + create_sql(
-            "ydtb_notes", "status ydtb_notes_status")})
-    assert run("migrate", root=tmp_path, url=database_url)[0] == 0
+    migrate_with_status(tmp_path, database_url)
     write_package(tmp_path, "notes", name="notes", tables={"ydtb_notes": [
         'Column("status", Enum("open", "doing", "done", name="ydtb_notes_status"), '
         'server_default="doing")']}, migrations={})
