@@ -120,9 +120,11 @@ def files(directory: str | Path, listed: Lister = listing) -> Iterator[str]:
     while pending:
         current = pending.pop()
         names, directories = listed(current, False)
+        # Names from a listing are never absolute: joined without os.path.join's checks.
+        prefix = current + os.sep
         for name in names:
-            yield os.path.join(current, name)
-        pending.extend(os.path.join(current, name) for name in directories)
+            yield prefix + name
+        pending.extend(prefix + name for name in directories)
 
 
 def tree(root: str, listed: Lister = listing) -> Iterator[tuple[str, Listing | None]]:

@@ -147,6 +147,9 @@ def test_a_directory_changed_just_before_the_scan_is_not_kept(tmp_path: Path) ->
 
 @pytest.mark.parametrize("damaged", [
     [], [1, 2], ["x", False, [], []], [0, False, "names", []], [0, False, [1], []], None,
+    # Of the directory's very time: only the names are wrong.
+    [PAST, False, [1], []], [PAST, False, ["package.py", None], []], [PAST, False, [], [b"x"]],
+    [PAST, False, "package.py", []], [PAST, True, ["package.py"], ["migrations"]],
 ])
 def test_a_damaged_listing_is_read_again(tmp_path: Path, damaged: Any) -> None:
     root = tmp_path / "packages"
