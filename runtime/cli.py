@@ -222,8 +222,43 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, sized as argparse sizes it but without `shutil`, which
+    it imports for the width (with bz2, lzma and zlib: 2 ms of every run, #17)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)
+
+
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size` tells it: $COLUMNS, else
+    standard output's terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return (os.get_terminal_size(stdout.fileno()).columns or 80) if stdout else 80
+    except (ValueError, OSError):  # not a terminal, or closed
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """An `ArgumentParser` that formats with `_Formatter`; its subparsers are of this
+    class too (argparse makes them of the parent's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="log what runs to stderr: -v for INFO, -vv for DEBUG")
     common.add_argument("--log-level", type=str.upper, metavar="LEVEL",
@@ -248,11 +283,11 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     common.add_argument("--require-rls", action="store_true",
                         help="every package must use row-level security (Y135; default: "
                              "$RUNTIME_REQUIRE_RLS)")
-    as_json = argparse.ArgumentParser(add_help=False)
+    as_json = _Parser(add_help=False)
     as_json.add_argument("--json", action="store_true",
                          help="machine-readable output on stdout (README: JSON output); "
                               "words for people go to stderr")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=program,
         description="Validate, migrate and watch the database schemas of ydtb packages.",
         epilog="Exit codes: 0 success, 1 validation or migration errors, 2 usage or "
@@ -262,10 +297,10 @@ def _parser(program: str = PROGRAM) -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="show the program's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    strict = argparse.ArgumentParser(add_help=False)
+    strict = _Parser(add_help=False)
     strict.add_argument("--strict", action="store_true",
                         help="lint findings are errors: exit 1 (and migrate applies nothing)")
-    fleet = argparse.ArgumentParser(add_help=False)
+    fleet = _Parser(add_help=False)
     fleet.add_argument("--fleet", metavar="FILE",
                        help="every database of FILE (one a line: NAME URL, or URL) instead "
                             "of --database-url (README: Scaling out)")

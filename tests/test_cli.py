@@ -166,6 +166,23 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("columns", "widest"), [("60", 58), ("120", 118), ("0", 78), ("x", 78)])
+def test_help_fits_the_terminal_width_columns_gives(
+    columns: str, widest: int, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As argparse sizes it (shutil's rule: $COLUMNS if a positive number, else the
+    # terminal, else 80), two columns short; not a terminal under pytest.
+    monkeypatch.setenv("COLUMNS", columns)
+
+    assert run_cli("migrate", "--help")[0] == 0
+
+    rest = capsys.readouterr().out.partition("\n\n")[2]  # past the usage: options unbroken
+    lines = rest.splitlines()
+    assert max(map(len, lines)) <= widest
+    assert max(map(len, lines)) > widest - 12  # and uses it: help text wraps to fit
+
+
 @pytest.mark.parametrize("name", ["", "@YDTB/Basic", "no spaces"])
 @pytest.mark.parametrize("command", ["makemigration", "uninstall"])
 def test_a_package_argument_that_is_no_package_name_is_a_usage_error(

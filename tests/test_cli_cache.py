@@ -405,6 +405,22 @@ def test_a_new_migration_runs_on_asyncio_alone(packages: Path, database_url: str
     assert unneeded.isdisjoint(done.stderr.splitlines())
 
 
+def test_a_no_op_migrate_loads_only_what_it_reads(packages: Path, database_url: str) -> None:
+    command = [sys.executable, "-c", LOADED, *args("migrate", packages, database_url)]
+    env = {**os.environ, "RUNTIME_DATA_DIR": str(packages.parent / "data")}
+    subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+
+    assert CACHED in again.stdout
+    # Each of these cost a no-op run milliseconds it did not need (#17): the signals
+    # (no receiver), the lint (none kept), the embedded server (a URL given), argparse's
+    # terminal width through shutil, and anything of a load.
+    unneeded = {"blinker", "runtime.core.signals", "runtime.core.lint", "runtime.db.server",
+                "shutil", "sqlalchemy", "runtime.load.loader", "runtime.commands"}
+    assert unneeded.isdisjoint(again.stderr.splitlines())
+
+
 def test_a_pending_python_migration_gets_the_full_load(
     two: Path, database_url: str, loaded: list[str]
 ) -> None:
