@@ -399,8 +399,10 @@ def test_a_new_migration_runs_on_asyncio_alone(packages: Path, database_url: str
     assert done.stdout.startswith("notes  0002_more (")
     # anyio's backend costs 40 ms at start-up (#17); the full load's task group needs it.
     # Nor what only other commands, or a breaking migration's lint, read.
+    # Nor the embedded server's module (a database named), with tempfile and shutil.
     unneeded = {"anyio._backends._asyncio", "packaging.version", "runtime.core.booking",
-                "runtime.db.leftovers", "runtime.core.fleet", "importlib.abc"}
+                "runtime.db.leftovers", "runtime.core.fleet", "importlib.abc",
+                "runtime.db.server", "tempfile", "shutil"}
     assert "anyio._backends._asyncio" in first.stderr.splitlines()
     assert unneeded.isdisjoint(done.stderr.splitlines())
 
