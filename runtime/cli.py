@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -43,6 +44,7 @@ from runtime.console import (
     check_document,
     crossings,
     report_lint,
+    report_slow_loads,
     summary,
 )
 from runtime.db import urls
@@ -156,7 +158,8 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
         return answer
     from runtime.commands import COMMANDS
 
-    return await COMMANDS[args.command](args, settings, console)
+    with report_slow_loads(console):
+        return await COMMANDS[args.command](args, settings, console)
 
 
 def _duration(text: str) -> float:
@@ -376,7 +379,8 @@ class _Stopped(Exception):
         super().__init__(signal.Signals(signum).name)
 
 
-async def _until_signalled(command: Coroutine[Any, Any, int]) -> int:
+async def _until_signalled(command: Coroutine[Any, Any, int], console: Console,
+                           name: str) -> int:
     # SIGTERM and SIGHUP stop the command as Ctrl-C does, by cancelling it, so that its
     # `finally` blocks run and an embedded server it started is stopped, not left behind.
     task = asyncio.current_task()
@@ -384,21 +388,38 @@ async def _until_signalled(command: Coroutine[Any, Any, int]) -> int:
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
-    def stop(signum: int) -> None:
+    def stop(signum: int, _frame: object) -> None:
+        # A Python handler, not the loop's: it runs even while the loop is held by code
+        # that never returns (a package's endless loop, as it loads), where the loop's
+        # would wait for it. A second signal then ends the process at once.
+        if received:
+            _stop_at_once(console, name, signum)
         received.append(signum)
-        task.cancel()
+        loop.call_soon_threadsafe(task.cancel)
 
     # SIGINT too: a process started in the background by a script inherits SIGINT
     # ignored, and Python then leaves it so; a deploy tool's interrupt must still stop it.
-    for signum in _STOPPING:
-        loop.add_signal_handler(signum, stop, signum)
+    previous = {signum: signal.signal(signum, stop) for signum in _STOPPING}
     try:
         return await command
     except asyncio.CancelledError:
         raise _Stopped(received[0] if received else signal.SIGINT) from None
     finally:
-        for signum in _STOPPING:
-            loop.remove_signal_handler(signum)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_at_once(console: Console, command: str, signum: int) -> NoReturn:
+    """End the process now, as asked a second time, whatever holds the command (code of
+    a package that never returns): only an embedded server this run started is stopped."""
+    with contextlib.suppress(Exception):  # the stream may be mid-write where it stopped
+        console.line("stopped at once (asked twice)", "warn")
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    server = sys.modules.get("runtime.db.server")  # not imported: no server started
+    if server is not None:
+        server.stop_started()
+    os._exit(_stopped_code(command, signum))
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -524,7 +545,8 @@ def main(
         _check_fleet(args)
         _check_settings(settings, entry_points=not args.no_entry_points)
         with process.running(lasting=args.command == "dev"):
-            return asyncio.run(_until_signalled(_run(args, settings, console)))
+            return asyncio.run(_until_signalled(_run(args, settings, console), console,
+                                                args.command))
     except (UsageError, DatabaseUnavailableError, DatabaseInUseError) as exc:
         return _failed(console, exc, USAGE)
     except RegistryError as exc:
@@ -553,11 +575,15 @@ def _stopped(console: Console, command: str, signum: int) -> int:
     """Say the command stopped; exit 128 + the signal, as shells do, but for the daemon,
     for which being asked to stop is how it ends."""
     console.line("stopped", "dim")
-    code = OK if command == "dev" else 128 + signum
+    code = _stopped_code(command, signum)
     if console.json:
         console.document(summary(console, ok=False, error="stopped",
                                  signal=signal.Signals(signum).name, exit_code=code))
     return code
+
+
+def _stopped_code(command: str, signum: int) -> int:
+    return OK if command == "dev" else 128 + signum
 
 
 def script() -> NoReturn:

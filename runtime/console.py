@@ -47,6 +47,7 @@ __all__ = [
     "report_lint",
     "report_progress",
     "report_signals",
+    "report_slow_loads",
     "report_standings",
     "report_waiting",
     "summary",
@@ -446,6 +447,21 @@ def report_waiting(console: Console) -> Iterator[None]:
 
     with signals.run_waiting.connected_to(_waiting(console)), \
             signals.migration_retrying.connected_to(_retrying(console)):
+        yield
+
+
+@contextmanager
+def report_slow_loads(console: Console) -> Iterator[None]:
+    """Say, while the block runs, which package's code holds a load (`load_slow`)."""
+    from runtime.core import signals
+
+    def slow(_sender: Any, *, source: str, seconds: float, **_: Any) -> None:
+        console.line(f"! still loading {source} after {seconds:.0f} s: code it runs when "
+                     "imported has not returned (an endless loop, or a slow call at module "
+                     "level?); fix it, then press Ctrl-C twice to stop, and start again",
+                     "warn")
+
+    with signals.load_slow.connected_to(slow):
         yield
 
 

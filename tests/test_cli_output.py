@@ -235,6 +235,32 @@ def test_an_interrupted_command_exits_128_plus_the_signal_but_the_daemon_0(
         stop(process)
 
 
+@pytest.mark.parametrize("command", ["check", "dev"])
+def test_a_package_that_never_loads_is_named_and_a_second_ctrl_c_stops_at_once(
+    packages: Path, database_url: str, command: str
+) -> None:
+    # Code a package runs when imported never returns: `check` runs it on the loop's
+    # thread, the daemon in a worker thread its cancellation waits for. Neither stopped
+    # on Ctrl-C, and neither said anything.
+    write_package(packages, "stuck", name="stuck", tables={}, migrations={})
+    with (packages / "stuck" / "schema.py").open("a") as schema:
+        schema.write("\nwhile True:\n    pass\n")
+    process = start(packages, database_url, command, "--no-cache")
+    try:
+        seen = "".join(lines_until(process, "still loading"))
+        assert f"still loading {packages.resolve() / 'stuck'} after 5 s" in seen, seen
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert process.poll() is None  # the first asks the command to stop: it cannot
+        process.send_signal(signal.SIGINT)
+        returned = process.wait(timeout=10)
+        assert process.stdout is not None
+        assert "stopped at once (asked twice)" in process.stdout.read()
+        assert returned == (0 if command == "dev" else 130)
+    finally:
+        stop(process)
+
+
 def test_the_console_script_spells_its_own_name_in_hints(
     packages: Path, database_url: str
 ) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "emit",
     "emit_async",
     "lint_found",
+    "load_slow",
     "migration_applied",
     "migration_failed",
     "migration_ran",
@@ -133,6 +134,13 @@ run_waiting: NamedSignal = _signals.signal("run_waiting", doc="""\
 A run has waited a second for the pipeline's lock, which another run holds.
 Sender: the pipeline's run. Keywords: holder (`runtime.core.events.LockHolder` or None
 when it let go meanwhile), waited_s (float).""")
+
+load_slow: NamedSignal = _signals.signal("load_slow", doc="""\
+A package's code has run for a while (5 s) as it loads and has not returned: an endless
+loop or a slow call at module level, which holds the load until the process ends. Sent
+once a load, from a thread of its own.
+Sender: None. Keywords: source (str: the package directory, or the entry point),
+seconds (float).""")
 
 reloaded: NamedSignal = _signals.signal("reloaded", doc="""\
 The dev daemon finished handling a change on disk, successfully or not.

@@ -32,7 +32,7 @@ from types import TracebackType
 
 from runtime.errors import DatabaseUnavailableError
 
-__all__ = ["EmbeddedServer"]
+__all__ = ["EmbeddedServer", "stop_started"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class EmbeddedServer:
                     socket_dir = self._start_server()
                     self._started_here = True
                     self._socket_dir = Path(socket_dir)
+                    _STARTED.add(self)
                 else:
                     logger.info("reusing the PostgreSQL server running on %s", self.pgdata)
         except OSError as exc:
@@ -129,6 +130,7 @@ class EmbeddedServer:
             DatabaseUnavailableError: pg_ctl could not stop the server.
         """
         started_here, self._started_here, self._url = self._started_here, False, None
+        _STARTED.discard(self)
         if not started_here:
             return
         socket_dir = self._socket_dir
@@ -160,6 +162,7 @@ class EmbeddedServer:
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a crash
             socket_dir = self._start_server()
         self._started_here, self._socket_dir = True, Path(socket_dir)
+        _STARTED.add(self)
         logger.info("started PostgreSQL again on %s", self.pgdata)
         return True
 
@@ -298,6 +301,19 @@ class EmbeddedServer:
 
 
 # -- helpers without state -------------------------------------------------------------
+
+
+# The servers this process started and has not stopped, for `stop_started`.
+_STARTED: set[EmbeddedServer] = set()
+
+
+def stop_started() -> None:
+    """Stop every server this process started, as `stop` does, saying nothing of what
+    fails: for a process ending at once (a second Ctrl-C), whose `finally` blocks will
+    not run."""
+    for server in list(_STARTED):
+        with contextlib.suppress(Exception):
+            server.stop()
 
 
 def _install_dir() -> Path:

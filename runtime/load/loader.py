@@ -38,6 +38,7 @@ from runtime.core.model import UNREGISTERED_MIGRATION
 from runtime.errors import PackageLoadError, Problem, RegistryError, ValidationError
 from runtime.load.bytecode import Bytecode, compiled
 from runtime.load.packages import PACKAGE_FILE, discover
+from runtime.load.watchdog import watched
 
 if TYPE_CHECKING:  # the registry is the caller's: a load answered from the cache makes none
     from runtime.core.registry import DatabaseRegistry
@@ -278,12 +279,14 @@ def _register(
     """Import `module` of `directory` (the package `root`) and call its register."""
     file = str(directory / PACKAGE_FILE)
     try:
-        target = _import_package(directory, root, module)
-        file = getattr(target, "__file__", None) or file
-        register = getattr(target, attr or "register", None if attr else target)
-        if not callable(register):
-            raise PackageLoadError(file, f"defines no {attr or 'register'}(registry) function")
-        register(recorder)
+        with watched(str(directory)):
+            target = _import_package(directory, root, module)
+            file = getattr(target, "__file__", None) or file
+            register = getattr(target, attr or "register", None if attr else target)
+            if not callable(register):
+                raise PackageLoadError(file, f"defines no {attr or 'register'}(registry) "
+                                       "function")
+            register(recorder)
     except RegistryError as exc:
         if not _made_in_package_code(exc):
             raise
@@ -441,11 +444,12 @@ def load_entry_points(
             continue
         source = f"entry point {entry_point.name} ({entry_point.value})"
         try:
-            target = entry_point.load()
-            register = getattr(target, "register", target)
-            recorder = _Recorder(registry, source, taken or {},
-                                 set() if refused is None else refused)
-            register(recorder)
+            with watched(source):
+                target = entry_point.load()
+                register = getattr(target, "register", target)
+                recorder = _Recorder(registry, source, taken or {},
+                                     set() if refused is None else refused)
+                register(recorder)
         except RegistryError:
             raise
         except _FAILURES as exc:
