@@ -5,6 +5,10 @@ Which changes count is decided where the package-directory rule lives
 cache keeps: editors' swap and backup files, `__pycache__` and hidden names never
 count. Directories pass too: a package moved in or deleted whole arrives as one event
 for its directory alone.
+
+A root deleted whole (`rm -r packages_dev`, a checkout of a branch without it) takes
+the operating system's watch with it: it is watched again once it is back, and what it
+holds then arrives as changed.
 """
 
 from __future__ import annotations
@@ -58,11 +62,43 @@ async def watch(
             knows a write from now on will be seen.
     """
     roots = [root.resolve() for root in roots]
-    async for changes in awatch(
-        *roots, watch_filter=PackageFilter(roots), debounce=debounce_ms, step=step_ms,
-        stop_event=stop_event, rust_timeout=100, yield_on_timeout=True,
-    ):
-        if ready is not None and not ready.is_set():
-            ready.set()
-        if changes:
-            yield {Path(path) for _, path in changes}
+    watched = _present(roots)
+    while stop_event is None or not stop_event.is_set():
+        renewed: set[Path] = set()
+        if watched:
+            async for changes in awatch(
+                *watched, watch_filter=PackageFilter(roots), debounce=debounce_ms,
+                step=step_ms, stop_event=stop_event, rust_timeout=100, yield_on_timeout=True,
+            ):
+                if ready is not None and not ready.is_set():
+                    ready.set()
+                paths = {Path(path) for _, path in changes}
+                if paths:
+                    yield paths
+                # A root deleted (and perhaps made again since, its inode number reused)
+                # took its watch with it; one that was gone may be back.
+                renewed = {root for root in watched if root in paths or not root.is_dir()}
+                if renewed or len(_present(roots)) != len(watched):
+                    break
+        else:
+            await anyio.sleep(_ABSENT_POLL_S)  # every root gone: look for them again
+        present = _present(roots)
+        back = [root for root in present if root not in watched or root in renewed]
+        watched = present
+        if back:
+            yield {child for root in back for child in _children(root)}
+
+
+#: How often roots that are gone are looked for, when no root is left to watch.
+_ABSENT_POLL_S = 0.1
+
+
+def _present(roots: list[Path]) -> list[Path]:
+    return [root for root in roots if root.is_dir()]
+
+
+def _children(root: Path) -> list[Path]:
+    try:
+        return [child for child in root.iterdir() if packages.counts(child, root)]
+    except OSError:  # gone again: the next look says so
+        return []

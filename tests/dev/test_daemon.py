@@ -428,6 +428,29 @@ async def test_a_package_directory_renamed_is_the_same_package_from_its_new_plac
     assert [e for e in sent(log, "reloaded") if e["error"] is not None] == []
 
 
+@pytest.mark.parametrize("gap_s", [0.0, 0.5])
+async def test_a_packages_root_deleted_and_made_again_is_watched_again(
+    engine: AsyncEngine, root: Path, log: Log, tmp_path: Path, gap_s: float
+) -> None:
+    # `rm -r packages_dev` and a checkout bringing it back, at once (its inode number
+    # reused) or a while later: the watch went with the directory, and the daemon saw
+    # no save after it.
+    shutil.copytree(root, tmp_path / "kept")
+    async with running(engine, root) as watching:
+        await change(log, functools.partial(shutil.rmtree, root),
+                     until=lambda r: r["packages"] == ("notes",))
+        assert "notes" not in watching.registry
+        await anyio.sleep(gap_s)
+        await change(log, functools.partial(shutil.copytree, tmp_path / "kept", root),
+                     until=lambda _: "notes" in watching.registry)
+        done = await change(log, lambda: (root / "notes" / "migrations" / "0002_more.sql")
+                            .write_text("ALTER TABLE ydtb_notes ADD COLUMN more text;"),
+                            until=lambda r: bool(r["applied"]))
+    assert ["0002_more" in applied for applied in done["applied"]] == [True]
+    assert await query(engine, "SELECT count(*) FROM information_schema.columns "
+                       "WHERE table_name = 'ydtb_notes' AND column_name = 'more'") == 1
+
+
 async def test_a_second_daemon_on_the_database_is_refused_naming_the_first(
     engine: AsyncEngine, root: Path, database_url: str
 ) -> None:
