@@ -66,20 +66,25 @@ async def watch(
     while stop_event is None or not stop_event.is_set():
         renewed: set[Path] = set()
         if watched:
-            async for changes in awatch(
-                *watched, watch_filter=PackageFilter(roots), debounce=debounce_ms,
-                step=step_ms, stop_event=stop_event, rust_timeout=100, yield_on_timeout=True,
-            ):
-                if ready is not None and not ready.is_set():
-                    ready.set()
-                paths = {Path(path) for _, path in changes}
-                if paths:
-                    yield paths
-                # A root deleted (and perhaps made again since, its inode number reused)
-                # took its watch with it; one that was gone may be back.
-                renewed = {root for root in watched if root in paths or not root.is_dir()}
-                if renewed or len(_present(roots)) != len(watched):
-                    break
+            try:
+                async for changes in awatch(
+                    *watched, watch_filter=PackageFilter(roots), debounce=debounce_ms,
+                    step=step_ms, stop_event=stop_event, rust_timeout=100,
+                    yield_on_timeout=True,
+                ):
+                    if ready is not None and not ready.is_set():
+                        ready.set()
+                    paths = {Path(path) for _, path in changes}
+                    if paths:
+                        yield paths
+                    # A root deleted (and perhaps made again since, its inode number
+                    # reused) took its watch with it; one that was gone may be back.
+                    renewed = {root for root in watched if root in paths or not root.is_dir()}
+                    if renewed or len(_present(roots)) != len(watched):
+                        break
+            except FileNotFoundError:  # a root went between the look and the watch
+                renewed = set(watched)
+                await anyio.sleep(_ABSENT_POLL_S)
         else:
             await anyio.sleep(_ABSENT_POLL_S)  # every root gone: look for them again
         present = _present(roots)

@@ -1,0 +1,39 @@
+"""The watcher alone: roots that go and come back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from runtime.dev import watcher
+
+
+async def test_a_root_gone_between_the_look_and_the_watch_is_watched_once_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "packages"
+    present = watcher._present
+    looks: list[int] = []
+
+    def late(roots: list[Path]) -> list[Path]:
+        looks.append(1)
+        return roots if len(looks) == 1 else present(roots)  # as if it went just after
+
+    monkeypatch.setattr(watcher, "_present", late)
+    stop = anyio.Event()
+    seen: list[set[Path]] = []
+
+    async def watch() -> None:
+        async for paths in watcher.watch([root], stop_event=stop):
+            seen.append(paths)
+            stop.set()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            await anyio.sleep(0.3)  # watchfiles found no such path: the watch goes on
+            (root / "notes").mkdir(parents=True)
+
+    assert seen == [{root / "notes"}]
