@@ -216,7 +216,7 @@ def test_a_skeleton_builds_its_tables_only_when_read() -> None:
 
     assert "tables" not in vars(skeleton)
     assert skeleton.table_names == ("ydtb_p0_t0",)
-    assert "tables" not in vars(skeleton)
+    assert {"tables", "_tables"}.isdisjoint(vars(skeleton))  # their parts not even parsed
     assert [c.name for c in skeleton.tables[0].columns] == ["workspace_id", "key", "id", "title"]
 
 
@@ -232,6 +232,22 @@ def test_an_entry_without_facts_is_refused(bad: object) -> None:
     entry = replace(Manifest.of([build(PackageSpec("p0"))]).entries[0], facts=bad)
     with pytest.raises(ValueError, match="p0: no facts of the package"):
         facts.skeleton(entry)
+
+
+@pytest.mark.parametrize("parts", ['[["ydtb_p0_t0"', '{"ydtb_p0_t0": 1}', '[["ydtb_other"]]',
+                                   '[{"a": 1}]', '[1]'],
+                         ids=["truncated", "mapping", "another name", "no list", "no table"])
+def test_tables_whose_parts_are_damaged_are_refused_when_read(parts: str) -> None:
+    entry = Manifest.of([build(PackageSpec("p0", tables=(TableSpec("ydtb_p0_t0"),)))]).entries[0]
+    described = list(entry.facts)
+    described[4] = [["ydtb_p0_t0"], parts]
+    skeleton = facts.skeleton(replace(entry, facts=described))
+
+    assert skeleton.table_names == ("ydtb_p0_t0",)  # read without the parts
+    with pytest.raises(ValueError, match="p0: no facts of its"):
+        skeleton.tables  # noqa: B018
+    with pytest.raises(ValueError, match="p0: no facts of its"):
+        skeleton.referenced_tables  # noqa: B018
 
 
 def test_the_core_table_names_are_the_core_schemas() -> None:

@@ -175,3 +175,77 @@ def test_a_cache_file_whose_listings_are_damaged_still_answers(tmp_path: Path) -
     assert cache.listings(path) == {}
     assert cache.lookup(path, [root]) == manifest  # listed afresh, the files unchanged
     assert cache.changes(path, [root]) is not None
+
+
+def _grouped(files: dict[str, list[Any]], roots: list[Path]) -> dict[str | None, dict[str, Any]]:
+    """Every file by its package directory (None: in none), the full computation."""
+    groups: dict[str | None, dict[str, Any]] = {}
+    for path, stat in files.items():
+        root = next((r for r in roots if path.startswith(f"{r}/")), None)
+        key = None if root is None else str(root / Path(path).relative_to(root).parts[0])
+        groups.setdefault(key, {})[path] = stat
+    return groups
+
+
+def _full_changes(stored: dict[str, Any], current: dict[str, Any], roots: list[Path]) -> Any:
+    """What `changes` must say, from both states grouped whole."""
+    def same(path: str, a: list[Any] | None, b: list[Any] | None) -> bool:
+        # One file as the cache compares it (its hash too, if written just before).
+        return a is not None and b is not None and cache._same({path: a}, {path: b})
+
+    before, after = _grouped(stored, roots), _grouped(current, roots)
+    if before.pop(None, {}) != after.pop(None, {}):
+        return None
+    changed, edited = [], {}
+    for directory, files in after.items():
+        old = before.get(directory, {})
+        differ = {path for path in old.keys() | files.keys()
+                  if not same(path, old.get(path), files.get(path))}
+        if differ:
+            changed.append(directory)
+            if directory in before:
+                edited[Path(directory)] = frozenset(differ)
+    kept = tuple(d for d in after if d not in changed)
+    return tuple(Path(d) for d in sorted(changed)), kept, edited
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(start=st.integers(1, 4), changes=st.lists(_CHANGES, max_size=8),
+       aged=st.booleans(), second=st.sampled_from(["absent", "appears", "there"]))
+def test_the_directories_that_changed_are_those_the_full_comparison_finds(
+    tmp_path_factory: pytest.TempPathFactory, start: int, changes: list[tuple[str, int]],
+    aged: bool, second: str,
+) -> None:
+    # `changes` places only the files that differ in their directory (#17); grouping
+    # every file of both states must say the same: which directories changed, which
+    # did not, and what changed in each the cache knew. Files just written keep a hash
+    # (racy): `aged` dates them long before, so both kinds are compared.
+    # A second root, absent or not, that may appear: what is in no package directory.
+    base = tmp_path_factory.mktemp("changes")
+    root, other = base / "packages", base / "more"
+    root.mkdir()
+    for number in range(start):
+        _package(root, f"p{number}")
+    if second == "there":
+        _package(other, "q0")
+    if aged:
+        _age(base, PAST)
+    roots = [root, other]
+    path = cache.cache_file(base / "data", roots, False)
+    manifest = Manifest((Entry("@ydtb/core", "1.0.0", "f0", (("0001_core_tables", "c0"),)),))
+    cache.store(path, manifest, cache.scan(roots), entry_points=False)
+    stored = json.loads(path.read_text())["packages"]
+    for kind, pick in changes:
+        _change(root, kind, pick)
+    if second == "appears":
+        _package(other, "q0")
+
+    found = cache.changes(path, roots)
+    expected = _full_changes(stored, cache.scan(roots).files, roots)
+
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert (found.directories, found.unchanged_directories, dict(found.edited)) == expected
