@@ -79,7 +79,8 @@ async def watch(
                         yield paths
                     # A root deleted (and perhaps made again since, its inode number
                     # reused) took its watch with it; one that was gone may be back.
-                    renewed = {root for root in watched if root in paths or not root.is_dir()}
+                    renewed = {root for root in watched if not root.is_dir()
+                               or (Change.deleted, str(root)) in changes}
                     if renewed or len(_present(roots)) != len(watched):
                         break
             except FileNotFoundError:  # a root went between the look and the watch
