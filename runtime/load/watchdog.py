@@ -26,7 +26,6 @@ SLOW_S = 5.0
 _LOOK_EVERY_S = 0.5
 
 
-
 class _Load:
     __slots__ = ("since", "source", "told")
 
